@@ -1,0 +1,5 @@
+module mailfountain.dev/mailfountain
+
+go 1.26
+
+require gopkg.in/yaml.v3 v3.0.1

@@ -1,0 +1,57 @@
+// Package reconcilers holds the reconciler contract and the engine that
+// plans every reconciler, applies them in order and rolls back on failure.
+// Each reconciler lives in its own sub-package and owns one slice of the box.
+package reconcilers
+
+import (
+	"context"
+	"fmt"
+
+	"mailfountain.dev/mailfountain/schema"
+)
+
+// Op is the kind of a planned change.
+type Op string
+
+const (
+	Create Op = "+"
+	Update Op = "~"
+	Delete Op = "-"
+)
+
+// Change is one planned step from the live state to the desired state.
+type Change struct {
+	Op       Op     `json:"op"`
+	Resource string `json:"resource"` // kind and name: "account rene.ricard@ma-societe.fr"
+	Detail   string `json:"detail,omitempty"`
+	// Payload carries what the reconciler's Apply needs; it never leaves
+	// the process (plan files are recomputed, not replayed).
+	Payload any `json:"-"`
+}
+
+func (c Change) String() string {
+	if c.Detail == "" {
+		return fmt.Sprintf("%s %s", c.Op, c.Resource)
+	}
+	return fmt.Sprintf("%s %s (%s)", c.Op, c.Resource, c.Detail)
+}
+
+// Live is what a reconciler observed of the slice it owns.
+type Live interface {
+	// Fingerprint identifies the observed state: two observations with the
+	// same fingerprint would produce the same plan for the same document.
+	Fingerprint() string
+}
+
+// Reconciler converges one slice of the box. It is level-triggered: Plan
+// always starts from a fresh observation, never from what it did before.
+type Reconciler interface {
+	Name() string
+	Observe(ctx context.Context) (Live, error)
+	// Plan lists, in order, the changes that take live to desired. An empty
+	// plan means in sync.
+	Plan(ctx context.Context, live Live, desired *schema.State) ([]Change, error)
+	// Apply carries out changes that Plan returned; it is idempotent and
+	// atomic where the target allows.
+	Apply(ctx context.Context, changes []Change) error
+}
