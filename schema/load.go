@@ -110,7 +110,7 @@ func Load(srcs []Source) (*State, error) {
 // document is the merged YAML of every source, with enough to point an
 // error at the file, line and column it comes from.
 type document struct {
-	root   *yaml.Node           // merged top-level mapping
+	root   *yaml.Node            // merged top-level mapping
 	fileOf map[*yaml.Node]string // file of top-level values and list items
 	modeOf map[string]fs.FileMode
 	first  string // file named when an error has no better place
@@ -308,12 +308,13 @@ var lowercased = map[string]bool{
 
 // maxNodes bounds the values a document may expand to, so YAML aliases
 // cannot blow a small file up into an enormous one.
-const maxNodes = 10_000_000
+const maxNodes = 2_000_000
 
 type converter struct {
-	nodes int
-	errs  Errors
-	d     *document
+	expanding map[*yaml.Node]bool // anchors being expanded: an alias inside its own anchor is a cycle
+	nodes     int
+	errs      Errors
+	d         *document
 }
 
 // value turns a YAML node into plain Go values (map[string]any, []any,
@@ -331,6 +332,15 @@ func (c *converter) value(n *yaml.Node, path []string, pattern string) any {
 		if n.Alias == nil {
 			return nil
 		}
+		if c.expanding[n.Alias] {
+			c.errs = append(c.errs, &Error{File: c.d.fileFor(path), Line: n.Line, Column: n.Column, Path: formatPath(path), Message: "YAML alias *" + n.Value + " refers to itself"})
+			return nil
+		}
+		if c.expanding == nil {
+			c.expanding = map[*yaml.Node]bool{}
+		}
+		c.expanding[n.Alias] = true
+		defer delete(c.expanding, n.Alias)
 		return c.value(n.Alias, path, pattern)
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {

@@ -154,11 +154,11 @@ func (d *document) checkDomain(i int, dom *Domain) Errors {
 	accounts := map[string]bool{}
 	for j, a := range dom.Accounts {
 		accounts[a.ID] = true
-		if d.node(at("accounts", j)) == nil {
-			// abuse or postmaster, added by the loader: claimed last.
-			continue
+		if d.node(at("accounts", j)) != nil { // abuse and postmaster added by the loader are checked below
+			claim(a.ID, "account "+a.ID, at("accounts", j, "id"))
 		}
-		claim(a.ID, "account "+a.ID, at("accounts", j, "id"))
+	}
+	for j, a := range dom.Accounts {
 		for k, alias := range a.Aliases {
 			claim(alias, "an alias of "+a.ID, at("accounts", j, "aliases", k))
 		}
