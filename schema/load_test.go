@@ -3,11 +3,11 @@ package schema
 import (
 	"errors"
 	"fmt"
-	"time"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // base is a valid document; tests change one thing in it.
