@@ -109,6 +109,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"bad domain name", "name: ma-societe.fr", "name: ma_societe", 11, "expected a domain name"},
 		{"bad language", "smtp:", "smtp:\n  mode: direct\nx:", 0, ""}, // replaced below
 		{"bad password hash", "name: René RICARD", "name: René RICARD\n        password_hash: secret", 15, "argon2id or bcrypt"},
+		{"costly password hash", "name: René RICARD", "name: René RICARD\n        password_hash: \"$argon2id$v=19$m=4194304,t=3,p=4$c2FsdHNhbHRzYWx0c2FsdA$2vMZhb+Hz9Mnm0D6x1Z0eUO6gGDaFqxN0HnIKlOpgbA\"", 15, "m="},
 		{"wrong type", "{enabled: true,", "{enabled: yes,", 7, "expected true or false"},
 		{"port out of range", "smtp:", "  forwards: [{port: 70000, to: 192.168.1.20}]\nsmtp:", 8, "expected a number <=65535"},
 		{"static without address", "wan: {method: dhcp}", "wan: {method: static}", 5, `missing required field "address"`},

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // time zones do not depend on the host's files
+
+	"mailfountain.dev/mailfountain/runtime/auth"
 )
 
 // servedPorts lists the ports the box serves itself on its WAN side; a
@@ -40,6 +42,25 @@ func (d *document) checkRules(st *State) Errors {
 
 	if _, err := time.LoadLocation(st.System.Timezone); err != nil || st.System.Timezone == "" || st.System.Timezone == "Local" {
 		add(p("system", "timezone"), "unknown time zone %q; expected an IANA name such as Europe/Paris", st.System.Timezone)
+	}
+
+	// Password hashes: the schema checks their form; auth checks that their
+	// parameters are ones a login can afford to verify.
+	hash := func(h string, path []string) {
+		if h != "" {
+			if err := auth.ValidateHash(h); err != nil {
+				add(path, "%v", err)
+			}
+		}
+	}
+	hash(st.System.Admin.PasswordHash, p("system", "admin", "password_hash"))
+	for i, m := range st.Managers {
+		hash(m.PasswordHash, p("managers", i, "password_hash"))
+	}
+	for i, dom := range st.Domains {
+		for j, a := range dom.Accounts {
+			hash(a.PasswordHash, p("domains", i, "accounts", j, "password_hash"))
+		}
 	}
 
 	// Models.

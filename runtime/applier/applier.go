@@ -1,0 +1,449 @@
+// Package applier owns one data directory's applied state: it turns state
+// documents into plans, applies them through the reconciler engine one at
+// a time, and keeps every applied document as a numbered version that can
+// be listed, compared, rolled back to, exported and imported.
+//
+// mfapply uses it directly when no daemon runs; mailfountaind uses it
+// behind its control socket, so there is one applier per data directory.
+package applier
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"mailfountain.dev/mailfountain/reconcilers"
+	"mailfountain.dev/mailfountain/reconcilers/accounts"
+	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/schema"
+)
+
+// ErrStale is returned by Apply for a plan that no longer describes what
+// applying would do: the live state or the version history moved since.
+var ErrStale = errors.New("the live state changed since this plan was made; plan again")
+
+// ErrLocked is wrapped by the error of an Apply, Resync or Import that gave
+// up waiting for another one to finish.
+var ErrLocked = errors.New("another apply is running")
+
+// OriginRollback is the origin PlanRollback gives its plans.
+const OriginRollback = store.OriginRollback
+
+// lockFile is the name, in the data directory, of the file whose flock
+// serialises applies across processes.
+const lockFile = "apply.lock"
+
+// Applier is one data directory's applied state. Its methods are safe for
+// concurrent use; applies are serialised.
+type Applier struct {
+	dir    string
+	store  *store.Store
+	engine *reconcilers.Engine
+	logger *slog.Logger
+	// sem serialises applies within the process; the flock on lockFile
+	// does it across processes. A channel so waiting honours a context.
+	sem chan struct{}
+}
+
+// Plan is what applying a document would do. It is computed against the
+// live state; Apply refuses it once that state moved.
+type Plan struct {
+	Sources []schema.Source
+	State   *schema.State
+	Engine  *reconcilers.Plan
+	// BaseVersion is the latest version when the plan was made, 0 if none.
+	BaseVersion int
+	// StateHash identifies State: the SHA-256 of its canonical JSON.
+	StateHash string
+	// NewVersion is whether applying records a new version: the document
+	// differs from the latest version's.
+	NewVersion bool
+	// Origin is the origin Apply records when given none ("rollback" for
+	// PlanRollback's plans).
+	Origin string
+}
+
+// Result is what an Apply or Resync did.
+type Result struct {
+	Version  int // the version recorded; 0 when nothing new was recorded
+	Statuses []reconcilers.Status
+	Changed  bool // a version was recorded or the live state was changed
+}
+
+// Open opens the data directory's store and builds the reconciler engine.
+func Open(ctx context.Context, dataDir string, logger *slog.Logger) (*Applier, error) {
+	return open(ctx, dataDir, logger)
+}
+
+// open is Open with extra reconcilers after the built-in ones; tests use
+// it to make an apply fail.
+func open(ctx context.Context, dataDir string, logger *slog.Logger, extra ...reconcilers.Reconciler) (*Applier, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	st, err := store.Open(ctx, dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open applier: %w", err)
+	}
+	dir, err := filepath.Abs(st.Dir())
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open applier: %w", err)
+	}
+	rs := append([]reconcilers.Reconciler{accounts.New(st, logger)}, extra...)
+	return &Applier{
+		dir:    dir,
+		store:  st,
+		engine: reconcilers.NewEngine(logger, rs...),
+		logger: logger,
+		sem:    make(chan struct{}, 1),
+	}, nil
+}
+
+// Close closes the store.
+func (a *Applier) Close() error {
+	return a.store.Close()
+}
+
+// Dir is the data directory.
+func (a *Applier) Dir() string { return a.dir }
+
+// Store is the data directory's store, for the servers that read what the
+// reconcilers converged.
+func (a *Applier) Store() *store.Store { return a.store }
+
+// Plan validates srcs and plans them against the live state. An invalid
+// document gives schema.Errors (errors.As finds it).
+func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error) {
+	if len(srcs) == 0 {
+		return nil, errors.New("plan: no state document")
+	}
+	st, err := schema.Load(srcs)
+	if err != nil {
+		return nil, err
+	}
+	_, hash, err := canonical(st)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	latest, err := a.store.LatestVersion(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("plan: read latest version: %w", err)
+	}
+	ep, err := a.engine.Plan(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	p := &Plan{Sources: srcs, State: st, Engine: ep, StateHash: hash, NewVersion: true}
+	if latest != nil {
+		p.BaseVersion = latest.N
+		p.NewVersion = latest.StateHash != hash
+	}
+	return p, nil
+}
+
+// Apply applies p and records its document as a new version when it
+// differs from the latest. It first plans p's document again, under the
+// lock, and returns ErrStale unless that gives the same plan against the
+// same version: what the admin saw is what gets applied.
+//
+// When the engine fails it has put back the last good version; Apply then
+// returns the error with a Result holding the statuses (Changed false), and
+// records nothing. With no version yet there is nothing to put back: the
+// statuses say what was left as it was.
+func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*Result, error) {
+	if p == nil || p.Engine == nil {
+		return nil, errors.New("apply: no plan")
+	}
+	if len(p.Sources) == 0 {
+		return nil, errors.New("apply: the plan has no state document")
+	}
+	if origin == "" {
+		origin = p.Origin
+	}
+	// The document is loaded again rather than p.State trusted: a plan
+	// may come from a file or a socket.
+	st, err := schema.Load(p.Sources)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	stateJSON, hash, err := canonical(st)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	if p.StateHash != "" && hash != p.StateHash {
+		return nil, fmt.Errorf("apply: the document no longer gives the state it was planned with: %w", ErrStale)
+	}
+
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	defer unlock()
+
+	latest, lastGood, err := a.latest(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	base := 0
+	if latest != nil {
+		base = latest.N
+	}
+	if base != p.BaseVersion {
+		return nil, fmt.Errorf("apply: planned against version %d, latest is %d: %w", p.BaseVersion, base, ErrStale)
+	}
+	fresh, err := a.engine.Plan(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("apply: plan again: %w", err)
+	}
+	if r := planDifference(p.Engine, fresh); r != "" {
+		return nil, fmt.Errorf("apply: %s: %w", r, ErrStale)
+	}
+
+	statuses, err := a.engine.Apply(ctx, fresh, lastGood)
+	res := &Result{Statuses: statuses, Changed: !fresh.Empty()}
+	if err != nil {
+		// The engine put back the last good version; the statuses say
+		// whether it could.
+		res.Changed = false
+		a.logger.Error("apply failed; last good version restored", "base_version", base, "err", err)
+		return res, fmt.Errorf("apply: %w", err)
+	}
+	if latest != nil && latest.StateHash == hash {
+		return res, nil
+	}
+	v := &store.Version{
+		Created:   time.Now().UTC(),
+		Message:   message,
+		Origin:    origin,
+		StateHash: hash,
+		Sources:   versionSources(p.Sources),
+		State:     stateJSON,
+	}
+	n, err := a.store.AddVersion(ctx, v)
+	if err != nil {
+		// The live state now matches the document but history does not
+		// say so; the next apply of the same document records it.
+		return res, fmt.Errorf("apply: record version: %w", err)
+	}
+	res.Version, res.Changed = n, true
+	a.logger.Info("applied", "version", n, "origin", origin, "changes", countChanges(fresh))
+	return res, nil
+}
+
+// Verify reports ErrStale when p no longer describes what Apply would do,
+// so that a caller can say so before asking for confirmation. Apply checks
+// again under the lock.
+func (a *Applier) Verify(ctx context.Context, p *Plan) error {
+	if p == nil || p.Engine == nil || p.State == nil {
+		return errors.New("verify plan: no plan")
+	}
+	latest, err := a.store.LatestVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("verify plan: read latest version: %w", err)
+	}
+	base := 0
+	if latest != nil {
+		base = latest.N
+	}
+	if base != p.BaseVersion {
+		return fmt.Errorf("planned against version %d, latest is %d: %w", p.BaseVersion, base, ErrStale)
+	}
+	fresh, err := a.engine.Plan(ctx, p.State)
+	if err != nil {
+		return fmt.Errorf("verify plan: %w", err)
+	}
+	if r := planDifference(p.Engine, fresh); r != "" {
+		return fmt.Errorf("%s: %w", r, ErrStale)
+	}
+	return nil
+}
+
+// Resync applies the latest version again, correcting drift of the live
+// state; it records no version. With no version yet it does nothing.
+func (a *Applier) Resync(ctx context.Context) (*Result, error) {
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("resync: %w", err)
+	}
+	defer unlock()
+	latest, st, err := a.latest(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("resync: %w", err)
+	}
+	if latest == nil {
+		return &Result{}, nil
+	}
+	ep, err := a.engine.Plan(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("resync version %d: %w", latest.N, err)
+	}
+	statuses, err := a.engine.Apply(ctx, ep, st)
+	res := &Result{Statuses: statuses, Changed: !ep.Empty()}
+	if err != nil {
+		return res, fmt.Errorf("resync version %d: %w", latest.N, err)
+	}
+	if res.Changed {
+		a.logger.Info("drift corrected", "version", latest.N, "changes", countChanges(ep))
+	}
+	return res, nil
+}
+
+// History lists every version, oldest first, without their documents.
+func (a *Applier) History(ctx context.Context) ([]store.Version, error) {
+	vs, err := a.store.Versions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return vs, nil
+}
+
+// Show returns version n with its documents and state.
+func (a *Applier) Show(ctx context.Context, n int) (*store.Version, error) {
+	v, err := a.store.Version(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("show version %d: %w", n, err)
+	}
+	return v, nil
+}
+
+// Diff lists the resources that differ from version n to version m, or to
+// the latest version when m is 0.
+func (a *Applier) Diff(ctx context.Context, n, m int) ([]schema.ResourceChange, error) {
+	from, err := a.versionState(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("diff: %w", err)
+	}
+	var to *schema.State
+	if m == 0 {
+		latest, st, err := a.latest(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("diff: %w", err)
+		}
+		if latest == nil {
+			return nil, fmt.Errorf("diff: version %d: %w", n, store.ErrNotFound)
+		}
+		to = st
+	} else if to, err = a.versionState(ctx, m); err != nil {
+		return nil, fmt.Errorf("diff: %w", err)
+	}
+	return schema.DiffResources(schema.Resources(from), schema.Resources(to)), nil
+}
+
+// PlanRollback plans version n's documents as a new apply; applied, they
+// become a new version with origin "rollback".
+func (a *Applier) PlanRollback(ctx context.Context, n int) (*Plan, error) {
+	v, err := a.store.Version(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("rollback to version %d: %w", n, err)
+	}
+	p, err := a.Plan(ctx, schemaSources(v.Sources))
+	if err != nil {
+		return nil, fmt.Errorf("rollback to version %d: %w", n, err)
+	}
+	p.Origin = OriginRollback
+	return p, nil
+}
+
+// latest returns the latest version and its state, or nils when none.
+func (a *Applier) latest(ctx context.Context) (*store.Version, *schema.State, error) {
+	v, err := a.store.LatestVersion(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read latest version: %w", err)
+	}
+	if v == nil {
+		return nil, nil, nil
+	}
+	st, err := decodeState(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, st, nil
+}
+
+func (a *Applier) versionState(ctx context.Context, n int) (*schema.State, error) {
+	v, err := a.store.Version(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("version %d: %w", n, err)
+	}
+	return decodeState(v)
+}
+
+func decodeState(v *store.Version) (*schema.State, error) {
+	var st schema.State
+	if err := json.Unmarshal(v.State, &st); err != nil {
+		return nil, fmt.Errorf("decode state of version %d: %w", v.N, err)
+	}
+	return &st, nil
+}
+
+// canonical returns st's canonical JSON and its SHA-256 in hex. The
+// encoding is deterministic: struct fields in order, map keys sorted.
+func canonical(st *schema.State) ([]byte, string, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode state: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return b, hex.EncodeToString(sum[:]), nil
+}
+
+// planDifference says how two engine plans differ, or "" when they are
+// the same: same reconcilers, same observed fingerprints, same changes.
+func planDifference(planned, fresh *reconcilers.Plan) string {
+	if len(planned.Steps) != len(fresh.Steps) {
+		return fmt.Sprintf("the plan had %d reconcilers, now %d", len(planned.Steps), len(fresh.Steps))
+	}
+	for i, s := range planned.Steps {
+		f := fresh.Steps[i]
+		switch {
+		case s.Reconciler != f.Reconciler:
+			return fmt.Sprintf("reconciler %d was %s, now %s", i, s.Reconciler, f.Reconciler)
+		case s.Fingerprint != f.Fingerprint:
+			return fmt.Sprintf("the live state of %s changed", s.Reconciler)
+		case len(s.Changes) != len(f.Changes):
+			return fmt.Sprintf("%s had %d changes planned, now %d", s.Reconciler, len(s.Changes), len(f.Changes))
+		}
+		for j, c := range s.Changes {
+			if c.String() != f.Changes[j].String() {
+				return fmt.Sprintf("%s planned %q, now %q", s.Reconciler, c, f.Changes[j])
+			}
+		}
+	}
+	return ""
+}
+
+func countChanges(p *reconcilers.Plan) int {
+	n := 0
+	for _, s := range p.Steps {
+		n += len(s.Changes)
+	}
+	return n
+}
+
+func versionSources(srcs []schema.Source) []store.VersionSource {
+	out := make([]store.VersionSource, len(srcs))
+	for i, s := range srcs {
+		out[i] = store.VersionSource{Name: s.Name, Data: s.Data}
+	}
+	return out
+}
+
+// schemaSources turns a version's documents back into sources. They come
+// from the store, which only root reads: mode 0600, so that a document
+// with an inline secret, accepted when applied, is accepted again.
+func schemaSources(vs []store.VersionSource) []schema.Source {
+	out := make([]schema.Source, len(vs))
+	for i, s := range vs {
+		out[i] = schema.Source{Name: s.Name, Data: s.Data, Mode: 0o600}
+	}
+	return out
+}
+
+func lockPath(dir string) string { return filepath.Join(dir, lockFile) }

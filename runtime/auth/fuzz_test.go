@@ -1,0 +1,43 @@
+package auth
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseHash checks that the hash parsers never panic, that what they
+// accept stays within the bounds that make checking cheap, and that an
+// accepted argon2id hash has exactly one spelling.
+func FuzzParseHash(f *testing.F) {
+	for _, s := range []string{
+		refArgon2id, refBcrypt, "", "$", "$argon2id$", "$2b$",
+		"$argon2id$v=19$m=65536,t=3,p=4$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"$argon2id$v=19$m=-1,t=3,p=4$$",
+		"$argon2id$v=19$m=18446744073709551617,t=3,p=4$AA$AA",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := ValidateHash(s)
+		if strings.HasPrefix(s, "$argon2id$") {
+			h, perr := parseArgon2id(s)
+			if (perr == nil) != (err == nil) {
+				t.Fatalf("parseArgon2id and ValidateHash disagree on %q: %v vs %v", s, perr, err)
+			}
+			if perr != nil {
+				return
+			}
+			if h.time < 1 || h.time > maxArgonTime || h.memory > maxArgonMemory || h.threads < 1 ||
+				h.threads > maxArgonThreads || h.memory < 8*uint32(h.threads) {
+				t.Fatalf("%q: accepted out-of-bounds parameters %+v", s, h)
+			}
+			if got := h.String(); got != s {
+				t.Fatalf("round trip: %q became %q", s, got)
+			}
+			return
+		}
+		if err == nil && len(s) != 60 {
+			t.Fatalf("accepted %q, neither argon2id nor a 60-character bcrypt hash", s)
+		}
+	})
+}
