@@ -8,6 +8,7 @@ import (
 	"time"
 	_ "time/tzdata" // time zones do not depend on the host's files
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/runtime/auth"
 )
 
@@ -64,7 +65,7 @@ func (d *document) checkRules(st *State) Errors {
 	}
 
 	// Models.
-	if SingleDomain(st.System.Model) {
+	if model, _ := hw.Lookup(st.System.Model); model.SingleDomain() {
 		if len(st.Domains) > 1 {
 			add(p("domains", 1), "model %s serves one domain; this document has %d (M500 serves several)", st.System.Model, len(st.Domains))
 		}

@@ -21,9 +21,6 @@ const (
 	ModelVirtual = "virtual"
 )
 
-// SingleDomain reports whether the model serves only one domain.
-func SingleDomain(model string) bool { return model == ModelS100 || model == ModelS200 }
-
 type System struct {
 	Model    string `json:"model"`
 	Hostname string `json:"hostname"`
