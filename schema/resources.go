@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
@@ -95,8 +96,9 @@ type ResourceChange struct {
 	To      *Resource `json:"to,omitempty"`      // nil for a deletion
 }
 
-// Resources lists every resource of st, sorted by kind (parents first) and
-// then by name, domain by domain.
+// Resources lists every resource of st, kind by kind (parents first), each
+// kind in the document's order. The order is deterministic: the same
+// document gives the same list.
 func Resources(st *State) []Resource {
 	if st == nil {
 		return nil
@@ -154,36 +156,51 @@ func Resources(st *State) []Resource {
 		})
 	}
 
-	for _, m := range st.Managers {
-		add(KindManager, m.Login, map[string]string{
-			"password": secretDigest(m.PasswordHash),
-			"domains":  setText(m.Domains),
-		})
-	}
-
+	// Kind by kind, in kindOrder, each in the document's order: already
+	// in order, no sort needed (Resources runs on every plan).
 	for i := range st.Domains {
 		d := &st.Domains[i]
 		add(KindDomain, d.Name, map[string]string{
 			"language":  d.Language,
 			"delegated": strconv.FormatBool(d.DNS.Delegated),
 		})
-		for label, addr := range d.DNS.Hosts {
+	}
+	for i := range st.Domains {
+		d := &st.Domains[i]
+		labels := make([]string, 0, len(d.DNS.Hosts))
+		for label := range d.DNS.Hosts {
+			labels = append(labels, label)
+		}
+		sort.Strings(labels)
+		for _, label := range labels {
 			name := d.Name
 			if label != "@" {
 				name = label + "." + d.Name
 			}
-			add(KindDNSHost, name, map[string]string{"address": addr})
+			add(KindDNSHost, name, map[string]string{"address": d.DNS.Hosts[label]})
 		}
+	}
+	for i := range st.Domains {
+		d := &st.Domains[i]
 		for j := range d.Accounts {
 			a := &d.Accounts[j]
 			add(KindAccount, a.ID+"@"+d.Name, map[string]string{
 				"name":     a.Name,
 				"password": secretDigest(a.PasswordHash),
 			})
+		}
+	}
+	for i := range st.Domains {
+		d := &st.Domains[i]
+		for j := range d.Accounts {
+			a := &d.Accounts[j]
 			for _, alias := range a.Aliases {
 				add(KindAlias, alias+"@"+d.Name, map[string]string{"account": a.ID})
 			}
 		}
+	}
+	for i := range st.Domains {
+		d := &st.Domains[i]
 		for _, r := range d.Redirections {
 			to := make([]string, len(r.To))
 			for k, t := range r.To {
@@ -192,6 +209,9 @@ func Resources(st *State) []Resource {
 			// In order: the order is the document's, and is kept.
 			add(KindRedirection, r.Address+"@"+d.Name, map[string]string{"to": strings.Join(to, ",")})
 		}
+	}
+	for i := range st.Domains {
+		d := &st.Domains[i]
 		for _, m := range d.Mailings {
 			add(KindMailing, m.Name+"@"+d.Name, map[string]string{
 				"display_name": m.DisplayName,
@@ -203,7 +223,12 @@ func Resources(st *State) []Resource {
 			})
 		}
 	}
-	sortResources(rs)
+	for _, m := range st.Managers {
+		add(KindManager, m.Login, map[string]string{
+			"password": secretDigest(m.PasswordHash),
+			"domains":  setText(m.Domains),
+		})
+	}
 	return rs
 }
 
@@ -223,8 +248,17 @@ func secretDigest(s string) string {
 	if s == "" {
 		return ""
 	}
-	sum := sha256.Sum256([]byte("mailfountain resource secret\x00" + s))
-	return "sha256:" + hex.EncodeToString(sum[:])
+	// Built on the stack, one allocation: it runs for every account of
+	// every plan.
+	var in [256]byte
+	sum := sha256.Sum256(append(append(in[:0], "mailfountain resource secret\x00"...), s...))
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	var b strings.Builder
+	b.Grow(len("sha256:") + len(hx))
+	b.WriteString("sha256:")
+	b.Write(hx[:])
+	return b.String()
 }
 
 // setText encodes a list whose order does not matter.
@@ -254,85 +288,110 @@ func compareNames(a, b string) int {
 	return strings.Compare(al, bl)
 }
 
-func compareResources(a, b *Resource) int {
-	if ra, rb := kindRank(a.Kind), kindRank(b.Kind); ra != rb {
+// compareKinds orders kinds parents first; kinds unknown to this version
+// come last, by name.
+func compareKinds(a, b string) int {
+	if ra, rb := kindRank(a), kindRank(b); ra != rb {
 		return ra - rb
 	}
-	if c := strings.Compare(a.Kind, b.Kind); c != 0 {
-		return c // kinds unknown to this version, by name
+	return strings.Compare(a, b)
+}
+
+// byName indexes resources by kind, then name, to their index in the
+// list; a name given twice counts as its first occurrence.
+type byName map[string]map[string]int
+
+func indexResources(rs []Resource) byName {
+	// Resources come kind by kind: count them to size each map once.
+	sizes := map[string]int{}
+	for i := range rs {
+		sizes[rs[i].Kind]++
 	}
-	return compareNames(a.Name, b.Name)
+	idx := make(byName, len(sizes))
+	for kind, n := range sizes {
+		idx[kind] = make(map[string]int, n)
+	}
+	for i := range rs {
+		names := idx[rs[i].Kind]
+		if _, dup := names[rs[i].Name]; !dup {
+			names[rs[i].Name] = i
+		}
+	}
+	return idx
 }
-
-func sortResources(rs []Resource) {
-	slices.SortStableFunc(rs, func(a, b Resource) int { return compareResources(&a, &b) })
-}
-
-type resourceKey struct{ kind, name string }
 
 // DiffResources lists what changes from one list of resources to another.
 // Deletions come first, children before their parents (an alias before its
 // account, an account before its domain); then creations and updates,
-// parents before their children. A resource named twice in a list counts
-// once, as its first occurrence.
+// parents before their children; within a kind, by domain and then name.
+// A resource named twice in a list counts once, as its first occurrence.
 func DiffResources(from, to []Resource) []ResourceChange {
-	old := make(map[resourceKey]*Resource, len(from))
-	for i := range from {
-		k := resourceKey{from[i].Kind, from[i].Name}
-		if _, dup := old[k]; !dup {
-			old[k] = &from[i]
-		}
-	}
+	old := indexResources(from)
+	matched := make([]bool, len(from))
+	var created map[resourceKey]bool // to skip a creation named twice
 	var dels, puts []ResourceChange
-	seen := make(map[resourceKey]bool, len(to))
 	for i := range to {
 		r := &to[i]
-		k := resourceKey{r.Kind, r.Name}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		o, ok := old[k]
+		j, ok := old[r.Kind][r.Name]
 		if !ok {
+			k := resourceKey{r.Kind, r.Name}
+			if created[k] {
+				continue
+			}
+			if created == nil {
+				created = map[resourceKey]bool{}
+			}
+			created[k] = true
 			puts = append(puts, ResourceChange{Op: OpCreate, Kind: r.Kind, Name: r.Name, To: r})
 			continue
 		}
+		if matched[j] {
+			continue // named twice in to
+		}
+		matched[j] = true
+		o := &from[j]
 		if changed := changedFields(o.Fields, r.Fields); len(changed) > 0 {
 			puts = append(puts, ResourceChange{Op: OpUpdate, Kind: r.Kind, Name: r.Name, Changed: changed, From: o, To: r})
 		}
 	}
-	for k, o := range old {
-		if !seen[k] {
-			dels = append(dels, ResourceChange{Op: OpDelete, Kind: o.Kind, Name: o.Name, From: o})
+	for _, names := range old {
+		for _, j := range names {
+			if !matched[j] {
+				o := &from[j]
+				dels = append(dels, ResourceChange{Op: OpDelete, Kind: o.Kind, Name: o.Name, From: o})
+			}
 		}
 	}
 	slices.SortFunc(dels, func(a, b ResourceChange) int {
-		if ra, rb := kindRank(a.Kind), kindRank(b.Kind); ra != rb {
-			return rb - ra
-		}
-		if c := strings.Compare(b.Kind, a.Kind); c != 0 {
-			return c
-		}
-		return compareNames(a.Name, b.Name)
+		return cmp.Or(-compareKinds(a.Kind, b.Kind), compareNames(a.Name, b.Name))
 	})
-	slices.SortStableFunc(puts, func(a, b ResourceChange) int {
-		return compareResources(&Resource{Kind: a.Kind, Name: a.Name}, &Resource{Kind: b.Kind, Name: b.Name})
+	slices.SortFunc(puts, func(a, b ResourceChange) int {
+		return cmp.Or(compareKinds(a.Kind, b.Kind), compareNames(a.Name, b.Name))
 	})
 	return append(dels, puts...)
 }
+
+type resourceKey struct{ kind, name string }
 
 // changedFields lists, sorted, the fields whose values differ; a missing
 // field is the same as an empty one.
 func changedFields(a, b map[string]string) []string {
 	var changed []string
+	inB := 0 // keys of a that b has
 	for k, v := range a {
-		if b[k] != v {
+		w, ok := b[k]
+		if ok {
+			inB++
+		}
+		if w != v {
 			changed = append(changed, k)
 		}
 	}
-	for k, v := range b {
-		if _, ok := a[k]; !ok && v != "" {
-			changed = append(changed, k)
+	if inB < len(b) { // b has keys that a lacks
+		for k, v := range b {
+			if _, ok := a[k]; !ok && v != "" {
+				changed = append(changed, k)
+			}
 		}
 	}
 	sort.Strings(changed)

@@ -16,9 +16,9 @@ const (
 // company is a small valid State, as Load would give it.
 func company() *State {
 	return &State{
-		System:  System{Model: ModelM500, Hostname: "mail", Timezone: "Europe/Paris", Language: "fr", Admin: Admin{PasswordHash: hashA}},
-		Network: Network{Mode: "router", WAN: WAN{Method: "dhcp"}, LAN: LAN{Address: "192.168.1.1"}, DHCP: DHCP{Enabled: true, Start: "192.168.1.100", End: "192.168.1.250"}, Forwards: []Forward{{Port: 8080, Protocol: "tcp", To: "192.168.1.20", ToPort: 80}}},
-		SMTP:    SMTP{Mode: "direct"},
+		System:   System{Model: ModelM500, Hostname: "mail", Timezone: "Europe/Paris", Language: "fr", Admin: Admin{PasswordHash: hashA}},
+		Network:  Network{Mode: "router", WAN: WAN{Method: "dhcp"}, LAN: LAN{Address: "192.168.1.1"}, DHCP: DHCP{Enabled: true, Start: "192.168.1.100", End: "192.168.1.250"}, Forwards: []Forward{{Port: 8080, Protocol: "tcp", To: "192.168.1.20", ToPort: 80}}},
+		SMTP:     SMTP{Mode: "direct"},
 		Managers: []Manager{{Login: "jdupont", PasswordHash: hashB, Domains: []string{"ma-societe.fr"}}},
 		Domains: []Domain{{
 			Name: "ma-societe.fr", Language: "fr",
@@ -58,9 +58,9 @@ func TestResources(t *testing.T) {
 	want := []string{
 		"system system", "admin admin", "network network", "wan wan", "lan lan", "dhcp dhcp", "forward tcp/8080",
 		"smtp smtp", "domain ma-societe.fr", "dns-host ma-societe.fr", "dns-host www.ma-societe.fr",
-		"account abuse@ma-societe.fr", "account andre.mouve@ma-societe.fr", "account charline.durand@ma-societe.fr",
-		"account postmaster@ma-societe.fr", "account rene.ricard@ma-societe.fr",
-		"alias commercial@ma-societe.fr", "alias direction@ma-societe.fr", "alias rene@ma-societe.fr",
+		"account rene.ricard@ma-societe.fr", "account andre.mouve@ma-societe.fr", "account charline.durand@ma-societe.fr",
+		"account abuse@ma-societe.fr", "account postmaster@ma-societe.fr",
+		"alias direction@ma-societe.fr", "alias rene@ma-societe.fr", "alias commercial@ma-societe.fr",
 		"redirection support@ma-societe.fr", "mailing newsletter@ma-societe.fr", "manager jdupont",
 	}
 	if got := names(rs); !slices.Equal(got, want) {

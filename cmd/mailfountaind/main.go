@@ -1,0 +1,166 @@
+// Command mailfountaind runs the box: it applies the desired-state
+// document, keeps the box converged on it, and serves mfapply on the
+// control socket of the data directory.
+//
+//	mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL]
+//
+// SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
+// the daemon cleanly (exit 0).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"mailfountain.dev/mailfountain/runtime/applier"
+	"mailfountain.dev/mailfountain/runtime/control"
+	"mailfountain.dev/mailfountain/runtime/daemon"
+)
+
+// defaultDataDir is the data directory unless MAILFOUNTAIN_DATA or --data
+// say otherwise.
+const defaultDataDir = "/var/lib/mailfountain"
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // could not start, or a hosted component failed
+	exitUsage = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+type options struct {
+	dataDir   string
+	statePath string
+	resync    time.Duration
+	level     slog.Level
+}
+
+func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	dataDir := defaultDataDir
+	if v := getenv("MAILFOUNTAIN_DATA"); v != "" {
+		dataDir = v
+	}
+	fs := flag.NewFlagSet("mailfountaind", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.dataDir, "data", dataDir, "data directory (env MAILFOUNTAIN_DATA)")
+	fs.StringVar(&o.statePath, "f", "", "state file, or directory of *.yaml files (required)")
+	fs.DurationVar(&o.resync, "resync", daemon.DefaultResync, "interval of drift correction (re-apply of the latest version); 0 disables it")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL]\n\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nSIGHUP reloads the state files; SIGTERM or SIGINT stops the daemon.\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.statePath == "" {
+		return nil, errors.New("-f PATH is required: the state file or directory to apply and watch")
+	}
+	if o.dataDir == "" {
+		return nil, errors.New("--data must not be empty")
+	}
+	if o.resync < 0 {
+		return nil, fmt.Errorf("--resync %s: must not be negative", o.resync)
+	}
+	if err := o.level.UnmarshalText([]byte(*level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)
+	}
+	return o, nil
+}
+
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	o, err := parseArgs(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mailfountaind: %v\nRun 'mailfountaind -h' for usage.\n", err)
+		return exitUsage
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// Once stopping, a second signal kills at once.
+	context.AfterFunc(ctx, stop)
+	// Caught from the start: SIGHUP's default action would kill the
+	// daemon while it opens the store.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	if err := serve(ctx, o, hup, logger); err != nil {
+		logger.Error("mailfountaind stopped", "err", err)
+		return exitError
+	}
+	logger.Info("mailfountaind stopped")
+	return exitOK
+}
+
+func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.Logger) error {
+	resync := o.resync
+	if resync == 0 {
+		resync = -1 // daemon.Config: negative disables
+	}
+	// A wrong -f is found before the data directory is created or locked.
+	if _, err := os.Stat(o.statePath); err != nil {
+		return fmt.Errorf("state path: %w", err)
+	}
+	logger.Info("mailfountaind starting", "data", o.dataDir, "state", o.statePath, "resync", o.resync.String(), "pid", os.Getpid())
+
+	app, err := applier.Open(ctx, o.dataDir, logger)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	// Take the control socket before applying anything: it fails when
+	// another daemon serves this data directory.
+	ctl, err := control.Listen(o.dataDir, app, logger)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger}, app)
+	if err != nil {
+		return err
+	}
+	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(done)
+	wg.Go(func() {
+		for {
+			select {
+			case <-hup:
+				logger.Info("SIGHUP: reloading the state files")
+				d.Reload()
+			case <-done:
+				return
+			}
+		}
+	})
+
+	return d.Run(ctx)
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseArgs(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     string // MAILFOUNTAIN_DATA
+		want    options
+		wantErr string
+	}{
+		{"defaults", []string{"-f", "s.yaml"}, "", options{dataDir: defaultDataDir, statePath: "s.yaml", resync: time.Minute, level: slog.LevelInfo}, ""},
+		{"env sets the data directory", []string{"-f", "s.yaml"}, "/env", options{dataDir: "/env", statePath: "s.yaml", resync: time.Minute}, ""},
+		{"flag beats env", []string{"--data", "/flag", "-f", "s.yaml"}, "/env", options{dataDir: "/flag", statePath: "s.yaml", resync: time.Minute}, ""},
+		{"resync and level", []string{"-f", "d", "--resync", "5s", "--log-level", "debug"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: 5 * time.Second, level: slog.LevelDebug}, ""},
+		{"resync 0 disables", []string{"-f", "d", "--resync", "0"}, "", options{dataDir: defaultDataDir, statePath: "d"}, ""},
+		{"no -f", []string{"--data", "/x"}, "", options{}, "-f PATH is required"},
+		{"negative resync", []string{"-f", "d", "--resync", "-1s"}, "", options{}, "must not be negative"},
+		{"bad level", []string{"-f", "d", "--log-level", "loud"}, "", options{}, "--log-level"},
+		{"stray argument", []string{"-f", "d", "extra"}, "", options{}, `unexpected argument "extra"`},
+		{"empty data", []string{"-f", "d", "--data", ""}, "", options{}, "--data must not be empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string {
+				if k == "MAILFOUNTAIN_DATA" {
+					return tt.env
+				}
+				return ""
+			}
+			got, err := parseArgs(tt.args, getenv, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *got != tt.want {
+				t.Errorf("got %+v, want %+v", *got, tt.want)
+			}
+		})
+	}
+}

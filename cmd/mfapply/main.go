@@ -1,0 +1,343 @@
+// Command mfapply validates, plans and applies MailFountain state
+// documents, and lists, compares, rolls back and backs up the versions
+// applied to a data directory.
+//
+// When mailfountaind runs on the data directory, mfapply sends its
+// requests to the daemon through the control socket so that there is one
+// applier; otherwise it opens the data directory itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFail    = 1 // error, invalid document, refusal, usage error
+	exitChanges = 2 // plan: there are changes to apply
+)
+
+// defaultDataDir is the data directory when neither --data nor
+// MAILFOUNTAIN_DATA says otherwise.
+const defaultDataDir = "/var/lib/mailfountain"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	c := &cli{
+		stdin:     os.Stdin,
+		stdout:    os.Stdout,
+		stderr:    os.Stderr,
+		stdinFd:   int(os.Stdin.Fd()),
+		stdinTTY:  term.IsTerminal(int(os.Stdin.Fd())),
+		stdoutTTY: term.IsTerminal(int(os.Stdout.Fd())),
+		getenv:    os.Getenv,
+	}
+	code := c.run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// cli is one run of mfapply: its standard streams, environment and
+// global options.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	stdinFd        int
+	stdinTTY       bool
+	stdoutTTY      bool
+	getenv         func(string) string
+
+	dataDir string
+	json    bool
+	color   bool
+}
+
+// command is one mfapply command.
+type command struct {
+	name    string
+	usage   string // after "mfapply "
+	summary string
+	help    string // what it does, its options and exit status
+	run     func(c *cli, ctx context.Context, args []string) int
+}
+
+// commands lists the commands in the order the usage text gives them. A
+// function, not a variable: the commands' help refers back to the list.
+func commands() []*command {
+	return []*command{
+		{
+			name:    "validate",
+			usage:   "validate -f PATH [--json]",
+			summary: "check a state document without applying it",
+			help: `Checks the state document PATH (a YAML file, or a directory whose *.yaml
+files are merged) against the schema and its rules. Nothing is applied and
+no data directory is needed.
+
+Options:
+  -f PATH   the state document
+  --json    machine-readable output
+
+Exit status: 0 valid ("valid: N domains, M accounts"); 1 invalid, with every
+error as file:line:col: path: message.`,
+			run: (*cli).validate,
+		},
+		{
+			name:    "plan",
+			usage:   "plan -f PATH [-out FILE] [--json]",
+			summary: "show what applying a state document would change",
+			help: `Plans the state document PATH against the live state of the data
+directory and prints the changes, + add, ~ change, - remove, per resource,
+grouped by reconciler. With -out, saves the plan: "mfapply apply FILE"
+applies exactly it, and refuses if the live state moved since.
+
+Options:
+  -f PATH     the state document
+  -out FILE   save the plan to FILE
+  --json      machine-readable output
+
+Exit status: 0 no changes; 2 changes to apply; 1 error (an invalid document
+prints every error, positioned).`,
+			run: (*cli).plan,
+		},
+		{
+			name:    "apply",
+			usage:   "apply -f PATH [--yes] [-m MESSAGE] | apply FILE",
+			summary: "apply a state document, or a saved plan, as a new version",
+			help: `Plans the state document PATH (or reads the plan FILE saved by
+"mfapply plan -out"), shows the plan, asks "Apply these changes? [y/N]" on
+the terminal unless --yes, applies it and records it as a new version.
+Without a terminal, --yes is required. A saved plan is refused when the live
+state or the history moved since it was made: plan again.
+
+Options:
+  -f PATH      the state document
+  --yes, -y    do not ask
+  -m MESSAGE   a message recorded with the version
+
+Exit status: 0 applied (or "no changes"); 1 error, refusal or cancelled.`,
+			run: (*cli).apply,
+		},
+		{
+			name:    "history",
+			usage:   "history [--json]",
+			summary: "list the applied versions",
+			help: `Lists the versions applied to the data directory, oldest first; the last
+one is the desired state.
+
+Options:
+  --json   machine-readable output`,
+			run: (*cli).history,
+		},
+		{
+			name:    "show",
+			usage:   "show N [--json]",
+			summary: "print the state files of version N",
+			help: `Prints the state files of version N as they were applied. With --json,
+prints the normalised state instead (identifiers lowercased, defaults
+filled in).
+
+Options:
+  --json   the normalised state, as JSON`,
+			run: (*cli).show,
+		},
+		{
+			name:    "diff",
+			usage:   "diff N [M] [--json]",
+			summary: "what changed from version N to version M (default: the latest)",
+			help: `Compares the state of version N with that of version M (default: the
+latest) resource by resource: "~ account rene.ricard@ma-societe.fr (name)".
+Password hashes and secrets are named when they change, never printed.
+
+Options:
+  --json   machine-readable output`,
+			run: (*cli).diff,
+		},
+		{
+			name:    "rollback",
+			usage:   "rollback N [--yes] [-m MESSAGE]",
+			summary: "apply version N again, as a new version",
+			help: `Plans the state files of version N against the live state, shows the
+plan, asks "Apply these changes? [y/N]" unless --yes, and applies them as a
+new version (origin "rollback"). History is kept: nothing is deleted.
+
+Options:
+  --yes, -y    do not ask
+  -m MESSAGE   a message recorded with the version (default "rollback to version N")
+
+Exit status: 0 applied (or "no changes"); 1 error, refusal or cancelled.`,
+			run: (*cli).rollback,
+		},
+		{
+			name:    "backup",
+			usage:   "backup export FILE | backup import FILE",
+			summary: "save every version to an archive, or restore them",
+			help: `backup export FILE writes every version of the data directory to one
+archive (FILE "-": standard output). backup import FILE replaces every version
+with those of an archive, after checking that each one is valid.`,
+			run: (*cli).backup,
+		},
+		{
+			name:    "passwd",
+			usage:   "passwd",
+			summary: "hash a password for the state document",
+			help: `Reads a password (asked twice on a terminal; otherwise one line of standard
+input), checks it has at least 6 characters, and prints its hash to paste
+into a password_hash field of the state document.`,
+			run: (*cli).passwd,
+		},
+		{
+			name:    "help",
+			usage:   "help [COMMAND]",
+			summary: "this text, or a command's",
+			run:     (*cli).helpCmd,
+		},
+	}
+}
+
+func lookup(name string) *command {
+	for _, cmd := range commands() {
+		if cmd.name == name {
+			return cmd
+		}
+	}
+	return nil
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	c.dataDir = defaultDataDir
+	if d := c.getenv("MAILFOUNTAIN_DATA"); d != "" {
+		c.dataDir = d
+	}
+	fs := flag.NewFlagSet("mfapply", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.dataDir, "data", c.dataDir, "")
+	fs.BoolVar(&c.json, "json", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			c.usage(c.stdout)
+			return exitOK
+		}
+		return c.usageError("", err.Error())
+	}
+	if fs.NArg() == 0 {
+		c.usage(c.stderr)
+		return exitFail
+	}
+	cmd := lookup(fs.Arg(0))
+	if cmd == nil {
+		return c.usageError("", fmt.Sprintf("unknown command %q", fs.Arg(0)))
+	}
+	c.color = c.stdoutTTY && c.getenv("NO_COLOR") == ""
+	return cmd.run(c, ctx, fs.Args()[1:])
+}
+
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprintf(w, `mfapply manages the desired state of a MailFountain box.
+
+Usage: mfapply [--data DIR] COMMAND [ARGUMENTS]
+
+Commands:
+`)
+	for _, cmd := range commands() {
+		fmt.Fprintf(w, "  %-48s %s\n", cmd.usage, cmd.summary)
+	}
+	fmt.Fprintf(w, `
+Options (before or after the command):
+  --data DIR   data directory (default %s; env MAILFOUNTAIN_DATA)
+  --json       machine-readable output, errors included (validate, plan,
+               history, show, diff)
+
+When mailfountaind runs on the data directory, mfapply goes through its
+control socket (DIR/control.sock); otherwise it applies directly.
+"mfapply COMMAND -h" describes a command.
+`, defaultDataDir)
+}
+
+func (c *cli) helpCmd(_ context.Context, args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stdout)
+		return exitOK
+	}
+	cmd := lookup(args[0])
+	if cmd == nil || len(args) > 1 {
+		return c.usageError("help", fmt.Sprintf("unknown command %q", strings.Join(args, " ")))
+	}
+	c.commandHelp(c.stdout, cmd)
+	return exitOK
+}
+
+func (c *cli) commandHelp(w io.Writer, cmd *command) {
+	fmt.Fprintf(w, "Usage: mfapply [--data DIR] %s\n\n", cmd.usage)
+	if cmd.help != "" {
+		fmt.Fprintln(w, cmd.help)
+	}
+}
+
+// usageError says what is wrong on one line with where to look, and
+// returns the exit status of a usage error.
+func (c *cli) usageError(cmd, msg string) int {
+	if cmd == "" {
+		fmt.Fprintf(c.stderr, "mfapply: %s (see 'mfapply help')\n", msg)
+	} else {
+		fmt.Fprintf(c.stderr, "mfapply %s: %s (see 'mfapply %s -h')\n", cmd, msg, cmd)
+	}
+	return exitFail
+}
+
+// flags is a command's flag set, with the options every command takes.
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.dataDir, "data", c.dataDir, "")
+	fs.BoolVar(&c.json, "json", c.json, "")
+	return fs
+}
+
+// noJSON refuses --json for a command that does not read.
+func (c *cli) noJSON(cmd string) int {
+	if c.json {
+		return c.usageError(cmd, "--json is for read commands")
+	}
+	return -1
+}
+
+// parse parses a command's arguments, flags and operands in any order,
+// and checks the number of operands. It returns a non-negative exit status
+// when the command must stop there (help asked, or a usage error).
+func (c *cli) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]string, int) {
+	name := fs.Name()
+	var operands []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.commandHelp(c.stdout, lookup(strings.Fields(name)[0]))
+				return nil, exitOK
+			}
+			return nil, c.usageError(name, err.Error())
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		operands = append(operands, args[0])
+		args = args[1:]
+	}
+	switch {
+	case len(operands) < minArgs:
+		return nil, c.usageError(name, "missing argument")
+	case len(operands) > maxArgs:
+		return nil, c.usageError(name, fmt.Sprintf("unexpected argument %q", operands[maxArgs]))
+	}
+	return operands, -1
+}

@@ -1,0 +1,408 @@
+// Package daemon is the core of mailfountaind: it keeps the box converged
+// on its desired state and hosts the servers that run on it.
+//
+// The desired state is the latest applied version. The daemon adds
+// versions from the watched state files: on start when their content
+// changed since it last applied them, on every change it sees while it
+// runs (debounced file-system events), and when asked to reload (SIGHUP).
+// mfapply apply and rollback add versions through the control socket. A
+// timer re-applies the latest version to correct drift. An invalid edit is
+// logged, error by error, and the last good version stays in force.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"mailfountain.dev/mailfountain/reconcilers"
+	"mailfountain.dev/mailfountain/runtime/applier"
+	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/schema"
+)
+
+// MetaSourcesHash is the store meta key holding the hash of the state
+// files the daemon last applied; on start, an unchanged hash means the
+// latest version (perhaps a rollback) stays the desired state.
+const MetaSourcesHash = "watched_sources_hash"
+
+// Origin is the origin of the versions the daemon records.
+const Origin = "daemon"
+
+// Defaults of Config.
+const (
+	DefaultResync   = time.Minute
+	DefaultDebounce = 300 * time.Millisecond
+)
+
+// staleRetries bounds how often one reload plans again after an mfapply
+// apply, through the control socket, moved the live state under it.
+const staleRetries = 3
+
+// Config is how a Daemon runs.
+type Config struct {
+	// StatePath is the state file, or a directory of *.yaml files.
+	StatePath string
+	// Resync is the drift-correction interval; negative disables it, zero
+	// is DefaultResync.
+	Resync time.Duration
+	// Debounce is how long the state files must stay quiet after an event
+	// before they are applied, so that a burst of events applies once.
+	// Zero is DefaultDebounce.
+	Debounce time.Duration
+	Logger   *slog.Logger
+}
+
+// Daemon keeps one data directory converged. Create it with New, add the
+// components it hosts with Host, then Run it.
+type Daemon struct {
+	cfg        Config
+	target     target
+	app        *applier.Applier
+	log        *slog.Logger
+	components []Component
+	reload     chan struct{} // capacity 1: reload requests coalesce
+
+	// seen is the hash of the state files as last read, applied or not,
+	// so that an event that changed nothing (a touch, a save without
+	// edits) applies nothing. Only Run's goroutine touches it.
+	seen string
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is the daemon's machine-readable state, logged after every apply
+// and kept for the control socket.
+type Status struct {
+	// Version is the latest applied version, the desired state; 0 before
+	// the first apply.
+	Version int `json:"version"`
+	// StatePath is the watched state file or directory.
+	StatePath string `json:"state_path"`
+	// SourcesHash identifies the state files as last read.
+	SourcesHash string `json:"sources_hash,omitempty"`
+	// Pending is true when the state files differ from what is applied
+	// because they are invalid or could not be applied; Errors says why.
+	Pending bool `json:"pending"`
+	// Errors are the problems of the state files as last read.
+	Errors []string `json:"errors,omitempty"`
+	// Reconcilers is each reconciler's state after the last apply or
+	// resync that did something, or that failed.
+	Reconcilers []reconcilers.Status `json:"reconcilers"`
+	// Updated is when the status last changed.
+	Updated time.Time `json:"updated"`
+}
+
+// New returns a daemon for the state path. The path must exist; the files
+// it holds need not be valid yet.
+func New(cfg Config, app *applier.Applier) (*Daemon, error) {
+	if app == nil {
+		return nil, errors.New("new daemon: no applier")
+	}
+	t, err := newTarget(cfg.StatePath)
+	if err != nil {
+		return nil, fmt.Errorf("new daemon: %w", err)
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = DefaultResync
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{
+		cfg:    cfg,
+		target: t,
+		app:    app,
+		log:    cfg.Logger,
+		reload: make(chan struct{}, 1),
+		status: Status{StatePath: t.path},
+	}, nil
+}
+
+// Host adds components that Run starts after the first apply and stops
+// before it returns. Call it before Run.
+func (d *Daemon) Host(cs ...Component) {
+	d.components = append(d.components, cs...)
+}
+
+// Reload asks Run to read and apply the state files now, even if their
+// content did not change. It does not wait; requests made while one is
+// pending coalesce.
+func (d *Daemon) Reload() {
+	select {
+	case d.reload <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns the daemon's current status. Safe for concurrent use.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.status
+	s.Errors = append([]string(nil), s.Errors...)
+	s.Reconcilers = append([]reconcilers.Status(nil), s.Reconcilers...)
+	return s
+}
+
+// Run applies the state on start, starts the hosted components, then
+// watches the state files, reloads on request and corrects drift until ctx
+// is done. It returns nil after a clean stop, and an error when it cannot
+// watch or a component stopped on its own.
+func (d *Daemon) Run(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch state: %w", err)
+	}
+	defer w.Close()
+	// Watch before the first read, so that an edit made while it applies
+	// is not missed.
+	if err := w.Add(d.target.dir); err != nil {
+		return fmt.Errorf("watch state directory %s: %w", d.target.dir, err)
+	}
+	d.log.Info("watching state", "path", d.target.path, "dir", d.target.dir)
+
+	d.start(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	g := startGroup(cctx, d.components)
+	defer func() {
+		cancel()
+		g.wait()
+	}()
+	for _, c := range d.components {
+		d.log.Info("started", "component", c.Name())
+	}
+
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	var resync <-chan time.Time
+	if d.cfg.Resync > 0 {
+		t := time.NewTicker(d.cfg.Resync)
+		defer t.Stop()
+		resync = t.C
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping")
+			return nil
+		case err := <-g.failed():
+			d.log.Error("stopping: a component failed", "err", err)
+			return err
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("watch state: watcher closed")
+			}
+			if d.target.concerns(ev) {
+				d.log.Debug("state file event", "file", ev.Name, "op", ev.Op.String())
+				debounce.Reset(d.cfg.Debounce)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("watch state: watcher closed")
+			}
+			// An overflow loses events: read the files again to be sure.
+			d.log.Warn("watch state", "err", err)
+			debounce.Reset(d.cfg.Debounce)
+		case <-debounce.C:
+			d.apply(ctx, false, "changed")
+		case <-d.reload:
+			d.apply(ctx, true, "reload")
+		case <-resync:
+			d.resync(ctx, false)
+		}
+	}
+}
+
+// start applies the state files if they changed since the daemon last
+// applied them, and otherwise (or if they cannot be applied) re-applies
+// the latest version: a rollback made with mfapply survives a restart.
+func (d *Daemon) start(ctx context.Context) {
+	applied, err := d.app.Store().Meta(ctx, MetaSourcesHash)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		d.log.Error("read the hash of the last applied state files", "err", err)
+		applied = ""
+	}
+	srcs, err := schema.ReadSources(d.target.path)
+	if err != nil {
+		d.log.Error("read state", "err", err)
+		d.setPending([]string{err.Error()})
+	} else {
+		h := d.target.sourcesHash(srcs)
+		d.seen = h
+		if h != applied {
+			if d.applySources(ctx, srcs, h, "start") {
+				return
+			}
+		} else {
+			d.log.Info("state files unchanged since last applied; re-applying the latest version", "path", d.target.path)
+			d.setStatus(func(s *Status) { s.SourcesHash, s.Pending, s.Errors = h, false, nil })
+		}
+	}
+	d.resync(ctx, true)
+}
+
+// apply reads the state files and applies them; unless forced, only when
+// their content changed since last read.
+func (d *Daemon) apply(ctx context.Context, force bool, why string) {
+	srcs, err := schema.ReadSources(d.target.path)
+	if err != nil {
+		d.log.Error("read state; keeping the current version", "err", err, "version", d.Status().Version)
+		d.setPending([]string{err.Error()})
+		d.seen = "" // whatever is readable next is applied, even the same content
+		return
+	}
+	h := d.target.sourcesHash(srcs)
+	if !force && h == d.seen {
+		d.log.Debug("state files unchanged", "path", d.target.path)
+		return
+	}
+	d.seen = h
+	d.applySources(ctx, srcs, h, why)
+}
+
+// applySources applies srcs as a new version and reports whether the live
+// state now matches them.
+func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, why string) bool {
+	d.log.Info("applying state", "path", d.target.path, "files", len(srcs), "trigger", why)
+	msg := fmt.Sprintf("mailfountaind: %s (%s)", d.target.path, why)
+	var (
+		res *applier.Result
+		err error
+	)
+	for range staleRetries {
+		var p *applier.Plan
+		p, err = d.app.Plan(ctx, srcs)
+		if err != nil {
+			break
+		}
+		// Once started, an apply runs to its end: stopping half-way
+		// would leave the box half-configured.
+		res, err = d.app.Apply(context.WithoutCancel(ctx), p, msg, Origin)
+		if !errors.Is(err, applier.ErrStale) {
+			break
+		}
+		d.log.Info("the live state moved while planning; planning again", "err", err)
+	}
+
+	if errs, ok := errors.AsType[schema.Errors](err); ok {
+		// One line per error, so that each names its file and line.
+		for _, e := range errs {
+			d.log.Error("invalid state", "err", e.Error())
+		}
+		lines := make([]string, len(errs))
+		for i, e := range errs {
+			lines[i] = e.Error()
+		}
+		d.log.Warn("state not applied; keeping the current version", "errors", len(errs), "version", d.currentVersion(ctx))
+		d.setPending(lines)
+		d.logStatus()
+		return false
+	}
+	if err != nil && ctx.Err() != nil {
+		return false // stopping while planning
+	}
+	if err != nil {
+		// Not the document's fault: the next event tries the same
+		// content again.
+		d.seen = ""
+		d.log.Error("apply state failed; keeping the last good version", "err", err, "version", d.currentVersion(ctx))
+		d.setPending([]string{err.Error()})
+		if res != nil {
+			d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
+		}
+		d.logStatus()
+		return false
+	}
+
+	if err := d.app.Store().SetMeta(context.WithoutCancel(ctx), MetaSourcesHash, hash); err != nil {
+		// The next start applies the files again: no harm, no version.
+		d.log.Warn("record the hash of the applied state files", "err", err)
+	}
+	v := d.currentVersion(ctx)
+	if res.Version == 0 {
+		d.log.Info("state applied: no changes", "version", v)
+	} else {
+		d.log.Info("state applied", "version", res.Version)
+	}
+	d.setStatus(func(s *Status) {
+		s.SourcesHash, s.Pending, s.Errors = hash, false, nil
+		s.Reconcilers = res.Statuses
+	})
+	d.logStatus()
+	return true
+}
+
+// resync re-applies the latest version. The applier logs what it
+// corrected; the daemon logs its status when something changed or failed,
+// or always if asked.
+func (d *Daemon) resync(ctx context.Context, logAlways bool) {
+	res, err := d.app.Resync(context.WithoutCancel(ctx))
+	d.currentVersion(ctx)
+	if res != nil {
+		d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
+	}
+	if err != nil {
+		d.log.Error("resync the latest version", "err", err)
+	}
+	if logAlways || err != nil || res.Changed {
+		d.logStatus()
+	}
+}
+
+// currentVersion reads the latest version number and records it in the
+// status.
+func (d *Daemon) currentVersion(ctx context.Context) int {
+	v, err := d.app.Store().LatestVersion(ctx)
+	if err != nil {
+		d.log.Warn("read the latest version", "err", err)
+		return d.Status().Version
+	}
+	n := 0
+	if v != nil {
+		n = v.N
+	}
+	d.setStatus(func(s *Status) { s.Version = n })
+	return n
+}
+
+func (d *Daemon) setPending(errs []string) {
+	d.setStatus(func(s *Status) { s.Pending, s.Errors = true, errs })
+}
+
+func (d *Daemon) setStatus(f func(*Status)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(&d.status)
+	d.status.Updated = time.Now().UTC()
+}
+
+// logStatus writes the status as one logfmt line: version, pending, and
+// one reconcilers.NAME=STATE attribute per reconciler.
+func (d *Daemon) logStatus() {
+	s := d.Status()
+	rs := make([]any, 0, len(s.Reconcilers))
+	for _, r := range s.Reconcilers {
+		state := r.State
+		if r.Error != "" {
+			state += ": " + r.Error
+		}
+		rs = append(rs, slog.String(r.Reconciler, state))
+	}
+	d.log.Info("status", "version", s.Version, "pending", s.Pending, "errors", len(s.Errors), slog.Group("reconcilers", rs...))
+}
