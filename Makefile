@@ -8,7 +8,7 @@ GO ?= go
 
 # Packages with goroutines of their own: their tests run under the race
 # detector (which needs a C compiler: gcc below).
-RACE_PKGS := ./runtime/... ./reconcilers/...
+RACE_PKGS := ./schema/... ./runtime/... ./reconcilers/...
 
 # Tools the suite needs beyond Go, as command:debian-package. `make deps`
 # installs the missing ones (as root: apt-get update once, then install).
