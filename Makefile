@@ -26,8 +26,11 @@ FUZZTIME ?= 10s
 all: test
 
 ## demo: run the box on the example document, data in ./.demo-data, loopback only
+# Built then exec'd rather than `go run`, so Ctrl-C ends with the daemon's
+# own clean exit status instead of go run's 1.
 demo:
-	$(GO) run ./cmd/mailfountaind --data $(DEMO_DATA) -f $(DEMO_STATE)
+	$(GO) build -o bin/mailfountaind ./cmd/mailfountaind
+	exec bin/mailfountaind --data $(DEMO_DATA) -f $(DEMO_STATE)
 
 ## test: the whole suite: tools, gofmt, go vet, tests (race detector where there is concurrency; fuzz seeds included)
 test: deps fmt-check vet unit race
