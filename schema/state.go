@@ -27,6 +27,13 @@ type System struct {
 	Timezone string `json:"timezone"`
 	Language string `json:"language"`
 	Admin    Admin  `json:"admin"`
+	TLS      *TLS   `json:"tls,omitempty"`
+}
+
+// TLS names the PEM files of the mail servers' certificate.
+type TLS struct {
+	Certificate string `json:"certificate"`
+	Key         string `json:"key"`
 }
 
 type Admin struct {
@@ -79,6 +86,7 @@ type SMTP struct {
 	Mode            string `json:"mode"`
 	Relay           *Relay `json:"relay,omitempty"`
 	LegacyPlainAuth bool   `json:"legacy_plain_auth"`
+	MaxMessageMB    int    `json:"max_message_mb"`
 }
 
 type Relay struct {

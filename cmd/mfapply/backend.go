@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"os"
 
 	"mailfountain.dev/mailfountain/runtime/applier"
@@ -30,6 +31,7 @@ type backend interface {
 	Import(ctx context.Context, r io.Reader) error
 	WritePlanFile(p *applier.Plan, path string) error
 	ReadPlanFile(path string) (*applier.Plan, error)
+	AccountStatus(ctx context.Context, domain string) ([]accountstatus.Account, error)
 	Close() error
 }
 

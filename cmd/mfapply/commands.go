@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
+	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/applier"
+	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -493,4 +495,66 @@ func planJSON(p *applier.Plan, saved string) planOutput {
 		}
 	}
 	return out
+}
+
+func (c *cli) status(ctx context.Context, args []string) int {
+	fs := c.flags("status")
+	operands, code := c.parse(fs, args, 1, 2)
+	if code >= 0 {
+		return code
+	}
+	if operands[0] != "accounts" {
+		return c.usageError("status", fmt.Sprintf("unknown status %q: accounts", operands[0]))
+	}
+	domain := ""
+	if len(operands) == 2 {
+		domain = strings.ToLower(operands[1])
+	}
+	b, err := c.open(ctx, true)
+	if err != nil {
+		return c.fail("status accounts", err)
+	}
+	defer b.Close()
+	as, err := b.AccountStatus(ctx, domain)
+	if errors.Is(err, store.ErrNotFound) {
+		err = fmt.Errorf("no domain %s on this box", domain)
+	}
+	if err != nil {
+		return c.fail("status accounts", err)
+	}
+	if c.json {
+		if as == nil {
+			as = []accountstatus.Account{}
+		}
+		return c.printJSON(as)
+	}
+	if len(as) == 0 {
+		fmt.Fprintln(c.stdout, "no accounts")
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tNAME\tLAST LOGIN\tMESSAGES\tSIZE")
+	for _, a := range as {
+		last := "N/A"
+		if a.LastLogin != nil {
+			last = a.LastLogin.Local().Format("2006-01-02 15:04:05") + " (" + a.LastService + ")"
+		}
+		fmt.Fprintf(tw, "%s@%s\t%s\t%s\t%d\t%s\n", a.ID, a.Domain, oneLine(a.Name), last, a.Messages, humanBytes(a.Bytes))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// humanBytes writes a size as the manual's table does: "0 octets" style,
+// in bytes, KB or MB.
+func humanBytes(n int64) string {
+	switch {
+	case n < 1024:
+		return fmt.Sprintf("%d B", n)
+	case n < 1024*1024:
+		return fmt.Sprintf("%.1f KB", float64(n)/1024)
+	case n < 1024*1024*1024:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1024*1024))
+	}
+	return fmt.Sprintf("%.1f GB", float64(n)/(1024*1024*1024))
 }

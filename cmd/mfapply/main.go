@@ -188,6 +188,21 @@ with those of an archive, after checking that each one is valid.`,
 			run: (*cli).backup,
 		},
 		{
+			name:    "status",
+			usage:   "status accounts [DOMAIN] [--json]",
+			summary: "each account's last login, number of messages and their size",
+			help: `status accounts lists the accounts of DOMAIN (default: every domain) with
+their last login (time and service), the number of messages in their
+mailbox (all folders) and their total size: the account table of the
+manual (6.4.1). It reads no message.
+
+Options:
+  --json   machine-readable output
+
+Exit status: 0 listed; 1 error (no such domain, no data directory).`,
+			run: (*cli).status,
+		},
+		{
 			name:    "passwd",
 			usage:   "passwd",
 			summary: "hash a password for the state document",

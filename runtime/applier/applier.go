@@ -15,11 +15,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mailfountain.dev/mailfountain/runtime/accountstatus"
+	"mailfountain.dev/mailfountain/runtime/maildir"
 	"path/filepath"
 	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
+	"mailfountain.dev/mailfountain/reconcilers/mail"
+	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
 )
@@ -46,6 +50,9 @@ type Applier struct {
 	store  *store.Store
 	engine *reconcilers.Engine
 	logger *slog.Logger
+	// settings are the mail servers' settings, as the mail reconciler
+	// last applied them.
+	settings *mailconf.Live
 	// sem serialises applies within the process; the flock on lockFile
 	// does it across processes. A channel so waiting honours a context.
 	sem chan struct{}
@@ -96,15 +103,37 @@ func open(ctx context.Context, dataDir string, logger *slog.Logger, extra ...rec
 		st.Close()
 		return nil, fmt.Errorf("open applier: %w", err)
 	}
-	rs := append([]reconcilers.Reconciler{accounts.New(st, logger)}, extra...)
+	settings := &mailconf.Live{}
+	cur, err := mail.Load(ctx, st)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open applier: %w", err)
+	}
+	settings.Store(cur)
+	rs := append([]reconcilers.Reconciler{accounts.New(st, logger), mail.New(st, settings, logger)}, extra...)
 	return &Applier{
-		dir:    dir,
-		store:  st,
-		engine: reconcilers.NewEngine(logger, rs...),
-		logger: logger,
-		sem:    make(chan struct{}, 1),
+		dir:      dir,
+		store:    st,
+		engine:   reconcilers.NewEngine(logger, rs...),
+		logger:   logger,
+		settings: settings,
+		sem:      make(chan struct{}, 1),
 	}, nil
 }
+
+// AccountStatus returns the status of the accounts of domain (all if
+// empty): last login, messages and their size.
+func (a *Applier) AccountStatus(ctx context.Context, domain string) ([]accountstatus.Account, error) {
+	md, err := maildir.New(a.dir, a.logger)
+	if err != nil {
+		return nil, fmt.Errorf("account status: %w", err)
+	}
+	return accountstatus.List(ctx, a.store, md, domain)
+}
+
+// Settings are the mail servers' settings as last applied; the mail
+// reconciler updates them in place.
+func (a *Applier) Settings() *mailconf.Live { return a.settings }
 
 // Close closes the store.
 func (a *Applier) Close() error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"net"
 	"net/http"
 	"net/url"
@@ -189,6 +190,16 @@ func (c *Client) History(ctx context.Context) ([]store.Version, error) {
 		vs[i] = *ws[i].version()
 	}
 	return vs, nil
+}
+
+// AccountStatus returns the status of the accounts of domain (all if
+// empty).
+func (c *Client) AccountStatus(ctx context.Context, domain string) ([]accountstatus.Account, error) {
+	var as []accountstatus.Account
+	if err := c.do(ctx, http.MethodGet, pathAccounts, url.Values{"domain": {domain}}, nil, &as); err != nil {
+		return nil, err
+	}
+	return as, nil
 }
 
 // Show returns version n with its sources and normalised state.

@@ -203,6 +203,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+pathDecode, s.decodePlan)
 	mux.HandleFunc("GET "+pathExport, s.export)
 	mux.HandleFunc("POST "+pathImport, s.importArchive)
+	mux.HandleFunc("GET "+pathAccounts, s.accountStatus)
 	return s.guard(mux)
 }
 
@@ -369,6 +370,15 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		out[i].Sources, out[i].State = nil, nil
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) accountStatus(w http.ResponseWriter, r *http.Request) {
+	as, err := s.a.AccountStatus(r.Context(), r.URL.Query().Get("domain"))
+	if err != nil {
+		s.fail(w, r, err, nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, as)
 }
 
 func (s *Server) show(w http.ResponseWriter, r *http.Request) {

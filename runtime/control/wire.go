@@ -29,6 +29,7 @@ const (
 	pathDecode   = "/v1/plan-file/decode"
 	pathExport   = "/v1/export"
 	pathImport   = "/v1/import"
+	pathAccounts = "/v1/status/accounts"
 )
 
 // exportErrorTrailer carries an export error found after the archive

@@ -113,6 +113,17 @@ CREATE TABLE meta (
 	value TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 `,
+	// 2: the last login of each account. Not a reference to accounts: a
+	// login is a fact of the past, and an apply must not wait on it.
+	`
+CREATE TABLE logins (
+	domain  TEXT NOT NULL,
+	account TEXT NOT NULL,
+	at      INTEGER NOT NULL, -- Unix time, seconds
+	service TEXT NOT NULL,
+	PRIMARY KEY (domain, account)
+) STRICT, WITHOUT ROWID;
+`,
 }
 
 // migrate applies the migrations the database lacks, each in its own

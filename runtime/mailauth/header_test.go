@@ -1,0 +1,133 @@
+package mailauth
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func TestIsOurs(t *testing.T) {
+	cases := []struct {
+		value string
+		want  bool
+	}{
+		{" mx.box.test; spf=pass smtp.mailfrom=a@b.test", true},
+		{" MX.Box.Test; none", true},
+		{"mx.box.test 1; dkim=pass header.d=b.test", true},
+		{" (comment (nested)) mx.box.test; none", true},
+		{"\r\n\tmx.box.test;\r\n\tspf=pass", true},
+		{` "mx.box.test"; none`, true},
+		{` "mx.b\ox.test"; none`, true},
+		{" mx.box.test", true},
+		{" other.test; spf=pass", false},
+		{" mx.box.test.evil; none", false},
+		{" evil.mx.box.test; none", false},
+		{" (mx.box.test) other.test; none", false},
+		{" (unterminated mx.box.test; none", false},
+		{` "mx.box.test; none`, false},
+		{"", false},
+		{" ; spf=pass", false},
+	}
+	for _, c := range cases {
+		if got := IsOurs(c.value, "mx.box.test"); got != c.want {
+			t.Errorf("IsOurs(%q) = %v, want %v", c.value, got, c.want)
+		}
+	}
+	if IsOurs(" x; none", "") {
+		t.Error("empty authserv-id matched")
+	}
+}
+
+func TestStripForged(t *testing.T) {
+	msg := "Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\n" +
+		"Authentication-Results: mx.box.test;\r\n\tspf=pass smtp.mailfrom=forged@bank.test\r\n" +
+		"authentication-results: other.test; dkim=pass header.d=x.test\r\n" +
+		"AUTHENTICATION-RESULTS : (c) mx.box.test; none\r\n" +
+		"Subject: hi\r\n" +
+		"\r\n" +
+		"Authentication-Results: mx.box.test; body text stays\r\n"
+	want := "Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\n" +
+		"authentication-results: other.test; dkim=pass header.d=x.test\r\n" +
+		"Subject: hi\r\n" +
+		"\r\n" +
+		"Authentication-Results: mx.box.test; body text stays\r\n"
+	if got := string(StripForged([]byte(msg), "mx.box.test")); got != want {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+	untouched := []byte("Subject: x\r\nAuthentication-Results: other.test; none\r\n\r\nbody")
+	if got := StripForged(untouched, "mx.box.test"); &got[0] != &untouched[0] {
+		t.Fatal("a message with nothing to strip was copied")
+	}
+	// LF line ends and no body.
+	if got := string(StripForged([]byte("Authentication-Results: mx.box.test; none\nFrom: a@b.test\n"), "mx.box.test")); got != "From: a@b.test\n" {
+		t.Fatalf("LF: %q", got)
+	}
+}
+
+func TestReadHeader(t *testing.T) {
+	msg := "From: a@b.test\r\nSubject: x\r\n\r\nbody\r\n\r\nmore"
+	for _, r := range []func() *bufio.Reader{
+		func() *bufio.Reader { return bufio.NewReaderSize(strings.NewReader(msg), 16) },
+		func() *bufio.Reader { return bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(msg)), 16) },
+	} {
+		br := r()
+		hdr, ended, err := readHeader(br, 1<<10)
+		if err != nil || !ended || string(hdr) != "From: a@b.test\r\nSubject: x\r\n\r\n" {
+			t.Fatalf("got %q %v %v", hdr, ended, err)
+		}
+		var rest bytes.Buffer
+		if _, err := rest.ReadFrom(br); err != nil || rest.String() != "body\r\n\r\nmore" {
+			t.Fatalf("rest %q %v", rest.String(), err)
+		}
+	}
+	// A long line is not mistaken for its blank end.
+	long := "X: " + strings.Repeat("y", 40) + "\r\n\r\n"
+	hdr, ended, err := readHeader(bufio.NewReaderSize(strings.NewReader(long), 16), 1<<10)
+	if err != nil || !ended || string(hdr) != long {
+		t.Fatalf("long: %q %v %v", hdr, ended, err)
+	}
+	hdr, ended, err = readHeader(bufio.NewReaderSize(strings.NewReader("From: a@b.test\r\n"), 16), 1<<10)
+	if err != nil || ended || string(hdr) != "From: a@b.test\r\n" {
+		t.Fatalf("no end: %q %v %v", hdr, ended, err)
+	}
+	_, _, err = readHeader(bufio.NewReaderSize(strings.NewReader(strings.Repeat("X: y\r\n", 100)), 16), 64)
+	if !errors.Is(err, errHeaderTooLarge) {
+		t.Fatalf("too large: %v", err)
+	}
+	_, _, err = readHeader(bufio.NewReader(iotest.ErrReader(errors.New("boom"))), 64)
+	if err == nil || err.Error() != "boom" {
+		t.Fatalf("read error: %v", err)
+	}
+}
+
+func TestFromDomain(t *testing.T) {
+	cases := []struct {
+		header string
+		want   string // "" means an error
+	}{
+		{"From: alice@example.test\r\n", "example.test"},
+		{"from: Alice <ALICE@Example.TEST>\r\n", "example.test"},
+		{"From: \"Doe, John\" <j@example.test>\r\n", "example.test"},
+		{"From: =?x-unknown?Q?Al=E9?= <a@example.test>\r\n", "example.test"},
+		{"From: =?utf-8?Q?Al=C3=A9?=\r\n <a@example.test>\r\n", "example.test"},
+		{"From: a@example.test.\r\n", ""}, // net/mail refuses it
+		{"From : a@example.test\r\n", "example.test"},
+		{"Subject: x\r\n", ""},
+		{"From: a@x.test\r\nFrom: b@x.test\r\n", ""},
+		{"From: a@x.test, b@x.test\r\n", ""},
+		{"From: undisclosed\r\n", ""},
+		{"From: a@[192.0.2.1]\r\n", ""},
+		{"From: a@localhost\r\n", ""},
+		{"From: Group: a@x.test;\r\n", "x.test"}, // one address in a group
+	}
+	for _, c := range cases {
+		fields, _ := splitHeader([]byte(c.header + "\r\n"))
+		got, err := fromDomain(fields)
+		if got != c.want || (err == nil) != (c.want != "") {
+			t.Errorf("%q: got %q, %v; want %q", c.header, got, err, c.want)
+		}
+	}
+}

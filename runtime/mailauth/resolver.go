@@ -1,0 +1,330 @@
+package mailauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// DefaultQueryTimeout bounds one DNS exchange with one server when
+// NewResolver is given no timeout.
+const DefaultQueryTimeout = 3 * time.Second
+
+// ErrNotFound is matched (errors.Is) by lookup errors that mean the name
+// does not exist (NXDOMAIN) or has no record of the asked type (NODATA):
+// the "void lookups" of RFC 7208 §4.6.4. Every other lookup error is
+// temporary (SERVFAIL, REFUSED, timeout, network trouble).
+var ErrNotFound = errors.New("no such record")
+
+// DNSError is the error of every failed lookup. It implements net.Error so
+// that go-msgauth tells temporary failures from missing records.
+type DNSError struct {
+	Name     string // the name asked
+	Type     string // "TXT", "A", ...
+	NotFound bool   // NXDOMAIN or NODATA; otherwise the failure is temporary
+	Err      error  // the cause of a temporary failure
+}
+
+func (e *DNSError) Error() string {
+	if e.NotFound {
+		return fmt.Sprintf("lookup %s %s: no such record", e.Type, e.Name)
+	}
+	return fmt.Sprintf("lookup %s %s: %v", e.Type, e.Name, e.Err)
+}
+
+// Unwrap returns the cause of a temporary failure.
+func (e *DNSError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrNotFound) true for void lookups.
+func (e *DNSError) Is(target error) bool { return target == ErrNotFound && e.NotFound }
+
+// Timeout reports whether the failure was a timeout.
+func (e *DNSError) Timeout() bool {
+	var ne net.Error
+	return !e.NotFound && (errors.As(e.Err, &ne) && ne.Timeout() || errors.Is(e.Err, context.DeadlineExceeded))
+}
+
+// Temporary reports whether the lookup may succeed later.
+func (e *DNSError) Temporary() bool { return !e.NotFound }
+
+var _ net.Error = (*DNSError)(nil)
+
+// Resolver sends DNS queries with miekg/dns to recursive servers. It keeps
+// no state between queries, so it serves any number of concurrent callers.
+type Resolver struct {
+	servers []string
+	timeout time.Duration
+}
+
+// NewResolver returns a resolver asking servers ("ip:port", tried in
+// order, twice over). nil servers means the nameservers of
+// /etc/resolv.conf, or 127.0.0.1:53 when it lists none. timeout bounds one
+// exchange with one server (0 means DefaultQueryTimeout); callers bound
+// the whole by ctx.
+func NewResolver(servers []string, timeout time.Duration) *Resolver {
+	if timeout <= 0 {
+		timeout = DefaultQueryTimeout
+	}
+	if len(servers) == 0 {
+		servers = systemServers("/etc/resolv.conf")
+	}
+	return &Resolver{servers: append([]string(nil), servers...), timeout: timeout}
+}
+
+func systemServers(path string) []string {
+	cfg, err := dns.ClientConfigFromFile(path)
+	if err != nil || len(cfg.Servers) == 0 {
+		return []string{"127.0.0.1:53"}
+	}
+	port := cfg.Port
+	if port == "" {
+		port = "53"
+	}
+	out := make([]string, 0, len(cfg.Servers))
+	for _, s := range cfg.Servers {
+		out = append(out, net.JoinHostPort(s, port))
+	}
+	return out
+}
+
+// LookupTXT returns the TXT records of name, the strings of each record
+// joined (RFC 7208 §3.3, RFC 6376 §3.6.2.2).
+func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	rrs, err := r.query(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		var b strings.Builder
+		for _, s := range rr.(*dns.TXT).Txt {
+			b.WriteString(unescapeTXT(s))
+		}
+		out = append(out, b.String())
+	}
+	return out, nil
+}
+
+// LookupIP returns the addresses of name: network "ip4" asks A, "ip6"
+// asks AAAA.
+func (r *Resolver) LookupIP(ctx context.Context, network, name string) ([]netip.Addr, error) {
+	qtype := dns.TypeA
+	if network == "ip6" {
+		qtype = dns.TypeAAAA
+	}
+	rrs, err := r.query(ctx, name, qtype)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(rrs))
+	for _, rr := range rrs {
+		var ip net.IP
+		switch rr := rr.(type) {
+		case *dns.A:
+			ip = rr.A
+		case *dns.AAAA:
+			ip = rr.AAAA
+		}
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			if qtype == dns.TypeA {
+				a = a.Unmap()
+			}
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// LookupMX returns the exchanges of name's MX records, most preferred
+// first, without the trailing dot.
+func (r *Resolver) LookupMX(ctx context.Context, name string) ([]string, error) {
+	rrs, err := r.query(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	mxs := make([]*dns.MX, 0, len(rrs))
+	for _, rr := range rrs {
+		mxs = append(mxs, rr.(*dns.MX))
+	}
+	// Few records: an insertion sort keeps equal preferences in order.
+	for i := 1; i < len(mxs); i++ {
+		for j := i; j > 0 && mxs[j].Preference < mxs[j-1].Preference; j-- {
+			mxs[j], mxs[j-1] = mxs[j-1], mxs[j]
+		}
+	}
+	out := make([]string, 0, len(mxs))
+	for _, mx := range mxs {
+		out = append(out, strings.TrimSuffix(mx.Mx, "."))
+	}
+	return out, nil
+}
+
+// LookupPTR returns the names of addr's PTR records, without the trailing
+// dot.
+func (r *Resolver) LookupPTR(ctx context.Context, addr netip.Addr) ([]string, error) {
+	rev, err := dns.ReverseAddr(addr.Unmap().String())
+	if err != nil {
+		return nil, &DNSError{Name: addr.String(), Type: "PTR", Err: err}
+	}
+	rrs, err := r.query(ctx, rev, dns.TypePTR)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, strings.TrimSuffix(rr.(*dns.PTR).Ptr, "."))
+	}
+	return out, nil
+}
+
+// queryAttempts is how many times each server is asked before a lookup
+// fails: a lost UDP datagram must not make a temperror (resolv.conf's
+// "attempts", default 2).
+const queryAttempts = 2
+
+// query asks each server in turn, queryAttempts rounds, until one answers
+// with NOERROR or NXDOMAIN, and returns the answer records of qtype.
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	tname := dns.TypeToString[qtype]
+	fqdn := dns.Fqdn(name)
+	if !validQueryName(fqdn) {
+		// A name that cannot go on the wire exists nowhere.
+		return nil, &DNSError{Name: name, Type: tname, NotFound: true}
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(fqdn, qtype)
+	m.SetEdns0(1232, false)
+
+	var lastErr error
+	for range queryAttempts {
+		for _, srv := range r.servers {
+			if err := ctx.Err(); err != nil {
+				return nil, &DNSError{Name: name, Type: tname, Err: err}
+			}
+			resp, err := r.exchange(ctx, m, srv)
+			if err != nil {
+				lastErr = fmt.Errorf("ask %s: %w", srv, err)
+				continue
+			}
+			switch resp.Rcode {
+			case dns.RcodeSuccess:
+				rrs := answersFor(resp, fqdn, qtype)
+				if len(rrs) == 0 {
+					return nil, &DNSError{Name: name, Type: tname, NotFound: true}
+				}
+				return rrs, nil
+			case dns.RcodeNameError:
+				return nil, &DNSError{Name: name, Type: tname, NotFound: true}
+			default:
+				lastErr = fmt.Errorf("ask %s: rcode %s", srv, dns.RcodeToString[resp.Rcode])
+			}
+		}
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no DNS server configured")
+	}
+	return nil, &DNSError{Name: name, Type: tname, Err: lastErr}
+}
+
+// exchange sends m over UDP, and again over TCP when the answer is
+// truncated. Cancelling ctx closes the connection at once.
+func (r *Resolver) exchange(ctx context.Context, m *dns.Msg, srv string) (*dns.Msg, error) {
+	resp, err := r.exchangeNet(ctx, "udp", m, srv)
+	if err == nil && resp.Truncated {
+		resp, err = r.exchangeNet(ctx, "tcp", m, srv)
+	}
+	return resp, err
+}
+
+func (r *Resolver) exchangeNet(ctx context.Context, network string, m *dns.Msg, srv string) (*dns.Msg, error) {
+	c := &dns.Client{Net: network, Timeout: r.timeout}
+	dctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	conn, err := c.DialContext(dctx, srv)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(dctx, func() { conn.Close() })
+	defer stop()
+	resp, _, err := c.ExchangeWithConnContext(dctx, m, conn)
+	if err != nil && dctx.Err() != nil {
+		return nil, fmt.Errorf("%w (%v)", dctx.Err(), err)
+	}
+	return resp, err
+}
+
+// answersFor returns the records of qtype that answer name, following the
+// CNAME chain a recursive server puts before them.
+func answersFor(resp *dns.Msg, name string, qtype uint16) []dns.RR {
+	want := strings.ToLower(name)
+	var out []dns.RR
+	for range 8 { // bounded CNAME chain
+		next := ""
+		for _, rr := range resp.Answer {
+			h := rr.Header()
+			if strings.ToLower(h.Name) != want {
+				continue
+			}
+			if h.Rrtype == qtype {
+				out = append(out, rr)
+			} else if c, ok := rr.(*dns.CNAME); ok && qtype != dns.TypeCNAME {
+				next = strings.ToLower(c.Target)
+			}
+		}
+		if len(out) > 0 || next == "" {
+			return out
+		}
+		want = next
+	}
+	return out
+}
+
+// validQueryName reports whether fqdn can be sent as a question.
+func validQueryName(fqdn string) bool {
+	if len(fqdn) > 254 || fqdn == "." {
+		return false
+	}
+	for i := 0; i < len(fqdn); i++ {
+		if c := fqdn[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	_, ok := dns.IsDomainName(fqdn)
+	return ok
+}
+
+// unescapeTXT undoes miekg/dns's presentation escapes of a TXT string
+// (\" \\ and \DDD), giving the bytes on the wire.
+func unescapeTXT(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			b = append(b, c)
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			if n, err := strconv.Atoi(s[i+1 : i+4]); err == nil && n < 256 {
+				b = append(b, byte(n))
+				i += 3
+				continue
+			}
+		}
+		b = append(b, s[i+1])
+		i++
+	}
+	return string(b)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

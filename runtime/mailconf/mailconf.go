@@ -1,0 +1,70 @@
+// Package mailconf owns the settings of the mail servers that come from
+// the desired state: the box's host name, the LAN, TLS files, limits. The
+// mail reconciler converges them into the store and publishes them here;
+// the servers read them on every connection, so a change applies without
+// a restart.
+package mailconf
+
+import (
+	"net/netip"
+	"sync/atomic"
+)
+
+// DefaultMaxMessageBytes is the largest message accepted unless the state
+// document says otherwise.
+const DefaultMaxMessageBytes = 25 << 20
+
+// Settings are the mail servers' settings at one moment.
+type Settings struct {
+	// Hostname is the box's fully qualified name: its greeting, and the
+	// "by" of the Received headers it adds.
+	Hostname string `json:"hostname"`
+	// LAN are the networks of the box's LAN. Loopback counts as LAN.
+	LAN []netip.Prefix `json:"lan"`
+	// LegacyPlainAuth lets clients of the LAN authenticate without TLS.
+	LegacyPlainAuth bool `json:"legacy_plain_auth"`
+	// TLSCertificate and TLSKey are PEM files; empty means the
+	// self-signed certificate kept in the data directory.
+	TLSCertificate string `json:"tls_certificate,omitempty"`
+	TLSKey         string `json:"tls_key,omitempty"`
+	// MaxMessageBytes is the SIZE limit of SMTP.
+	MaxMessageBytes int64 `json:"max_message_bytes"`
+}
+
+// Default are the settings before any state is applied.
+func Default() Settings {
+	return Settings{Hostname: "localhost", MaxMessageBytes: DefaultMaxMessageBytes}
+}
+
+// IsLAN reports whether addr is on the LAN or loopback.
+func (s *Settings) IsLAN(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	if addr.IsLoopback() {
+		return true
+	}
+	for _, p := range s.LAN {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// Live holds the current settings. Safe for concurrent use; the zero value
+// holds Default().
+type Live struct {
+	p atomic.Pointer[Settings]
+}
+
+// Load returns the current settings.
+func (l *Live) Load() Settings {
+	if s := l.p.Load(); s != nil {
+		return *s
+	}
+	return Default()
+}
+
+// Store publishes new settings.
+func (l *Live) Store(s Settings) {
+	l.p.Store(&s)
+}

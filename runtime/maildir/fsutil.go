@@ -1,0 +1,166 @@
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// syncFile flushes a file to disk, counting the fsync.
+func (s *Store) syncFile(f *os.File) error {
+	s.fsyncs.Add(1)
+	return f.Sync()
+}
+
+// syncDir flushes a directory, so that the entries created or renamed in
+// it survive a power cut.
+func (s *Store) syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	s.fsyncs.Add(1)
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ensureMaildir creates dir/{tmp,new,cur} and the missing directories
+// above dir, durably. It is for the paths that may create a mailbox
+// (Deliver, Open), never for the read paths.
+func (s *Store) ensureMaildir(dir string) error {
+	if isMaildir(dir) {
+		return nil
+	}
+	if err := s.mkdirAllDurable(dir); err != nil {
+		return err
+	}
+	created := false
+	for _, sub := range [...]string{"tmp", "new", "cur"} {
+		err := os.Mkdir(filepath.Join(dir, sub), 0o700)
+		if err == nil {
+			created = true
+		} else if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create maildir %s: %w", dir, err)
+		}
+	}
+	if created {
+		return s.syncDir(dir)
+	}
+	return nil
+}
+
+// isMaildir reports whether dir has its three subdirectories.
+func isMaildir(dir string) bool {
+	for _, sub := range [...]string{"cur", "new", "tmp"} {
+		if fi, err := os.Stat(filepath.Join(dir, sub)); err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+// mkdirAllDurable is os.MkdirAll followed by an fsync of the parent of
+// every directory it created.
+func (s *Store) mkdirAllDurable(dir string) error {
+	var missing []string
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		_, err := os.Stat(p)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := s.syncDir(filepath.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readNames lists a directory's entries, unsorted (os.ReadDir sorts and
+// stats; the hot paths need neither).
+func readNames(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
+}
+
+// copyFile copies src to a new file dst, fsync'd, keeping src's mtime
+// (the message's date). It stands in for a hard link across filesystems.
+func (s *Store) copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = s.syncFile(out)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(dst, time.Time{}, fi.ModTime())
+	}
+	if err != nil {
+		os.Remove(dst)
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
+
+// mtimeNs is a file's modification time in nanoseconds.
+func mtimeNs(fi os.FileInfo) int64 { return fi.ModTime().UnixNano() }
+
+// fileID identifies the content of a file that is only appended to or
+// replaced by a rename: if it is unchanged, nothing was written.
+type fileID struct {
+	dev, ino uint64
+	size     int64
+	mtime    int64
+}
+
+func idOf(fi os.FileInfo) fileID {
+	id := fileID{size: fi.Size(), mtime: mtimeNs(fi)}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = uint64(st.Dev), st.Ino
+	}
+	return id
+}
+
+func (a fileID) sameFile(b fileID) bool { return a.dev == b.dev && a.ino == b.ino }

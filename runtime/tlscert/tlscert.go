@@ -1,0 +1,210 @@
+// Package tlscert owns the certificate the mail servers present: the PEM
+// files the state document names, or else a self-signed certificate made
+// once and kept in the data directory.
+package tlscert
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"mailfountain.dev/mailfountain/runtime/mailconf"
+)
+
+// Files of the self-signed certificate, in DATA/tls.
+const (
+	SelfSignedCert = "self-signed.crt"
+	SelfSignedKey  = "self-signed.key"
+)
+
+// Manager picks the certificate for each TLS handshake from the current
+// settings, so that a new certificate applies without a restart. Safe for
+// concurrent use.
+type Manager struct {
+	dir  string
+	live *mailconf.Live
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	loaded map[[2]string]loaded // (cert, key) → the files as last loaded
+}
+
+type loaded struct {
+	cert    *tls.Certificate
+	modCert time.Time
+	modKey  time.Time
+}
+
+// New returns a manager that keeps its self-signed certificate in
+// DATA/tls, making it now if it is missing.
+func New(dataDir string, live *mailconf.Live, logger *slog.Logger) (*Manager, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{dir: filepath.Join(dataDir, "tls"), live: live, log: logger, loaded: map[[2]string]loaded{}}
+	if _, err := m.selfSigned(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Config is a server TLS configuration (TLS 1.2 or later) whose certificate
+// follows the settings.
+func (m *Manager) Config() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return m.Certificate()
+		},
+	}
+}
+
+// Certificate returns the certificate of the current settings: the files
+// they name, read again when they change on disk, or the self-signed one.
+// When the named files cannot be loaded, it logs why and presents the
+// self-signed certificate rather than refusing every client.
+func (m *Manager) Certificate() (*tls.Certificate, error) {
+	s := m.live.Load()
+	if s.TLSCertificate == "" {
+		return m.selfSigned()
+	}
+	c, err := m.load(s.TLSCertificate, s.TLSKey)
+	if err != nil {
+		m.log.Error("load the TLS certificate; presenting the self-signed one", "err", err)
+		return m.selfSigned()
+	}
+	return c, nil
+}
+
+// Check loads a certificate and key pair, as the mail reconciler does
+// before it applies them.
+func Check(certFile, keyFile string) error {
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		return fmt.Errorf("load TLS certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	return nil
+}
+
+func (m *Manager) load(certFile, keyFile string) (*tls.Certificate, error) {
+	ci, err := os.Stat(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	ki, err := os.Stat(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS key: %w", err)
+	}
+	k := [2]string{certFile, keyFile}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.loaded[k]; ok && l.modCert.Equal(ci.ModTime()) && l.modKey.Equal(ki.ModTime()) {
+		return l.cert, nil
+	}
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	clear(m.loaded) // one pair in use at a time
+	m.loaded[k] = loaded{cert: &c, modCert: ci.ModTime(), modKey: ki.ModTime()}
+	m.log.Info("TLS certificate loaded", "cert", certFile)
+	return &c, nil
+}
+
+// selfSigned returns the self-signed certificate, making it if missing.
+func (m *Manager) selfSigned() (*tls.Certificate, error) {
+	certFile, keyFile := filepath.Join(m.dir, SelfSignedCert), filepath.Join(m.dir, SelfSignedKey)
+	c, err := m.load(certFile, keyFile)
+	if err == nil {
+		return c, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err := generate(m.dir, certFile, keyFile); err != nil {
+		return nil, err
+	}
+	m.log.Info("made a self-signed TLS certificate", "cert", certFile)
+	return m.load(certFile, keyFile)
+}
+
+// generate writes a self-signed ECDSA P-256 certificate valid ten years,
+// the key first, each file complete before it takes its name.
+func generate(dir, certFile, keyFile string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("make self-signed certificate: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("make self-signed certificate: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return fmt.Errorf("make self-signed certificate: %w", err)
+	}
+	host, _ := os.Hostname()
+	names := []string{"localhost"}
+	if host != "" && host != "localhost" {
+		names = append(names, host)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "MailFountain", Organization: []string{"MailFountain (self-signed)"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              names,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("make self-signed certificate: %w", err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("make self-signed certificate: %w", err)
+	}
+	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	return writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func writeFile(name string, data []byte, perm os.FileMode) error {
+	tmp := name + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
