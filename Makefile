@@ -10,18 +10,24 @@ GO ?= go
 # detector (which needs a C compiler: gcc below).
 RACE_PKGS := ./schema/... ./runtime/... ./reconcilers/...
 
-# Tools the suite needs beyond Go, as command:debian-package. `make deps`
-# installs the missing ones (as root: apt-get update once, then install).
-# Later issues add here: swaks:swaks nft:nftables ip:iproute2
-# dnsmasq:dnsmasq chromium:chromium ...
-TOOLS := gcc:gcc
+# Tools the suite needs beyond Go, as command:debian-packages (comma
+# separated). `make deps` installs the missing ones (as root: apt-get update
+# once, then install). swaks needs Net::SSLeay and IO::Socket::SSL for TLS,
+# which Debian only recommends.
+# Later issues add here: nft:nftables ip:iproute2 dnsmasq:dnsmasq
+# chromium:chromium ...
+TOOLS := gcc:gcc python3:python3 swaks:swaks,libnet-ssleay-perl,libio-socket-ssl-perl \
+	fetchmail:fetchmail openssl:openssl
 
 DEMO_DATA := ./.demo-data
 DEMO_STATE := examples/ma-societe.yaml
+# The demo's servers, on loopback high ports: a box takes the standard ones.
+DEMO_LISTEN := --smtp 127.0.0.1:2525 --submission 127.0.0.1:2587 --submissions 127.0.0.1:2465 \
+	--pop3 127.0.0.1:2110 --pop3s 127.0.0.1:2995 --imap 127.0.0.1:2143 --imaps 127.0.0.1:2993
 
 FUZZTIME ?= 10s
 
-.PHONY: all demo test deps fmt-check vet unit race bench fuzz build clean
+.PHONY: all demo test deps fmt-check vet unit race bench bench-validate bench-inbound fuzz build clean
 
 all: test
 
@@ -30,7 +36,12 @@ all: test
 # own clean exit status instead of go run's 1.
 demo:
 	$(GO) build -o bin/mailfountaind ./cmd/mailfountaind
-	exec bin/mailfountaind --data $(DEMO_DATA) -f $(DEMO_STATE)
+	@echo "== MailFountain demo, data in $(DEMO_DATA), state $(DEMO_STATE)"
+	@echo "   SMTP (MX)   127.0.0.1:2525    submission 127.0.0.1:2587 (STARTTLS), 127.0.0.1:2465 (TLS)"
+	@echo "   POP3        127.0.0.1:2110 (STLS), 127.0.0.1:2995 (TLS)"
+	@echo "   IMAP        127.0.0.1:2143 (STARTTLS), 127.0.0.1:2993 (TLS)"
+	@echo "   log in with the full address, e.g. rene.ricard@ma-societe.fr / rene-demo"
+	exec bin/mailfountaind --data $(DEMO_DATA) -f $(DEMO_STATE) $(DEMO_LISTEN)
 
 ## test: the whole suite: tools, gofmt, go vet, tests (race detector where there is concurrency; fuzz seeds included)
 test: deps fmt-check vet unit race
@@ -39,8 +50,9 @@ test: deps fmt-check vet unit race
 deps:
 	@missing=(); \
 	for t in $(TOOLS); do \
-		command -v "$${t%%:*}" >/dev/null 2>&1 || missing+=("$${t#*:}"); \
+		command -v "$${t%%:*}" >/dev/null 2>&1 || { p="$${t#*:}"; missing+=($${p//,/ }); }; \
 	done; \
+	perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl); \
 	if (( $${#missing[@]} )); then \
 		if [[ $$(id -u) != 0 ]]; then \
 			echo "make: missing tools: $${missing[*]}; run as root to install them (apt-get)" >&2; exit 1; \
@@ -72,9 +84,16 @@ race:
 	@echo "== go test -race ($(RACE_PKGS))"
 	@$(GO) test -race $(RACE_PKGS)
 
-## bench: validate and plan a large document, side by side with `cue vet`
-bench:
+## bench: every benchmark, each side by side with its peer (not part of `make test`)
+bench: bench-validate bench-inbound
+
+## bench-validate: validate and plan a large document, side by side with `cue vet`
+bench-validate:
 	bash bench/validate-plan.sh
+
+## bench-inbound: SMTP in, 10 KB messages, 50 clients, fsync'd, side by side with Postfix (as root)
+bench-inbound:
+	bash bench/inbound.sh
 
 ## fuzz: fuzz every target for FUZZTIME each (not part of `make test`)
 fuzz:

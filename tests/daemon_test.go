@@ -121,8 +121,24 @@ type daemonProc struct {
 	err    error // Wait's result, once exited is closed
 }
 
+// serverFlags are mailfountaind's listen address flags.
+var serverFlags = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps"}
+
+// startDaemonProc runs mailfountaind with args; the servers args do not
+// name are off, so that tests never take the standard ports.
 func startDaemonProc(t *testing.T, args ...string) *daemonProc {
 	t.Helper()
+	for _, f := range serverFlags {
+		named := false
+		for _, a := range args {
+			if a == "--"+f || strings.HasPrefix(a, "--"+f+"=") {
+				named = true
+			}
+		}
+		if !named {
+			args = append(args, "--"+f, "off")
+		}
+	}
 	p := &daemonProc{stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin(t, "mailfountaind"), args...)
 	p.cmd.Stderr = p.stderr

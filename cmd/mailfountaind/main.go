@@ -3,6 +3,12 @@
 // control socket of the data directory.
 //
 //	mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL]
+//	              [--smtp ADDR] [--submission ADDR] [--submissions ADDR]
+//	              [--pop3 ADDR] [--pop3s ADDR] [--imap ADDR] [--imaps ADDR]
+//
+// It serves SMTP (MX, port 25), submission (587 with STARTTLS, 465 over
+// TLS), POP3 (110, 995) and IMAP (143, 993); each listen address is a flag,
+// "off" to not serve it.
 //
 // SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
 // the daemon cleanly (exit 0).
@@ -46,6 +52,7 @@ type options struct {
 	statePath string
 	resync    time.Duration
 	level     slog.Level
+	listen    listeners
 }
 
 func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -59,9 +66,10 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	fs.StringVar(&o.dataDir, "data", dataDir, "data directory (env MAILFOUNTAIN_DATA)")
 	fs.StringVar(&o.statePath, "f", "", "state file, or directory of *.yaml files (required)")
 	fs.DurationVar(&o.resync, "resync", daemon.DefaultResync, "interval of drift correction (re-apply of the latest version); 0 disables it")
+	o.listen.register(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ...\n\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nSIGHUP reloads the state files; SIGTERM or SIGINT stops the daemon.\n")
 	}
@@ -140,11 +148,18 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	defer ctl.Close()
 
+	servers, closeListeners, err := mailServers(ctx, o, app, logger)
+	if err != nil {
+		return err
+	}
+	defer closeListeners()
+
 	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger}, app)
 	if err != nil {
 		return err
 	}
 	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
+	d.Host(servers...)
 
 	done := make(chan struct{})
 	var wg sync.WaitGroup

@@ -45,9 +45,27 @@ func TestParseArgs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			got.listen = listeners{} // TestListenFlags
 			if *got != tt.want {
 				t.Errorf("got %+v, want %+v", *got, tt.want)
 			}
 		})
+	}
+}
+
+func TestListenFlags(t *testing.T) {
+	noenv := func(string) string { return "" }
+	o, err := parseArgs([]string{"-f", "s", "--smtp", "127.0.0.1:2525", "--imaps", "off"}, noenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"smtp": "127.0.0.1:2525", "submission": ":587", "submissions": ":465", "pop3": ":110", "pop3s": ":995", "imap": ":143", "imaps": "off"}
+	for _, l := range o.listen.all() {
+		if l.addr != want[l.flag] {
+			t.Errorf("--%s = %q, want %q", l.flag, l.addr, want[l.flag])
+		}
+		if l.off() != (l.flag == "imaps") {
+			t.Errorf("--%s off() = %v", l.flag, l.off())
+		}
 	}
 }

@@ -78,6 +78,9 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dataDir, err)
 	}
+	// The mail servers look addresses up from many sessions at once: keep
+	// their connections open rather than reopening SQLite each time.
+	db.SetMaxIdleConns(16)
 	s := &Store{db: db, dir: dataDir}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

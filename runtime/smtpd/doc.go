@@ -1,0 +1,104 @@
+// Package smtpd is the box's SMTP server, built on github.com/emersion/go-smtp:
+// the MX (port 25), where the world hands in mail for the box's domains,
+// and message submission (587 with STARTTLS, 465 with implicit TLS), where
+// the box's users send mail after logging in with their full address and
+// password.
+//
+// The settings (host name, LAN, legacy_plain_auth, size limit) are read
+// when a connection opens, so a change applies from the next connection
+// without a restart; the directory is read on every command, so new
+// accounts, aliases and passwords apply at once.
+//
+// # What the MX accepts
+//
+// Mail for the box's domains only (local part and domain case-insensitive):
+// accounts, aliases and redirections. A redirection gives one copy to every
+// mailbox it reaches; its targets (accounts, aliases, other redirections)
+// are expanded recursively, at most MaxRedirectDepth levels deep, each
+// address once (cycles end there), and the mailboxes are deduplicated over
+// the whole transaction. Answers at RCPT:
+//
+//   - unknown address of a box domain: 550 5.1.1;
+//   - a domain the box does not serve: 554 5.7.1 relay access denied (the
+//     server never relays for an unauthenticated client);
+//   - a mailing-list address, or a redirection that reaches one: 451 4.3.0
+//     until the campaign engine takes them;
+//   - a redirection that reaches addresses of other domains: 451 4.3.0 while
+//     Config.Queue is nil (the outbound queue is a later issue); with a
+//     Queue, the remote part is handed to it.
+//
+// "RCPT TO:<postmaster>" without a domain (RFC 5321 4.5.1) is not
+// accepted: go-smtp's parser refuses a path without '@' (501) before the
+// server sees it. postmaster@<domain> works for every domain.
+//
+// # Submission
+//
+// AUTH PLAIN and LOGIN, offered only under TLS, or without TLS when the
+// settings' legacy_plain_auth is on and the client is on the LAN (loopback
+// counts as LAN). Otherwise AUTH is not advertised and answers 538 5.7.11.
+// Wrong credentials: 535 5.7.8; a client that failed too often: 454 4.7.0.
+// MAIL before AUTH: 530 5.7.0. The envelope sender must be the account's
+// address or one of its aliases (553 5.7.1 otherwise; the null sender too).
+// Local recipients are delivered at once like on the MX; other domains go
+// to Config.Queue, and get 451 4.3.0 while it is nil.
+//
+// # Delivery
+//
+// One Deliverer.Deliver call per message with every mailbox of the
+// transaction: all or nothing, and 250 only once it returned nil. The
+// server prepends Return-Path, then Authentication-Results (MX only, when
+// a Verifier is set, not for loopback clients), then Received. Incoming
+// Authentication-Results fields whose authserv-id is the box's host name
+// are forgeries (RFC 8601 5) and are removed, when they lie within the
+// first MemoryBuffer bytes of the message (any sane header does).
+// Messages up to MemoryBuffer (1 MiB) are buffered in memory, larger ones
+// in an unlinked temporary file under TempDir; the message is copied once,
+// into that buffer, and handed to Deliver in pieces. The reply is
+// "250 2.0.0 OK id=<id>", the id of the Received field and of the log
+// line; a failure to store gives 451 4.3.0, a failure to read the data
+// (timeout, broken line) 421 4.4.2 and the connection is closed, so that
+// the rest of the data is never taken for commands.
+//
+// Reverse DNS of the client, for the Received field, is asked when the
+// connection opens, with a RDNSTimeout bound, never for loopback clients
+// (written "localhost"); the name is not forward-confirmed. Received says
+// "with ESMTP" even after HELO: go-smtp does not tell the session which
+// greeting it got.
+//
+// # Logs
+//
+// One Info line per accepted message (id, listener, client, from, rcpts,
+// size, ms since MAIL, user on submission); every refusal at Info with its
+// reason, or with the reply when go-smtp refused by itself. Passwords and
+// message contents are never logged.
+//
+// # Limits (defaults in the Default* constants, each overridable in Config)
+//
+//   - SIZE: the settings' max_message_bytes, advertised in EHLO; 552 5.3.4
+//     at MAIL when SIZE= exceeds it, and at the end of DATA/BDAT when the
+//     data does.
+//   - MaxRecipients (100) per message: 452 4.5.3 beyond.
+//   - MaxLineLength (2000, twice RFC 5321's 1000, go-smtp's default): a
+//     longer line, command or data, gets 500 5.4.0 and the connection is
+//     closed.
+//   - MaxCommands (1000) since the session's last accepted message (a
+//     client that keeps delivering mail is bounded by SessionLifetime
+//     instead), and MaxErrors (20) 5xx replies per session: then 421 4.7.0
+//     and close. go-smtp itself closes after its fourth unknown or
+//     malformed command (500 5.5.1). The server counts the replies it
+//     sends, which it sees through go-smtp's Debug writer (see observer).
+//   - IdleTimeout (2 min) for a command outside a transaction,
+//     CommandTimeout (5 min, RFC 5321 4.5.3.2.7) within one, DataTimeout
+//     (5 min) for each read of the message data, WriteTimeout (2 min)
+//     for each reply; then 421 4.4.2 and close.
+//   - SessionLifetime (30 min): every deadline is capped by it, so a slow
+//     client cannot hold a connection longer.
+//   - MaxConnections (200) in all and MaxConnectionsPerIP (50, as Postfix's
+//     smtpd_client_connection_count_limit) per client address: 421 4.7.0
+//     and close (on the implicit-TLS port, close without a reply: there
+//     is no TLS session to say it in). Loopback clients, the box itself,
+//     are bounded by the total only.
+//   - ShutdownGrace (5 s): when the context of Serve* is done, idle
+//     connections are closed at once and a message in DATA has that long
+//     to finish.
+package smtpd

@@ -1,0 +1,101 @@
+package smtpd
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// FuzzForgedAuthResults checks the header scanner on any input: the
+// ranges it drops are whole fields, in order, within the header, each an
+// Authentication-Results field of the id; after they are removed none is
+// left.
+func FuzzForgedAuthResults(f *testing.F) {
+	for _, s := range []string{
+		"Authentication-Results: mx.example.test; spf=pass\r\nSubject: x\r\n\r\nbody",
+		"authentication-results : (c (d) \\) e) \"MX.example.test\" 1;\r\n\tdkim=pass\r\n\r\n",
+		"A: 1\nAuthentication-Results:mx.example.test\n b\n\nbody\n",
+		"Authentication-Results: \"mx.example.test",
+		"\r\n",
+		"",
+	} {
+		f.Add([]byte(s), "mx.example.test")
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, id string) {
+		end, _ := headerEnd(msg)
+		if end < 0 || end > len(msg) {
+			t.Fatalf("headerEnd %d out of [0, %d]", end, len(msg))
+		}
+		hdr := msg[:end]
+		drop := forgedAuthResults(hdr, id, true)
+		prev := 0
+		var kept []byte
+		for _, r := range drop {
+			if r[0] < prev || r[1] <= r[0] || r[1] > len(hdr) {
+				t.Fatalf("bad range %v after %d in %d bytes", r, prev, len(hdr))
+			}
+			if r[0] > 0 && hdr[r[0]-1] != '\n' {
+				t.Fatalf("range %v does not start a line", r)
+			}
+			if !isAuthResultsOf(hdr[r[0]:r[1]], id) {
+				t.Fatalf("dropped %q, not an Authentication-Results of %q", hdr[r[0]:r[1]], id)
+			}
+			kept = append(kept, hdr[prev:r[0]]...)
+			prev = r[1]
+		}
+		kept = append(kept, hdr[prev:]...)
+		if again := forgedAuthResults(kept, id, true); len(again) != 0 {
+			t.Fatalf("fields left after stripping %q: %v", kept, again)
+		}
+		if len(drop) > 0 && !strings.Contains(strings.ToLower(string(hdr)), "authentication-results") {
+			t.Fatal("dropped something without an Authentication-Results field")
+		}
+	})
+}
+
+// FuzzAddress checks the handling of envelope addresses and EHLO
+// arguments: splitting, and what goes into the trace fields.
+func FuzzAddress(f *testing.F) {
+	for _, s := range []string{"alice@example.test", "John Doe@x.test", `a"b\c@x`, "a@b@c.", "@", "", "é@x", "a\x00b@c", "<a>@b>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		if local, domain, ok := splitAddress(addr); ok {
+			if local == "" || domain == "" || strings.Contains(domain, "@") || local != strings.ToLower(local) || domain != strings.ToLower(domain) {
+				t.Fatalf("splitAddress(%q) = %q, %q", addr, local, domain)
+			}
+		}
+		p := formatPath(addr)
+		for i := 0; i < len(p); i++ {
+			if p[i] < ' ' || p[i] == 0x7f || p[i] == '>' && !strings.Contains(p, `"`) {
+				t.Fatalf("formatPath(%q) = %q: byte %q", addr, p, p[i])
+			}
+		}
+		if i := strings.LastIndexByte(addr, '@'); i >= 0 && isDotAtom(addr[:i]) && !strings.ContainsAny(addr[i:], "<> \x7f") && !hasCTL(addr) {
+			if p != addr {
+				t.Fatalf("formatPath(%q) = %q, want it unchanged", addr, p)
+			}
+		}
+		if r := safeForClause(addr); r != "" && r != addr {
+			t.Fatalf("safeForClause(%q) = %q", addr, r)
+		}
+		h := cleanHelo(addr)
+		if len(h) > 255 || strings.ContainsAny(h, "()<>;\\\" \t\r\n") {
+			t.Fatalf("cleanHelo(%q) = %q", addr, h)
+		}
+		var b []byte
+		b = appendReturnPath(b, addr)
+		if bytes.Count(b, []byte("\r\n")) != 1 || !bytes.HasSuffix(b, []byte(">\r\n")) || bytes.IndexByte(b[:len(b)-2], '\n') >= 0 {
+			t.Fatalf("Return-Path of %q: %q", addr, b)
+		}
+	})
+}
+
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}

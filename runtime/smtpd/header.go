@@ -1,0 +1,307 @@
+package smtpd
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// headerEnd returns the index just after the empty line that ends the
+// header block of msg, or len(msg) and false if msg holds no such line.
+func headerEnd(msg []byte) (int, bool) {
+	i := 0
+	for i < len(msg) {
+		if msg[i] == '\n' {
+			return i + 1, true
+		}
+		if msg[i] == '\r' && i+1 < len(msg) && msg[i+1] == '\n' {
+			return i + 2, true
+		}
+		j := bytes.IndexByte(msg[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	return len(msg), false
+}
+
+// nextLine returns the index just after the line that starts at i.
+func nextLine(b []byte, i int) int {
+	if j := bytes.IndexByte(b[i:], '\n'); j >= 0 {
+		return i + j + 1
+	}
+	return len(b)
+}
+
+// forgedAuthResults returns the byte ranges, in order, of the
+// Authentication-Results fields of hdr (a header block, or its start)
+// whose authserv-id is id: such a field claims to come from this host,
+// and only this host may add it (RFC 8601 5). A field that reaches the
+// end of hdr is dropped only if complete says hdr is the whole header.
+func forgedAuthResults(hdr []byte, id string, complete bool) [][2]int {
+	if id == "" {
+		return nil
+	}
+	var drop [][2]int
+	for i := 0; i < len(hdr); {
+		start := i
+		end := nextLine(hdr, i)
+		for end < len(hdr) && (hdr[end] == ' ' || hdr[end] == '\t') {
+			end = nextLine(hdr, end)
+		}
+		if (end < len(hdr) || complete) && isAuthResultsOf(hdr[start:end], id) {
+			drop = append(drop, [2]int{start, end})
+		}
+		i = end
+	}
+	return drop
+}
+
+// isAuthResultsOf says whether field is an Authentication-Results field
+// with authserv-id id.
+func isAuthResultsOf(field []byte, id string) bool {
+	colon := bytes.IndexByte(field, ':')
+	if colon < 0 {
+		return false
+	}
+	name := bytes.TrimRight(field[:colon], " \t")
+	if !strings.EqualFold(string(name), "Authentication-Results") {
+		return false
+	}
+	got, ok := authservID(field[colon+1:])
+	return ok && strings.EqualFold(got, id)
+}
+
+// authservID reads the authserv-id that starts the value of an
+// Authentication-Results field (RFC 8601 2.2): a token or a quoted
+// string, after comments and folding white space.
+func authservID(v []byte) (string, bool) {
+	i := skipCFWS(v, 0)
+	if i >= len(v) {
+		return "", false
+	}
+	if v[i] == '"' {
+		var sb strings.Builder
+		for i++; i < len(v); i++ {
+			switch c := v[i]; c {
+			case '\\':
+				if i+1 < len(v) {
+					i++
+					sb.WriteByte(v[i])
+				}
+			case '"':
+				return sb.String(), true
+			case '\r', '\n':
+			default:
+				sb.WriteByte(c)
+			}
+		}
+		return "", false
+	}
+	j := i
+	for j < len(v) && !isAuthservDelim(v[j]) {
+		j++
+	}
+	return string(v[i:j]), j > i
+}
+
+func isAuthservDelim(c byte) bool {
+	switch c {
+	case ' ', '\t', '\r', '\n', ';', '(', '"':
+		return true
+	}
+	return false
+}
+
+// skipCFWS skips white space, line breaks and (nested) comments.
+func skipCFWS(v []byte, i int) int {
+	depth := 0
+	for i < len(v) {
+		switch c := v[i]; {
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case c == '\\' && depth > 0:
+			i++
+		case depth > 0, c == ' ', c == '\t', c == '\r', c == '\n':
+		default:
+			return i
+		}
+		i++
+	}
+	return len(v)
+}
+
+// received is what the Received field says.
+type received struct {
+	helo  string     // the client's EHLO argument
+	name  string     // the client's reverse DNS name, or "unknown"
+	ip    netip.Addr // the client's address
+	by    string     // the box's host name
+	proto string     // ESMTP, ESMTPS, ESMTPA or ESMTPSA (RFC 3848)
+	id    string
+	rcpt  string // the one recipient, or ""
+	at    time.Time
+}
+
+// appendReceived appends the Received field of r, folded:
+//
+//	Received: from <helo> (<name> [<ip>])
+//		by <host> (MailFountain) with ESMTPS id <id>
+//		for <rcpt>; <date>
+func appendReceived(b []byte, r received) []byte {
+	b = append(b, "Received: from "...)
+	b = append(b, cleanHelo(r.helo)...)
+	b = append(b, " ("...)
+	b = append(b, r.name...)
+	b = append(b, " ["...)
+	switch {
+	case !r.ip.IsValid():
+		b = append(b, "unknown"...)
+	case r.ip.Is6():
+		b = append(b, "IPv6:"...)
+		b = r.ip.AppendTo(b)
+	default:
+		b = r.ip.AppendTo(b)
+	}
+	b = append(b, "])\r\n\tby "...)
+	b = append(b, hostnameOr(cleanHostname(r.by))...)
+	b = append(b, " (MailFountain) with "...)
+	b = append(b, r.proto...)
+	b = append(b, " id "...)
+	b = append(b, r.id...)
+	if rcpt := safeForClause(r.rcpt); rcpt != "" {
+		b = append(b, "\r\n\tfor <"...)
+		b = append(b, rcpt...)
+		b = append(b, ">; "...)
+	} else {
+		b = append(b, ";\r\n\t"...)
+	}
+	b = r.at.AppendFormat(b, time.RFC1123Z)
+	return append(b, "\r\n"...)
+}
+
+// appendReturnPath appends the Return-Path field of a reverse path.
+func appendReturnPath(b []byte, from string) []byte {
+	b = append(b, "Return-Path: <"...)
+	b = append(b, formatPath(from)...)
+	return append(b, ">\r\n"...)
+}
+
+// appendAuthResults appends the Authentication-Results field of a
+// Verifier, ending it with CRLF.
+func appendAuthResults(b []byte, field string) []byte {
+	field = strings.TrimRight(field, "\r\n")
+	if field == "" {
+		return b
+	}
+	b = append(b, field...)
+	return append(b, "\r\n"...)
+}
+
+// cleanHelo makes an EHLO argument safe in a Received field: printable
+// ASCII without the characters that would end its clause, 255 at most.
+func cleanHelo(h string) string {
+	if len(h) > 255 {
+		h = h[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune(`()<>;\"`, r) {
+			return '?'
+		}
+		return r
+	}, h)
+}
+
+// cleanHostname returns name (from reverse DNS or the settings) without
+// its final dot if it is a plausible host name, or "".
+func cleanHostname(name string) string {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || len(name) > 253 {
+		return ""
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return ""
+		}
+	}
+	return name
+}
+
+// safeForClause returns rcpt if it can stand in the "for" clause of a
+// Received field, or "".
+func safeForClause(rcpt string) string {
+	if len(rcpt) > 320 {
+		return ""
+	}
+	for i := 0; i < len(rcpt); i++ {
+		if c := rcpt[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>;\",`, c) >= 0 {
+			return ""
+		}
+	}
+	return rcpt
+}
+
+// formatPath writes an address of the envelope (go-smtp gives the local
+// part unquoted) as a path: the local part quoted when it is not a
+// dot-atom, control characters replaced by '?'.
+func formatPath(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	local, domain := addr, ""
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		local, domain = addr[:i], addr[i+1:]
+	}
+	var sb strings.Builder
+	if isDotAtom(local) {
+		sb.WriteString(local)
+	} else {
+		sb.WriteByte('"')
+		for i := 0; i < len(local); i++ {
+			switch c := local[i]; {
+			case c == '"' || c == '\\':
+				sb.WriteByte('\\')
+				sb.WriteByte(c)
+			case c < ' ' || c == 0x7f:
+				sb.WriteByte('?')
+			default:
+				sb.WriteByte(c)
+			}
+		}
+		sb.WriteByte('"')
+	}
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		sb.WriteByte('@')
+		for i := 0; i < len(domain); i++ {
+			if c := domain[i]; c <= ' ' || c == 0x7f || c == '>' || c == '<' {
+				sb.WriteByte('?')
+			} else {
+				sb.WriteByte(c)
+			}
+		}
+	}
+	return sb.String()
+}
+
+// isDotAtom says whether s is a dot-atom (RFC 5322 3.2.3), UTF-8 allowed
+// (RFC 6532).
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c >= 0x80, c == '.':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,387 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/mailconf"
+	"mailfountain.dev/mailfountain/runtime/store"
+)
+
+// Directory is what the server reads of the mail directory; *store.Store
+// is one. Lookups hit it on every recipient, so changes apply at once.
+type Directory interface {
+	Domain(ctx context.Context, name string) (*store.Domain, error)
+	LookupAddress(ctx context.Context, local, domain string) (*store.Address, error)
+	MailboxPath(domain, id string) string
+}
+
+// Deliverer writes a message into the inboxes of mailbox roots, all or
+// nothing; *maildir.Store is one.
+type Deliverer interface {
+	Deliver(ctx context.Context, roots []string, msg io.Reader) error
+}
+
+// Authenticator checks a login; *auth.Authenticator is one. Its errors
+// wrap auth.ErrBadCredentials or auth.ErrTooManyFailures.
+type Authenticator interface {
+	Login(ctx context.Context, service string, remote netip.Addr, address, password string) (*auth.Principal, error)
+}
+
+// Verifier checks SPF, DKIM and DMARC of a message received on the MX
+// (msg as received, without the fields the server adds) and returns the
+// Authentication-Results header field to prepend, complete with its name
+// ("Authentication-Results: <authservID>; ..."), or "" to add nothing.
+type Verifier interface {
+	Verify(ctx context.Context, remote netip.Addr, helo, mailFrom, authservID string, msg io.Reader) (header string)
+}
+
+// Queue takes mail for addresses outside the box: the outbound queue, a
+// later issue. Enqueue returns once the message is durably queued for
+// rcpts (full addresses of other domains); msg has the Received field the
+// server added but no Return-Path.
+type Queue interface {
+	Enqueue(ctx context.Context, from string, rcpts []string, msg io.Reader) error
+}
+
+// Resolver looks up the name of a client address (reverse DNS);
+// *net.Resolver is one.
+type Resolver interface {
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+}
+
+// Defaults of the limits of Config (see the package documentation).
+const (
+	DefaultMaxRecipients       = 100
+	DefaultMaxLineLength       = 2000
+	DefaultMaxCommands         = 1000
+	DefaultMaxErrors           = 20
+	DefaultIdleTimeout         = 2 * time.Minute
+	DefaultCommandTimeout      = 5 * time.Minute
+	DefaultDataTimeout         = 5 * time.Minute
+	DefaultWriteTimeout        = 2 * time.Minute
+	DefaultSessionLifetime     = 30 * time.Minute
+	DefaultMaxConnections      = 200
+	DefaultMaxConnectionsPerIP = 50
+	DefaultMemoryBuffer        = 1 << 20
+	DefaultShutdownGrace       = 5 * time.Second
+	DefaultRDNSTimeout         = 2 * time.Second
+	DefaultVerifyTimeout       = 30 * time.Second
+	// MaxRedirectDepth bounds the nesting of redirections.
+	MaxRedirectDepth = 8
+)
+
+// Config is what a Server needs. Zero limits take the defaults above.
+type Config struct {
+	// Settings are read on every connection (host name, LAN, legacy
+	// plain auth, size limit); nil means mailconf.Default().
+	Settings *mailconf.Live
+	// TLS is the server configuration of STARTTLS and of port 465; nil
+	// means no STARTTLS, and ServeSubmissions refuses to run.
+	TLS       *tls.Config
+	Directory Directory
+	Deliverer Deliverer
+	// Auth is required by ServeSubmission and ServeSubmissions.
+	Auth Authenticator
+	// Verifier, if not nil, adds Authentication-Results on the MX (not
+	// for loopback clients: the box itself).
+	Verifier Verifier
+	// Queue, if not nil, takes mail for other domains (submission, and
+	// redirections that point outside); nil answers 451 4.3.0.
+	Queue Queue
+	// Resolver does reverse DNS of clients; nil means net.DefaultResolver.
+	Resolver Resolver
+	Logger   *slog.Logger
+	// TempDir holds messages larger than MemoryBuffer while they are
+	// received; "" means os.TempDir().
+	TempDir string
+
+	MaxRecipients       int
+	MaxLineLength       int
+	MaxCommands         int
+	MaxErrors           int
+	IdleTimeout         time.Duration
+	CommandTimeout      time.Duration
+	DataTimeout         time.Duration
+	WriteTimeout        time.Duration
+	SessionLifetime     time.Duration
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	MemoryBuffer        int
+	ShutdownGrace       time.Duration
+	RDNSTimeout         time.Duration
+	VerifyTimeout       time.Duration
+}
+
+// Server is the SMTP server. One Server hosts the MX and the submission
+// listeners at once; the connection limits are shared.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	// idPrefix and seq make message ids unique across restarts.
+	idPrefix string
+	seq      atomic.Uint64
+	spool    spoolPool
+
+	mu    sync.Mutex
+	total int
+	perIP map[netip.Addr]int
+}
+
+// New checks cfg and returns a server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Directory == nil {
+		return nil, errors.New("smtpd: no directory")
+	}
+	if cfg.Deliverer == nil {
+		return nil, errors.New("smtpd: no deliverer")
+	}
+	if cfg.Settings == nil {
+		cfg.Settings = &mailconf.Live{}
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&cfg.MaxRecipients, DefaultMaxRecipients)
+	setDefault(&cfg.MaxLineLength, DefaultMaxLineLength)
+	setDefault(&cfg.MaxCommands, DefaultMaxCommands)
+	setDefault(&cfg.MaxErrors, DefaultMaxErrors)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&cfg.CommandTimeout, DefaultCommandTimeout)
+	setDefault(&cfg.DataTimeout, DefaultDataTimeout)
+	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&cfg.SessionLifetime, DefaultSessionLifetime)
+	setDefault(&cfg.MaxConnections, DefaultMaxConnections)
+	setDefault(&cfg.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
+	setDefault(&cfg.MemoryBuffer, DefaultMemoryBuffer)
+	setDefault(&cfg.ShutdownGrace, DefaultShutdownGrace)
+	setDefault(&cfg.RDNSTimeout, DefaultRDNSTimeout)
+	setDefault(&cfg.VerifyTimeout, DefaultVerifyTimeout)
+	return &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		idPrefix: strconv.FormatInt(time.Now().UnixMilli(), 36),
+		spool:    spoolPool{limit: cfg.MemoryBuffer, dir: cfg.TempDir},
+		perIP:    map[netip.Addr]int{},
+	}, nil
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// kind is what a listener serves.
+type kind int
+
+const (
+	kindMX kind = iota
+	kindSubmission
+	kindSubmissions
+)
+
+func (k kind) String() string {
+	switch k {
+	case kindSubmission:
+		return "submission"
+	case kindSubmissions:
+		return "submissions"
+	}
+	return "mx"
+}
+
+// ServeMX serves the MX on ln (port 25): mail for the box's domains, no
+// AUTH, STARTTLS offered when Config.TLS is set. It returns nil once ctx
+// is done and every connection is closed.
+func (s *Server) ServeMX(ctx context.Context, ln net.Listener) error {
+	return s.serve(ctx, ln, kindMX)
+}
+
+// ServeSubmission serves message submission on ln (port 587): STARTTLS,
+// AUTH required before MAIL.
+func (s *Server) ServeSubmission(ctx context.Context, ln net.Listener) error {
+	if s.cfg.Auth == nil {
+		ln.Close()
+		return errors.New("smtpd: submission needs an authenticator")
+	}
+	return s.serve(ctx, ln, kindSubmission)
+}
+
+// ServeSubmissions serves message submission over implicit TLS on ln
+// (port 465), which it wraps: AUTH required before MAIL.
+func (s *Server) ServeSubmissions(ctx context.Context, ln net.Listener) error {
+	if s.cfg.Auth == nil || s.cfg.TLS == nil {
+		ln.Close()
+		return errors.New("smtpd: submissions needs an authenticator and a TLS configuration")
+	}
+	return s.serve(ctx, ln, kindSubmissions)
+}
+
+// serve accepts connections until ctx is done or ln fails, then closes
+// the idle connections, gives those in DATA ShutdownGrace to finish and
+// returns once every connection is gone.
+func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var (
+		mu       sync.Mutex
+		conns    = map[*conn]struct{}{}
+		draining bool
+		wg       sync.WaitGroup
+	)
+	var acceptErr error
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// Out of file descriptors and the like: wait and retry.
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("smtp accept", "listener", k.String(), "err", err, "retry_in", delay)
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			acceptErr = fmt.Errorf("smtp %s: accept: %w", k, err)
+			break
+		}
+		delay = 0
+		remote := addrOf(nc.RemoteAddr())
+		if reason := s.admit(remote); reason != "" {
+			s.log.Info("smtp connection refused", "listener", k.String(), "remote", remote.String(), "reason", reason)
+			s.reject(nc, k)
+			continue
+		}
+		c := s.newConn(ctx, nc, k, remote)
+		mu.Lock()
+		if draining {
+			mu.Unlock()
+			c.close()
+			s.release(remote)
+			continue
+		}
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.release(remote)
+			c.serve()
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+		}()
+	}
+	ln.Close()
+
+	mu.Lock()
+	draining = true
+	for c := range conns {
+		if c.inData.Load() {
+			c.closeAfterReply.Store(true) // the reply to its DATA
+		} else {
+			c.close()
+		}
+	}
+	mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(s.cfg.ShutdownGrace)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		mu.Lock()
+		for c := range conns {
+			c.close()
+		}
+		mu.Unlock()
+		<-done
+	}
+	return acceptErr
+}
+
+// admit counts a new connection from remote, or says why it is refused.
+func (s *Server) admit(remote netip.Addr) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.total >= s.cfg.MaxConnections {
+		return "too many connections"
+	}
+	if !remote.IsLoopback() && s.perIP[remote] >= s.cfg.MaxConnectionsPerIP {
+		return "too many connections from this address"
+	}
+	s.total++
+	s.perIP[remote]++
+	return ""
+}
+
+func (s *Server) release(remote netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.perIP[remote]--; s.perIP[remote] <= 0 {
+		delete(s.perIP, remote)
+	}
+}
+
+// reject tells a client over the limits to come back later.
+func (s *Server) reject(nc net.Conn, k kind) {
+	defer nc.Close()
+	if k == kindSubmissions {
+		return
+	}
+	host := s.cfg.Settings.Load().Hostname
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(nc, "421 4.7.0 "+hostnameOr(host)+" Too many connections, try again later\r\n")
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func hostnameOr(h string) string {
+	if h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+// newID returns a new message id, unique in this process and across
+// restarts.
+func (s *Server) newID() string {
+	return s.idPrefix + "." + strconv.FormatUint(s.seq.Add(1), 36)
+}

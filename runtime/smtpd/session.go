@@ -1,0 +1,458 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/mailconf"
+	"mailfountain.dev/mailfountain/runtime/store"
+)
+
+// acceptedReply starts the reply to a message accepted.
+var acceptedReply = []byte("250 2.0.0 OK id=")
+
+// Replies of the server.
+var (
+	errClosing = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service closing the connection"}
+
+	errAuthNotHere = &smtp.SMTPError{Code: 502, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+		Message: "AUTH is not available on this port: use submission (587 or 465)"}
+	errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11},
+		Message: "Encryption required for requested authentication mechanism"}
+	errBadCredentials = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
+		Message: "Authentication credentials invalid"}
+	errAuthThrottled = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many failed logins from your address, try again later"}
+	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Temporary authentication failure, try again later"}
+	errAuthzid = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
+		Message: "Authorization identity must be empty or the user name"}
+
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "Authentication required"}
+	errSenderNotOwned = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Sender address rejected: not an address of the authenticated account"}
+
+	errBadAddress = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+		Message: "Bad recipient address syntax"}
+	errUnknownUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
+		Message: "Recipient address rejected: user unknown"}
+	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Relay access denied"}
+	errNoOutboundQueue = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Mail for other domains waits for the outbound queue (not yet available), try again later"}
+	errNoForwarding = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Forwarding outside the box waits for the outbound queue (not yet available), try again later"}
+	errNoCampaigns = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Mailing-list addresses wait for the campaign engine (not yet available), try again later"}
+	errLookup = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary lookup failure, try again later"}
+
+	errLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 4, 0},
+		Message: "Too long line, closing connection"}
+	errReadData = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: "Timeout or error reading the message data, closing connection"}
+	errDeliver = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary failure storing the message, try again later"}
+)
+
+// session is go-smtp's session of a connection: one from EHLO to the
+// end, or to STARTTLS, after which a new one starts.
+type session struct {
+	c         *conn
+	tls       bool
+	principal *auth.Principal // set by a successful AUTH
+
+	// mu guards tx: with BDAT, go-smtp runs Data in a goroutine of its
+	// own while the connection's goroutine may Reset.
+	mu sync.Mutex
+	tx *transaction
+}
+
+// transaction is one message's envelope, from MAIL to the end of DATA.
+type transaction struct {
+	from      string
+	helo      string
+	principal *auth.Principal
+	rcpts     []string // as the client gave them, accepted
+	roots     []string // mailbox roots, each once
+	remote    []string // addresses for the queue, each once
+	start     time.Time
+}
+
+func (c *conn) newSession(sc *smtp.Conn) (smtp.Session, error) {
+	c.smtpConn = sc
+	if c.killed.Load() {
+		return nil, errClosing
+	}
+	_, isTLS := sc.TLSConnectionState()
+	return &session{c: c, tls: isTLS}, nil
+}
+
+// passwordAuthAllowed is the policy for password logins on every
+// protocol: under TLS, or in clear from the LAN when legacy_plain_auth
+// is on.
+func passwordAuthAllowed(set *mailconf.Settings, isTLS bool, remote netip.Addr) bool {
+	return isTLS || set.LegacyPlainAuth && set.IsLAN(remote)
+}
+
+func (s *session) authAllowed() bool {
+	return s.c.kind != kindMX && passwordAuthAllowed(&s.c.settings, s.tls, s.c.remote)
+}
+
+// AuthMechanisms is what EHLO advertises: nothing where AUTH is not
+// allowed.
+func (s *session) AuthMechanisms() []string {
+	if !s.authAllowed() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	switch {
+	case s.c.kind == kindMX:
+		return nil, errAuthNotHere
+	case !s.authAllowed():
+		s.refuse("auth", "AUTH without TLS")
+		return nil, errEncryptionRequired
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && !strings.EqualFold(identity, username) {
+				s.refuse("auth", "PLAIN authorization identity differs from the user name")
+				return errAuthzid
+			}
+			return s.login(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{authenticate: s.login}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *session) login(username, password string) error {
+	p, err := s.c.s.cfg.Auth.Login(s.c.ctx, "smtp", s.c.remote, username, password)
+	switch {
+	case err == nil:
+		s.principal = p
+		return nil
+	case errors.Is(err, auth.ErrTooManyFailures):
+		s.refuse("auth", "too many failed logins", "user", printable(username))
+		return errAuthThrottled
+	case errors.Is(err, auth.ErrBadCredentials):
+		s.refuse("auth", "invalid credentials", "user", printable(username))
+		return errBadCredentials
+	}
+	s.c.s.log.Warn("smtp auth", "remote", s.c.remote.String(), "err", err)
+	return errAuthTemporary
+}
+
+// refuse logs why the server refused something.
+func (s *session) refuse(what, reason string, args ...any) {
+	args = append([]any{"listener", s.c.kind.String(), "remote", s.c.remote.String(), "refused", what, "reason", reason}, args...)
+	if s.principal != nil {
+		args = append(args, "user", s.principal.Address)
+	}
+	s.c.s.log.Info("smtp refusal", args...)
+	s.c.refusalLogged.Store(true)
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.c.killed.Load() {
+		return errClosing
+	}
+	if s.c.kind != kindMX {
+		if s.principal == nil {
+			s.refuse("mail", "not authenticated", "from", printable(from))
+			return errAuthRequired
+		}
+		owned, err := s.ownsSender(from)
+		if err != nil {
+			s.c.s.log.Warn("smtp sender lookup", "from", printable(from), "err", err)
+			return errLookup
+		}
+		if !owned {
+			s.refuse("mail", "sender not owned", "from", printable(from))
+			return errSenderNotOwned
+		}
+	}
+	s.c.srv.ReadTimeout = s.c.s.cfg.CommandTimeout
+	s.mu.Lock()
+	s.tx = &transaction{from: from, helo: s.c.smtpConn.Hostname(), principal: s.principal, start: time.Now()}
+	s.mu.Unlock()
+	return nil
+}
+
+// ownsSender says whether from is the logged-in account's address or one
+// of its aliases.
+func (s *session) ownsSender(from string) (bool, error) {
+	local, domain, ok := splitAddress(from)
+	if !ok || domain != s.principal.Domain {
+		return false, nil
+	}
+	a, err := s.c.s.cfg.Directory.LookupAddress(s.c.ctx, local, domain)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return (a.Kind == store.AddressAccount || a.Kind == store.AddressAlias) && a.Account == s.principal.Account, nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.c.killed.Load() {
+		return errClosing
+	}
+	s.mu.Lock()
+	tx := s.tx
+	s.mu.Unlock()
+	if tx == nil {
+		return errClosing // go-smtp asks MAIL first; never here
+	}
+	local, domain, ok := splitAddress(to)
+	if !ok {
+		s.refuse("rcpt", "bad address", "to", printable(to))
+		return errBadAddress
+	}
+	r, err := s.c.s.route(s.c.ctx, local, domain)
+	if err != nil {
+		s.c.s.log.Warn("smtp recipient lookup", "to", printable(to), "err", err)
+		return errLookup
+	}
+	for _, m := range r.missing {
+		s.c.s.log.Warn("smtp redirection target does not exist", "to", printable(to), "target", m)
+	}
+	if r.tooDeep {
+		s.c.s.log.Warn("smtp redirections nested too deep", "to", printable(to), "max_depth", MaxRedirectDepth)
+	}
+	queue := s.c.s.cfg.Queue
+	switch {
+	case !r.boxDomain:
+		if s.principal == nil {
+			s.refuse("rcpt", "relay access denied", "from", printable(tx.from), "to", printable(to))
+			return errRelayDenied
+		}
+		if queue == nil {
+			s.refuse("rcpt", "no outbound queue", "to", printable(to))
+			return errNoOutboundQueue
+		}
+		r.remote = []string{to} // a remote local part may be case-sensitive
+	case !r.found:
+		s.refuse("rcpt", "user unknown", "from", printable(tx.from), "to", printable(to))
+		return errUnknownUser
+	case r.mailing:
+		s.refuse("rcpt", "mailing list, no campaign engine", "to", printable(to))
+		return errNoCampaigns
+	case len(r.remote) > 0 && queue == nil:
+		s.refuse("rcpt", "redirection outside the box, no outbound queue", "to", printable(to))
+		return errNoForwarding
+	case len(r.roots) == 0 && len(r.remote) == 0:
+		s.refuse("rcpt", "redirection reaches no mailbox", "to", printable(to))
+		return errUnknownUser
+	}
+	tx.rcpts = append(tx.rcpts, to)
+	tx.roots = appendNew(tx.roots, r.roots...)
+	tx.remote = appendNew(tx.remote, r.remote...)
+	return nil
+}
+
+// appendNew appends the elements of add that list does not hold yet.
+func appendNew(list []string, add ...string) []string {
+	for _, a := range add {
+		found := false
+		for _, l := range list {
+			if l == a {
+				found = true
+				break
+			}
+		}
+		if !found {
+			list = append(list, a)
+		}
+	}
+	return list
+}
+
+func (s *session) Data(r io.Reader) error {
+	c := s.c
+	c.inData.Store(true)
+	defer c.inData.Store(false)
+	s.mu.Lock()
+	tx := s.tx
+	s.mu.Unlock()
+	if tx == nil {
+		return errClosing
+	}
+	msg, err := c.s.spool.read(&deadlineReader{r: r, conn: c.raw, timeout: c.s.cfg.DataTimeout})
+	if err != nil {
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			s.refuse("data", "message too large", "from", printable(tx.from), "max_bytes", c.settings.MaxMessageBytes)
+			return smtp.ErrDataTooLarge
+		}
+		if errors.Is(err, errSpool) {
+			c.s.log.Error("smtp data", "remote", c.remote.String(), "err", err)
+			return errDeliver
+		}
+		if c.killed.Load() || c.ctx.Err() != nil {
+			return errClosing
+		}
+		if errors.Is(err, smtp.ErrDataReset) {
+			return err // RSET during BDAT: go-smtp replies, the session goes on
+		}
+		c.closeAfterReply.Store(true)
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			s.refuse("data", "line too long", "max_bytes", c.s.cfg.MaxLineLength)
+			return errLineTooLong
+		}
+		c.s.log.Info("smtp data", "remote", c.remote.String(), "err", err)
+		return errReadData
+	}
+	defer msg.release()
+
+	id := c.s.newID()
+	if err := s.deliver(tx, msg, id); err != nil {
+		c.s.log.Error("smtp delivery failed", "id", id, "from", printable(tx.from), "rcpts", tx.rcpts, "err", err)
+		if c.ctx.Err() != nil {
+			return errClosing
+		}
+		return errDeliver
+	}
+	args := []any{"id", id, "listener", c.kind.String(), "remote", c.remote.String(),
+		"from", printable(tx.from), "rcpts", tx.rcpts, "size", msg.size,
+		"ms", time.Since(tx.start).Milliseconds()}
+	if tx.principal != nil {
+		args = append(args, "user", tx.principal.Address)
+	}
+	c.s.log.Info("smtp message accepted", args...)
+	// go-smtp replies with the code of an SMTPError: this one says the
+	// message id, to match the client's logs with ours.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: string(acceptedReply[len("250 2.0.0 "):]) + id}
+}
+
+// deliver stores msg in the mailboxes of tx and hands it to the queue for
+// the remote recipients.
+func (s *session) deliver(tx *transaction, msg *message, id string) error {
+	c := s.c
+	host := c.settings.Hostname
+	var ar string
+	if c.kind == kindMX && c.s.cfg.Verifier != nil && !c.remote.IsLoopback() {
+		ar = s.verify(tx, msg)
+	}
+	proto := "ESMTP"
+	if s.tls {
+		proto += "S"
+	}
+	if tx.principal != nil {
+		proto += "A"
+	}
+	rcpt := ""
+	if len(tx.rcpts) == 1 {
+		rcpt = tx.rcpts[0]
+	}
+	// Return-Path is for the mailboxes only (RFC 5321 4.4): it leads
+	// the buffer, and the queue gets what follows it.
+	head := appendReturnPath(make([]byte, 0, 512), tx.from)
+	trace := len(head)
+	head = appendAuthResults(head, ar)
+	head = appendReceived(head, received{
+		helo: tx.helo, name: c.clientName(), ip: c.remote, by: host,
+		proto: proto, id: id, rcpt: rcpt, at: time.Now(),
+	})
+	hdr, complete := msg.header()
+	drop := forgedAuthResults(hdr, host, complete)
+	if len(tx.roots) > 0 {
+		if err := c.s.cfg.Deliverer.Deliver(c.ctx, tx.roots, msg.reader(head, drop)); err != nil {
+			return err
+		}
+	}
+	if len(tx.remote) > 0 {
+		if err := c.s.cfg.Queue.Enqueue(c.ctx, tx.from, tx.remote, msg.reader(head[trace:], drop)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verify runs the Verifier on the message as received.
+func (s *session) verify(tx *transaction, msg *message) string {
+	c := s.c
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.VerifyTimeout)
+	defer cancel()
+	return c.s.cfg.Verifier.Verify(ctx, c.remote, tx.helo, tx.from, c.settings.Hostname, msg.reader(nil, nil))
+}
+
+func (s *session) Reset() {
+	s.mu.Lock()
+	s.tx = nil
+	s.mu.Unlock()
+	s.c.srv.ReadTimeout = s.c.s.cfg.IdleTimeout
+}
+
+func (s *session) Logout() error { return nil }
+
+// deadlineReader gives each read of the message data DataTimeout (go-smtp
+// sets no deadline while it reads data).
+type deadlineReader struct {
+	r       io.Reader
+	conn    *rawConn
+	timeout time.Duration
+}
+
+func (d *deadlineReader) Read(b []byte) (int, error) {
+	d.conn.SetReadDeadline(time.Now().Add(d.timeout))
+	return d.r.Read(b)
+}
+
+// loginServer is the server side of the LOGIN mechanism, which go-sasl
+// lacks: it asks the user name, then the password.
+type loginServer struct {
+	step         int
+	username     string
+	authenticate func(username, password string) error
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.step {
+	case 0:
+		if response == nil {
+			l.step = 1
+			return []byte("Username:"), false, nil
+		}
+		l.username = string(response)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 1:
+		l.username = string(response)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.authenticate(l.username, string(response))
+	}
+	return nil, false, sasl.ErrUnexpectedClientResponse
+}
+
+// printable bounds and cleans a client-given string for the log.
+func printable(s string) string {
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
