@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/maildir"
 )
@@ -109,9 +110,9 @@ type Server struct {
 	limits Limits
 	log    *slog.Logger
 
+	conns *connlimit.Limiter // shared by both listeners
+
 	mu      sync.Mutex
-	total   int
-	perIP   map[netip.Addr]int
 	subsMus map[string]*sync.Mutex // by mailbox root
 }
 
@@ -131,11 +132,12 @@ func New(cfg Config) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	limits := cfg.Limits.withDefaults()
 	return &Server{
 		cfg:     cfg,
-		limits:  cfg.Limits.withDefaults(),
+		limits:  limits,
 		log:     logger,
-		perIP:   make(map[netip.Addr]int),
+		conns:   connlimit.New(limits.MaxConns, limits.MaxConnsPerIP),
 		subsMus: make(map[string]*sync.Mutex),
 	}, nil
 }
@@ -262,7 +264,7 @@ func (in *instance) options(insecureAuth bool) *imapserver.Options {
 func (in *instance) accept(raw net.Conn, implicitTLS bool) {
 	s := in.srv
 	remote := addrOf(raw.RemoteAddr())
-	if !s.admit(remote) {
+	if s.conns.Admit(remote) != "" {
 		in.loops.Add(1)
 		go func() {
 			defer in.loops.Done()
@@ -272,7 +274,7 @@ func (in *instance) accept(raw net.Conn, implicitTLS bool) {
 	}
 	tc := &trackedConn{Conn: raw, idle: s.limits.IdleTimeout}
 	tc.release = func() {
-		s.release(remote)
+		s.conns.Release(remote)
 		in.mu.Lock()
 		delete(in.raw, tc)
 		in.mu.Unlock()
@@ -343,27 +345,7 @@ func (in *instance) shutdown() {
 // from the LAN (loopback included) when the settings allow it.
 func plainAuthAllowed(live *mailconf.Live, remote netip.Addr) bool {
 	s := live.Load()
-	return s.LegacyPlainAuth && s.IsLAN(remote)
-}
-
-func (s *Server) admit(remote netip.Addr) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.total >= s.limits.MaxConns || s.perIP[remote] >= s.limits.MaxConnsPerIP {
-		return false
-	}
-	s.total++
-	s.perIP[remote]++
-	return true
-}
-
-func (s *Server) release(remote netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.total--
-	if s.perIP[remote]--; s.perIP[remote] <= 0 {
-		delete(s.perIP, remote)
-	}
+	return s.PasswordAuthAllowed(false, remote)
 }
 
 // subscriptionsLock serializes the changes of one mailbox's subscriptions

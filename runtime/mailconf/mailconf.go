@@ -50,6 +50,14 @@ func (s *Settings) IsLAN(addr netip.Addr) bool {
 	return false
 }
 
+// PasswordAuthAllowed reports whether a client may send a password: over
+// TLS always; in clear only from the LAN, and only when legacy_plain_auth
+// allows it (the old clients of the manual, 6.4.2). Every server applies
+// this one rule.
+func (s *Settings) PasswordAuthAllowed(tls bool, remote netip.Addr) bool {
+	return tls || s.LegacyPlainAuth && s.IsLAN(remote)
+}
+
 // Live holds the current settings. Safe for concurrent use; the zero value
 // holds Default().
 type Live struct {

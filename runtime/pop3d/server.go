@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/maildir"
 )
@@ -104,9 +105,9 @@ type Server struct {
 	log       *slog.Logger
 	lim       limits
 
+	conns *connlimit.Limiter // shared by both listeners
+
 	mu     sync.Mutex
-	conns  int
-	perIP  map[netip.Addr]int
 	locked map[string]bool // mailbox roots held by a session
 }
 
@@ -149,7 +150,6 @@ func newServer(cfg Config, open func(root string) (inbox, error)) (*Server, erro
 		mailboxes: cfg.Mailboxes,
 		auth:      cfg.Auth,
 		log:       cfg.Logger,
-		perIP:     map[netip.Addr]int{},
 		locked:    map[string]bool{},
 		lim: limits{
 			maxConns:        orDefault(cfg.MaxConns, DefaultMaxConns),
@@ -162,6 +162,7 @@ func newServer(cfg Config, open func(root string) (inbox, error)) (*Server, erro
 			grace:           orDefault(cfg.ShutdownGrace, DefaultShutdownGrace),
 		},
 	}
+	s.conns = connlimit.New(s.lim.maxConns, s.lim.maxConnsPerIP)
 	if s.settings == nil {
 		s.settings = &mailconf.Live{}
 	}
@@ -231,7 +232,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 		}
 		delay = 0
 		remote := remoteAddr(c)
-		if why := s.admit(remote); why != "" {
+		if why := s.conns.Admit(remote); why != "" {
 			s.log.Info("pop3: connection refused", "remote", remote, "reason", why)
 			// On the plain port the client is told why. A fresh
 			// socket's send buffer is empty: this never blocks for
@@ -253,7 +254,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 				mu.Lock()
 				delete(active, c)
 				mu.Unlock()
-				s.release(remote)
+				s.conns.Release(remote)
 			}()
 			s.handle(sessCtx, c, remote, implicitTLS)
 		})
@@ -297,30 +298,6 @@ func remoteAddr(c net.Conn) netip.Addr {
 		return a.AddrPort().Addr().Unmap()
 	}
 	return netip.Addr{}
-}
-
-// admit counts a new connection from remote, or says why it is refused.
-func (s *Server) admit(remote netip.Addr) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conns >= s.lim.maxConns {
-		return "too many connections, try later"
-	}
-	if s.perIP[remote] >= s.lim.maxConnsPerIP {
-		return "too many connections from your address, try later"
-	}
-	s.conns++
-	s.perIP[remote]++
-	return ""
-}
-
-func (s *Server) release(remote netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.conns--
-	if s.perIP[remote]--; s.perIP[remote] <= 0 {
-		delete(s.perIP, remote)
-	}
 }
 
 // lockMailbox takes the mailbox at root for one session (RFC 1939 8:

@@ -315,7 +315,7 @@ func (s *session) syntax() bool {
 // passwordAllowed applies the box's policy: passwords only under TLS, or
 // from the LAN when legacy plain authentication is on.
 func (s *session) passwordAllowed() bool {
-	return s.tls || s.settings.LegacyPlainAuth && s.settings.IsLAN(s.remote)
+	return s.settings.PasswordAuthAllowed(s.tls, s.remote)
 }
 
 const needTLS = "-ERR [AUTH] plaintext authentication is not allowed without TLS, use STLS"
