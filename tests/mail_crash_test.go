@@ -112,9 +112,10 @@ func (cc *crashClient) send(m *crashMsg) error {
 // TestMailCrash is the crash test: concurrent senders, kill -9
 // of the daemon while they send, a restart on the same data, the
 // unacknowledged messages sent again; three times. Then every
-// acknowledged message is in each of its mailboxes exactly once (twice
-// only for a message sent again whose first copy was committed just before
-// the kill, RFC 1047), and never in only some of them.
+// acknowledged message is in each of its mailboxes exactly once, and
+// never in only some of them. A message committed just before the kill
+// but not acknowledged (RFC 1047's window) is sent again by its client;
+// the server recognises it and does not deliver it twice.
 func TestMailCrash(t *testing.T) {
 	t.Parallel()
 	const (
@@ -227,12 +228,11 @@ func TestMailCrash(t *testing.T) {
 			case n == 0:
 				lost++
 				t.Errorf("message %s acknowledged (retried: %v) but not in %s", m.seq, m.retried, id)
-			case n == 2 && m.retried:
 			case n != 1:
 				t.Errorf("message %s (retried: %v) is %d times in %s", m.seq, m.retried, n, id)
 			}
 		}
-		if first == 2 && m.retried {
+		if first > 1 {
 			dups++
 		}
 		for id, n := range c {
@@ -246,9 +246,6 @@ func TestMailCrash(t *testing.T) {
 			t.Errorf("a message no sender sent (X-Seq %q) in %v", seq, c)
 		}
 	}
-	t.Logf("%d messages, %d in flight at the kills and sent again, %d of them delivered twice (committed before the kill, unacknowledged); %d lost, %d partial",
+	t.Logf("%d messages, %d in flight at the kills and sent again; %d delivered twice, %d lost, %d partial",
 		len(all), inFlight, dups, lost, partial)
-	if dups > inFlight {
-		t.Errorf("%d duplicates, more than the %d messages in flight at the kills", dups, inFlight)
-	}
 }

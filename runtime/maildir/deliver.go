@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,23 +10,35 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // A delivery to several mailboxes goes through the spool directory:
 //
 //	<u>.msg      the message, written once and fsync'd
-//	<u>.prep     the journal (message name, roots) before the commit
-//	<u>.commit   the same journal, fsync'd and renamed: the commit point
+//	<u>.commit   the journal (message name, roots, key), fsync'd
 //
-// The message is hard-linked into every root's tmp/ (each tmp/ fsync'd),
-// the journal is committed, then the links move to new/. Recover rolls a
-// .prep back (removes the links) and a .commit forward (finishes the
-// moves); both are idempotent.
+// The fsync of the spool directory that follows, which puts both names on
+// disk, is the commit point. Then the message is hard-linked into every
+// root's new/, each new/ is fsync'd, and both files go. Recover finishes a
+// delivery whose journal it can read (links what is missing); one it
+// cannot read was torn before its fsync, before the commit, and goes.
+// Nothing was put in a mailbox before the commit: there is nothing to
+// undo. (A spool of the previous format, with links in tmp/ and a .prep
+// journal before the commit, is recovered too.)
 type journal struct {
+	V     int      `json:"v,omitempty"` // journalLinks; 0: links in tmp/ before the commit
 	Name  string   `json:"name"`
 	Roots []string `json:"roots"`
+	Key   string   `json:"key,omitempty"` // DeliverOnce's
 }
+
+// journalLinks marks the journals of deliveries that link the message
+// into the mailboxes after the commit.
+const journalLinks = 2
 
 // Deliver writes msg, as is, into the inbox of every mailbox root given
 // (one copy per distinct root; roots are store.MailboxPath values, created
@@ -33,33 +46,174 @@ type journal struct {
 // on disk (fsync). All or nothing: after a crash and Recover, the message
 // is in all the mailboxes or in none.
 func (s *Store) Deliver(ctx context.Context, roots []string, msg io.Reader) error {
-	var distinct []string
-	for _, r := range roots {
-		if r == "" {
-			return errors.New("deliver: empty mailbox path")
-		}
-		if r = filepath.Clean(r); !slices.Contains(distinct, r) {
-			distinct = append(distinct, r)
-		}
-	}
-	if len(distinct) == 0 {
-		return errors.New("deliver: no mailbox")
+	distinct, err := distinctRoots(roots)
+	if err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("deliver: %w", err)
 	}
 	s.recovering.RLock()
 	defer s.recovering.RUnlock()
-	if len(distinct) == 1 {
-		return s.deliverOne(distinct[0], msg)
-	}
-	return s.deliverMany(ctx, distinct, msg)
+	return s.deliver(ctx, distinct, "", msg)
 }
 
-// deliverOne is the classic Maildir delivery: write tmp/, fsync, rename
-// into new/, fsync new/. Two fsyncs, no journal: until the rename the
-// message is nowhere, after it, it is delivered.
-func (s *Store) deliverOne(root string, msg io.Reader) error {
+// distinctRoots cleans the roots and drops the repeated ones.
+func distinctRoots(roots []string) ([]string, error) {
+	var distinct []string
+	for _, r := range roots {
+		if r == "" {
+			return nil, errors.New("deliver: empty mailbox path")
+		}
+		if r = filepath.Clean(r); !slices.Contains(distinct, r) {
+			distinct = append(distinct, r)
+		}
+	}
+	if len(distinct) == 0 {
+		return nil, errors.New("deliver: no mailbox")
+	}
+	return distinct, nil
+}
+
+// deliver delivers to distinct roots; key, if not empty, goes into the
+// file names (",K=") and the journal.
+func (s *Store) deliver(ctx context.Context, roots []string, key string, msg io.Reader) error {
+	if len(roots) == 1 {
+		return s.deliverOne(roots[0], key, msg)
+	}
+	return s.deliverMany(ctx, roots, key, msg)
+}
+
+// deliverOne is the classic Maildir delivery, to one root: the message
+// is written and fsync'd where no reader sees it, given its name in new/
+// in one step, and new/ is fsync'd. Two fsyncs, no journal: until the
+// link (or rename) the message is nowhere, after it, it is delivered.
+// The fsync of new/ is shared with the deliveries made meanwhile.
+func (s *Store) deliverOne(root, key string, msg io.Reader) error {
+	if !s.noTmpfile.Load() {
+		f, err := s.openTmpfile(root)
+		if err == nil {
+			return s.deliverLinked(root, key, f, msg)
+		}
+		if !errors.Is(err, errNoTmpfile) {
+			return fmt.Errorf("deliver to %s: %w", root, err)
+		}
+	}
+	return s.deliverRenamed(root, key, msg)
+}
+
+// errNoTmpfile: the filesystem of a mailbox has no O_TMPFILE.
+var errNoTmpfile = errors.New("O_TMPFILE not supported")
+
+// openTmpfile opens an unnamed file in root/new (O_TMPFILE): what is
+// written to it has no name, so no reader sees it and a crash leaves
+// nothing behind, until it is linked into new/. errNoTmpfile, and the
+// Store delivers through tmp/ from then on, where the filesystem (or the
+// kernel) cannot.
+func (s *Store) openTmpfile(root string) (*os.File, error) {
+	newDir := filepath.Join(root, "new")
+	open := func() (int, error) {
+		for {
+			fd, err := unix.Open(newDir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+			if err != unix.EINTR {
+				return fd, err
+			}
+		}
+	}
+	fd, err := open()
+	if err == unix.ENOENT {
+		if err := s.ensureMaildir(root); err != nil {
+			return nil, err
+		}
+		fd, err = open()
+	}
+	switch err {
+	case nil:
+		return os.NewFile(uintptr(fd), newDir), nil
+	case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
+		if !s.noTmpfile.Swap(true) {
+			s.log.Info("maildir: no O_TMPFILE, delivering through tmp/", "mailbox", root, "err", err)
+		}
+		return nil, errNoTmpfile
+	}
+	return nil, &os.PathError{Op: "open", Path: newDir, Err: err}
+}
+
+// deliverLinked writes msg into f, an unnamed file of root/new, fsyncs
+// it and links it into new/.
+func (s *Store) deliverLinked(root, key string, f *os.File, msg io.Reader) error {
+	defer f.Close() // an unnamed file closed is gone, as after a crash
+	n, err := io.Copy(f, msg)
+	if err == nil {
+		err = s.syncFile(f)
+	}
+	if err != nil {
+		return fmt.Errorf("deliver to %s: %w", root, err)
+	}
+	if err := s.step("tmp"); err != nil {
+		return err
+	}
+	name := deliveredName(s.unique(), n, key)
+	newDir := filepath.Join(root, "new")
+	if err := s.linkTmpfile(f, filepath.Join(newDir, name)); err != nil {
+		if !cannotLink(err) {
+			return fmt.Errorf("deliver to %s: %w", root, err)
+		}
+		if _, serr := os.Stat(newDir); serr != nil {
+			return fmt.Errorf("deliver to %s: %w", root, err)
+		}
+		// The directory is there: it is linking an unnamed file that
+		// fails (no /proc, no privilege for AT_EMPTY_PATH, a security
+		// module). Deliver through tmp/ from now on, this message
+		// included.
+		if !s.noTmpfile.Swap(true) {
+			s.log.Warn("maildir: cannot link unnamed files, delivering through tmp/", "mailbox", root, "err", err)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("deliver to %s: %w", root, err)
+		}
+		return s.deliverRenamed(root, key, f)
+	}
+	if err := s.step("link"); err != nil {
+		return err
+	}
+	if err := s.syncDirShared(newDir); err != nil {
+		return fmt.Errorf("deliver to %s: %w", root, err)
+	}
+	return s.step("sync")
+}
+
+// linkTmpfile gives the unnamed file f the name path. linkat with
+// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; through /proc/self/fd it
+// does not.
+func (s *Store) linkTmpfile(f *os.File, path string) error {
+	fd := int(f.Fd())
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	if err == unix.ENOENT {
+		if _, serr := os.Stat("/proc/self/fd"); serr != nil {
+			err = unix.Linkat(fd, "", unix.AT_FDCWD, path, unix.AT_EMPTY_PATH)
+		}
+	}
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: path, Err: err}
+	}
+	return nil
+}
+
+// cannotLink tells the failures of linkTmpfile that say unnamed files
+// cannot be linked here, from those of the filesystem (ENOSPC, EIO).
+func cannotLink(err error) bool {
+	for _, e := range [...]error{unix.ENOENT, unix.EPERM, unix.EACCES, unix.EINVAL, unix.EOPNOTSUPP} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// deliverRenamed delivers through a file of root/tmp renamed into new/,
+// where there is no O_TMPFILE.
+func (s *Store) deliverRenamed(root, key string, msg io.Reader) error {
 	u := s.unique()
 	tmp := filepath.Join(root, "tmp", u)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -85,7 +239,7 @@ func (s *Store) deliverOne(root string, msg io.Reader) error {
 	if err := s.step("tmp"); err != nil {
 		return err
 	}
-	name := fileName(u, n, "", false)
+	name := deliveredName(u, n, key)
 	if err := s.moveToNew(root, tmp, name); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("deliver to %s: %w", root, err)
@@ -93,7 +247,7 @@ func (s *Store) deliverOne(root string, msg io.Reader) error {
 	if err := s.step("rename"); err != nil {
 		return err
 	}
-	if err := s.syncDir(filepath.Join(root, "new")); err != nil {
+	if err := s.syncDirShared(filepath.Join(root, "new")); err != nil {
 		return fmt.Errorf("deliver to %s: %w", root, err)
 	}
 	return s.step("sync")
@@ -115,33 +269,28 @@ func (s *Store) moveToNew(root, tmp, name string) error {
 	return err
 }
 
-// deliverMany delivers to several roots through the spool journal.
-func (s *Store) deliverMany(ctx context.Context, roots []string, msg io.Reader) (err error) {
+// deliverMany delivers to several roots through the spool journal. Its
+// directory fsyncs are shared with the deliveries made meanwhile: 3 + one
+// per root for itself, fewer when many deliveries run at once.
+func (s *Store) deliverMany(ctx context.Context, roots []string, key string, msg io.Reader) error {
 	u := s.unique()
 	msgPath := filepath.Join(s.spool, u+".msg")
-	prepPath := filepath.Join(s.spool, u+".prep")
-	var linked []string
+	commitPath := filepath.Join(s.spool, u+".commit")
 	// undo runs on a failure before the commit point; a crash (or the
-	// crash hook) skips it, and Recover does the same from the journal.
+	// crash hook) skips it, and Recover does the same.
 	undo := func() {
-		for _, l := range linked {
-			os.Remove(l)
-		}
-		os.Remove(prepPath)
+		os.Remove(commitPath)
 		os.Remove(msgPath)
 	}
+	// The mailboxes are made now: after the commit, nothing may fail
+	// that could have been foreseen.
+	for _, root := range roots {
+		if err := s.ensureInbox(root); err != nil {
+			return fmt.Errorf("deliver to %s: %w", root, err)
+		}
+	}
 
-	f, err := os.OpenFile(msgPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("deliver: spool: %w", err)
-	}
-	n, err := io.Copy(f, msg)
-	if err == nil {
-		err = s.syncFile(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	n, err := s.writeSynced(msgPath, func(f *os.File) (int64, error) { return io.Copy(f, msg) })
 	if err != nil {
 		undo()
 		return fmt.Errorf("deliver: spool: %w", err)
@@ -149,76 +298,30 @@ func (s *Store) deliverMany(ctx context.Context, roots []string, msg io.Reader) 
 	if err := s.step("spool"); err != nil {
 		return err
 	}
-
-	name := fileName(u, n, "", false)
-	j, err := json.Marshal(journal{Name: name, Roots: roots})
-	if err != nil {
-		undo()
-		return fmt.Errorf("deliver: journal: %w", err)
-	}
-	// The journal is written now, so that Recover can find the links of
-	// an interrupted delivery, but fsync'd only at the commit: if it is
-	// lost the links stay in tmp/, where nobody reads them, until the
-	// 36-hour clean-up.
-	prep, err := os.OpenFile(prepPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	name := deliveredName(u, n, key)
+	j, err := json.Marshal(journal{V: journalLinks, Name: name, Roots: roots, Key: key})
 	if err == nil {
-		defer func() {
-			if prep != nil {
-				prep.Close()
-			}
-		}()
-		_, err = prep.Write(append(j, '\n'))
+		_, err = s.writeSynced(commitPath, func(f *os.File) (int64, error) {
+			n, err := f.Write(append(j, '\n'))
+			return int64(n), err
+		})
 	}
 	if err != nil {
 		undo()
 		return fmt.Errorf("deliver: journal: %w", err)
 	}
-	if err := s.step("prep"); err != nil {
-		return err
-	}
-
-	for i, root := range roots {
-		tmp := filepath.Join(root, "tmp", name)
-		if err := s.linkInto(root, msgPath, tmp); err != nil {
-			undo()
-			return fmt.Errorf("deliver to %s: %w", root, err)
-		}
-		linked = append(linked, tmp)
-		if err := s.step(fmt.Sprintf("link%d", i)); err != nil {
-			return err
-		}
-	}
-	for _, root := range roots {
-		if err := s.syncDir(filepath.Join(root, "tmp")); err != nil {
-			undo()
-			return fmt.Errorf("deliver to %s: %w", root, err)
-		}
-	}
-	if err := s.step("tmpsync"); err != nil {
+	if err := s.step("journal"); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		undo()
 		return fmt.Errorf("deliver: %w", err)
 	}
-
-	// The commit point: the journal, complete on disk, takes its final name.
-	commitPath := filepath.Join(s.spool, u+".commit")
-	err = s.syncFile(prep)
-	if cerr := prep.Close(); err == nil {
-		err = cerr
-	}
-	prep = nil
-	if err == nil {
-		err = os.Rename(prepPath, commitPath)
-	}
-	if err != nil {
-		undo()
-		return fmt.Errorf("deliver: commit: %w", err)
-	}
-	if err := s.syncDir(s.spool); err != nil {
-		// The rename may or may not be on disk; finishing the moves is
-		// right either way, failing would have the client send it again.
+	// The commit point.
+	if err := s.syncDirShared(s.spool); err != nil {
+		// The names may or may not be on disk; finishing is right
+		// either way (the fsyncs of new/ make it durable), failing
+		// would have the client send it again.
 		s.log.Error("deliver: commit not fsync'd", "err", err)
 	}
 	if err := s.step("commit"); err != nil {
@@ -229,16 +332,16 @@ func (s *Store) deliverMany(ctx context.Context, roots []string, msg io.Reader) 
 	// what cannot be finished now is left to Recover.
 	done := true
 	for i, root := range roots {
-		if err := s.moveToNew(root, filepath.Join(root, "tmp", name), name); err != nil {
+		if err := s.linkToNew(root, msgPath, name); err != nil {
 			s.log.Error("deliver: finishing a committed delivery", "mailbox", root, "err", err)
 			done = false
 		}
-		if err := s.step(fmt.Sprintf("rename%d", i)); err != nil {
+		if err := s.step(fmt.Sprintf("link%d", i)); err != nil {
 			return err
 		}
 	}
 	for _, root := range roots {
-		if err := s.syncDir(filepath.Join(root, "new")); err != nil {
+		if err := s.syncDirShared(filepath.Join(root, "new")); err != nil {
 			s.log.Error("deliver: finishing a committed delivery", "mailbox", root, "err", err)
 			done = false
 		}
@@ -247,38 +350,76 @@ func (s *Store) deliverMany(ctx context.Context, roots []string, msg io.Reader) 
 		return err
 	}
 	if done {
+		// Not fsync'd: should they come back, Recover finds the message
+		// in every mailbox and only removes them.
 		os.Remove(commitPath)
+		os.Remove(msgPath)
 	}
-	os.Remove(msgPath)
 	return s.step("done")
 }
 
-// linkInto puts the spooled message into root/tmp: a hard link, or a copy
-// where links are not possible (another filesystem).
-func (s *Store) linkInto(root, src, dst string) error {
+// ensureInbox makes sure root is a Maildir, with one stat when it is.
+func (s *Store) ensureInbox(root string) error {
+	if _, err := os.Stat(filepath.Join(root, "new")); err == nil {
+		return nil
+	}
+	return s.ensureMaildir(root)
+}
+
+// writeSynced writes a new file with write and fsyncs it; on a failure
+// the file is removed.
+func (s *Store) writeSynced(path string, write func(*os.File) (int64, error)) (int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	n, err := write(f)
+	if err == nil {
+		err = s.syncFile(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return 0, err
+	}
+	return n, nil
+}
+
+// linkToNew puts the spooled message src into root/new under name: a hard
+// link, or where links are not possible (another filesystem) a copy made
+// in tmp/ and renamed.
+func (s *Store) linkToNew(root, src, name string) error {
+	dst := filepath.Join(root, "new", name)
 	err := os.Link(src, dst)
-	if errors.Is(err, os.ErrNotExist) {
-		if err = s.ensureMaildir(root); err == nil {
-			err = os.Link(src, dst)
-		}
+	if err == nil || errors.Is(err, os.ErrExist) || errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	if err != nil && !errors.Is(err, os.ErrExist) && !errors.Is(err, os.ErrNotExist) {
-		s.log.Debug("deliver: hard link failed, copying", "err", err)
-		err = s.copyFile(src, dst)
+	s.log.Debug("deliver: hard link failed, copying", "err", err)
+	tmp := filepath.Join(root, "tmp", name)
+	if err := s.copyFile(src, tmp); err != nil {
+		return err
 	}
-	return err
+	return s.moveToNew(root, tmp, name)
 }
 
 // Recover finishes or undoes the deliveries a crash interrupted: those that
 // reached their commit point appear in every mailbox, the others in none.
+// It also notes the keys of the DeliverOnce deliveries of the last
+// retryWindow (those in the inboxes' new/ and cur/, and those it
+// finished), which a client may send again because the crash cut it off
+// before its acknowledgement. Call it once, before serving.
 func (s *Store) Recover(ctx context.Context) error {
 	s.recovering.Lock()
 	defer s.recovering.Unlock()
+	start := s.now()
 	names, err := readNames(s.spool)
 	if err != nil {
 		return fmt.Errorf("recover deliveries: %w", err)
 	}
 	slices.Sort(names)
+	recent := recentKeys{}
 	var errs []error
 	for _, n := range names {
 		if err := ctx.Err(); err != nil {
@@ -287,8 +428,14 @@ func (s *Store) Recover(ctx context.Context) error {
 		path := filepath.Join(s.spool, n)
 		switch {
 		case strings.HasSuffix(n, ".commit"):
-			if err := s.rollForward(path); err != nil {
+			j, ok, err := s.rollForward(path)
+			if err != nil {
 				errs = append(errs, err)
+			}
+			if key := j.key(); ok && key != "" {
+				for _, r := range j.Roots {
+					recent.add(key, absRoot(r))
+				}
 			}
 		case strings.HasSuffix(n, ".prep"):
 			s.rollBack(path)
@@ -308,11 +455,22 @@ func (s *Store) Recover(ctx context.Context) error {
 	if err := s.syncDir(s.spool); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.scanRecent(ctx, start.Add(-s.retryWindow), recent); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("recover deliveries: %w", err)
+		}
+		// Not fatal: a client sending a message again may get it
+		// delivered twice, nothing is lost.
+		s.log.Warn("recover: cannot look for recent deliveries", "err", err)
+	}
+	s.setRecent(recent, start.Add(s.retryWindow))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("recover deliveries: %w", err)
 	}
 	return nil
 }
+
+var errTornJournal = errors.New("torn journal")
 
 // readJournal reads a journal and checks that its name cannot lead out of
 // a tmp/ directory.
@@ -322,7 +480,12 @@ func readJournal(path string) (journal, error) {
 	if err != nil {
 		return j, err
 	}
-	if err := json.Unmarshal(data, &j); err != nil {
+	// Every journal is one line: without its end it was torn.
+	line, ok := bytes.CutSuffix(data, []byte("\n"))
+	if !ok || bytes.IndexByte(line, '\n') >= 0 {
+		return j, fmt.Errorf("journal %s: %w", path, errTornJournal)
+	}
+	if err := json.Unmarshal(line, &j); err != nil {
 		return j, fmt.Errorf("journal %s: %w", path, err)
 	}
 	if j.Name == "" || j.Name != filepath.Base(j.Name) || j.Name[0] == '.' {
@@ -331,17 +494,108 @@ func readJournal(path string) (journal, error) {
 	return j, nil
 }
 
-// rollForward finishes a committed delivery. A link no longer in tmp/ was
-// moved already (and maybe taken into cur/ by a reader since), or its
-// mailbox was removed with it: either way there is nothing left to do.
-func (s *Store) rollForward(path string) error {
-	j, err := readJournal(path)
+// key is the DeliverOnce key of a journal's delivery, or "".
+func (j journal) key() string {
+	if validKey(j.Key) {
+		return j.Key
+	}
+	return keyFromName(j.Name)
+}
+
+// rollForward finishes a committed delivery. ok is false when the
+// journal turned out not to be committed (torn, or its message missing:
+// the crash came before the commit) and is removed.
+func (s *Store) rollForward(path string) (j journal, ok bool, err error) {
+	j, err = readJournal(path)
 	if err != nil {
-		// It was fsync'd before the commit: this is not a torn write.
-		s.log.Error("recover: unreadable committed journal, set aside", "journal", path, "err", err)
-		os.Rename(path, path+".bad")
+		if j.V == 0 && !errors.Is(err, errTornJournal) {
+			// The previous format fsync'd it before its commit: this
+			// is not a torn write.
+			s.log.Error("recover: unreadable committed journal, set aside", "journal", path, "err", err)
+			os.Rename(path, path+".bad")
+			return journal{}, false, err
+		}
+		s.log.Warn("recover: a delivery torn before its commit, dropped", "journal", path, "err", err)
+		os.Remove(path)
+		return journal{}, false, nil
+	}
+	if j.V != journalLinks {
+		return j, true, s.rollForwardTmp(path, j)
+	}
+	msgPath := strings.TrimSuffix(path, ".commit") + ".msg"
+	if _, err := os.Lstat(msgPath); errors.Is(err, os.ErrNotExist) {
+		// Both names reach the disk with the commit: this one did not.
+		s.log.Warn("recover: a delivery whose message is missing was not committed, dropped", "journal", path)
+		os.Remove(path)
+		return journal{}, false, nil
+	}
+	var errs []error
+	for _, root := range j.Roots {
+		if err := s.finishLink(root, msgPath, j.Name); err != nil {
+			errs = append(errs, fmt.Errorf("finish delivery to %s: %w", root, err))
+		}
+	}
+	if len(errs) > 0 {
+		return j, true, errors.Join(errs...) // the journal stays for the next Recover
+	}
+	os.Remove(path)
+	os.Remove(msgPath)
+	return j, true, nil
+}
+
+// finishLink links a committed message into root/new unless it is there
+// already (or was taken into cur/), or the mailbox is gone.
+func (s *Store) finishLink(root, msgPath, name string) error {
+	newDir := filepath.Join(root, "new")
+	if _, err := os.Stat(newDir); errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("recover: mailbox gone, not finishing its delivery", "mailbox", root, "message", name)
+		return nil
+	}
+	there, err := hasMessage(root, name)
+	if err != nil || there {
 		return err
 	}
+	// A copy a crash interrupted (another filesystem) is made again.
+	if err := os.Remove(filepath.Join(root, "tmp", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := s.linkToNew(root, msgPath, name); err != nil {
+		return err
+	}
+	if err := s.syncDir(newDir); err != nil {
+		return err
+	}
+	s.log.Info("recover: finished a delivery", "mailbox", root, "message", name)
+	return nil
+}
+
+// hasMessage reports whether root has the message name in new/, or in
+// cur/ with any flags.
+func hasMessage(root, name string) (bool, error) {
+	for _, p := range [...]string{filepath.Join(root, "new", name), filepath.Join(root, "cur", name+":2,")} {
+		if _, err := os.Lstat(p); err == nil {
+			return true, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return false, err
+		}
+	}
+	names, err := readNames(filepath.Join(root, "cur"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, name+":") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// rollForwardTmp finishes a committed delivery of the previous format. A
+// link no longer in tmp/ was moved already (and maybe taken into cur/ by
+// a reader since), or its mailbox was removed with it: either way there
+// is nothing left to do.
+func (s *Store) rollForwardTmp(path string, j journal) error {
 	var errs []error
 	for _, root := range j.Roots {
 		tmp := filepath.Join(root, "tmp", j.Name)

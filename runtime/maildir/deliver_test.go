@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -194,9 +195,10 @@ func TestDeliverConcurrent(t *testing.T) {
 }
 
 // crashSteps delivers once with a hook that records the steps of Deliver.
-func crashSteps(t *testing.T, roots int) []string {
+func crashSteps(t *testing.T, roots int, noTmpfile bool) []string {
 	data := t.TempDir()
 	s := newStore(t, data)
+	s.noTmpfile.Store(noTmpfile)
 	var steps []string
 	s.crash = func(step string) error { steps = append(steps, step); return nil }
 	var rs []string
@@ -209,24 +211,39 @@ func crashSteps(t *testing.T, roots int) []string {
 
 var errCrash = errors.New("simulated crash")
 
+// crashModes are the ways Deliver goes: one root through an unnamed file
+// linked into new/ (O_TMPFILE) or through tmp/, several through the
+// journal. commits names the step after which the message is delivered.
+var crashModes = []struct {
+	name      string
+	nroots    int
+	noTmpfile bool
+	commits   string
+}{
+	{"1 root", 1, false, "link"},
+	{"1 root through tmp", 1, true, "rename"},
+	{"3 roots", 3, false, "journal"},
+}
+
 func TestDeliverCrash(t *testing.T) {
-	for _, nroots := range []int{1, 3} {
-		steps := crashSteps(t, nroots)
+	for _, mode := range crashModes {
+		steps := crashSteps(t, mode.nroots, mode.noTmpfile)
 		if len(steps) < 3 {
 			t.Fatalf("steps: %v", steps)
 		}
 		committed := false
 		for _, step := range steps {
-			if step == "commit" || (nroots == 1 && step == "rename") {
+			if step == mode.commits {
 				committed = true
 			}
-			t.Run(fmt.Sprintf("%d roots/%s", nroots, step), func(t *testing.T) {
+			t.Run(mode.name+"/"+step, func(t *testing.T) {
 				data := t.TempDir()
 				var roots []string
-				for i := range nroots {
+				for i := range mode.nroots {
 					roots = append(roots, filepath.Join(data, "mail", strconv.Itoa(i)))
 				}
 				s := newStore(t, data)
+				s.noTmpfile.Store(mode.noTmpfile)
 				deliver(t, s, roots, "before") // mailboxes with something in them
 				s.crash = func(st string) error {
 					if st == step {
@@ -237,7 +254,7 @@ func TestDeliverCrash(t *testing.T) {
 				if err := s.Deliver(context.Background(), roots, bytes.NewReader(msg("m"))); !errors.Is(err, errCrash) {
 					t.Fatalf("Deliver: %v", err)
 				}
-				if step == "rename0" {
+				if step == "link0" {
 					// A reader takes what is already in new/ into cur/
 					// before the recovery.
 					s2 := newStore(t, data)
@@ -259,7 +276,7 @@ func TestDeliverCrash(t *testing.T) {
 					if got["m"] != want || got["before"] != 1 {
 						t.Errorf("%s: %v, want %d of m", r, got, want)
 					}
-					if nroots > 1 {
+					if mode.nroots > 1 || !mode.noTmpfile {
 						if tmp := files(t, filepath.Join(r, "tmp")); len(tmp) != 0 {
 							t.Errorf("%s/tmp left with %v", r, tmp)
 						}
@@ -276,7 +293,7 @@ func TestDeliverCrash(t *testing.T) {
 			})
 		}
 		if !committed {
-			t.Errorf("%d roots: no commit step in %v", nroots, steps)
+			t.Errorf("%s: no %s step in %v", mode.name, mode.commits, steps)
 		}
 	}
 }
@@ -315,6 +332,93 @@ func TestRecoverRootGone(t *testing.T) {
 	}
 	if left := files(t, s.spool); len(left) != 0 {
 		t.Errorf("spool left with %v", left)
+	}
+}
+
+// TestRecoverSpool recovers spools as crashes leave them, of this
+// format and of the previous one (links in tmp/ before the commit).
+func TestRecoverSpool(t *testing.T) {
+	const name = "1700000000.M1P2Q3R00000000,S=60"
+	m := msg("m")
+	if len(m) != 60 {
+		t.Fatalf("message of %d bytes", len(m))
+	}
+	type file struct{ path, data string } // path relative to the data dir
+	journalOf := func(v int, roots ...string) string {
+		j := fmt.Sprintf(`{"v":%d,"name":%q,"roots":[`, v, name)
+		for i, r := range roots {
+			if i > 0 {
+				j += ","
+			}
+			j += fmt.Sprintf("%q", "@/"+r)
+		}
+		return j + "]}\n"
+	}
+	const a, b = "mail/example.org/a", "mail/example.org/b"
+	spool := "spool/maildir/1700000000.M1P2Q3R00000000"
+	tests := []struct {
+		name  string
+		files []file
+		want  map[string]int // copies of m in each root
+	}{
+		{"committed", []file{{spool + ".msg", string(m)}, {spool + ".commit", journalOf(2, a, b)}},
+			map[string]int{a: 1, b: 1}},
+		{"torn journal", []file{{spool + ".msg", string(m)}, {spool + ".commit", strings.TrimSuffix(journalOf(2, a, b), "\n")}},
+			map[string]int{a: 0, b: 0}},
+		{"journal of zeros", []file{{spool + ".msg", string(m)}, {spool + ".commit", "\x00\x00\x00\x00"}},
+			map[string]int{a: 0, b: 0}},
+		{"message missing", []file{{spool + ".commit", journalOf(2, a, b)}},
+			map[string]int{a: 0, b: 0}},
+		{"linked to one, read there", []file{{spool + ".msg", string(m)}, {spool + ".commit", journalOf(2, a, b)},
+			{a + "/cur/" + name + ":2,RS", string(m)}},
+			map[string]int{a: 1, b: 1}},
+		{"linked to one", []file{{spool + ".msg", string(m)}, {spool + ".commit", journalOf(2, a, b)},
+			{a + "/new/" + name, string(m)}},
+			map[string]int{a: 1, b: 1}},
+		{"copy interrupted", []file{{spool + ".msg", string(m)}, {spool + ".commit", journalOf(2, a, b)},
+			{b + "/tmp/" + name, string(m[:20])}},
+			map[string]int{a: 1, b: 1}},
+		{"previous format, before the commit", []file{{spool + ".msg", string(m)}, {spool + ".prep", journalOf(0, a, b)},
+			{a + "/tmp/" + name, string(m)}, {b + "/tmp/" + name, string(m)}},
+			map[string]int{a: 0, b: 0}},
+		{"previous format, committed", []file{{spool + ".commit", journalOf(0, a, b)},
+			{a + "/tmp/" + name, string(m)}, {b + "/new/" + name, string(m)}},
+			map[string]int{a: 1, b: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := t.TempDir()
+			s := newStore(t, data)
+			for _, r := range []string{a, b} {
+				if err := s.ensureMaildir(filepath.Join(data, r)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range tt.files {
+				d := strings.ReplaceAll(f.data, "@", data)
+				if err := os.WriteFile(filepath.Join(data, f.path), []byte(d), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 2 { // idempotent
+				s = newStore(t, data)
+				if err := s.Recover(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for r, want := range tt.want {
+				root := filepath.Join(data, r)
+				if got := bodies(t, root); got["m"] != want || len(got) > 1 {
+					t.Errorf("%s: %v, want %d of m", r, got, want)
+				}
+				if tmp := files(t, filepath.Join(root, "tmp")); len(tmp) != 0 {
+					t.Errorf("%s/tmp left with %v", r, tmp)
+				}
+			}
+			if left := files(t, s.spool); len(left) != 0 {
+				t.Errorf("spool left with %v", left)
+			}
+		})
 	}
 }
 
@@ -479,24 +583,52 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 }
 
+// BenchmarkDeliverParallel measures concurrent deliveries of 10 KB, as
+// SMTP clients at once make them (bench/inbound.sh has 50): to one
+// mailbox through an unnamed file (linked) or through tmp/ (renamed), and
+// to three mailboxes through the journal.
 func BenchmarkDeliverParallel(b *testing.B) {
-	data := b.TempDir()
-	s := newStore(b, data)
-	roots := []string{filepath.Join(data, "mail", "bob")}
-	m := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"), 160)
-	deliver(b, s, roots, "warm up")
-	start := s.fsyncs.Load()
-	b.SetBytes(int64(len(m)))
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if err := s.Deliver(context.Background(), roots, bytes.NewReader(m)); err != nil {
-				b.Error(err)
-				return
-			}
+	cases := []struct {
+		mode      string
+		noTmpfile bool
+		roots     int
+	}{
+		{"linked", false, 1},
+		{"renamed", true, 1},
+		{"journal", false, 3},
+	}
+	for _, c := range cases {
+		for _, clients := range []int{2, 50} {
+			b.Run(fmt.Sprintf("%s/clients=%d", c.mode, clients), func(b *testing.B) {
+				data := b.TempDir()
+				s := newStore(b, data)
+				s.noTmpfile.Store(c.noTmpfile)
+				var roots []string
+				for i := range c.roots {
+					roots = append(roots, filepath.Join(data, "mail", strconv.Itoa(i)))
+				}
+				m := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"), 160)
+				deliver(b, s, roots, "warm up")
+				start := s.fsyncs.Load()
+				b.SetBytes(int64(len(m)))
+				b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := s.Deliver(context.Background(), roots, bytes.NewReader(m)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(s.fsyncs.Load()-start)/float64(b.N), "fsyncs/op")
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+				if s.noTmpfile.Load() != c.noTmpfile {
+					b.Log("no O_TMPFILE here")
+				}
+			})
 		}
-	})
-	b.ReportMetric(float64(s.fsyncs.Load()-start)/float64(b.N), "fsyncs/op")
+	}
 }
 
 // TestDeliverAcrossFilesystems: with the spool on another filesystem the

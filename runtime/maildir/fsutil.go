@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -164,3 +165,81 @@ func idOf(fi os.FileInfo) fileID {
 }
 
 func (a fileID) sameFile(b fileID) bool { return a.dev == b.dev && a.ino == b.ino }
+
+// dirSyncer shares the fsyncs of one directory between the goroutines
+// that changed it (group commit): each needs a sync that started after
+// its change; the first one waiting runs it, for all those waiting then.
+// Many deliveries into one inbox at once cost a few fsyncs of new/, not
+// one each.
+type dirSyncer struct {
+	users int // under Store.syncMu: the syncer is dropped when unused
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	started uint64 // generations: syncs started,
+	done    uint64 // and finished
+	running bool   // started == done+1
+	failed  uint64 // the last generation that failed, with err
+	err     error
+}
+
+func newDirSyncer() *dirSyncer {
+	ds := &dirSyncer{}
+	ds.cond.L = &ds.mu
+	return ds
+}
+
+// syncDirShared is syncDir for a directory many goroutines change at
+// once: it returns when a sync that started after the call is done.
+func (s *Store) syncDirShared(dir string) error {
+	s.syncMu.Lock()
+	ds := s.syncers[dir]
+	if ds == nil {
+		ds = newDirSyncer()
+		s.syncers[dir] = ds
+	}
+	ds.users++
+	s.syncMu.Unlock()
+
+	err := ds.sync(func() error { return s.syncDir(dir) })
+
+	s.syncMu.Lock()
+	if ds.users--; ds.users == 0 {
+		delete(s.syncers, dir)
+	}
+	s.syncMu.Unlock()
+	return err
+}
+
+// sync returns when a run of fsync that started after the call is done.
+func (ds *dirSyncer) sync(fsync func() error) error {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	// A sync running now may have started before the caller's change:
+	// it needs the next one.
+	target := ds.started + 1
+	for ds.done < target {
+		if ds.running {
+			ds.cond.Wait()
+			continue
+		}
+		ds.running = true
+		ds.started++
+		gen := ds.started
+		ds.mu.Unlock()
+		err := fsync()
+		ds.mu.Lock()
+		ds.running = false
+		ds.done = gen
+		if err != nil {
+			ds.failed, ds.err = gen, err
+		}
+		ds.cond.Broadcast()
+	}
+	// A failure of any sync since the change is the caller's: a later
+	// success does not prove the entry reached the disk.
+	if ds.failed >= target {
+		return ds.err
+	}
+	return nil
+}

@@ -45,9 +45,27 @@ const (
 // same folder share its index.
 type Store struct {
 	spool string // DATA/spool/maildir: multi-mailbox deliveries in flight
+	mail  string // DATA/mail, absolute: the mailboxes, DATA/mail/<domain>/<id>
 	log   *slog.Logger
 	pid   int
 	seq   atomic.Uint64
+
+	// noTmpfile: a mailbox's filesystem has no O_TMPFILE (or unnamed
+	// files cannot be linked): single deliveries go through tmp/.
+	noTmpfile atomic.Bool
+
+	// syncers share the fsyncs of a directory between the deliveries
+	// into it (group commit); by directory, while in use.
+	syncMu  sync.Mutex
+	syncers map[string]*dirSyncer
+
+	// The keys of the DeliverOnce deliveries Recover found, by key, with
+	// the mailbox roots (absolute) that have them, until recentUntil.
+	retryWindow time.Duration
+	clock       func() time.Time // time.Now, but for tests
+	recentMu    sync.Mutex
+	recent      recentKeys
+	recentUntil time.Time
 
 	// recovering excludes deliveries while Recover cleans the spool.
 	recovering sync.RWMutex
@@ -69,17 +87,27 @@ func New(dataDir string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	mail, err := filepath.Abs(filepath.Join(dataDir, "mail"))
+	if err != nil {
+		return nil, fmt.Errorf("maildir: %w", err)
+	}
 	s := &Store{
-		spool:   filepath.Join(dataDir, "spool", "maildir"),
-		log:     logger,
-		pid:     os.Getpid(),
-		folders: map[string]*folderState{},
+		spool:       filepath.Join(dataDir, "spool", "maildir"),
+		mail:        mail,
+		log:         logger,
+		pid:         os.Getpid(),
+		folders:     map[string]*folderState{},
+		syncers:     map[string]*dirSyncer{},
+		retryWindow: defaultRetryWindow,
+		clock:       time.Now,
 	}
 	if err := s.mkdirAllDurable(s.spool); err != nil {
 		return nil, fmt.Errorf("maildir spool: %w", err)
 	}
 	return s, nil
 }
+
+func (s *Store) now() time.Time { return s.clock() }
 
 // step runs the test hook after a step of Deliver.
 func (s *Store) step(name string) error {

@@ -31,6 +31,63 @@ func fileName(unique string, size int64, info string, withInfo bool) string {
 	return name
 }
 
+// deliveredName is the name in new/ of a delivered message: with the
+// DeliverOnce key, if any, as a ",K=" field of the key (Maildir++ info
+// fields before ":2,"; other software ignores those it does not know).
+func deliveredName(unique string, size int64, key string) string {
+	name := fileName(unique, size, "", false)
+	if key != "" {
+		name += ",K=" + key
+	}
+	return name
+}
+
+// validKey reports whether key is a DeliverOnce key: 16 to 64 lowercase
+// hex digits.
+func validKey(key string) bool {
+	if len(key) < 16 || len(key) > 64 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// keyFromName returns the DeliverOnce key of a message's file name, or ""
+// if it has none (or not a valid one).
+func keyFromName(name string) string {
+	key, _ := splitName(name)
+	i := strings.Index(key, ",K=")
+	if i < 0 {
+		return ""
+	}
+	v := key[i+3:]
+	if j := strings.IndexByte(v, ','); j >= 0 {
+		v = v[:j]
+	}
+	if !validKey(v) {
+		return ""
+	}
+	return v
+}
+
+// timeFromName returns the time a name made by unique starts with, in
+// seconds; false if it does not start with one.
+func timeFromName(name string) (int64, bool) {
+	i := strings.IndexByte(name, '.')
+	if i <= 0 || i > 19 {
+		return 0, false
+	}
+	sec, err := strconv.ParseInt(name[:i], 10, 64)
+	if err != nil || sec < 0 {
+		return 0, false
+	}
+	return sec, true
+}
+
 // splitName splits a message's file name into its key (what stays the
 // same when flags change) and the letters of its ":2," info.
 func splitName(name string) (key, info string) {

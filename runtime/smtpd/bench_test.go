@@ -26,9 +26,9 @@ func BenchmarkMXReceive(b *testing.B) {
 
 type discardDeliverer struct{}
 
-func (discardDeliverer) Deliver(ctx context.Context, roots []string, msg io.Reader) error {
+func (discardDeliverer) DeliverOnce(ctx context.Context, roots []string, key string, msg io.Reader) (bool, error) {
 	_, err := io.Copy(io.Discard, msg)
-	return err
+	return false, err
 }
 
 func benchMX(b *testing.B, e *env) {

@@ -44,10 +44,24 @@
 //
 // # Delivery
 //
-// One Deliverer.Deliver call per message with every mailbox of the
-// transaction: all or nothing, and 250 only once it returned nil. The
-// server prepends Return-Path, then Authentication-Results (MX only, when
-// a Verifier is set, not for loopback clients), then Received. Incoming
+// One Deliverer.DeliverOnce call per message with every mailbox of the
+// transaction: all or nothing, and 250 only once it returned nil.
+//
+// A crash between the delivery and the 250 leaves the client without an
+// answer, and it sends the message again: the delivery key tells it from a
+// new message. The key is the lowercase hex of the first 128 bits of
+// SHA-256 over the MAIL FROM address as given, a NUL, each accepted RCPT
+// address as given, in order, each followed by a NUL, then the message
+// data as received (dot-unstuffed, or the BDAT chunks joined), before the
+// server adds or removes any field: the Received field's id and date
+// differ per attempt and stay out of it. It is computed as the data is
+// read. When the Deliverer says the key was delivered just before the
+// restart (see maildir.Store.DeliverOnce), the reply is the same 250 with
+// a new id, logged at Info as a duplicate, and nothing is written.
+//
+// The server prepends Return-Path, then Authentication-Results (MX only,
+// when a Verifier is set, not for loopback clients unless
+// Config.VerifyLoopback), then Received. Incoming
 // Authentication-Results fields whose authserv-id is the box's host name
 // are forgeries (RFC 8601 5) and are removed, when they lie within the
 // first MemoryBuffer bytes of the message (any sane header does).
@@ -68,7 +82,8 @@
 // # Logs
 //
 // One Info line per accepted message (id, listener, client, from, rcpts,
-// size, ms since MAIL, user on submission); every refusal at Info with its
+// size, ms since MAIL, user on submission; a duplicate's says so, with
+// its key); every refusal at Info with its
 // reason, or with the reply when go-smtp refused by itself. Passwords and
 // message contents are never logged.
 //

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net/netip"
@@ -158,14 +159,24 @@ func (v *recordingVerifier) Verify(ctx context.Context, remote netip.Addr, helo,
 }
 
 type recordingDeliverer struct {
-	roots []string
-	msg   string
+	mu       sync.Mutex
+	roots    []string
+	key, msg string
 }
 
-func (d *recordingDeliverer) Deliver(ctx context.Context, roots []string, msg io.Reader) error {
+func (d *recordingDeliverer) DeliverOnce(ctx context.Context, roots []string, key string, msg io.Reader) (bool, error) {
 	b, err := io.ReadAll(msg)
-	d.roots, d.msg = roots, string(b)
-	return err
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.roots, d.key, d.msg = roots, key, string(b)
+	return false, err
+}
+
+// last returns what the last delivery got.
+func (d *recordingDeliverer) last() (key, msg string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.key, d.msg
 }
 
 type fakeResolver map[string][]string
@@ -199,13 +210,13 @@ func TestDeliverFromTheInternet(t *testing.T) {
 		go cn.lookupName()
 		sess := &session{c: cn, tls: true}
 		orig := "Authentication-Results: " + testHost + "; dkim=pass (forged)\r\nSubject: hi\r\n\r\nbody\r\n"
-		msg, err := s.spool.read(strings.NewReader(orig))
+		msg, err := s.spool.read(strings.NewReader(orig), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tx := &transaction{from: "x@remote.test", helo: "mail.remote.test", rcpts: []string{"alice@example.test"}, roots: []string{"/r/alice"}}
-		if err := sess.deliver(tx, msg, "id.1"); err != nil {
-			t.Fatal(err)
+		if dup, err := sess.deliver(tx, msg, "id.1", "0123456789abcdef0123456789abcdef"); err != nil || dup {
+			t.Fatal(dup, err)
 		}
 		msg.release()
 		cancel()
@@ -215,6 +226,9 @@ func TestDeliverFromTheInternet(t *testing.T) {
 		want := "Return-Path: <x@remote.test>\r\n" +
 			"Authentication-Results: " + testHost + "; spf=pass smtp.mailfrom=remote.test\r\n" +
 			"Received: from mail.remote.test (" + c.name + " [" + c.remote + "])\r\n\tby " + testHost + " (MailFountain) with ESMTPS id id.1\r\n\tfor <alice@example.test>; "
+		if d.key != "0123456789abcdef0123456789abcdef" {
+			t.Errorf("deliverer got key %q", d.key)
+		}
 		if !strings.HasPrefix(d.msg, want) || !strings.HasSuffix(d.msg, "\r\nSubject: hi\r\n\r\nbody\r\n") || strings.Contains(d.msg, "forged") {
 			t.Errorf("delivered\n%s\nwant it to start with\n%s", d.msg, want)
 		}
@@ -239,9 +253,13 @@ func TestSpool(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := &spoolPool{limit: 1000, dir: dir}
-	for _, n := range []int{0, 10, 999, 1000, 1001, 5000} {
+	for _, n := range []int{0, 10, 999, 1000, 1001, 5000, 70000} {
 		in := bytes.Repeat([]byte("0123456789abcdef"), n/16+1)[:n]
-		m, err := p.read(io.MultiReader(bytes.NewReader(in[:n/2]), bytes.NewReader(in[n/2:])))
+		if n > 0 {
+			in[n/3] = 'x' // the digest must cover every byte, in order
+		}
+		sum := sha256.New()
+		m, err := p.read(io.MultiReader(bytes.NewReader(in[:n/2]), bytes.NewReader(in[n/2:])), sum)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,14 +267,17 @@ func TestSpool(t *testing.T) {
 		if err != nil || !bytes.Equal(out, in) || m.size != int64(n) {
 			t.Fatalf("%d bytes: read back %d bytes (size %d), %v", n, len(out), m.size, err)
 		}
+		if want := sha256.Sum256(in); !bytes.Equal(sum.Sum(nil), want[:]) {
+			t.Fatalf("%d bytes: the digest taken while reading is not that of the message", n)
+		}
 		m.release()
 	}
 	failing := errors.New("broken")
-	if _, err := p.read(io.MultiReader(bytes.NewReader(make([]byte, 3000)), iotestErr{failing})); !errors.Is(err, failing) {
+	if _, err := p.read(io.MultiReader(bytes.NewReader(make([]byte, 3000)), iotestErr{failing}), nil); !errors.Is(err, failing) {
 		t.Fatalf("read error %v, want %v", err, failing)
 	}
 	bad := &spoolPool{limit: 10, dir: filepath.Join(dir, "missing")}
-	if _, err := bad.read(bytes.NewReader(make([]byte, 100))); !errors.Is(err, errSpool) {
+	if _, err := bad.read(bytes.NewReader(make([]byte, 100)), nil); !errors.Is(err, errSpool) {
 		t.Fatalf("spool into a missing directory: %v, want errSpool", err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {

@@ -152,7 +152,12 @@ type env struct {
 // newEnv starts a server; edit may change its Config.
 func newEnv(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
-	dir := t.TempDir()
+	return newEnvIn(t, t.TempDir(), edit)
+}
+
+// newEnvIn starts a server whose data directory (store, mailboxes) is dir.
+func newEnvIn(t testing.TB, dir string, edit func(*Config)) *env {
+	t.Helper()
 	st, err := store.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)

@@ -28,9 +28,13 @@ type Directory interface {
 }
 
 // Deliverer writes a message into the inboxes of mailbox roots, all or
-// nothing; *maildir.Store is one.
+// nothing; *maildir.Store is one. key names the message by what the
+// client sent (32 lowercase hex digits: see the package documentation):
+// if a delivery of that key reached the mailboxes just before a crash,
+// the client never had its 250 and sends the message again; then
+// DeliverOnce writes nothing and says duplicate, once per key.
 type Deliverer interface {
-	Deliver(ctx context.Context, roots []string, msg io.Reader) error
+	DeliverOnce(ctx context.Context, roots []string, key string, msg io.Reader) (duplicate bool, err error)
 }
 
 // Authenticator checks a login; *auth.Authenticator is one. Its errors
@@ -97,6 +101,10 @@ type Config struct {
 	// Verifier, if not nil, adds Authentication-Results on the MX (not
 	// for loopback clients: the box itself).
 	Verifier Verifier
+	// VerifyLoopback runs the Verifier for loopback clients too: for
+	// tests, and for a box that receives its mail through a relay on
+	// the same host.
+	VerifyLoopback bool
 	// Queue, if not nil, takes mail for other domains (submission, and
 	// redirections that point outside); nil answers 451 4.3.0.
 	Queue Queue

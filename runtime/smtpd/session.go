@@ -2,7 +2,10 @@ package smtpd
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
 	"net/netip"
 	"strings"
@@ -295,7 +298,8 @@ func (s *session) Data(r io.Reader) error {
 	if tx == nil {
 		return errClosing
 	}
-	msg, err := c.s.spool.read(&deadlineReader{r: r, conn: c.raw, timeout: c.s.cfg.DataTimeout})
+	sum := envelopeDigest(tx.from, tx.rcpts)
+	msg, err := c.s.spool.read(&deadlineReader{r: r, conn: c.raw, timeout: c.s.cfg.DataTimeout}, sum)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.refuse("data", "message too large", "from", printable(tx.from), "max_bytes", c.settings.MaxMessageBytes)
@@ -322,7 +326,9 @@ func (s *session) Data(r io.Reader) error {
 	defer msg.release()
 
 	id := c.s.newID()
-	if err := s.deliver(tx, msg, id); err != nil {
+	key := deliveryKey(sum)
+	duplicate, err := s.deliver(tx, msg, id, key)
+	if err != nil {
 		c.s.log.Error("smtp delivery failed", "id", id, "from", printable(tx.from), "rcpts", tx.rcpts, "err", err)
 		if c.ctx.Err() != nil {
 			return errClosing
@@ -335,19 +341,26 @@ func (s *session) Data(r io.Reader) error {
 	if tx.principal != nil {
 		args = append(args, "user", tx.principal.Address)
 	}
-	c.s.log.Info("smtp message accepted", args...)
+	if duplicate {
+		// The client did not get our 250 before the crash and sent the
+		// message again: it is in the mailboxes already.
+		c.s.log.Info("duplicate of a delivery made before a restart; not delivered again", append(args, "key", key)...)
+	} else {
+		c.s.log.Info("smtp message accepted", args...)
+	}
 	// go-smtp replies with the code of an SMTPError: this one says the
 	// message id, to match the client's logs with ours.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: string(acceptedReply[len("250 2.0.0 "):]) + id}
 }
 
 // deliver stores msg in the mailboxes of tx and hands it to the queue for
-// the remote recipients.
-func (s *session) deliver(tx *transaction, msg *message, id string) error {
+// the remote recipients. duplicate says that the mailboxes had it already
+// (see Deliverer); the queue gets it all the same, as it cannot tell.
+func (s *session) deliver(tx *transaction, msg *message, id, key string) (duplicate bool, err error) {
 	c := s.c
 	host := c.settings.Hostname
 	var ar string
-	if c.kind == kindMX && c.s.cfg.Verifier != nil && !c.remote.IsLoopback() {
+	if c.kind == kindMX && c.s.cfg.Verifier != nil && (!c.remote.IsLoopback() || c.s.cfg.VerifyLoopback) {
 		ar = s.verify(tx, msg)
 	}
 	proto := "ESMTP"
@@ -373,16 +386,41 @@ func (s *session) deliver(tx *transaction, msg *message, id string) error {
 	hdr, complete := msg.header()
 	drop := forgedAuthResults(hdr, host, complete)
 	if len(tx.roots) > 0 {
-		if err := c.s.cfg.Deliverer.Deliver(c.ctx, tx.roots, msg.reader(head, drop)); err != nil {
-			return err
+		duplicate, err = c.s.cfg.Deliverer.DeliverOnce(c.ctx, tx.roots, key, msg.reader(head, drop))
+		if err != nil {
+			return false, err
 		}
 	}
 	if len(tx.remote) > 0 {
 		if err := c.s.cfg.Queue.Enqueue(c.ctx, tx.from, tx.remote, msg.reader(head[trace:], drop)); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return duplicate, nil
+}
+
+// envelopeDigest starts the digest that names a delivery (see
+// deliveryKey): the reverse path and the accepted recipients as the
+// client gave them, each followed by a NUL.
+// The message data follows, as the client sends it.
+func envelopeDigest(from string, rcpts []string) hash.Hash {
+	h := sha256.New()
+	io.WriteString(h, from)
+	h.Write([]byte{0})
+	for _, r := range rcpts {
+		io.WriteString(h, r)
+		h.Write([]byte{0})
+	}
+	return h
+}
+
+// deliveryKey is the Deliverer's key of a message: the first 128 bits of
+// the digest, in lowercase hex. It covers only what the client sent, so
+// the same message sent again after a crash has the same key, while the
+// fields the server adds (Received's id and date) differ per attempt.
+func deliveryKey(sum hash.Hash) string {
+	var b [sha256.Size]byte
+	return hex.EncodeToString(sum.Sum(b[:0])[:16])
 }
 
 // verify runs the Verifier on the message as received.

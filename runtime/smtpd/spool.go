@@ -53,8 +53,13 @@ func (p *spoolPool) get() *[]byte {
 }
 
 // read reads r to its end. Memory is read into directly: the message is
-// copied once, from go-smtp's reader to the buffer.
-func (p *spoolPool) read(r io.Reader) (*message, error) {
+// copied once, from go-smtp's reader to the buffer. sum, if not nil (a
+// hash.Hash, whose Write never fails), is given every byte as it arrives,
+// so that the message is not read a second time to digest it.
+func (p *spoolPool) read(r io.Reader, sum io.Writer) (*message, error) {
+	if sum == nil {
+		sum = io.Discard
+	}
 	m := &message{pool: p, buf: p.get()}
 	b := (*m.buf)[:0]
 	for {
@@ -67,6 +72,7 @@ func (p *spoolPool) read(r io.Reader) (*message, error) {
 			b = nb
 		}
 		n, err := r.Read(b[len(b):cap(b)])
+		sum.Write(b[len(b) : len(b)+n])
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			*m.buf = b
@@ -90,7 +96,7 @@ func (p *spoolPool) read(r io.Reader) (*message, error) {
 	if os.Remove(f.Name()) != nil {
 		m.name = f.Name()
 	}
-	n, err := io.Copy(spoolFile{f}, r)
+	n, err := io.Copy(io.MultiWriter(spoolFile{f}, sum), r)
 	m.fileSize = n
 	m.size = int64(len(b)) + n
 	if err != nil {

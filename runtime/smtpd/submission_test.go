@@ -305,8 +305,8 @@ func TestQueueHook(t *testing.T) {
 // failingDeliverer stands for a disk that refuses the message.
 type failingDeliverer struct{}
 
-func (failingDeliverer) Deliver(ctx context.Context, roots []string, msg io.Reader) error {
-	return errors.New("disk full")
+func (failingDeliverer) DeliverOnce(ctx context.Context, roots []string, key string, msg io.Reader) (bool, error) {
+	return false, errors.New("disk full")
 }
 
 func TestDeliveryFailures(t *testing.T) {
