@@ -187,7 +187,7 @@ func appendReceived(b []byte, r received) []byte {
 // appendReturnPath appends the Return-Path field of a reverse path.
 func appendReturnPath(b []byte, from string) []byte {
 	b = append(b, "Return-Path: <"...)
-	b = append(b, formatPath(from)...)
+	b = appendPath(b, from)
 	return append(b, ">\r\n"...)
 }
 
@@ -250,42 +250,46 @@ func safeForClause(rcpt string) string {
 // part unquoted) as a path: the local part quoted when it is not a
 // dot-atom, control characters replaced by '?'.
 func formatPath(addr string) string {
+	return string(appendPath(nil, addr))
+}
+
+// appendPath appends formatPath(addr) to b.
+func appendPath(b []byte, addr string) []byte {
 	if addr == "" {
-		return ""
+		return b
 	}
 	local, domain := addr, ""
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		local, domain = addr[:i], addr[i+1:]
+	at := strings.LastIndexByte(addr, '@')
+	if at >= 0 {
+		local, domain = addr[:at], addr[at+1:]
 	}
-	var sb strings.Builder
 	if isDotAtom(local) {
-		sb.WriteString(local)
+		b = append(b, local...)
 	} else {
-		sb.WriteByte('"')
+		b = append(b, '"')
 		for i := 0; i < len(local); i++ {
 			switch c := local[i]; {
 			case c == '"' || c == '\\':
-				sb.WriteByte('\\')
-				sb.WriteByte(c)
+				b = append(b, '\\', c)
 			case c < ' ' || c == 0x7f:
-				sb.WriteByte('?')
+				b = append(b, '?')
 			default:
-				sb.WriteByte(c)
+				b = append(b, c)
 			}
 		}
-		sb.WriteByte('"')
+		b = append(b, '"')
 	}
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		sb.WriteByte('@')
+	if at >= 0 {
+		b = append(b, '@')
 		for i := 0; i < len(domain); i++ {
 			if c := domain[i]; c <= ' ' || c == 0x7f || c == '>' || c == '<' {
-				sb.WriteByte('?')
+				b = append(b, '?')
 			} else {
-				sb.WriteByte(c)
+				b = append(b, c)
 			}
 		}
 	}
-	return sb.String()
+	return b
 }
 
 // isDotAtom says whether s is a dot-atom (RFC 5322 3.2.3), UTF-8 allowed

@@ -34,7 +34,11 @@ func (s *Server) route(ctx context.Context, local, domain string) (*route, error
 		return nil, err
 	}
 	r.boxDomain, r.found = true, true
-	seen := map[string]bool{local + "@" + domain: true}
+	var seen map[string]bool
+	if a.Kind == store.AddressRedirection {
+		// Only a redirection goes further: most recipients need no map.
+		seen = map[string]bool{local + "@" + domain: true}
+	}
 	return r, s.expand(ctx, r, a, seen, 0)
 }
 

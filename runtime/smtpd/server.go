@@ -141,6 +141,9 @@ type Server struct {
 	idPrefix string
 	seq      atomic.Uint64
 	spool    spoolPool
+	// dataStates holds *dataState; readBufs *bufio.Reader.
+	dataStates sync.Pool
+	readBufs   sync.Pool
 
 	mu    sync.Mutex
 	total int

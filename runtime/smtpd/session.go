@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -90,6 +91,35 @@ type transaction struct {
 	roots     []string // mailbox roots, each once
 	remote    []string // addresses for the queue, each once
 	start     time.Time
+	// routes holds the routes resolved in this transaction, so that a
+	// recipient given twice is looked up once; never kept longer, so
+	// that directory changes apply to the next transaction.
+	routes []txRoute
+}
+
+type txRoute struct {
+	addr string // local@domain, lowercase
+	r    *route
+}
+
+// route resolves local@domain once per transaction.
+func (tx *transaction) route(ctx context.Context, s *Server, local, domain string) (*route, error) {
+	for _, tr := range tx.routes {
+		if len(tr.addr) == len(local)+1+len(domain) && tr.addr[:len(local)] == local &&
+			tr.addr[len(local)] == '@' && tr.addr[len(local)+1:] == domain {
+			return tr.r, nil
+		}
+	}
+	r, err := s.route(ctx, local, domain)
+	if err != nil {
+		return nil, err
+	}
+	if r.found {
+		// Only addresses that exist: a client trying names in bulk
+		// makes no list to scan.
+		tx.routes = append(tx.routes, txRoute{addr: local + "@" + domain, r: r})
+	}
+	return r, nil
 }
 
 func (c *conn) newSession(sc *smtp.Conn) (smtp.Session, error) {
@@ -229,7 +259,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		s.refuse("rcpt", "bad address", "to", printable(to))
 		return errBadAddress
 	}
-	r, err := s.c.s.route(s.c.ctx, local, domain)
+	r, err := tx.route(s.c.ctx, s.c.s, local, domain)
 	if err != nil {
 		s.c.s.log.Warn("smtp recipient lookup", "to", printable(to), "err", err)
 		return errLookup
@@ -241,6 +271,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		s.c.s.log.Warn("smtp redirections nested too deep", "to", printable(to), "max_depth", MaxRedirectDepth)
 	}
 	queue := s.c.s.cfg.Queue
+	remote := r.remote
 	switch {
 	case !r.boxDomain:
 		if s.principal == nil {
@@ -251,7 +282,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			s.refuse("rcpt", "no outbound queue", "to", printable(to))
 			return errNoOutboundQueue
 		}
-		r.remote = []string{to} // a remote local part may be case-sensitive
+		remote = []string{to} // a remote local part may be case-sensitive
 	case !r.found:
 		s.refuse("rcpt", "user unknown", "from", printable(tx.from), "to", printable(to))
 		return errUnknownUser
@@ -267,7 +298,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	tx.rcpts = append(tx.rcpts, to)
 	tx.roots = appendNew(tx.roots, r.roots...)
-	tx.remote = appendNew(tx.remote, r.remote...)
+	tx.remote = appendNew(tx.remote, remote...)
 	return nil
 }
 
@@ -298,8 +329,11 @@ func (s *session) Data(r io.Reader) error {
 	if tx == nil {
 		return errClosing
 	}
-	sum := envelopeDigest(tx.from, tx.rcpts)
-	msg, err := c.s.spool.read(&deadlineReader{r: r, conn: c.raw, timeout: c.s.cfg.DataTimeout}, sum)
+	st := c.s.getDataState()
+	defer c.s.putDataState(st)
+	sum := st.envelopeDigest(tx.from, tx.rcpts)
+	st.dr = deadlineReader{r: r, conn: c.raw, timeout: c.s.cfg.DataTimeout}
+	msg, err := c.s.spool.read(&st.dr, sum)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.refuse("data", "message too large", "from", printable(tx.from), "max_bytes", c.settings.MaxMessageBytes)
@@ -326,7 +360,7 @@ func (s *session) Data(r io.Reader) error {
 	defer msg.release()
 
 	id := c.s.newID()
-	key := deliveryKey(sum)
+	key := st.deliveryKey()
 	duplicate, err := s.deliver(tx, msg, id, key)
 	if err != nil {
 		c.s.log.Error("smtp delivery failed", "id", id, "from", printable(tx.from), "rcpts", tx.rcpts, "err", err)
@@ -335,18 +369,24 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return errDeliver
 	}
-	args := []any{"id", id, "listener", c.kind.String(), "remote", c.remote.String(),
-		"from", printable(tx.from), "rcpts", tx.rcpts, "size", msg.size,
-		"ms", time.Since(tx.start).Milliseconds()}
-	if tx.principal != nil {
-		args = append(args, "user", tx.principal.Address)
-	}
-	if duplicate {
-		// The client did not get our 250 before the crash and sent the
-		// message again: it is in the mailboxes already.
-		c.s.log.Info("duplicate of a delivery made before a restart; not delivered again", append(args, "key", key)...)
-	} else {
-		c.s.log.Info("smtp message accepted", args...)
+	if c.s.log.Enabled(context.Background(), slog.LevelInfo) {
+		// Attributes, not key-value pairs: fewer values boxed per message.
+		var buf [10]slog.Attr
+		attrs := append(buf[:0], slog.String("id", id), slog.String("listener", c.kind.String()),
+			slog.String("remote", c.remote.String()), slog.String("from", printable(tx.from)),
+			slog.Any("rcpts", tx.rcpts), slog.Int64("size", msg.size),
+			slog.Int64("ms", time.Since(tx.start).Milliseconds()))
+		if tx.principal != nil {
+			attrs = append(attrs, slog.String("user", tx.principal.Address))
+		}
+		if duplicate {
+			// The client did not get our 250 before the crash and sent
+			// the message again: it is in the mailboxes already.
+			c.s.log.LogAttrs(context.Background(), slog.LevelInfo, "duplicate of a delivery made before a restart; not delivered again",
+				append(attrs, slog.String("key", key))...)
+		} else {
+			c.s.log.LogAttrs(context.Background(), slog.LevelInfo, "smtp message accepted", attrs...)
+		}
 	}
 	// go-smtp replies with the code of an SMTPError: this one says the
 	// message id, to match the client's logs with ours.
@@ -363,12 +403,15 @@ func (s *session) deliver(tx *transaction, msg *message, id, key string) (duplic
 	if c.kind == kindMX && c.s.cfg.Verifier != nil && (!c.remote.IsLoopback() || c.s.cfg.VerifyLoopback) {
 		ar = s.verify(tx, msg)
 	}
+	// RFC 3848 names, constant: no string built per message.
 	proto := "ESMTP"
-	if s.tls {
-		proto += "S"
-	}
-	if tx.principal != nil {
-		proto += "A"
+	switch {
+	case s.tls && tx.principal != nil:
+		proto = "ESMTPSA"
+	case s.tls:
+		proto = "ESMTPS"
+	case tx.principal != nil:
+		proto = "ESMTPA"
 	}
 	rcpt := ""
 	if len(tx.rcpts) == 1 {
@@ -399,28 +442,55 @@ func (s *session) deliver(tx *transaction, msg *message, id, key string) (duplic
 	return duplicate, nil
 }
 
+// dataState is what receiving one message needs beyond the message
+// itself; the Server pools it so that a message costs no new digest.
+type dataState struct {
+	h   hash.Hash
+	buf []byte // the envelope, to digest it in one Write
+	sum [sha256.Size]byte
+	dr  deadlineReader
+}
+
+func (s *Server) getDataState() *dataState {
+	if st, ok := s.dataStates.Get().(*dataState); ok {
+		st.h.Reset()
+		return st
+	}
+	return &dataState{h: sha256.New()}
+}
+
+func (s *Server) putDataState(st *dataState) {
+	st.dr = deadlineReader{} // drop go-smtp's reader and the connection
+	if cap(st.buf) > 4<<10 {
+		st.buf = nil // a long envelope: keep no large buffer
+	}
+	s.dataStates.Put(st)
+}
+
 // envelopeDigest starts the digest that names a delivery (see
 // deliveryKey): the reverse path and the accepted recipients as the
 // client gave them, each followed by a NUL.
 // The message data follows, as the client sends it.
-func envelopeDigest(from string, rcpts []string) hash.Hash {
-	h := sha256.New()
-	io.WriteString(h, from)
-	h.Write([]byte{0})
+func (st *dataState) envelopeDigest(from string, rcpts []string) hash.Hash {
+	b := append(st.buf[:0], from...)
+	b = append(b, 0)
 	for _, r := range rcpts {
-		io.WriteString(h, r)
-		h.Write([]byte{0})
+		b = append(b, r...)
+		b = append(b, 0)
 	}
-	return h
+	st.h.Write(b)
+	st.buf = b
+	return st.h
 }
 
 // deliveryKey is the Deliverer's key of a message: the first 128 bits of
 // the digest, in lowercase hex. It covers only what the client sent, so
 // the same message sent again after a crash has the same key, while the
 // fields the server adds (Received's id and date) differ per attempt.
-func deliveryKey(sum hash.Hash) string {
-	var b [sha256.Size]byte
-	return hex.EncodeToString(sum.Sum(b[:0])[:16])
+func (st *dataState) deliveryKey() string {
+	var x [32]byte
+	hex.Encode(x[:], st.h.Sum(st.sum[:0])[:16])
+	return string(x[:])
 }
 
 // verify runs the Verifier on the message as received.

@@ -102,31 +102,54 @@ type Address struct {
 }
 
 // LookupAddress says what local@domain is; an error wrapping ErrNotFound
-// if the box has no such address. Case does not matter.
+// if the box has no such address. Case does not matter. The SMTP server
+// calls it for every recipient: its statement is prepared once.
 func (s *Store) LookupAddress(ctx context.Context, local, domain string) (*Address, error) {
 	local, domain = strings.ToLower(local), strings.ToLower(domain)
 	a := &Address{Domain: domain, Local: local}
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		// A name is used once per domain (manual 6.5.1): one row at most.
-		err := tx.QueryRowContext(ctx, `
-			SELECT 'account', id FROM accounts WHERE domain = ?1 AND id = ?2
-			UNION ALL SELECT 'alias', account FROM aliases WHERE domain = ?1 AND alias = ?2
-			UNION ALL SELECT 'redirection', '' FROM redirections WHERE domain = ?1 AND address = ?2
-			UNION ALL SELECT 'mailing', '' FROM mailings WHERE domain = ?1 AND name = ?2
-			LIMIT 1`, domain, local).Scan(&a.Kind, &a.Account)
-		if err != nil {
-			return err
-		}
-		if a.Kind != AddressRedirection {
-			return nil
-		}
+	st, err := s.lookupStmt(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s@%s: %w", local, domain, err)
+	}
+	// A name is used once per domain (manual 6.5.1): one row at most.
+	if err := st.QueryRowContext(ctx, domain, local).Scan(&a.Kind, &a.Account); err != nil {
+		return nil, fmt.Errorf("look up %s@%s: %w", local, domain, notFound(err))
+	}
+	if a.Kind != AddressRedirection {
+		return a, nil
+	}
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
 		a.Targets, err = queryStrings(ctx, tx, "SELECT target FROM redirection_targets WHERE domain = ? AND address = ? ORDER BY position", domain, local)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("look up %s@%s: %w", local, domain, notFound(err))
+		return nil, fmt.Errorf("look up %s@%s: %w", local, domain, err)
+	}
+	if len(a.Targets) == 0 {
+		// Deleted between the two reads.
+		return nil, fmt.Errorf("look up %s@%s: %w", local, domain, ErrNotFound)
 	}
 	return a, nil
+}
+
+// lookupStmt prepares the address lookup on first use.
+func (s *Store) lookupStmt(ctx context.Context) (*sql.Stmt, error) {
+	s.lookupMu.Lock()
+	defer s.lookupMu.Unlock()
+	if s.lookup != nil {
+		return s.lookup, nil
+	}
+	st, err := s.db.PrepareContext(ctx, `
+		SELECT 'account', id FROM accounts WHERE domain = ?1 AND id = ?2
+		UNION ALL SELECT 'alias', account FROM aliases WHERE domain = ?1 AND alias = ?2
+		UNION ALL SELECT 'redirection', '' FROM redirections WHERE domain = ?1 AND address = ?2
+		UNION ALL SELECT 'mailing', '' FROM mailings WHERE domain = ?1 AND name = ?2
+		LIMIT 1`)
+	if err != nil {
+		return nil, fmt.Errorf("prepare address lookup: %w", err)
+	}
+	s.lookup = st
+	return st, nil
 }
 
 // Domain returns the domain of that name.

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -38,6 +39,9 @@ const busyTimeoutMS = 30_000
 type Store struct {
 	db  *sql.DB
 	dir string
+
+	lookupMu sync.Mutex
+	lookup   *sql.Stmt // LookupAddress's, prepared on first use
 }
 
 // Open opens the data store in dataDir, creating the directory (0700) and
@@ -91,6 +95,11 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.lookupMu.Lock()
+	if s.lookup != nil {
+		s.lookup.Close()
+	}
+	s.lookupMu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.dir, err)
 	}
