@@ -5,10 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strings"
 
 	"mailfountain.dev/mailfountain/runtime/applier"
@@ -126,7 +124,7 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 			Directory: st,
 			Deliverer: md,
 			Auth:      authn,
-			Verifier:  verifier{mailauth.NewVerifier(resolver, 0, logger.With("component", "mailauth"))},
+			Verifier:  mailauth.NewVerifier(resolver, 0, logger.With("component", "mailauth")),
 			TempDir:   st.Dir(),
 			Logger:    logger.With("component", "smtp"),
 		})
@@ -161,11 +159,4 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 		return nil, nil, errors.New("a listener has no server")
 	}
 	return cs, closeAll, nil
-}
-
-// verifier adapts mailauth's Verifier to the SMTP server's interface.
-type verifier struct{ v *mailauth.Verifier }
-
-func (a verifier) Verify(ctx context.Context, remote netip.Addr, helo, mailFrom, authservID string, msg io.Reader) string {
-	return a.v.Verify(ctx, mailauth.Input{AuthservID: authservID, RemoteIP: remote, HELO: helo, MailFrom: mailFrom}, msg)
 }

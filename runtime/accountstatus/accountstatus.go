@@ -24,10 +24,8 @@ type Account struct {
 	Bytes       int64      `json:"bytes"`
 }
 
-// Usage is what List needs of the mailboxes: *maildir.Store has it.
-type Usage interface {
-	Usage(root string) (maildir.Usage, error)
-}
+// Usage reads what a mailbox holds: maildir.MailboxUsage.
+type Usage func(root string) (maildir.Usage, error)
 
 // List returns the status of the accounts of domain, or of every domain
 // if domain is empty; an error wrapping store.ErrNotFound if the box has
@@ -49,7 +47,7 @@ func List(ctx context.Context, st *store.Store, usage Usage, domain string) ([]A
 			at := l.LastLogin.At
 			a.LastLogin, a.LastService = &at, l.LastLogin.Service
 		}
-		u, err := usage.Usage(st.MailboxPath(l.Domain, l.ID))
+		u, err := usage(st.MailboxPath(l.Domain, l.ID))
 		if err != nil {
 			return nil, fmt.Errorf("account status of %s@%s: %w", l.ID, l.Domain, err)
 		}

@@ -124,11 +124,7 @@ func open(ctx context.Context, dataDir string, logger *slog.Logger, extra ...rec
 // AccountStatus returns the status of the accounts of domain (all if
 // empty): last login, messages and their size.
 func (a *Applier) AccountStatus(ctx context.Context, domain string) ([]accountstatus.Account, error) {
-	md, err := maildir.New(a.dir, a.logger)
-	if err != nil {
-		return nil, fmt.Errorf("account status: %w", err)
-	}
-	return accountstatus.List(ctx, a.store, md, domain)
+	return accountstatus.List(ctx, a.store, maildir.MailboxUsage, domain)
 }
 
 // Settings are the mail servers' settings as last applied; the mail

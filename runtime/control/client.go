@@ -12,12 +12,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
 	"mailfountain.dev/mailfountain/runtime/applier"
+	"mailfountain.dev/mailfountain/runtime/safeio"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
 )
@@ -129,7 +129,7 @@ func (c *Client) WritePlanFile(p *applier.Plan, path string) error {
 	if err := c.do(context.Background(), http.MethodPost, pathEncode, nil, planRequest{Plan: toWirePlan(p, true, false)}, &f); err != nil {
 		return fmt.Errorf("write plan %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, f.Data); err != nil {
+	if err := safeio.WriteFile(path, f.Data, 0o600); err != nil {
 		return fmt.Errorf("write plan %s: %w", path, err)
 	}
 	return nil
@@ -155,28 +155,6 @@ func (c *Client) ReadPlanFile(path string) (*applier.Plan, error) {
 		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}
 	return w.plan(nil), nil
-}
-
-// writeFileAtomic writes data to path (0600) through a temporary file in
-// the same directory, so a reader sees the old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // History lists the applied versions, oldest first, without their content.

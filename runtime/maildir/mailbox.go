@@ -22,7 +22,11 @@ const (
 // Usage returns what the mailbox at root holds; zero if it does not exist.
 // It reads names only (",S=" gives the size), except for the files put
 // there by hand, which are stat'd.
-func (s *Store) Usage(root string) (Usage, error) {
+func (s *Store) Usage(root string) (Usage, error) { return MailboxUsage(root) }
+
+// MailboxUsage is Store.Usage without a Store: reading sizes needs no
+// spool, so a status command does not make one.
+func MailboxUsage(root string) (Usage, error) {
 	var u Usage
 	ents, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {

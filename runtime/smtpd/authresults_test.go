@@ -2,14 +2,11 @@ package smtpd
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"io"
 	"net"
 	"net/mail"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -21,14 +18,6 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 )
-
-// mailauthVerifier adapts mailauth.Verifier to Verifier, as
-// cmd/mailfountaind does.
-type mailauthVerifier struct{ v *mailauth.Verifier }
-
-func (a mailauthVerifier) Verify(ctx context.Context, remote netip.Addr, helo, mailFrom, authservID string, msg io.Reader) string {
-	return a.v.Verify(ctx, mailauth.Input{AuthservID: authservID, RemoteIP: remote, HELO: helo, MailFrom: mailFrom}, msg)
-}
 
 // serveTXT runs a DNS server on 127.0.0.1 (UDP) answering TXT queries
 // from records (by name, without the final dot) until the test ends: an
@@ -89,7 +78,7 @@ func TestAuthenticationResults(t *testing.T) {
 		"bad.test":                    "v=spf1 -all",
 		"_dmarc.bad.test":             "v=DMARC1; p=quarantine",
 	})
-	v := mailauthVerifier{mailauth.NewVerifier(mailauth.NewResolver([]string{dnsAddr}, time.Second), 10*time.Second, nil)}
+	v := mailauth.NewVerifier(mailauth.NewResolver([]string{dnsAddr}, time.Second), 10*time.Second, nil)
 	e := newEnv(t, func(c *Config) {
 		c.Verifier = v
 		c.VerifyLoopback = true

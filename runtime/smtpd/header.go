@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"net/netip"
 	"strings"
 	"time"
@@ -70,69 +71,7 @@ func isAuthResultsOf(field []byte, id string) bool {
 	if !strings.EqualFold(string(name), "Authentication-Results") {
 		return false
 	}
-	got, ok := authservID(field[colon+1:])
-	return ok && strings.EqualFold(got, id)
-}
-
-// authservID reads the authserv-id that starts the value of an
-// Authentication-Results field (RFC 8601 2.2): a token or a quoted
-// string, after comments and folding white space.
-func authservID(v []byte) (string, bool) {
-	i := skipCFWS(v, 0)
-	if i >= len(v) {
-		return "", false
-	}
-	if v[i] == '"' {
-		var sb strings.Builder
-		for i++; i < len(v); i++ {
-			switch c := v[i]; c {
-			case '\\':
-				if i+1 < len(v) {
-					i++
-					sb.WriteByte(v[i])
-				}
-			case '"':
-				return sb.String(), true
-			case '\r', '\n':
-			default:
-				sb.WriteByte(c)
-			}
-		}
-		return "", false
-	}
-	j := i
-	for j < len(v) && !isAuthservDelim(v[j]) {
-		j++
-	}
-	return string(v[i:j]), j > i
-}
-
-func isAuthservDelim(c byte) bool {
-	switch c {
-	case ' ', '\t', '\r', '\n', ';', '(', '"':
-		return true
-	}
-	return false
-}
-
-// skipCFWS skips white space, line breaks and (nested) comments.
-func skipCFWS(v []byte, i int) int {
-	depth := 0
-	for i < len(v) {
-		switch c := v[i]; {
-		case c == '(':
-			depth++
-		case c == ')' && depth > 0:
-			depth--
-		case c == '\\' && depth > 0:
-			i++
-		case depth > 0, c == ' ', c == '\t', c == '\r', c == '\n':
-		default:
-			return i
-		}
-		i++
-	}
-	return len(v)
+	return mailauth.IsOurs(string(field[colon+1:]), id)
 }
 
 // received is what the Received field says.

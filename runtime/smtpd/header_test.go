@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/mailauth"
 )
 
 func TestForgedAuthResults(t *testing.T) {
@@ -149,13 +151,13 @@ type recordingVerifier struct {
 	helo, from, authserv, msg string
 }
 
-func (v *recordingVerifier) Verify(ctx context.Context, remote netip.Addr, helo, mailFrom, authservID string, msg io.Reader) string {
+func (v *recordingVerifier) Verify(ctx context.Context, in mailauth.Input, msg io.Reader) string {
 	b, _ := io.ReadAll(msg)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.calls++
-	v.remote, v.helo, v.from, v.authserv, v.msg = remote, helo, mailFrom, authservID, string(b)
-	return "Authentication-Results: " + authservID + "; spf=pass smtp.mailfrom=remote.test"
+	v.remote, v.helo, v.from, v.authserv, v.msg = in.RemoteIP, in.HELO, in.MailFrom, in.AuthservID, string(b)
+	return "Authentication-Results: " + in.AuthservID + "; spf=pass smtp.mailfrom=remote.test"
 }
 
 type recordingDeliverer struct {

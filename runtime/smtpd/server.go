@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/connlimit"
+	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
 )
@@ -47,8 +49,9 @@ type Authenticator interface {
 // (msg as received, without the fields the server adds) and returns the
 // Authentication-Results header field to prepend, complete with its name
 // ("Authentication-Results: <authservID>; ..."), or "" to add nothing.
+// *mailauth.Verifier is one.
 type Verifier interface {
-	Verify(ctx context.Context, remote netip.Addr, helo, mailFrom, authservID string, msg io.Reader) (header string)
+	Verify(ctx context.Context, in mailauth.Input, msg io.Reader) (header string)
 }
 
 // Queue takes mail for addresses outside the box: the outbound queue, a
@@ -145,9 +148,9 @@ type Server struct {
 	dataStates sync.Pool
 	readBufs   sync.Pool
 
-	mu    sync.Mutex
-	total int
-	perIP map[netip.Addr]int
+	// conns is shared by the three listeners; loopback clients (local
+	// programs) count only against the total.
+	conns *connlimit.Limiter
 }
 
 // New checks cfg and returns a server.
@@ -187,7 +190,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		idPrefix: strconv.FormatInt(time.Now().UnixMilli(), 36),
 		spool:    spoolPool{limit: cfg.MemoryBuffer, dir: cfg.TempDir},
-		perIP:    map[netip.Addr]int{},
+		conns:    connlimit.New(cfg.MaxConnections, cfg.MaxConnectionsPerIP).ExemptLoopback(),
 	}, nil
 }
 
@@ -338,28 +341,9 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
 }
 
 // admit counts a new connection from remote, or says why it is refused.
-func (s *Server) admit(remote netip.Addr) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.total >= s.cfg.MaxConnections {
-		return "too many connections"
-	}
-	if !remote.IsLoopback() && s.perIP[remote] >= s.cfg.MaxConnectionsPerIP {
-		return "too many connections from this address"
-	}
-	s.total++
-	s.perIP[remote]++
-	return ""
-}
+func (s *Server) admit(remote netip.Addr) string { return s.conns.Admit(remote) }
 
-func (s *Server) release(remote netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.total--
-	if s.perIP[remote]--; s.perIP[remote] <= 0 {
-		delete(s.perIP, remote)
-	}
-}
+func (s *Server) release(remote netip.Addr) { s.conns.Release(remote) }
 
 // reject tells a client over the limits to come back later.
 func (s *Server) reject(nc net.Conn, k kind) {

@@ -8,7 +8,6 @@ import (
 	"hash"
 	"io"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mailfountain.dev/mailfountain/runtime/auth"
-	"mailfountain.dev/mailfountain/runtime/mailconf"
+	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"mailfountain.dev/mailfountain/runtime/store"
 )
 
@@ -131,15 +130,8 @@ func (c *conn) newSession(sc *smtp.Conn) (smtp.Session, error) {
 	return &session{c: c, tls: isTLS}, nil
 }
 
-// passwordAuthAllowed is the policy for password logins on every
-// protocol: under TLS, or in clear from the LAN when legacy_plain_auth
-// is on.
-func passwordAuthAllowed(set *mailconf.Settings, isTLS bool, remote netip.Addr) bool {
-	return isTLS || set.LegacyPlainAuth && set.IsLAN(remote)
-}
-
 func (s *session) authAllowed() bool {
-	return s.c.kind != kindMX && passwordAuthAllowed(&s.c.settings, s.tls, s.c.remote)
+	return s.c.kind != kindMX && s.c.settings.PasswordAuthAllowed(s.tls, s.c.remote)
 }
 
 // AuthMechanisms is what EHLO advertises: nothing where AUTH is not
@@ -498,7 +490,8 @@ func (s *session) verify(tx *transaction, msg *message) string {
 	c := s.c
 	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.VerifyTimeout)
 	defer cancel()
-	return c.s.cfg.Verifier.Verify(ctx, c.remote, tx.helo, tx.from, c.settings.Hostname, msg.reader(nil, nil))
+	in := mailauth.Input{AuthservID: c.settings.Hostname, RemoteIP: c.remote, HELO: tx.helo, MailFrom: tx.from}
+	return c.s.cfg.Verifier.Verify(ctx, in, msg.reader(nil, nil))
 }
 
 func (s *session) Reset() {

@@ -42,7 +42,7 @@ func TestPasswordAuthPolicy(t *testing.T) {
 		{true, true, "203.0.113.9", true},
 	} {
 		set := mailconf.Settings{LAN: []netip.Prefix{lan}, LegacyPlainAuth: c.legacy}
-		if got := passwordAuthAllowed(&set, c.tls, netip.MustParseAddr(c.remote)); got != c.want {
+		if got := set.PasswordAuthAllowed(c.tls, netip.MustParseAddr(c.remote)); got != c.want {
 			t.Errorf("legacy=%v tls=%v from %s: allowed=%v, want %v", c.legacy, c.tls, c.remote, got, c.want)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"mailfountain.dev/mailfountain/runtime/safeio"
 	"os"
 	"path/filepath"
 	"slices"
@@ -675,21 +676,9 @@ func syncParents(moves []ArchivedMailbox) error {
 		dirs[filepath.Dir(m.To)] = true
 	}
 	for d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := safeio.SyncDir(d); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
