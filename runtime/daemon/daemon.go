@@ -301,16 +301,18 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 	}
 
 	if errs, ok := errors.AsType[schema.Errors](err); ok {
-		// One line per error, so that each names its file and line.
-		for _, e := range errs {
-			d.log.Error("invalid state", "err", e.Error())
-		}
 		lines := make([]string, len(errs))
 		for i, e := range errs {
 			lines[i] = e.Error()
 		}
-		d.log.Warn("state not applied; keeping the current version", "errors", len(errs), "version", d.currentVersion(ctx))
+		// The status says pending before the log does: whoever reads the
+		// log and then asks for the status sees the same thing.
 		d.setPending(lines)
+		// One line per error, so that each names its file and line.
+		for _, l := range lines {
+			d.log.Error("invalid state", "err", l)
+		}
+		d.log.Warn("state not applied; keeping the current version", "errors", len(errs), "version", d.currentVersion(ctx))
 		d.logStatus()
 		return false
 	}
