@@ -73,7 +73,14 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 		if x.off() {
 			continue
 		}
-		ln, err := net.Listen("tcp", x.addr)
+		// SMTP sessions end by their own timeouts: TCP keep-alives would
+		// only cost four system calls per connection. POP3 and IMAP
+		// sessions may idle for long (IDLE) and keep them.
+		lc := net.ListenConfig{}
+		if x == &o.listen.smtp || x == &o.listen.submission || x == &o.listen.submissions {
+			lc.KeepAlive = -1
+		}
+		ln, err := lc.Listen(ctx, "tcp", x.addr)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("listen for %s (--%s): %w", x.what, x.flag, err)

@@ -104,16 +104,35 @@ type Address struct {
 
 // LookupAddress says what local@domain is; an error wrapping ErrNotFound
 // if the box has no such address. Case does not matter. The SMTP server
-// calls it for every recipient: its statement is prepared once.
+// calls it for every recipient: answers are cached until the next write.
 func (s *Store) LookupAddress(ctx context.Context, local, domain string) (*Address, error) {
 	local, domain = strings.ToLower(local), strings.ToLower(domain)
-	a := &Address{Domain: domain, Local: local}
-	st, err := s.lookupStmt(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("look up %s@%s: %w", local, domain, err)
+	s.cache.refresh(ctx, s.db)
+	key := "a\x00" + domain + "\x00" + local
+	v, gen, ok := s.cache.get(key)
+	if !ok {
+		v.addr, v.err = s.lookupAddress(ctx, local, domain)
+		if v.err != nil && !errors.Is(v.err, ErrNotFound) {
+			return nil, v.err
+		}
+		s.cache.put(gen, key, v)
 	}
+	if v.err != nil {
+		return nil, v.err
+	}
+	return copyAddress(v.addr), nil
+}
+
+func (s *Store) lookupAddress(ctx context.Context, local, domain string) (*Address, error) {
+	a := &Address{Domain: domain, Local: local}
 	// A name is used once per domain (manual 6.5.1): one row at most.
-	if err := st.QueryRowContext(ctx, domain, local).Scan(&a.Kind, &a.Account); err != nil {
+	err := s.db.QueryRowContext(ctx, `
+		SELECT 'account', id FROM accounts WHERE domain = ?1 AND id = ?2
+		UNION ALL SELECT 'alias', account FROM aliases WHERE domain = ?1 AND alias = ?2
+		UNION ALL SELECT 'redirection', '' FROM redirections WHERE domain = ?1 AND address = ?2
+		UNION ALL SELECT 'mailing', '' FROM mailings WHERE domain = ?1 AND name = ?2
+		LIMIT 1`, domain, local).Scan(&a.Kind, &a.Account)
+	if err != nil {
 		return nil, fmt.Errorf("look up %s@%s: %w", local, domain, notFound(err))
 	}
 	if a.Kind != AddressRedirection {
@@ -133,34 +152,31 @@ func (s *Store) LookupAddress(ctx context.Context, local, domain string) (*Addre
 	return a, nil
 }
 
-// lookupStmt prepares the address lookup on first use.
-func (s *Store) lookupStmt(ctx context.Context) (*sql.Stmt, error) {
-	s.lookupMu.Lock()
-	defer s.lookupMu.Unlock()
-	if s.lookup != nil {
-		return s.lookup, nil
-	}
-	st, err := s.db.PrepareContext(ctx, `
-		SELECT 'account', id FROM accounts WHERE domain = ?1 AND id = ?2
-		UNION ALL SELECT 'alias', account FROM aliases WHERE domain = ?1 AND alias = ?2
-		UNION ALL SELECT 'redirection', '' FROM redirections WHERE domain = ?1 AND address = ?2
-		UNION ALL SELECT 'mailing', '' FROM mailings WHERE domain = ?1 AND name = ?2
-		LIMIT 1`)
-	if err != nil {
-		return nil, fmt.Errorf("prepare address lookup: %w", err)
-	}
-	s.lookup = st
-	return st, nil
-}
-
-// Domain returns the domain of that name.
+// Domain returns the domain of that name. Answers are cached until the
+// next write, as LookupAddress's.
 func (s *Store) Domain(ctx context.Context, name string) (*Domain, error) {
-	d := &Domain{}
-	err := s.db.QueryRowContext(ctx, "SELECT name, language FROM domains WHERE name = ?", strings.ToLower(name)).Scan(&d.Name, &d.Language)
-	if err != nil {
-		return nil, fmt.Errorf("read domain %s: %w", name, notFound(err))
+	name = strings.ToLower(name)
+	s.cache.refresh(ctx, s.db)
+	key := "d\x00" + name
+	v, gen, ok := s.cache.get(key)
+	if !ok {
+		d := &Domain{}
+		err := s.db.QueryRowContext(ctx, "SELECT name, language FROM domains WHERE name = ?", name).Scan(&d.Name, &d.Language)
+		if err != nil {
+			err = fmt.Errorf("read domain %s: %w", name, notFound(err))
+			if !errors.Is(err, ErrNotFound) {
+				return nil, err
+			}
+			d = nil
+		}
+		v = cached{dom: d, err: err}
+		s.cache.put(gen, key, v)
 	}
-	return d, nil
+	if v.err != nil {
+		return nil, v.err
+	}
+	d := *v.dom
+	return &d, nil
 }
 
 // Account returns account id of domain, with its password hash.

@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -40,8 +39,7 @@ type Store struct {
 	db  *sql.DB
 	dir string
 
-	lookupMu sync.Mutex
-	lookup   *sql.Stmt // LookupAddress's, prepared on first use
+	cache lookupCache // LookupAddress's and Domain's answers
 }
 
 // Open opens the data store in dataDir, creating the directory (0700) and
@@ -82,8 +80,8 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dataDir, err)
 	}
-	// The mail servers look addresses up from many sessions at once: keep
-	// their connections open rather than reopening SQLite each time.
+	// The mail servers read from many sessions at once: keep their
+	// connections open rather than reopening SQLite each time.
 	db.SetMaxIdleConns(16)
 	s := &Store{db: db, dir: dataDir}
 	if err := s.migrate(ctx); err != nil {
@@ -95,11 +93,7 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.lookupMu.Lock()
-	if s.lookup != nil {
-		s.lookup.Close()
-	}
-	s.lookupMu.Unlock()
+	s.cache.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.dir, err)
 	}
@@ -128,6 +122,8 @@ func (s *Store) MailboxPath(domain, id string) string {
 // COMMIT can leave an SQLite transaction open, and sql.Tx would then put
 // the connection back in the pool with it.
 func (s *Store) writeTx(ctx context.Context, fn func(conn *sql.Conn) error, beforeCommit func() (undo func() error, err error)) (err error) {
+	// Whatever the outcome, cached lookups may be stale once it returns.
+	defer s.cache.invalidate()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return err
