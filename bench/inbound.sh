@@ -216,7 +216,7 @@ measure() {
 	read -r _ sum _ <<<"$check"
 	line="$side $run $times $sum"
 	echo "$line" >>"$work/results"
-	awk -v n="$messages" '{printf "  %.2f s: %.0f msg/s delivered (smtp-source done after %.2f s: %.0f msg/s accepted); CPU s: server %.1f, smtp-source %.1f, kernel threads %.1f, other %.1f\n", $3, n/$3, $4, n/$4, $5, $6, $7, $8-$5-$6-$7}' <<<"$line" >&2
+	awk -v n="$messages" '{printf "  %.2f s: %.0f msg/s delivered (smtp-source done after %.2f s: %.0f msg/s accepted); CPU s: server %.1f, smtp-source %.1f, kernel threads %.1f, other %.1f, stolen by the hypervisor %.1f\n", $3, n/$3, $4, n/$4, $5, $6, $7, $8-$5-$6-$7, $9}' <<<"$line" >&2
 	# The run's files stay until the end (the exit trap removes $work):
 	# deleting ~20000 inodes just before the other server's run would make
 	# ext4's allocator skip the freed inodes and slow that run down.
@@ -252,7 +252,7 @@ median() { # median SIDE COLUMN: the median over SIDE's runs of an awk expressio
 	awk -v s="$1" -v n="$messages" '$1==s{print '"$2"'}' "$work/results" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
 }
 
-if [[ $(awk '{print $9}' "$work/results" | sort -u | wc -l) != 1 ]]; then
+if [[ $(awk '{print $10}' "$work/results" | sort -u | wc -l) != 1 ]]; then
 	echo "inbound: the servers stored different bodies" >&2
 	exit 1
 fi
@@ -269,10 +269,11 @@ mkdir -p bench/out
 	echo "postfix $(postconf -d -h mail_version) (virtual(8) Maildir delivery); mailfountaind at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
 	echo "runs: $runs of each, alternating, ${settle}s of rest after each Postfix run (see BENCH_SETTLE); delivered/s = messages / (smtp-source start .. last message in the Maildir);"
 	echo "accepted/s = messages / smtp-source's own time; CPU seconds meanwhile: the server's processes, smtp-source's, kernel"
-	echo "threads' (filesystem journal, network), and the rest of the machine's busy time (anything else running skews the rates)"
+	echo "threads' (filesystem journal, network), the rest of the machine's busy time (anything else running skews the rates),"
+	echo "and the time the hypervisor gave the CPUs to other machines (steal)"
 	echo
-	printf '%-13s %3s %9s %11s %10s %10s %10s %10s %9s\n' server run elapsed_s delivered/s accepted/s server_cpu client_cpu kernel_cpu other_cpu
-	awk -v n="$messages" '{printf "%-13s %3d %9.2f %11.0f %10.0f %10.1f %10.1f %10.1f %9.1f\n", $1, $2, $3, n/$3, n/$4, $5, $6, $7, $8-$5-$6-$7}' "$work/results"
+	printf '%-13s %3s %9s %11s %10s %10s %10s %10s %9s %9s\n' server run elapsed_s delivered/s accepted/s server_cpu client_cpu kernel_cpu other_cpu steal
+	awk -v n="$messages" '{printf "%-13s %3d %9.2f %11.0f %10.0f %10.1f %10.1f %10.1f %9.1f %9.1f\n", $1, $2, $3, n/$3, n/$4, $5, $6, $7, $8-$5-$6-$7, $9}' "$work/results"
 	echo
 	for side in $sides; do
 		printf 'median %-13s %6.0f msg/s  (%.0f us of server CPU per message)\n' "$side" \
@@ -288,6 +289,7 @@ mkdir -p bench/out
 	# Other processes' share of the CPUs over all runs, as a warning.
 	awk -v cpus="$(nproc)" '{other += $8-$5-$6-$7; avail += cpus*$3}
 		END{ if (other > 0.1*avail) printf "warning: other processes used %.0f%% of the CPUs during the runs: the rates understate what the servers do on a quiet machine\n", 100*other/avail }' "$work/results"
+	awk -v cpus="$(nproc)" '$9 > 0.05*cpus*$3 {printf "warning: the hypervisor took %.0f%% of the CPUs during %s run %d: that run understates its server\n", 100*$9/(cpus*$3), $1, $2}' "$work/results"
 	echo
 	echo "every run: all $((warmup + messages)) messages in the Maildir, once each (distinct Message-Id), the same $payload-byte body"
 	echo "driven by (each run on its own free port; the last run's):"

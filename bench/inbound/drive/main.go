@@ -127,14 +127,15 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%.3f %.3f %.2f %.2f %.2f %.2f\n", elapsed.Seconds(), source.Seconds(),
+	fmt.Printf("%.3f %.3f %.2f %.2f %.2f %.2f %.2f\n", elapsed.Seconds(), source.Seconds(),
 		(cpu1.server - cpu0.server).Seconds(), client.Seconds(),
-		(cpu1.kernel - cpu0.kernel).Seconds(), (cpu1.machine - cpu0.machine).Seconds())
+		(cpu1.kernel - cpu0.kernel).Seconds(), (cpu1.machine - cpu0.machine).Seconds(),
+		(cpu1.steal - cpu0.steal).Seconds())
 	return nil
 }
 
 // cpuSample holds CPU times used since boot.
-type cpuSample struct{ server, kernel, machine time.Duration }
+type cpuSample struct{ server, kernel, machine, steal time.Duration }
 
 func sample(server int) (cpuSample, error) {
 	var c cpuSample
@@ -146,7 +147,7 @@ func sample(server int) (cpuSample, error) {
 	if c.kernel, err = treeCPU(2); err != nil {
 		return c, err
 	}
-	c.machine, err = machineCPU()
+	c.machine, c.steal, err = machineCPU()
 	return c, err
 }
 
@@ -156,30 +157,36 @@ const userHZ = 100
 
 func ticks(n uint64) time.Duration { return time.Duration(n) * time.Second / userHZ }
 
-// machineCPU is the time all CPUs have been busy since boot.
-func machineCPU() (time.Duration, error) {
+// machineCPU is the time all CPUs have been busy since boot, and the time
+// the hypervisor gave them to other machines (steal): a run with much
+// steal was slowed by a neighbour, not by what this machine ran.
+func machineCPU() (busy, steal time.Duration, err error) {
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, fmt.Errorf("machine CPU time: %w", err)
+		return 0, 0, fmt.Errorf("machine CPU time: %w", err)
 	}
 	line, _, _ := bytes.Cut(raw, []byte("\n"))
 	f := strings.Fields(string(line))
 	if len(f) < 9 || f[0] != "cpu" {
-		return 0, fmt.Errorf("machine CPU time: unexpected /proc/stat line %q", line)
+		return 0, 0, fmt.Errorf("machine CPU time: unexpected /proc/stat line %q", line)
 	}
-	var busy uint64
-	// user nice system idle iowait irq softirq steal: all but idle and iowait.
+	var b, st uint64
+	// user nice system idle iowait irq softirq steal: busy is all but
+	// idle, iowait and steal.
 	for i, v := range f[1:9] {
-		if i == 3 || i == 4 {
-			continue
-		}
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("machine CPU time: %w", err)
+			return 0, 0, fmt.Errorf("machine CPU time: %w", err)
 		}
-		busy += n
+		switch i {
+		case 3, 4:
+		case 7:
+			st = n
+		default:
+			b += n
+		}
 	}
-	return ticks(busy), nil
+	return ticks(b), ticks(st), nil
 }
 
 // treeCPU is the CPU time used by process pid and its descendants, those
