@@ -8,8 +8,6 @@
 #   BENCH_MESSAGES   messages of a measured run (default 20000)
 #   BENCH_RUNS       measured runs of each server, alternating (default 3)
 #   BENCH_SIDES      servers to run (default "postfix mailfountain")
-#   BENCH_SETTLE     seconds to wait after a run whose server deleted files
-#                    (Postfix's queue files) before the next run (default 61)
 #
 # Every run starts a fresh server on a free port of 127.0.0.1 with an empty
 # mailbox, sends a warm-up of 1000 messages (not counted), then the measured
@@ -30,7 +28,6 @@ export PATH="/usr/local/go/bin:$PATH:/usr/sbin:/sbin"
 messages=${BENCH_MESSAGES:-20000}
 runs=${BENCH_RUNS:-3}
 sides=${BENCH_SIDES:-postfix mailfountain}
-settle=${BENCH_SETTLE:-61}
 warmup=1000
 clients=50
 payload=10240
@@ -63,6 +60,19 @@ fi
 
 work=$(mktemp -d)
 chmod 755 "$work" # Postfix's daemons and the mailbox owner walk through it
+# Postfix deletes its queue file once a message is delivered: ~21000
+# inodes a run. ext4 without a journal (as here) does not reuse an inode
+# freed less than 60 s ago (360 s if its inode table block is dirty, as
+# the next allocations make it), and allocating one walks past every such
+# inode of its block group: a run made next to the previous run's files
+# pays for that run's deletions (20-30% more CPU for MailFountain after a
+# Postfix run, measured with perf). With the T attribute, ext4 puts each
+# run's directory in a block group of its own, as it does directories at
+# the root: no run is slowed by another's deletions, each server only by
+# its own.
+if ! chattr +T "$work" 2>/dev/null; then
+	echo "inbound: warning: cannot set the T attribute on $work (not ext4?): runs may slow each other" >&2
+fi
 pf_dir="" mf_pid=""
 cleanup() {
 	if [[ -n $pf_dir ]]; then postfix_stop "$pf_dir" || true; fi
@@ -222,29 +232,9 @@ measure() {
 	# ext4's allocator skip the freed inodes and slow that run down.
 }
 
-# Postfix deletes its queue file once a message is delivered: ~21000
-# inodes a run. ext4 without a journal (as here) will not reuse an inode
-# within 60 s of its deletion, and scans past every such inode of the
-# group each time it allocates one: the next run, whichever server, would
-# pay for the previous run's deletions (20-30% of MailFountain's CPU,
-# measured with perf). So after such a run the bench writes everything
-# back (sync, so that no inode table block stays dirty: that would make
-# it 360 s) and waits BENCH_SETTLE seconds. MailFountain deletes nothing
-# during a run. Postfix still pays for its own deletions within its run.
-after_run() {
-	local side=$1 last=$2
-	[[ $side == postfix && $last == no && $settle -gt 0 ]] || return 0
-	echo "  settling ${settle}s: Postfix's deleted queue files must not slow the next run" >&2
-	sync
-	sleep "$settle"
-}
-
 for run in $(seq "$runs"); do
 	for side in $sides; do
 		measure "$side" "$run"
-		last=no
-		[[ $run == "$runs" && $side == "${sides##* }" ]] && last=yes
-		after_run "$side" "$last"
 	done
 done
 
@@ -260,14 +250,13 @@ fi
 rerun="bash bench/inbound.sh"
 [[ $sides == "postfix mailfountain" ]] || rerun="BENCH_SIDES='$sides' $rerun"
 rerun="BENCH_MESSAGES=$messages BENCH_RUNS=$runs $rerun"
-[[ $settle == 61 ]] || rerun="BENCH_SETTLE=$settle $rerun"
 
 mkdir -p bench/out
 {
 	echo "inbound SMTP: $payload-byte messages (smtp-source -l), $clients concurrent clients, $messages messages per measured run after a $warmup-message warm-up"
 	echo "machine: $(nproc) CPUs ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), data on $(df -T "$work" | awk 'NR==2{print $2" ("$1")"}')"
 	echo "postfix $(postconf -d -h mail_version) (virtual(8) Maildir delivery); mailfountaind at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
-	echo "runs: $runs of each, alternating, ${settle}s of rest after each Postfix run (see BENCH_SETTLE); delivered/s = messages / (smtp-source start .. last message in the Maildir);"
+	echo "runs: $runs of each, alternating, each in a block group of its own (chattr +T); delivered/s = messages / (smtp-source start .. last message in the Maildir);"
 	echo "accepted/s = messages / smtp-source's own time; CPU seconds meanwhile: the server's processes, smtp-source's, kernel"
 	echo "threads' (filesystem journal, network), the rest of the machine's busy time (anything else running skews the rates),"
 	echo "and the time the hypervisor gave the CPUs to other machines (steal)"

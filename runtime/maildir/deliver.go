@@ -112,13 +112,12 @@ var errNoTmpfile = errors.New("O_TMPFILE not supported")
 // kernel) cannot.
 func (s *Store) openTmpfile(root string) (*os.File, error) {
 	newDir := filepath.Join(root, "new")
-	open := func() (int, error) {
-		for {
-			fd, err := unix.Open(newDir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
-			if err != unix.EINTR {
-				return fd, err
-			}
-		}
+	open := func() (fd int, err error) {
+		err = retryEINTR(func() error {
+			fd, err = unix.Open(newDir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+			return err
+		})
+		return fd, err
 	}
 	fd, err := open()
 	if err == unix.ENOENT {
@@ -186,13 +185,26 @@ func (s *Store) deliverLinked(root, key string, f *os.File, msg io.Reader) error
 // linkTmpfile gives the unnamed file f the name path. linkat with
 // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; through /proc/self/fd it
 // does not.
+//
+// The descriptor is reached through SyscallConn, not Fd: Fd switches the
+// file to blocking mode, two system calls per message for a file that is
+// blocking already.
 func (s *Store) linkTmpfile(f *os.File, path string) error {
-	fd := int(f.Fd())
-	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
-	if err == unix.ENOENT {
-		if _, serr := os.Stat("/proc/self/fd"); serr != nil {
-			err = unix.Linkat(fd, "", unix.AT_FDCWD, path, unix.AT_EMPTY_PATH)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: path, Err: err}
+	}
+	cerr := rc.Control(func(sysfd uintptr) {
+		fd := int(sysfd)
+		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+		if err == unix.ENOENT {
+			if _, serr := os.Stat("/proc/self/fd"); serr != nil {
+				err = unix.Linkat(fd, "", unix.AT_FDCWD, path, unix.AT_EMPTY_PATH)
+			}
 		}
+	})
+	if err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return &os.LinkError{Op: "link", Old: f.Name(), New: path, Err: err}

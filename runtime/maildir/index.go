@@ -230,12 +230,7 @@ func (st *folderState) beginIndex() (*indexTxn, error) {
 }
 
 func flock(f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-	}
+	return retryEINTR(func() error { return syscall.Flock(int(f.Fd()), syscall.LOCK_EX) })
 }
 
 // load reads what other writers appended since st.ix was read, or the

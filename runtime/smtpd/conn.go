@@ -127,9 +127,9 @@ func (c *conn) serve() {
 	c.raw.in = nil
 }
 
-// readBuffer is the size of the buffer under go-smtp's own (4 KiB, which
-// it fills byte by byte): a message of a few tens of KiB comes in one
-// read from the socket instead of one per 4 KiB.
+// readBuffer is the size of the buffer under go-smtp's own (4 KiB): a
+// message of a few tens of KiB comes in one read from the socket instead
+// of one per 4 KiB.
 const readBuffer = 32 << 10
 
 func (s *Server) getReadBuffer(nc net.Conn) *bufio.Reader {
