@@ -21,6 +21,9 @@
 # that a busy machine shows in the figures. The summary (median rates,
 # their ratio, the commands) goes to stdout and to bench/out/inbound.txt.
 # Root is needed for Postfix (its daemons switch to the postfix user).
+# Run it on a quiet machine, and not within 6 minutes of deleting many
+# files on the same filesystem (see chattr +T below): on ext4 without a
+# journal, recently freed inodes make every file creation dearer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH:/usr/sbin:/sbin"
