@@ -61,6 +61,8 @@ func TestMailSwaks(t *testing.T) {
 			wantCode: 24, wantOut: "<** 5"},
 		{name: "MX to an alias", args: []string{"--server", d.addr("smtp"), "--from", "client@sender.example", "--to", addr("contact")},
 			tag: "swaks-mx", box: "charline.durand"},
+		{name: "bare postmaster (RFC 5321 4.5.1)", args: []string{"--server", d.addr("smtp"), "--from", "client@sender.example", "--to", "postmaster"},
+			wantOut: "-> RCPT TO:<postmaster>", tag: "swaks-postmaster", box: "postmaster"},
 		{name: "STARTTLS AUTH PLAIN", args: []string{"--server", d.addr("submission"), "-tls", "-a", "PLAIN",
 			"-au", addr("rene.ricard"), "-ap", renePassword, "--from", addr("rene.ricard"), "--to", addr("thomas.petit")},
 			wantOut: "<~  235", tag: "swaks-plain", box: "thomas.petit"},

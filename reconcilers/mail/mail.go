@@ -86,6 +86,7 @@ func Desired(st *schema.State) mailconf.Settings {
 		// The box's name in the first domain: "mail.ma-societe.fr"
 		// (manual 6.4.2), what clients and DNS records use.
 		s.Hostname += "." + st.Domains[0].Name
+		s.Domain = st.Domains[0].Name
 	}
 	switch {
 	case st.Network.Mode == "server" && st.Network.WAN.Address != "":
@@ -150,6 +151,7 @@ func describe(old, s mailconf.Settings) string {
 		}
 	}
 	add("hostname", old.Hostname, s.Hostname)
+	add("domain of a bare postmaster", old.Domain, s.Domain)
 	add("lan", old.LAN, s.LAN)
 	add("legacy_plain_auth", old.LegacyPlainAuth, s.LegacyPlainAuth)
 	add("max_message_bytes", old.MaxMessageBytes, s.MaxMessageBytes)

@@ -21,7 +21,7 @@ func TestDesired(t *testing.T) {
 		Domains: []schema.Domain{{Name: "ma-societe.fr"}, {Name: "autre.fr"}},
 	}
 	s := Desired(st)
-	if s.Hostname != "mail.ma-societe.fr" || !s.LegacyPlainAuth || s.MaxMessageBytes != 10<<20 {
+	if s.Hostname != "mail.ma-societe.fr" || s.Domain != "ma-societe.fr" || !s.LegacyPlainAuth || s.MaxMessageBytes != 10<<20 {
 		t.Errorf("Desired = %+v", s)
 	}
 	if !s.IsLAN(netip.MustParseAddr("192.168.1.77")) || s.IsLAN(netip.MustParseAddr("192.168.2.1")) || !s.IsLAN(netip.MustParseAddr("127.0.0.1")) {

@@ -19,6 +19,9 @@ type Settings struct {
 	// Hostname is the box's fully qualified name: its greeting, and the
 	// "by" of the Received headers it adds.
 	Hostname string `json:"hostname"`
+	// Domain is the box's first domain: a recipient written as a bare
+	// <postmaster> (RFC 5321 4.5.1) is its postmaster account.
+	Domain string `json:"domain,omitempty"`
 	// LAN are the networks of the box's LAN. Loopback counts as LAN.
 	LAN []netip.Prefix `json:"lan"`
 	// LegacyPlainAuth lets clients of the LAN authenticate without TLS.

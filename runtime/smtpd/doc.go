@@ -27,9 +27,10 @@
 //     Config.Queue is nil (the outbound queue is a later issue); with a
 //     Queue, the remote part is handed to it.
 //
-// "RCPT TO:<postmaster>" without a domain (RFC 5321 4.5.1) is not
-// accepted: go-smtp's parser refuses a path without '@' (501) before the
-// server sees it. postmaster@<domain> works for every domain.
+// "RCPT TO:<postmaster>" without a domain (RFC 5321 4.5.1) is the
+// postmaster of the box's first domain (mailconf.Settings.Domain; our
+// patch of go-smtp lets the path through). postmaster@<domain> works for
+// every domain.
 //
 // # Submission
 //

@@ -167,6 +167,7 @@ func newEnvIn(t testing.TB, dir string, edit func(*Config)) *env {
 	live := &mailconf.Live{}
 	set := mailconf.Default()
 	set.Hostname = testHost
+	set.Domain = "example.test"
 	live.Store(set)
 	logs := &syncBuffer{}
 	tmp := filepath.Join(dir, "tmp")

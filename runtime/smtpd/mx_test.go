@@ -84,6 +84,23 @@ func TestMXDelivery(t *testing.T) {
 		t.Errorf("Received names a recipient (%q) of a message for two", rec[6])
 	}
 
+	// A bare <Postmaster> (RFC 5321 4.5.1) is the postmaster of the first
+	// domain; without a domain applied yet, it is refused.
+	if err := send(c, "sender@remote.test", []string{"Postmaster"}, testMessage("pm")); err != nil {
+		t.Fatal(err)
+	}
+	if _, rec, _ := trace(t, e.wantMailbox("example.test", "postmaster", 1)[0]); rec[6] != "postmaster@example.test" {
+		t.Errorf("Received for <%s>, want postmaster@example.test", rec[6])
+	}
+	set := e.live.Load()
+	set.Domain = ""
+	e.live.Store(set)
+	c2 := e.client(e.mx, plain)
+	if err := c2.Mail("sender@remote.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, c2.Rcpt("postmaster", nil), 501, "5.1.3")
+
 	// The null reverse path (bounces) is accepted.
 	if err := send(c, "", []string{"bob@example.test"}, testMessage("bounce")); err != nil {
 		t.Fatal(err)
@@ -152,8 +169,9 @@ func TestMXRefusals(t *testing.T) {
 		{"tolist@example.test", "451 4.3.0", "campaign engine"},
 		{"fwd@example.test", "451 4.3.0", "outbound queue"},
 		{"dangling@example.test", "550 5.1.1", ""},
-		{"postmaster", "501 5.5.2", ""}, // go-smtp wants a domain; see the package doc
 		{"postmaster@other.test", "250 ", ""},
+		{"PostMaster", "250 ", ""}, // RFC 5321 4.5.1: the first domain's
+		{"abuse", "501 5.5.2", ""}, // only postmaster goes without a domain
 	} {
 		got := rc.expect("RCPT TO:<"+c.rcpt+">", c.want)
 		if !strings.Contains(got, c.text) {
@@ -164,6 +182,7 @@ func TestMXRefusals(t *testing.T) {
 	rc.send("Subject: test\r\n\r\nbody\r\n.")
 	rc.expectReply("250 2.0.0 OK id=")
 	e.wantMailbox("other.test", "postmaster", 1)
+	e.wantMailbox("example.test", "postmaster", 1)
 	logs := e.logs.String()
 	for _, want := range []string{"reason=\"relay access denied\"", "reason=\"user unknown\"", "reason=\"mailing list, no campaign engine\""} {
 		if !strings.Contains(logs, want) {

@@ -246,6 +246,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if tx == nil {
 		return errClosing // go-smtp asks MAIL first; never here
 	}
+	if strings.EqualFold(to, "postmaster") && s.c.settings.Domain != "" {
+		// RFC 5321 4.5.1: the postmaster of the box, whose first domain
+		// speaks for it (its host name is in that domain).
+		to = "postmaster@" + s.c.settings.Domain
+	}
 	local, domain, ok := splitAddress(to)
 	if !ok {
 		s.refuse("rcpt", "bad address", "to", printable(to))

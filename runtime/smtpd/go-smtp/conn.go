@@ -686,10 +686,19 @@ func (c *Conn) handleRcpt(arg string) {
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
-	recipient, err := p.parsePath()
-	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
-		return
+	var recipient string
+	if rest, ok := cutPrefixFold(p.s, "<postmaster>"); ok {
+		// MailFountain's patch: RFC 5321 4.5.1, "postmaster" without a
+		// domain MUST be accepted; the session gets it as the client
+		// wrote it and chooses the domain.
+		recipient, p.s = p.s[1:len("<postmaster>")-1], rest
+	} else {
+		var err error
+		recipient, err = p.parsePath()
+		if err != nil {
+			c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+			return
+		}
 	}
 
 	if c.server.MaxRecipients > 0 && len(c.recipients) >= c.server.MaxRecipients {
