@@ -129,26 +129,51 @@ func run(args []string) error {
 	}
 	fmt.Printf("%.3f %.3f %.2f %.2f %.2f %.2f %.2f\n", elapsed.Seconds(), source.Seconds(),
 		(cpu1.server - cpu0.server).Seconds(), client.Seconds(),
-		(cpu1.kernel - cpu0.kernel).Seconds(), (cpu1.machine - cpu0.machine).Seconds(),
+		kernelTime(cpu0, cpu1).Seconds(), (cpu1.machine - cpu0.machine).Seconds(),
 		(cpu1.steal - cpu0.steal).Seconds())
 	return nil
 }
 
 // cpuSample holds CPU times used since boot.
-type cpuSample struct{ server, kernel, machine, steal time.Duration }
+type cpuSample struct {
+	server, machine, steal time.Duration
+	// kernel is the time of each kernel thread (kthreadd's children).
+	// Kept per thread: a kernel worker that exits takes its time with
+	// it (no parent reaps it), and a sum would go down.
+	kernel map[int]uint64
+}
 
 func sample(server int) (cpuSample, error) {
 	var c cpuSample
-	var err error
-	if c.server, err = treeCPU(server); err != nil {
+	procs, err := readProcs()
+	if err != nil {
 		return c, err
 	}
-	// Kernel threads are kthreadd's (pid 2) children.
-	if c.kernel, err = treeCPU(2); err != nil {
+	if c.server, err = treeCPU(procs, server); err != nil {
 		return c, err
+	}
+	c.kernel = map[int]uint64{}
+	for p, pr := range procs {
+		if p == 2 || pr.ppid == 2 {
+			c.kernel[p] = pr.cpu
+		}
 	}
 	c.machine, c.steal, err = machineCPU()
 	return c, err
+}
+
+// kernelTime is the time kernel threads used between two samples: that
+// of the threads of b, less what each had in a. A thread that exited in
+// between is left out (its last moments are lost, not its whole life).
+func kernelTime(a, b cpuSample) time.Duration {
+	var total uint64
+	for p, t := range b.kernel {
+		if t0, ok := a.kernel[p]; ok && t0 <= t {
+			t -= t0
+		}
+		total += t
+	}
+	return ticks(total)
 }
 
 // userHZ is the unit of the times of /proc/stat and /proc/PID/stat
@@ -193,17 +218,40 @@ func machineCPU() (busy, steal time.Duration, err error) {
 // alive and those reaped (a reaped child's time is in its parent's
 // cutime and cstime). The difference of two samples is the time used in
 // between, even by processes that started or ended in between. 0 for pid 0.
-func treeCPU(pid int) (time.Duration, error) {
+func treeCPU(procs map[int]proc, pid int) (time.Duration, error) {
 	if pid == 0 {
 		return 0, nil
 	}
+	if _, ok := procs[pid]; !ok {
+		return 0, fmt.Errorf("process CPU time: no process %d", pid)
+	}
+	var total uint64
+	for p, pr := range procs {
+		for q := p; q > 1; q = procs[q].ppid {
+			if q == pid {
+				total += pr.cpu
+				break
+			}
+			if _, ok := procs[q]; !ok {
+				break
+			}
+		}
+	}
+	return ticks(total), nil
+}
+
+// proc is a process's parent and CPU time (its own and its reaped
+// children's), in ticks.
+type proc struct {
+	ppid int
+	cpu  uint64
+}
+
+// readProcs reads every process of /proc.
+func readProcs() (map[int]proc, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, fmt.Errorf("process CPU time: %w", err)
-	}
-	type proc struct {
-		ppid int
-		cpu  uint64
+		return nil, fmt.Errorf("process CPU time: %w", err)
 	}
 	procs := map[int]proc{}
 	for _, e := range entries {
@@ -233,22 +281,7 @@ func treeCPU(pid int) (time.Duration, error) {
 		}
 		procs[p] = proc{ppid, cpu}
 	}
-	if _, ok := procs[pid]; !ok {
-		return 0, fmt.Errorf("process CPU time: no process %d", pid)
-	}
-	var total uint64
-	for p, pr := range procs {
-		for q := p; q > 1; q = procs[q].ppid {
-			if q == pid {
-				total += pr.cpu
-				break
-			}
-			if _, ok := procs[q]; !ok {
-				break
-			}
-		}
-	}
-	return ticks(total), nil
+	return procs, nil
 }
 
 // count is the number of entries of dir/new and dir/cur; a directory not

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // body is a smtp-source body of 10240 bytes with CRLF line ends.
@@ -60,8 +61,15 @@ func TestCheckMaildir(t *testing.T) {
 }
 
 func TestTreeCPU(t *testing.T) {
+	tree := func(pid int) (time.Duration, error) {
+		procs, err := readProcs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return treeCPU(procs, pid)
+	}
 	// Burn some CPU in this process: its tree's time must count it.
-	before, err := treeCPU(os.Getpid())
+	before, err := tree(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,14 +77,24 @@ func TestTreeCPU(t *testing.T) {
 	for i := range 300_000_000 {
 		x += i % 7
 	}
-	after, err := treeCPU(os.Getpid())
+	after, err := tree(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if after-before < ticks(1) {
 		t.Errorf("CPU time went from %s to %s after a busy loop (%d)", before, after, x)
 	}
-	if _, err := treeCPU(1 << 30); err == nil {
+	if _, err := tree(1 << 30); err == nil {
 		t.Error("treeCPU of a process that does not exist: no error")
+	}
+}
+
+// A kernel thread that exits between two samples does not make the
+// kernel's time go down; one that appears counts whole.
+func TestKernelTime(t *testing.T) {
+	a := cpuSample{kernel: map[int]uint64{2: 5, 10: 100, 11: 1000}}
+	b := cpuSample{kernel: map[int]uint64{2: 6, 10: 150, 12: 7}} // 11 exited, 12 started
+	if got, want := kernelTime(a, b), ticks(1+50+7); got != want {
+		t.Errorf("kernelTime = %s, want %s", got, want)
 	}
 }
