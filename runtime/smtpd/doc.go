@@ -6,8 +6,9 @@
 //
 // The settings (host name, LAN, legacy_plain_auth, size limit) are read
 // when a connection opens, so a change applies from the next connection
-// without a restart; the directory is read on every command, so new
-// accounts, aliases and passwords apply at once.
+// without a restart; the directory is asked at every command (the store
+// keeps its answers only until the next write), so new accounts, aliases
+// and passwords apply at once.
 //
 // # What the MX accepts
 //
