@@ -61,14 +61,18 @@ type serveFunc func(ctx context.Context, ln net.Listener) error
 // use stops the daemon at once with a clear error. It returns the
 // components to host and a function that closes the listeners if they are
 // never served.
-func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *slog.Logger) ([]daemon.Component, func(), error) {
-	var opened []net.Listener
+func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *slog.Logger) (_ []daemon.Component, _ func(), err error) {
+	lns := map[*listener]net.Listener{}
 	closeAll := func() {
-		for _, ln := range opened {
+		for _, ln := range lns {
 			ln.Close()
 		}
 	}
-	lns := map[*listener]net.Listener{}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
 	for _, x := range o.listen.all() {
 		if x.off() {
 			continue
@@ -82,10 +86,8 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 		}
 		ln, err := lc.Listen(ctx, "tcp", x.addr)
 		if err != nil {
-			closeAll()
 			return nil, nil, fmt.Errorf("listen for %s (--%s): %w", x.what, x.flag, err)
 		}
-		opened = append(opened, ln)
 		lns[x] = ln
 	}
 	if len(lns) == 0 {
@@ -96,18 +98,15 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 	settings := app.Settings()
 	md, err := maildir.New(st.Dir(), logger.With("component", "maildir"))
 	if err != nil {
-		closeAll()
 		return nil, nil, err
 	}
 	// Before any server: deliveries a crash interrupted are finished or
 	// undone, so no client sees half of one.
 	if err := md.Recover(ctx); err != nil {
-		closeAll()
 		return nil, nil, fmt.Errorf("recover interrupted deliveries: %w", err)
 	}
 	certs, err := tlscert.New(st.Dir(), settings, logger.With("component", "tls"))
 	if err != nil {
-		closeAll()
 		return nil, nil, err
 	}
 	tlsConf := certs.Config()
@@ -136,7 +135,6 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 			Logger:    logger.With("component", "smtp"),
 		})
 		if err != nil {
-			closeAll()
 			return nil, nil, err
 		}
 		add(&o.listen.smtp, smtp.ServeMX)
@@ -146,7 +144,6 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 	if lns[&o.listen.pop3] != nil || lns[&o.listen.pop3s] != nil {
 		pop, err := pop3d.New(pop3d.Config{Settings: settings, TLS: tlsConf, Maildir: md, Mailboxes: st, Auth: authn, Logger: logger.With("component", "pop3")})
 		if err != nil {
-			closeAll()
 			return nil, nil, err
 		}
 		add(&o.listen.pop3, pop.Serve)
@@ -155,14 +152,12 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 	if lns[&o.listen.imap] != nil || lns[&o.listen.imaps] != nil {
 		imap, err := imapd.New(imapd.Config{Settings: settings, TLS: tlsConf, Maildir: md, Mailboxes: st, Auth: authn, Logger: logger.With("component", "imap")})
 		if err != nil {
-			closeAll()
 			return nil, nil, err
 		}
 		add(&o.listen.imap, imap.Serve)
 		add(&o.listen.imaps, imap.ServeTLS)
 	}
 	if len(cs) != len(lns) {
-		closeAll()
 		return nil, nil, errors.New("a listener has no server")
 	}
 	return cs, closeAll, nil

@@ -7,9 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"os"
 
+	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/store"

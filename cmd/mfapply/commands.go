@@ -545,8 +545,8 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-// humanBytes writes a size as the manual's table does: "0 octets" style,
-// in bytes, KB or MB.
+// humanBytes writes a size for the account table: bytes, then KB, MB or
+// GB with one decimal.
 func humanBytes(n int64) string {
 	switch {
 	case n < 1024:

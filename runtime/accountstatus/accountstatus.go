@@ -24,13 +24,10 @@ type Account struct {
 	Bytes       int64      `json:"bytes"`
 }
 
-// Usage reads what a mailbox holds: maildir.MailboxUsage.
-type Usage func(root string) (maildir.Usage, error)
-
 // List returns the status of the accounts of domain, or of every domain
 // if domain is empty; an error wrapping store.ErrNotFound if the box has
 // no such domain.
-func List(ctx context.Context, st *store.Store, usage Usage, domain string) ([]Account, error) {
+func List(ctx context.Context, st *store.Store, domain string) ([]Account, error) {
 	if domain != "" {
 		if _, err := st.Domain(ctx, domain); err != nil {
 			return nil, fmt.Errorf("account status: %w", err)
@@ -47,7 +44,7 @@ func List(ctx context.Context, st *store.Store, usage Usage, domain string) ([]A
 			at := l.LastLogin.At
 			a.LastLogin, a.LastService = &at, l.LastLogin.Service
 		}
-		u, err := usage(st.MailboxPath(l.Domain, l.ID))
+		u, err := maildir.MailboxUsage(st.MailboxPath(l.Domain, l.ID))
 		if err != nil {
 			return nil, fmt.Errorf("account status of %s@%s: %w", l.ID, l.Domain, err)
 		}

@@ -15,14 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"mailfountain.dev/mailfountain/runtime/accountstatus"
-	"mailfountain.dev/mailfountain/runtime/maildir"
 	"path/filepath"
 	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
 	"mailfountain.dev/mailfountain/reconcilers/mail"
+	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
@@ -124,7 +123,7 @@ func open(ctx context.Context, dataDir string, logger *slog.Logger, extra ...rec
 // AccountStatus returns the status of the accounts of domain (all if
 // empty): last login, messages and their size.
 func (a *Applier) AccountStatus(ctx context.Context, domain string) ([]accountstatus.Account, error) {
-	return accountstatus.List(ctx, a.store, maildir.MailboxUsage, domain)
+	return accountstatus.List(ctx, a.store, domain)
 }
 
 // Settings are the mail servers' settings as last applied; the mail

@@ -335,6 +335,12 @@ func flagsOf(t *testing.T, f *maildir.Folder) map[uint32][]string {
 	return m
 }
 
+func sortedFlags(flags []string) []string {
+	out := slices.Clone(flags)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 func TestStore(t *testing.T) {
 	e := newEnv(t)
 	e.start()

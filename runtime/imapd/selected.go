@@ -29,8 +29,10 @@ type selection struct {
 }
 
 type viewMsg struct {
-	uid   imap.UID
-	flags []string // system flags, sorted
+	uid imap.UID
+	// flags are the system flags, sorted, as maildir gives them; the
+	// slice may be a snapshot's, shared: replaced, never modified.
+	flags []string
 	size  int64
 	date  time.Time
 }
@@ -44,7 +46,7 @@ func newSelection(sess *session, f *maildir.Folder, snap *maildir.Snapshot, read
 }
 
 func newViewMsg(m maildir.Message) viewMsg {
-	return viewMsg{uid: imap.UID(m.UID), flags: sortedFlags(m.Flags), size: m.Size, date: m.Date}
+	return viewMsg{uid: imap.UID(m.UID), flags: m.Flags, size: m.Size, date: m.Date}
 }
 
 func (sel *selection) maxUID() imap.UID {
@@ -101,8 +103,8 @@ func (sel *selection) update(w *imapserver.UpdateWriter, allowExpunge bool) erro
 	}
 	for i := range sel.msgs {
 		m := &sel.msgs[i]
-		if now, ok := cur[m.uid]; ok && !slices.Equal(sortedFlags(now.Flags), m.flags) {
-			m.flags = sortedFlags(now.Flags)
+		if now, ok := cur[m.uid]; ok && !slices.Equal(now.Flags, m.flags) {
+			m.flags = now.Flags
 			if err := w.WriteMessageFlags(uint32(i+1), m.uid, imapFlags(m.flags)); err != nil {
 				return err
 			}
@@ -319,7 +321,7 @@ func (sel *selection) store(w *imapserver.FetchWriter, numSet imap.NumSet, store
 			continue
 		}
 		var flags []string
-		old := sortedFlags(now.Flags)
+		old := now.Flags
 		switch store.Op {
 		case imap.StoreFlagsSet:
 			flags = storedFlags(nil, store.Flags)
@@ -455,12 +457,6 @@ func imapFlags(flags []string) []imap.Flag {
 		out[i] = imap.Flag(f)
 	}
 	return out
-}
-
-func sortedFlags(flags []string) []string {
-	out := slices.Clone(flags)
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 func hasFlag(flags []string, f string) bool { return slices.Contains(flags, f) }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"mailfountain.dev/mailfountain/runtime/safeio"
 )
 
 // subscriptionsFile, in a mailbox's root, lists the folders the user
@@ -77,25 +79,8 @@ func loadSubscriptions(root string) ([]string, bool, error) {
 
 // saveSubscriptions replaces the subscriptions file atomically.
 func saveSubscriptions(root string, names []string) error {
-	path := filepath.Join(root, subscriptionsFile)
-	tmp, err := os.CreateTemp(root, subscriptionsFile+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write subscriptions: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(formatSubscriptions(names)); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write subscriptions: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write subscriptions: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write subscriptions: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write subscriptions: %w", err)
+	if err := safeio.WriteFile(filepath.Join(root, subscriptionsFile), formatSubscriptions(names), 0o600); err != nil {
+		return fmt.Errorf("save subscriptions: %w", err)
 	}
 	return nil
 }

@@ -237,15 +237,8 @@ func (s *Store) deliverRenamed(root, key string, msg io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("deliver to %s: %w", root, err)
 	}
-	n, err := io.Copy(f, msg)
-	if err == nil {
-		err = s.syncFile(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	n, err := s.fillSynced(f, msg)
 	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("deliver to %s: %w", root, err)
 	}
 	if err := s.step("tmp"); err != nil {
@@ -302,7 +295,7 @@ func (s *Store) deliverMany(ctx context.Context, roots []string, key string, msg
 		}
 	}
 
-	n, err := s.writeSynced(msgPath, func(f *os.File) (int64, error) { return io.Copy(f, msg) })
+	n, err := s.createSynced(msgPath, msg)
 	if err != nil {
 		undo()
 		return fmt.Errorf("deliver: spool: %w", err)
@@ -313,10 +306,7 @@ func (s *Store) deliverMany(ctx context.Context, roots []string, key string, msg
 	name := deliveredName(u, n, key)
 	j, err := json.Marshal(journal{V: journalLinks, Name: name, Roots: roots, Key: key})
 	if err == nil {
-		_, err = s.writeSynced(commitPath, func(f *os.File) (int64, error) {
-			n, err := f.Write(append(j, '\n'))
-			return int64(n), err
-		})
+		_, err = s.createSynced(commitPath, bytes.NewReader(append(j, '\n')))
 	}
 	if err != nil {
 		undo()
@@ -376,27 +366,6 @@ func (s *Store) ensureInbox(root string) error {
 		return nil
 	}
 	return s.ensureMaildir(root)
-}
-
-// writeSynced writes a new file with write and fsyncs it; on a failure
-// the file is removed.
-func (s *Store) writeSynced(path string, write func(*os.File) (int64, error)) (int64, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	n, err := write(f)
-	if err == nil {
-		err = s.syncFile(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return 0, err
-	}
-	return n, nil
 }
 
 // linkToNew puts the spooled message src into root/new under name: a hard

@@ -282,7 +282,7 @@ func TestDeliverCrash(t *testing.T) {
 						}
 					}
 					// Usage agrees with what is on disk.
-					u, err := s.Usage(r)
+					u, err := MailboxUsage(r)
 					if err != nil || u.Messages != 1+want {
 						t.Errorf("usage %+v, %v", u, err)
 					}

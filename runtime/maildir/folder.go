@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -230,7 +231,7 @@ func (st *folderState) refresh(force bool) error {
 			entries = append(entries, e)
 		}
 	}
-	slices.SortFunc(entries, func(a, b entry) int { return int64Cmp(int64(a.UID), int64(b.UID)) })
+	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.UID, b.UID) })
 	for i, e := range entries {
 		byKey[e.Key] = i
 	}
@@ -244,16 +245,6 @@ func (st *folderState) refresh(force bool) error {
 		st.cleanTmp(start)
 	}
 	return nil
-}
-
-func int64Cmp(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // newEntry describes a file of cur/ not seen before; false if it vanished.
@@ -335,7 +326,7 @@ func (st *folderState) ready() error {
 // find returns the cache entry of a UID, or nil.
 func (st *folderState) find(uid uint32) *entry {
 	i, ok := slices.BinarySearchFunc(st.entries, uid, func(e entry, uid uint32) int {
-		return int64Cmp(int64(e.UID), int64(uid))
+		return cmp.Compare(e.UID, uid)
 	})
 	if !ok {
 		return nil
@@ -448,19 +439,15 @@ func (f *Folder) Append(r io.Reader, flags []string, date time.Time) (uint32, er
 	if err != nil {
 		return 0, fmt.Errorf("append to %s: %w", f.name, st.notFound(err))
 	}
-	n, err := io.Copy(out, r)
-	if err == nil {
-		err = s.syncFile(out)
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && !date.IsZero() {
-		err = os.Chtimes(tmp, time.Time{}, date) // the INTERNALDATE
-	}
+	n, err := s.fillSynced(out, r)
 	if err != nil {
-		os.Remove(tmp)
 		return 0, fmt.Errorf("append to %s: %w", f.name, err)
+	}
+	if !date.IsZero() {
+		if err := os.Chtimes(tmp, time.Time{}, date); err != nil { // the INTERNALDATE
+			os.Remove(tmp)
+			return 0, fmt.Errorf("append to %s: %w", f.name, err)
+		}
 	}
 	name := fileName(u, n, infoWithFlags("", flags), true)
 	if err := os.Rename(tmp, st.cur(name)); err != nil {

@@ -291,7 +291,7 @@ func TestAppendCopyExpunge(t *testing.T) {
 	if got := bodyOf(read(t, arch, 1)); got != "2" {
 		t.Errorf("the copy went with the original: %q", got)
 	}
-	u, err := s.Usage(root)
+	u, err := MailboxUsage(root)
 	if err != nil || u.Messages != 4 || u.Bytes != int64(4*len(msg("0"))) {
 		t.Errorf("usage %+v, %v", u, err)
 	}
@@ -431,7 +431,7 @@ func TestRootRemoved(t *testing.T) {
 	if _, err := os.Stat(root); !os.IsNotExist(err) {
 		t.Errorf("root recreated: %v", err)
 	}
-	if u, err := s.Usage(root); err != nil || u != (Usage{}) {
+	if u, err := MailboxUsage(root); err != nil || u != (Usage{}) {
 		t.Errorf("Usage: %+v %v", u, err)
 	}
 	// Deliver and Open do create it.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"mailfountain.dev/mailfountain/runtime/safeio"
 )
 
 // syncFile flushes a file to disk, counting the fsync.
@@ -20,29 +22,10 @@ func (s *Store) syncFile(f *os.File) error {
 }
 
 // syncDir flushes a directory, so that the entries created or renamed in
-// it survive a power cut.
-//
-// The descriptor is used raw: an *os.File would try the directory with
-// the runtime's poller and switch it to non-blocking and back, four more
-// system calls for each of the many directory fsyncs of a delivery load.
+// it survive a power cut, counting the fsync.
 func (s *Store) syncDir(dir string) error {
-	var fd int
-	err := retryEINTR(func() (err error) {
-		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		return err
-	})
-	if err != nil {
-		return &os.PathError{Op: "open", Path: dir, Err: err}
-	}
 	s.fsyncs.Add(1)
-	err = retryEINTR(func() error { return unix.Fsync(fd) })
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return safeio.SyncDir(dir)
 }
 
 // retryEINTR runs fn again while it is interrupted by a signal.
@@ -131,6 +114,33 @@ func readNames(dir string) ([]string, error) {
 	return d.Readdirnames(-1)
 }
 
+// createSynced creates the file path (it must not exist) with what r
+// holds, fsync'd; on a failure the file is removed.
+func (s *Store) createSynced(path string, r io.Reader) (int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	return s.fillSynced(f, r)
+}
+
+// fillSynced copies r into f, a file just created under its name,
+// fsyncs and closes it; on a failure the file is removed.
+func (s *Store) fillSynced(f *os.File, r io.Reader) (int64, error) {
+	n, err := io.Copy(f, r)
+	if err == nil {
+		err = s.syncFile(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return 0, err
+	}
+	return n, nil
+}
+
 // copyFile copies src to a new file dst, fsync'd, keeping src's mtime
 // (the message's date). It stands in for a hard link across filesystems.
 func (s *Store) copyFile(src, dst string) error {
@@ -143,21 +153,10 @@ func (s *Store) copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
+	if _, err := s.createSynced(dst, in); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
 	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = s.syncFile(out)
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chtimes(dst, time.Time{}, fi.ModTime())
-	}
-	if err != nil {
+	if err := os.Chtimes(dst, time.Time{}, fi.ModTime()); err != nil {
 		os.Remove(dst)
 		return fmt.Errorf("copy %s: %w", src, err)
 	}

@@ -354,22 +354,11 @@ func (t *indexTxn) rewrite() error {
 	st := t.st
 	data, lines := st.ix.encode()
 	tmp := filepath.Join(st.dir, indexFile+".new."+st.s.unique())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if _, err := st.s.createSynced(tmp, bytes.NewReader(data)); err != nil {
 		st.ix = nil
 		return fmt.Errorf("rewrite index: %w", err)
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = st.s.syncFile(f)
-	}
-	var fi os.FileInfo
-	if err == nil {
-		fi, err = f.Stat()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	fi, err := os.Stat(tmp)
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(st.dir, indexFile))
 	}

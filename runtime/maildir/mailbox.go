@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -19,13 +20,10 @@ const (
 	deletingPrefix = "mailfountain-deleting."
 )
 
-// Usage returns what the mailbox at root holds; zero if it does not exist.
-// It reads names only (",S=" gives the size), except for the files put
-// there by hand, which are stat'd.
-func (s *Store) Usage(root string) (Usage, error) { return MailboxUsage(root) }
-
-// MailboxUsage is Store.Usage without a Store: reading sizes needs no
-// spool, so a status command does not make one.
+// MailboxUsage returns what the mailbox at root holds; zero if it does
+// not exist. It reads names only (",S=" gives the size), except for the
+// files put there by hand, which are stat'd. It needs no Store (no spool),
+// so a status command does not make one.
 func MailboxUsage(root string) (Usage, error) {
 	var u Usage
 	ents, err := os.ReadDir(root)
@@ -143,16 +141,25 @@ func (m *Mailbox) Create(name string) error {
 	if canon == Inbox {
 		return fmt.Errorf("create folder %s: %w", canon, ErrExists)
 	}
+	if err := m.makeParents(levels); err != nil {
+		return fmt.Errorf("create folder %s: %w", canon, err)
+	}
+	if err := m.makeFolder(levels, false); err != nil {
+		return fmt.Errorf("create folder %s: %w", canon, err)
+	}
+	return nil
+}
+
+// makeParents creates the missing parents of a folder; the inbox is
+// there already.
+func (m *Mailbox) makeParents(levels []string) error {
 	for i := 1; i < len(levels); i++ {
 		if i == 1 && levels[0] == Inbox {
 			continue
 		}
 		if err := m.makeFolder(levels[:i], true); err != nil {
-			return fmt.Errorf("create folder %s: %w", canon, err)
+			return err
 		}
-	}
-	if err := m.makeFolder(levels, false); err != nil {
-		return fmt.Errorf("create folder %s: %w", canon, err)
 	}
 	return nil
 }
@@ -186,18 +193,7 @@ func (m *Mailbox) makeFolder(levels []string, existOK bool) error {
 			return err
 		}
 		data, _ := newIndex(s.newValidity()).encode()
-		f, err := os.OpenFile(filepath.Join(tmp, indexFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		_, err = f.Write(data)
-		if err == nil {
-			err = s.syncFile(f)
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if _, err := s.createSynced(filepath.Join(tmp, indexFile), bytes.NewReader(data)); err != nil {
 			return err
 		}
 		return s.syncDir(tmp)
@@ -322,13 +318,8 @@ func (m *Mailbox) Rename(oldName, newName string) error {
 			return fmt.Errorf("rename folder %s to %s: %w", oldCanon, newCanon, ErrExists)
 		}
 	}
-	for i := 1; i < len(newLevels); i++ {
-		if i == 1 && newLevels[0] == Inbox {
-			continue
-		}
-		if err := m.makeFolder(newLevels[:i], true); err != nil {
-			return fmt.Errorf("rename folder %s to %s: %w", oldCanon, newCanon, err)
-		}
+	if err := m.makeParents(newLevels); err != nil {
+		return fmt.Errorf("rename folder %s to %s: %w", oldCanon, newCanon, err)
 	}
 	for _, d := range dirs {
 		from := filepath.Join(m.root, d)

@@ -187,11 +187,11 @@ func TestUsage(t *testing.T) {
 	data := t.TempDir()
 	root := filepath.Join(data, "mail", "bob")
 	s := newStore(t, data)
-	if u, err := s.Usage(root); err != nil || u != (Usage{}) {
+	if u, err := MailboxUsage(root); err != nil || u != (Usage{}) {
 		t.Fatalf("missing mailbox: %+v %v", u, err)
 	}
 	m := openBox(t, s, root)
-	if u, err := s.Usage(root); err != nil || u != (Usage{}) {
+	if u, err := MailboxUsage(root); err != nil || u != (Usage{}) {
 		t.Fatalf("empty mailbox: %+v %v", u, err)
 	}
 	deliver(t, s, []string{root}, "one")   // stays in new/
@@ -212,7 +212,7 @@ func TestUsage(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "tmp", "x,S=1000"), nil, 0o600)
 	os.WriteFile(filepath.Join(root, "cur", ".hidden,S=1000"), nil, 0o600)
 	want := Usage{Messages: 5, Bytes: int64(len(msg("one"))+len(msg("two"))+len(msg("three"))+len(msg("four"))) + 5}
-	if u, err := s.Usage(root); err != nil || u != want {
+	if u, err := MailboxUsage(root); err != nil || u != want {
 		t.Errorf("usage %+v, %v; want %+v", u, err, want)
 	}
 }

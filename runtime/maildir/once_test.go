@@ -249,7 +249,7 @@ func TestDeliverOnceNames(t *testing.T) {
 			deliver(t, s, roots, "plain")
 			m := msg("keyed")
 			for _, r := range roots {
-				u, err := s.Usage(r)
+				u, err := MailboxUsage(r)
 				if err != nil || u.Messages != 2 || u.Bytes != int64(len(m)+len(msg("plain"))) {
 					t.Errorf("usage %+v, %v", u, err)
 				}

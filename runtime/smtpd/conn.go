@@ -33,7 +33,6 @@ type conn struct {
 	kind     kind
 	remote   netip.Addr
 	settings mailconf.Settings
-	start    time.Time
 	raw      *rawConn
 	served   net.Conn // raw, or the TLS connection over it on port 465
 	ln       *oneConnListener
@@ -72,13 +71,12 @@ func (s *Server) newConn(parent context.Context, nc net.Conn, k kind, remote net
 		set.MaxMessageBytes = mailconf.DefaultMaxMessageBytes
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	now := time.Now()
 	c := &conn{
-		s: s, kind: k, remote: remote, settings: set, start: now,
+		s: s, kind: k, remote: remote, settings: set,
 		ctx: ctx, cancel: cancel,
 		rdnsDone: make(chan struct{}),
 	}
-	c.raw = &rawConn{Conn: nc, end: now.Add(s.cfg.SessionLifetime), in: s.getReadBuffer(nc)}
+	c.raw = &rawConn{Conn: nc, end: time.Now().Add(s.cfg.SessionLifetime), in: s.getReadBuffer(nc)}
 	c.served = c.raw
 	if k == kindSubmissions {
 		c.served = tls.Server(c.raw, s.cfg.TLS)

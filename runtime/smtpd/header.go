@@ -2,10 +2,11 @@ package smtpd
 
 import (
 	"bytes"
-	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"net/netip"
 	"strings"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/mailauth"
 )
 
 // headerEnd returns the index just after the empty line that ends the
@@ -185,14 +186,9 @@ func safeForClause(rcpt string) string {
 	return rcpt
 }
 
-// formatPath writes an address of the envelope (go-smtp gives the local
+// appendPath appends an address of the envelope (go-smtp gives the local
 // part unquoted) as a path: the local part quoted when it is not a
 // dot-atom, control characters replaced by '?'.
-func formatPath(addr string) string {
-	return string(appendPath(nil, addr))
-}
-
-// appendPath appends formatPath(addr) to b.
 func appendPath(b []byte, addr string) []byte {
 	if addr == "" {
 		return b

@@ -101,6 +101,11 @@ func TestReceivedField(t *testing.T) {
 	}
 }
 
+// formatPath is appendPath to a new string.
+func formatPath(addr string) string {
+	return string(appendPath(nil, addr))
+}
+
 func TestFormatPath(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{

@@ -377,6 +377,26 @@ func dialRaw(t testing.TB, addr string) *rawClient {
 	return c
 }
 
+// dialData dials addr and goes as far as DATA with a message from
+// a@remote.test to alice@example.test: the server has replied 354.
+func dialData(t testing.TB, addr string) *rawClient {
+	t.Helper()
+	rc := dialRaw(t, addr)
+	rc.reply()
+	rc.expect("EHLO client.test", "250 ")
+	rc.expect("MAIL FROM:<a@remote.test>", "250 ")
+	rc.expect("RCPT TO:<alice@example.test>", "250 ")
+	rc.expect("DATA", "354 ")
+	return rc
+}
+
+// ehlo sends EHLO and returns the lines of the reply, joined.
+func (c *rawClient) ehlo() string {
+	c.t.Helper()
+	c.send("EHLO client.test")
+	return strings.Join(c.reply(), "\n")
+}
+
 // reply reads one reply and returns its lines; the last one has the code.
 func (c *rawClient) reply() []string {
 	c.t.Helper()

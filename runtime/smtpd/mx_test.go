@@ -146,8 +146,7 @@ func TestMXRefusals(t *testing.T) {
 	if g := rc.reply(); !strings.HasPrefix(g[0], "220 "+testHost+" ") {
 		t.Fatalf("greeting %q", g)
 	}
-	rc.send("EHLO client.test")
-	ehlo := strings.Join(rc.reply(), "\n")
+	ehlo := rc.ehlo()
 	if strings.Contains(ehlo, "AUTH") {
 		t.Errorf("the MX advertises AUTH:\n%s", ehlo)
 	}
@@ -200,8 +199,7 @@ func TestMXSize(t *testing.T) {
 
 	rc := dialRaw(t, e.mx)
 	rc.reply()
-	rc.send("EHLO client.test")
-	if ehlo := strings.Join(rc.reply(), "\n"); !strings.Contains(ehlo, "SIZE 20000") {
+	if ehlo := rc.ehlo(); !strings.Contains(ehlo, "SIZE 20000") {
 		t.Errorf("EHLO does not advertise SIZE 20000:\n%s", ehlo)
 	}
 	rc.expect("MAIL FROM:<a@remote.test> SIZE=20001", "552 5.3.4")
@@ -272,12 +270,7 @@ func TestMXLimits(t *testing.T) {
 	})
 	t.Run("line length in data", func(t *testing.T) {
 		e := newEnv(t, nil)
-		rc := dialRaw(t, e.mx)
-		rc.reply()
-		rc.expect("EHLO client.test", "250 ")
-		rc.expect("MAIL FROM:<a@remote.test>", "250 ")
-		rc.expect("RCPT TO:<alice@example.test>", "250 ")
-		rc.expect("DATA", "354 ")
+		rc := dialData(t, e.mx)
 		rc.send("Subject: x\r\n\r\n" + strings.Repeat("a", DefaultMaxLineLength+10) + "\r\n.")
 		lines := rc.closed()
 		if len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], "500 5.4.0") {
@@ -346,12 +339,7 @@ func TestMXLimits(t *testing.T) {
 	})
 	t.Run("data timeout", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.DataTimeout = 300 * time.Millisecond })
-		rc := dialRaw(t, e.mx)
-		rc.reply()
-		rc.expect("EHLO client.test", "250 ")
-		rc.expect("MAIL FROM:<a@remote.test>", "250 ")
-		rc.expect("RCPT TO:<alice@example.test>", "250 ")
-		rc.expect("DATA", "354 ")
+		rc := dialData(t, e.mx)
 		rc.send("Subject: stalled")
 		time.Sleep(600 * time.Millisecond)
 		// The rest of the data must not be taken for commands.

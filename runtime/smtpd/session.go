@@ -536,9 +536,7 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 			l.step = 1
 			return []byte("Username:"), false, nil
 		}
-		l.username = string(response)
-		l.step = 2
-		return []byte("Password:"), false, nil
+		fallthrough // the user name came with AUTH LOGIN
 	case 1:
 		l.username = string(response)
 		l.step = 2

@@ -15,12 +15,7 @@ func TestShutdown(t *testing.T) {
 		idle := dialRaw(t, e.mx)
 		idle.reply()
 		idle.expect("EHLO client.test", "250 ")
-		busy := dialRaw(t, e.mx)
-		busy.reply()
-		busy.expect("EHLO client.test", "250 ")
-		busy.expect("MAIL FROM:<a@remote.test>", "250 ")
-		busy.expect("RCPT TO:<alice@example.test>", "250 ")
-		busy.expect("DATA", "354 ")
+		busy := dialData(t, e.mx)
 		busy.send("Subject: in flight\r\n")
 		time.Sleep(100 * time.Millisecond) // the server is in Data
 
@@ -44,12 +39,7 @@ func TestShutdown(t *testing.T) {
 	})
 	t.Run("grace ends", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.ShutdownGrace = 300 * time.Millisecond })
-		busy := dialRaw(t, e.mx)
-		busy.reply()
-		busy.expect("EHLO client.test", "250 ")
-		busy.expect("MAIL FROM:<a@remote.test>", "250 ")
-		busy.expect("RCPT TO:<alice@example.test>", "250 ")
-		busy.expect("DATA", "354 ")
+		busy := dialData(t, e.mx)
 		busy.send("Subject: too slow\r\n")
 		time.Sleep(100 * time.Millisecond)
 		start := time.Now()

@@ -53,8 +53,7 @@ func TestSubmissionWithoutTLS(t *testing.T) {
 	e := newEnv(t, nil)
 	rc := dialRaw(t, e.sub)
 	rc.reply()
-	rc.send("EHLO client.test")
-	ehlo := strings.Join(rc.reply(), "\n")
+	ehlo := rc.ehlo()
 	if strings.Contains(ehlo, "AUTH") || !strings.Contains(ehlo, "STARTTLS") {
 		t.Fatalf("EHLO in clear without legacy_plain_auth:\n%s", ehlo)
 	}
@@ -179,8 +178,7 @@ func TestSubmissionLoginRaw(t *testing.T) {
 	// legacy_plain_auth and a loopback (LAN) client: AUTH in clear.
 	rc := dialRaw(t, e.sub)
 	rc.reply()
-	rc.send("EHLO client.test")
-	if ehlo := strings.Join(rc.reply(), "\n"); !strings.Contains(ehlo, "AUTH PLAIN LOGIN") {
+	if ehlo := rc.ehlo(); !strings.Contains(ehlo, "AUTH PLAIN LOGIN") {
 		t.Fatalf("EHLO with legacy_plain_auth from the LAN:\n%s", ehlo)
 	}
 	rc.expect("AUTH LOGIN", "334 "+b64("Username:"))

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"mailfountain.dev/mailfountain/runtime/safeio"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/safeio"
 )
 
 // The mail directory: what the accounts reconciler converges from the
@@ -107,16 +108,10 @@ type Address struct {
 // calls it for every recipient: answers are cached until the next write.
 func (s *Store) LookupAddress(ctx context.Context, local, domain string) (*Address, error) {
 	local, domain = strings.ToLower(local), strings.ToLower(domain)
-	s.cache.refresh(ctx, s.db)
-	key := "a\x00" + domain + "\x00" + local
-	v, gen, ok := s.cache.get(key)
-	if !ok {
+	v := s.cache.lookup(ctx, s.db, "a\x00"+domain+"\x00"+local, func() (v cached) {
 		v.addr, v.err = s.lookupAddress(ctx, local, domain)
-		if v.err != nil && !errors.Is(v.err, ErrNotFound) {
-			return nil, v.err
-		}
-		s.cache.put(gen, key, v)
-	}
+		return v
+	})
 	if v.err != nil {
 		return nil, v.err
 	}
@@ -138,10 +133,7 @@ func (s *Store) lookupAddress(ctx context.Context, local, domain string) (*Addre
 	if a.Kind != AddressRedirection {
 		return a, nil
 	}
-	err = s.readTx(ctx, func(tx *sql.Tx) error {
-		a.Targets, err = queryStrings(ctx, tx, "SELECT target FROM redirection_targets WHERE domain = ? AND address = ? ORDER BY position", domain, local)
-		return err
-	})
+	a.Targets, err = queryStrings(ctx, s.db, "SELECT target FROM redirection_targets WHERE domain = ? AND address = ? ORDER BY position", domain, local)
 	if err != nil {
 		return nil, fmt.Errorf("look up %s@%s: %w", local, domain, err)
 	}
@@ -156,22 +148,14 @@ func (s *Store) lookupAddress(ctx context.Context, local, domain string) (*Addre
 // next write, as LookupAddress's.
 func (s *Store) Domain(ctx context.Context, name string) (*Domain, error) {
 	name = strings.ToLower(name)
-	s.cache.refresh(ctx, s.db)
-	key := "d\x00" + name
-	v, gen, ok := s.cache.get(key)
-	if !ok {
+	v := s.cache.lookup(ctx, s.db, "d\x00"+name, func() (v cached) {
 		d := &Domain{}
 		err := s.db.QueryRowContext(ctx, "SELECT name, language FROM domains WHERE name = ?", name).Scan(&d.Name, &d.Language)
 		if err != nil {
-			err = fmt.Errorf("read domain %s: %w", name, notFound(err))
-			if !errors.Is(err, ErrNotFound) {
-				return nil, err
-			}
-			d = nil
+			return cached{err: fmt.Errorf("read domain %s: %w", name, notFound(err))}
 		}
-		v = cached{dom: d, err: err}
-		s.cache.put(gen, key, v)
-	}
+		return cached{dom: d}
+	})
 	if v.err != nil {
 		return nil, v.err
 	}
@@ -765,8 +749,13 @@ func eachStmtRow(ctx context.Context, st *sql.Stmt, arg any, fn func(*sql.Rows) 
 	return rows.Err()
 }
 
-func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
+// querier is a *sql.DB, or a *sql.Tx when the reads must agree.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,20 @@ const (
 	// (a dictionary attack) can take; the cache starts over past it.
 	maxCached = 1 << 16
 )
+
+// lookup returns the answer kept for key, or else read's, which is kept
+// unless it is an error other than ErrNotFound.
+func (c *lookupCache) lookup(ctx context.Context, db *sql.DB, key string, read func() cached) cached {
+	c.refresh(ctx, db)
+	v, gen, ok := c.get(key)
+	if !ok {
+		v = read()
+		if v.err == nil || errors.Is(v.err, ErrNotFound) {
+			c.put(gen, key, v)
+		}
+	}
+	return v
+}
 
 // get returns the answer kept for key, and the generation to give put.
 func (c *lookupCache) get(key string) (cached, uint64, bool) {
