@@ -1,10 +1,15 @@
-// Package connlimit bounds the connections a server holds: in all, and
-// per client address, so that one client cannot take every slot.
+// Package connlimit admits the connections of a server: it accepts them
+// through passing failures, and bounds those it holds in all and per
+// client address, so that one client cannot take every slot.
 package connlimit
 
 import (
+	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Why a connection is refused.
@@ -72,4 +77,47 @@ func (l *Limiter) Open() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.total
+}
+
+// Accept returns the next connection of ln. A failure that passes (out of
+// file descriptors and the like) is waited out, the pause growing to a
+// second as net/http does, rather than give up the port; retrying, if not
+// nil, hears of each. Any other failure, or ctx done, is returned.
+func Accept(ctx context.Context, ln net.Listener, retrying func(err error, delay time.Duration)) (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err == nil {
+			return c, nil
+		}
+		var t interface{ Temporary() bool }
+		if ctx.Err() != nil || !errors.As(err, &t) || !t.Temporary() {
+			return nil, err
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		if retrying != nil {
+			retrying(err, delay)
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+// AddrOf is the client address of a connection's remote address, as
+// Admit counts it: IPv4 unmapped, without an IPv6 zone (which names our
+// interface, and which no LAN prefix matches). It is the zero Addr if a
+// holds no IP address.
+func AddrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().WithZone("").Unmap()
 }

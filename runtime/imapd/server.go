@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -106,9 +107,8 @@ type Config struct {
 // Server serves IMAP. Serve and ServeTLS may run at the same time, each on
 // its own listener; connection limits are shared.
 type Server struct {
-	cfg    Config
-	limits Limits
-	log    *slog.Logger
+	cfg Config // its Limits with the defaults
+	log *slog.Logger
 
 	conns *connlimit.Limiter // shared by both listeners
 
@@ -132,12 +132,11 @@ func New(cfg Config) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	limits := cfg.Limits.withDefaults()
+	cfg.Limits = cfg.Limits.withDefaults()
 	return &Server{
 		cfg:     cfg,
-		limits:  limits,
 		log:     logger,
-		conns:   connlimit.New(limits.MaxConns, limits.MaxConnsPerIP),
+		conns:   connlimit.New(cfg.MaxConns, cfg.MaxConnsPerIP),
 		subsMus: make(map[string]*sync.Mutex),
 	}, nil
 }
@@ -219,23 +218,17 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 	defer stop()
 
 	var err error
-	var delay time.Duration
+	retrying := func(aerr error, delay time.Duration) {
+		s.log.Warn("imap: accept", "err", aerr, "retry_in", delay)
+	}
 	for {
-		raw, aerr := ln.Accept()
+		raw, aerr := connlimit.Accept(ctx, ln, retrying)
 		if aerr != nil {
-			if ctx.Err() != nil {
-				break
+			if ctx.Err() == nil {
+				err = fmt.Errorf("imap accept: %w", aerr)
 			}
-			var ne net.Error
-			if errors.As(aerr, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			err = fmt.Errorf("imap accept: %w", aerr)
 			break
 		}
-		delay = 0
 		in.accept(raw, implicitTLS)
 	}
 	ln.Close()
@@ -263,7 +256,7 @@ func (in *instance) options(insecureAuth bool) *imapserver.Options {
 // servers.
 func (in *instance) accept(raw net.Conn, implicitTLS bool) {
 	s := in.srv
-	remote := addrOf(raw.RemoteAddr())
+	remote := connlimit.AddrOf(raw.RemoteAddr())
 	if s.conns.Admit(remote) != "" {
 		in.loops.Add(1)
 		go func() {
@@ -272,7 +265,7 @@ func (in *instance) accept(raw net.Conn, implicitTLS bool) {
 		}()
 		return
 	}
-	tc := &trackedConn{Conn: raw, idle: s.limits.IdleTimeout}
+	tc := &trackedConn{Conn: raw, idle: s.cfg.IdleTimeout}
 	tc.release = func() {
 		s.conns.Release(remote)
 		in.mu.Lock()
@@ -307,7 +300,7 @@ func (in *instance) refuse(raw net.Conn, implicitTLS bool) {
 	if implicitTLS {
 		c = tls.Server(raw, in.srv.cfg.TLS)
 	}
-	fmt.Fprintf(c, "* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
+	io.WriteString(c, "* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
 }
 
 // shutdown says BYE to the sessions, gives them a few seconds, then closes
@@ -326,7 +319,7 @@ func (in *instance) shutdown() {
 	}()
 	select {
 	case <-ended:
-	case <-time.After(in.srv.limits.ShutdownGrace):
+	case <-time.After(in.srv.cfg.ShutdownGrace):
 	}
 	in.plain.Close()
 	in.tlsOnly.Close()
@@ -359,16 +352,6 @@ func (s *Server) subscriptionsLock(root string) *sync.Mutex {
 		s.subsMus[root] = m
 	}
 	return m
-}
-
-func addrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // trackedConn is a client connection as accepted: it releases the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/maildir"
 )
 
@@ -46,7 +48,7 @@ func specialUseOf(name string) imap.MailboxAttr {
 type session struct {
 	in     *instance
 	conn   *imapserver.Conn
-	remote string
+	remote netip.Addr
 
 	authTimer *time.Timer
 	authed    atomic.Bool
@@ -68,11 +70,11 @@ var _ imapserver.SessionIMAP4rev2 = (*session)(nil)
 var _ imapserver.SessionAppendLimit = (*session)(nil)
 
 func (in *instance) newSession(c *imapserver.Conn) *session {
-	sess := &session{in: in, conn: c, remote: addrOf(c.NetConn().RemoteAddr()).String()}
+	sess := &session{in: in, conn: c, remote: connlimit.AddrOf(c.NetConn().RemoteAddr())}
 	in.mu.Lock()
 	in.sessions[sess] = struct{}{}
 	in.mu.Unlock()
-	sess.authTimer = time.AfterFunc(in.srv.limits.AuthTimeout, func() {
+	sess.authTimer = time.AfterFunc(in.srv.cfg.AuthTimeout, func() {
 		if !sess.authed.Load() {
 			sess.bye("Autologout: authentication took too long")
 		}
@@ -117,7 +119,7 @@ func (s *session) Close() error {
 	return nil
 }
 
-func (s *session) AppendLimit() uint32 { return uint32(s.in.srv.limits.MaxAppendBytes) }
+func (s *session) AppendLimit() uint32 { return uint32(s.in.srv.cfg.MaxAppendBytes) }
 
 // Login checks the address and password (LOGIN and AUTHENTICATE PLAIN;
 // imapserver has already refused them without TLS unless allowed).
@@ -125,7 +127,7 @@ func (s *session) Login(username, password string) error {
 	srv := s.in.srv
 	ctx, cancel := context.WithTimeout(s.in.ctx, 30*time.Second)
 	defer cancel()
-	p, err := srv.cfg.Auth.Login(ctx, "imap", addrOf(s.conn.NetConn().RemoteAddr()), username, password)
+	p, err := srv.cfg.Auth.Login(ctx, "imap", s.remote, username, password)
 	if err != nil {
 		s.failures++
 		var resp error
@@ -142,7 +144,7 @@ func (s *session) Login(username, password string) error {
 			resp = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 				Text: "Temporary failure, try again later"}
 		}
-		if s.failures >= srv.limits.MaxLoginFailures {
+		if s.failures >= srv.cfg.MaxLoginFailures {
 			s.bye("Too many failed logins")
 		}
 		return resp
@@ -598,7 +600,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
-	t := time.NewTicker(s.in.srv.limits.PollInterval)
+	t := time.NewTicker(s.in.srv.cfg.PollInterval)
 	defer t.Stop()
 	for {
 		if err := s.sel.update(w, true); err != nil {

@@ -112,7 +112,6 @@ type Server struct {
 }
 
 type limits struct {
-	maxConns, maxConnsPerIP         int
 	idle, authIdle                  time.Duration
 	maxAuthFailures, maxBadCommands int
 	failDelay, grace                time.Duration
@@ -151,9 +150,8 @@ func newServer(cfg Config, open func(root string) (inbox, error)) (*Server, erro
 		auth:      cfg.Auth,
 		log:       cfg.Logger,
 		locked:    map[string]bool{},
+		conns:     connlimit.New(orDefault(cfg.MaxConns, DefaultMaxConns), orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP)),
 		lim: limits{
-			maxConns:        orDefault(cfg.MaxConns, DefaultMaxConns),
-			maxConnsPerIP:   orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP),
 			idle:            orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
 			authIdle:        orDefault(cfg.AuthIdleTimeout, DefaultAuthIdleTimeout),
 			maxAuthFailures: orDefault(cfg.MaxAuthFailures, DefaultMaxAuthFailures),
@@ -162,7 +160,6 @@ func newServer(cfg Config, open func(root string) (inbox, error)) (*Server, erro
 			grace:           orDefault(cfg.ShutdownGrace, DefaultShutdownGrace),
 		},
 	}
-	s.conns = connlimit.New(s.lim.maxConns, s.lim.maxConnsPerIP)
 	if s.settings == nil {
 		s.settings = &mailconf.Live{}
 	}
@@ -206,32 +203,19 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 		mu     sync.Mutex
 		active = map[net.Conn]bool{}
 		retErr error
-		delay  time.Duration
 	)
+	retrying := func(err error, delay time.Duration) {
+		s.log.Warn("pop3: accept", "err", err, "retry_in", delay)
+	}
 	for {
-		c, err := ln.Accept()
+		c, err := connlimit.Accept(ctx, ln, retrying)
 		if err != nil {
-			if ctx.Err() != nil {
-				break
+			if ctx.Err() == nil {
+				retErr = fmt.Errorf("serve pop3 on %s: %w", ln.Addr(), err)
 			}
-			// Out of file descriptors and the like: wait and retry,
-			// as net/http does, rather than give up the port.
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("pop3: accept", "err", err, "retry_in", delay)
-				select {
-				case <-time.After(delay):
-					continue
-				case <-ctx.Done():
-				}
-				break
-			}
-			retErr = fmt.Errorf("serve pop3 on %s: %w", ln.Addr(), err)
 			break
 		}
-		delay = 0
-		remote := remoteAddr(c)
+		remote := connlimit.AddrOf(c.RemoteAddr())
 		if why := s.conns.Admit(remote); why != "" {
 			s.log.Info("pop3: connection refused", "remote", remote, "reason", why)
 			// On the plain port the client is told why. A fresh
@@ -285,19 +269,6 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 		<-done
 	}
 	return retErr
-}
-
-// isTemporary reports the accept errors worth retrying.
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
-}
-
-func remoteAddr(c net.Conn) netip.Addr {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.AddrPort().Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // lockMailbox takes the mailbox at root for one session (RFC 1939 8:

@@ -260,29 +260,18 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
 		wg       sync.WaitGroup
 	)
 	var acceptErr error
-	var delay time.Duration
+	retrying := func(err error, delay time.Duration) {
+		s.log.Warn("smtp accept", "listener", k.String(), "err", err, "retry_in", delay)
+	}
 	for {
-		nc, err := ln.Accept()
+		nc, err := connlimit.Accept(ctx, ln, retrying)
 		if err != nil {
-			if ctx.Err() != nil {
-				break
+			if ctx.Err() == nil {
+				acceptErr = fmt.Errorf("smtp %s: accept: %w", k, err)
 			}
-			// Out of file descriptors and the like: wait and retry.
-			var te interface{ Temporary() bool }
-			if errors.As(err, &te) && te.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("smtp accept", "listener", k.String(), "err", err, "retry_in", delay)
-				select {
-				case <-time.After(delay):
-				case <-ctx.Done():
-				}
-				continue
-			}
-			acceptErr = fmt.Errorf("smtp %s: accept: %w", k, err)
 			break
 		}
-		delay = 0
-		remote := addrOf(nc.RemoteAddr())
+		remote := connlimit.AddrOf(nc.RemoteAddr())
 		if reason := s.admit(remote); reason != "" {
 			s.log.Info("smtp connection refused", "listener", k.String(), "remote", remote.String(), "reason", reason)
 			s.reject(nc, k)
@@ -354,18 +343,6 @@ func (s *Server) reject(nc net.Conn, k kind) {
 	host := s.cfg.Settings.Load().Hostname
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	io.WriteString(nc, "421 4.7.0 "+hostnameOr(host)+" Too many connections, try again later\r\n")
-}
-
-func addrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 func hostnameOr(h string) string {
