@@ -210,7 +210,7 @@ func TestFetch(t *testing.T) {
 	if sel.NumMessages != 2 || sel.UIDNext != 3 || sel.UIDValidity == 0 {
 		t.Fatalf("SELECT = %+v", sel)
 	}
-	if !slices.Contains(sel.PermanentFlags, imap.FlagSeen) || slices.Contains(sel.PermanentFlags, imap.FlagWildcard) {
+	if !slices.Contains(sel.PermanentFlags, imap.FlagSeen) || !slices.Contains(sel.PermanentFlags, imap.FlagWildcard) {
 		t.Errorf("PERMANENTFLAGS %v", sel.PermanentFlags)
 	}
 
@@ -357,15 +357,15 @@ func TestStore(t *testing.T) {
 		want   map[uint32][]string
 	}{
 		{imap.SeqSetNum(1), imap.StoreFlagsAdd, []imap.Flag{imap.FlagFlagged, "$Label1", imap.FlagAnswered}, false,
-			map[uint32][]string{1: {`\Answered`, `\Flagged`}, 2: nil, 3: nil}},
-		{imap.SeqSetNum(1), imap.StoreFlagsDel, []imap.Flag{imap.FlagAnswered}, false,
+			map[uint32][]string{1: {"$Label1", `\Answered`, `\Flagged`}, 2: nil, 3: nil}},
+		{imap.SeqSetNum(1), imap.StoreFlagsDel, []imap.Flag{imap.FlagAnswered, "$LABEL1"}, false,
 			map[uint32][]string{1: {`\Flagged`}, 2: nil, 3: nil}},
-		{imap.SeqSet{{Start: 2, Stop: 0}}, imap.StoreFlagsSet, []imap.Flag{"\\seen", imap.FlagDraft}, true,
-			map[uint32][]string{1: {`\Flagged`}, 2: {`\Draft`, `\Seen`}, 3: {`\Draft`, `\Seen`}}},
+		{imap.SeqSet{{Start: 2, Stop: 0}}, imap.StoreFlagsSet, []imap.Flag{"\\seen", imap.FlagDraft, "$Junk"}, true,
+			map[uint32][]string{1: {`\Flagged`}, 2: {"$Junk", `\Draft`, `\Seen`}, 3: {"$Junk", `\Draft`, `\Seen`}}},
 		{imap.SeqSetNum(3), imap.StoreFlagsSet, nil, false,
-			map[uint32][]string{1: {`\Flagged`}, 2: {`\Draft`, `\Seen`}, 3: nil}},
-		{imap.SeqSetNum(1, 2), imap.StoreFlagsAdd, []imap.Flag{imap.FlagDeleted}, false,
-			map[uint32][]string{1: {`\Deleted`, `\Flagged`}, 2: {`\Deleted`, `\Draft`, `\Seen`}, 3: nil}},
+			map[uint32][]string{1: {`\Flagged`}, 2: {"$Junk", `\Draft`, `\Seen`}, 3: nil}},
+		{imap.SeqSetNum(1, 2), imap.StoreFlagsAdd, []imap.Flag{imap.FlagDeleted, "$junk"}, false,
+			map[uint32][]string{1: {"$Junk", `\Deleted`, `\Flagged`}, 2: {"$Junk", `\Deleted`, `\Draft`, `\Seen`}, 3: nil}},
 	}
 	for i, st := range steps {
 		res, err := c.Store(st.set, &imap.StoreFlags{Op: st.op, Flags: st.flags, Silent: st.silent}, nil).Collect()
@@ -705,7 +705,7 @@ func TestIdleDelivery(t *testing.T) {
 	}
 	// A flag set and a message deleted elsewhere show too.
 	f := e.folder("rene", "INBOX")
-	if err := f.SetFlags(2, []string{maildir.FlagSeen}); err != nil {
+	if _, err := f.StoreFlags([]uint32{2}, maildir.FlagsSet, []string{maildir.FlagSeen}); err != nil {
 		t.Fatal(err)
 	}
 	select {

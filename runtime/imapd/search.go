@@ -122,12 +122,12 @@ func (c *content) match(seq uint32, cr *imap.SearchCriteria) (bool, error) {
 		return false, nil
 	}
 	for _, f := range cr.Flag {
-		if !hasFlag(m.flags, canonFlag(f)) {
+		if !hasFlagFold(m.flags, string(f)) {
 			return false, nil
 		}
 	}
 	for _, f := range cr.NotFlag {
-		if hasFlag(m.flags, canonFlag(f)) {
+		if hasFlagFold(m.flags, string(f)) {
 			return false, nil
 		}
 	}
@@ -184,17 +184,6 @@ func (c *content) match(seq uint32, cr *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-// canonFlag spells a system flag as maildir does; other flags (keywords,
-// \Recent) are never set here and match nothing.
-func canonFlag(f imap.Flag) string {
-	for _, name := range systemFlagNames {
-		if strings.EqualFold(string(f), name) {
-			return name
-		}
-	}
-	return "\x00" + string(f)
 }
 
 // matchDate compares dates only, whatever the time zone (RFC 3501 6.4.4).

@@ -26,19 +26,22 @@ type selection struct {
 	readOnly  bool
 	msgs      []viewMsg // msgs[i] is sequence number i+1, by UID
 	searchRes imap.UIDSet
+	keywords  []string // the folder's, as the client was last told (FLAGS)
 }
 
 type viewMsg struct {
 	uid imap.UID
-	// flags are the system flags, sorted, as maildir gives them; the
-	// slice may be a snapshot's, shared: replaced, never modified.
+	// flags are the system flags and keywords, sorted, as maildir gives
+	// them; the slice may be a snapshot's, shared: replaced, never
+	// modified.
 	flags []string
 	size  int64
 	date  time.Time
 }
 
 func newSelection(sess *session, f *maildir.Folder, snap *maildir.Snapshot, readOnly bool) *selection {
-	sel := &selection{sess: sess, folder: f, validity: snap.UIDValidity, readOnly: readOnly, msgs: make([]viewMsg, 0, len(snap.Messages))}
+	sel := &selection{sess: sess, folder: f, validity: snap.UIDValidity, readOnly: readOnly,
+		msgs: make([]viewMsg, 0, len(snap.Messages)), keywords: snap.Keywords}
 	for _, m := range snap.Messages {
 		sel.msgs = append(sel.msgs, newViewMsg(m))
 	}
@@ -84,7 +87,8 @@ type expungeWriter interface {
 }
 
 // update reports to the client what changed in the folder since its view:
-// messages gone (if allowed now), new messages, changed flags.
+// messages gone (if allowed now), new keywords, new messages, changed
+// flags.
 func (sel *selection) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	cur, snap, err := sel.sync()
 	if err != nil {
@@ -98,6 +102,14 @@ func (sel *selection) update(w *imapserver.UpdateWriter, allowExpunge bool) erro
 	}
 	if allowExpunge {
 		if err := sel.dropGone(w, cur); err != nil {
+			return err
+		}
+	}
+	// A keyword another session (or this one) used first: FLAGS before
+	// the FETCH that shows it.
+	if snap.UIDValidity != 0 && !slices.Equal(snap.Keywords, sel.keywords) {
+		sel.keywords = snap.Keywords
+		if err := w.WriteMailboxFlags(mailboxFlags(sel.keywords)); err != nil {
 			return err
 		}
 	}
@@ -242,11 +254,13 @@ func (sel *selection) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 		}
 		flagsChanged := false
 		if markSeen && !hasFlag(m.flags, maildir.FlagSeen) {
-			flags := addFlags(m.flags, maildir.FlagSeen)
-			if err := sel.folder.SetFlags(uint32(m.uid), flags); errors.Is(err, maildir.ErrNoMessage) {
-				continue
-			} else if err != nil {
+			got, err := sel.folder.StoreFlags([]uint32{uint32(m.uid)}, maildir.FlagsAdd, []string{maildir.FlagSeen})
+			if err != nil {
 				return fmt.Errorf("set \\Seen on message %d of %s: %w", m.uid, sel.folder.Name(), err)
+			}
+			flags, ok := got[uint32(m.uid)]
+			if !ok {
+				continue // expunged elsewhere
 			}
 			m.flags, flagsChanged = flags, true
 		}
@@ -305,38 +319,28 @@ func (sel *selection) store(w *imapserver.FetchWriter, numSet imap.NumSet, store
 		return readOnlyError()
 	}
 	idx := sel.resolve(numSet)
-	if len(idx) == 0 {
-		return nil
+	uids := make([]uint32, len(idx))
+	for j, i := range idx {
+		uids[j] = uint32(sel.msgs[i].uid)
 	}
-	// Start from the flags on disk, not the view's, so as not to undo
-	// what another session did meanwhile.
-	cur, _, err := sel.sync()
+	op := maildir.FlagsSet
+	switch store.Op {
+	case imap.StoreFlagsAdd:
+		op = maildir.FlagsAdd
+	case imap.StoreFlagsDel:
+		op = maildir.FlagsRemove
+	}
+	// maildir applies the change to the flags on disk, not to the view's,
+	// so as not to undo what another session did meanwhile.
+	got, err := sel.folder.StoreFlags(uids, op, clientFlags(store.Flags))
 	if err != nil {
-		return err
+		return flagError(fmt.Errorf("store flags in %s: %w", sel.folder.Name(), err))
 	}
 	for _, i := range idx {
 		m := &sel.msgs[i]
-		now, ok := cur[m.uid]
+		flags, ok := got[uint32(m.uid)]
 		if !ok {
-			continue
-		}
-		var flags []string
-		old := now.Flags
-		switch store.Op {
-		case imap.StoreFlagsSet:
-			flags = storedFlags(nil, store.Flags)
-		case imap.StoreFlagsAdd:
-			flags = storedFlags(old, store.Flags)
-		case imap.StoreFlagsDel:
-			del := storedFlags(nil, store.Flags)
-			flags = slices.DeleteFunc(slices.Clone(old), func(f string) bool { return slices.Contains(del, f) })
-		}
-		if !slices.Equal(flags, old) {
-			if err := sel.folder.SetFlags(uint32(m.uid), flags); errors.Is(err, maildir.ErrNoMessage) {
-				continue
-			} else if err != nil {
-				return fmt.Errorf("store flags on message %d of %s: %w", m.uid, sel.folder.Name(), err)
-			}
+			continue // expunged elsewhere
 		}
 		m.flags = flags
 		if !store.Silent {
@@ -402,7 +406,7 @@ func (sel *selection) copyUIDs(numSet imap.NumSet, dest string) (*imap.CopyData,
 	}
 	newUIDs, err := sel.folder.Copy(uids, dst)
 	if err != nil {
-		return nil, nil, folderError(fmt.Errorf("copy from %s to %s: %w", sel.folder.Name(), dst.Name(), err), "")
+		return nil, nil, folderError(flagError(fmt.Errorf("copy from %s to %s: %w", sel.folder.Name(), dst.Name(), err)), "")
 	}
 	snap, err := dst.Sync()
 	if err != nil {
@@ -449,7 +453,21 @@ func (sel *selection) move(w *imapserver.MoveWriter, numSet imap.NumSet, dest st
 
 var systemFlagNames = []string{maildir.FlagAnswered, maildir.FlagDeleted, maildir.FlagDraft, maildir.FlagFlagged, maildir.FlagSeen}
 
-func systemFlags() []imap.Flag { return imapFlags(systemFlagNames) }
+// mailboxFlags are the flags of FLAGS: the system flags and the folder's
+// keywords.
+func mailboxFlags(keywords []string) []imap.Flag {
+	return imapFlags(slices.Concat(systemFlagNames, keywords))
+}
+
+// permanentFlags are those of PERMANENTFLAGS: all, and \* while the
+// folder has room for new keywords.
+func permanentFlags(keywords []string) []imap.Flag {
+	flags := mailboxFlags(keywords)
+	if len(keywords) < maildir.MaxKeywords {
+		flags = append(flags, imap.FlagWildcard)
+	}
+	return flags
+}
 
 func imapFlags(flags []string) []imap.Flag {
 	out := make([]imap.Flag, len(flags))
@@ -461,27 +479,35 @@ func imapFlags(flags []string) []imap.Flag {
 
 func hasFlag(flags []string, f string) bool { return slices.Contains(flags, f) }
 
-func addFlags(flags []string, add ...string) []string {
-	out := slices.Clone(flags)
-	for _, f := range add {
-		if !slices.Contains(out, f) {
-			out = append(out, f)
+// hasFlagFold is hasFlag for a flag as a client spells it: flags are
+// case-insensitive (RFC 3501 2.3.2).
+func hasFlagFold(flags []string, f string) bool {
+	return slices.ContainsFunc(flags, func(g string) bool { return strings.EqualFold(g, f) })
+}
+
+// clientFlags are the flags of STORE or APPEND as maildir takes them:
+// \Recent, which clients cannot set (RFC 3501 2.3.2), is dropped; maildir
+// refuses the flags it cannot store.
+func clientFlags(flags []imap.Flag) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if !strings.EqualFold(string(f), `\Recent`) {
+			out = append(out, string(f))
 		}
 	}
-	slices.Sort(out)
 	return out
 }
 
-// storedFlags adds to base the system flags of add, which maildir keeps;
-// keywords and \Recent are dropped (PERMANENTFLAGS says so).
-func storedFlags(base []string, add []imap.Flag) []string {
-	var sys []string
-	for _, f := range add {
-		for _, name := range systemFlagNames {
-			if strings.EqualFold(string(f), name) {
-				sys = append(sys, name)
-			}
-		}
+// flagError turns maildir's refusal of flags into the IMAP answer; other
+// errors are left as they are.
+func flagError(err error) error {
+	switch {
+	case errors.Is(err, maildir.ErrFlag):
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug,
+			Text: fmt.Sprintf("Invalid flag: system flags and keywords (atoms of at most %d characters) only", maildir.MaxKeywordLen)}
+	case errors.Is(err, maildir.ErrKeywordLimit):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: fmt.Sprintf("This mailbox has too many keywords already (at most %d)", maildir.MaxKeywords)}
 	}
-	return addFlags(base, sys...)
+	return err
 }

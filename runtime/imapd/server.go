@@ -2,6 +2,12 @@
 // with STARTTLS and on 993 with implicit TLS): the protocol comes from
 // go-imap's imapserver, the mailboxes from runtime/maildir, so what POP3 or
 // another session deletes disappears here too and new mail shows up.
+// Flags are the system flags and keywords ($Junk, $Forwarded,
+// Thunderbird's $label1...): PERMANENTFLAGS has \* while the folder has
+// room for a new keyword (maildir.MaxKeywords), a keyword beyond is
+// answered NO [LIMIT], a flag that is neither BAD; the other sessions see
+// a change at their next command or while idling, a new keyword as an
+// untagged FLAGS first.
 package imapd
 
 import (

@@ -235,14 +235,14 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	}
 	s.sel = newSelection(s, f, snap, options.ReadOnly)
 	data := &imap.SelectData{
-		Flags:       systemFlags(),
+		Flags:       mailboxFlags(snap.Keywords),
 		NumMessages: uint32(len(s.sel.msgs)),
 		UIDNext:     imap.UID(snap.UIDNext),
 		UIDValidity: snap.UIDValidity,
 	}
 	data.PermanentFlags = []imap.Flag{}
 	if !options.ReadOnly {
-		data.PermanentFlags = systemFlags()
+		data.PermanentFlags = permanentFlags(snap.Keywords)
 	}
 	for i, m := range s.sel.msgs {
 		if !hasFlag(m.flags, maildir.FlagSeen) {
@@ -554,9 +554,9 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if date.IsZero() {
 		date = time.Now()
 	}
-	uid, err := f.Append(r, storedFlags(nil, options.Flags), date)
+	uid, err := f.Append(r, clientFlags(options.Flags), date)
 	if err != nil {
-		return nil, fmt.Errorf("append to %s: %w", f.Name(), err)
+		return nil, flagError(fmt.Errorf("append to %s: %w", f.Name(), err))
 	}
 	snap, err := f.Sync()
 	if err != nil {

@@ -46,6 +46,7 @@ type folderState struct {
 	newM, curM int64
 	entries    []entry
 	byKey      map[string]int // key → index in entries
+	entriesKw  keywords       // what the keyword letters meant when the entries' flags were read
 	tmpCleaned time.Time
 }
 
@@ -211,7 +212,10 @@ func (st *folderState) refresh(force bool) error {
 	}
 
 	// The known keys keep what the cache knew of them (date, size): only
-	// the files never seen are stat'd.
+	// the files never seen are stat'd. Their flags are read again if the
+	// name changed, or what its keyword letters stand for (a keyword
+	// recorded meanwhile by another process, an index lost).
+	kwChanged := st.entriesKw != st.ix.kw
 	for key, uid := range st.ix.byKey {
 		file, ok := files[key]
 		if _, isFresh := byKey[key]; !ok || isFresh {
@@ -219,9 +223,9 @@ func (st *folderState) refresh(force bool) error {
 		}
 		if i, ok := st.byKey[key]; ok && st.valid && st.entries[i].UID == uid {
 			e := st.entries[i]
-			if e.file != file {
+			if e.file != file || kwChanged {
 				_, info := splitName(file)
-				e.file, e.Flags = file, flagsFromInfo(info)
+				e.file, e.Flags = file, st.ix.kw.flags(info)
 			}
 			entries = append(entries, e)
 			continue
@@ -235,7 +239,7 @@ func (st *folderState) refresh(force bool) error {
 	for i, e := range entries {
 		byKey[e.Key] = i
 	}
-	st.entries, st.byKey = entries, byKey
+	st.entries, st.byKey, st.entriesKw = entries, byKey, st.ix.kw
 	st.newM, st.curM = mtimeNs(newFi), mtimeNs(curFi)
 	st.clean = start.UnixNano()-st.newM >= int64(cleanMargin) && start.UnixNano()-st.curM >= int64(cleanMargin)
 	st.valid = true
@@ -258,7 +262,7 @@ func (st *folderState) newEntry(key, file string) (entry, bool) {
 		size = fi.Size()
 	}
 	_, info := splitName(file)
-	return entry{Message: Message{Key: key, Flags: flagsFromInfo(info), Size: size, Date: fi.ModTime()}, file: file}, true
+	return entry{Message: Message{Key: key, Flags: st.ix.kw.flags(info), Size: size, Date: fi.ModTime()}, file: file}, true
 }
 
 // listCur maps the keys of the files of dir/cur to their names. Should
@@ -366,6 +370,7 @@ func (f *Folder) Sync() (*Snapshot, error) {
 		UIDValidity: st.ix.validity,
 		UIDNext:     st.ix.next,
 		Messages:    make([]Message, len(st.entries)),
+		Keywords:    st.ix.kw.list(),
 	}
 	for i := range st.entries {
 		snap.Messages[i] = st.entries[i].Message
@@ -397,42 +402,17 @@ func (f *Folder) Open(uid uint32) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("open message %d of %s: %w", uid, f.name, ErrNoMessage)
 }
 
-// SetFlags replaces the flags of a message.
-func (f *Folder) SetFlags(uid uint32, flags []string) error {
-	st := f.st
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for _, stale := range [...]bool{false, true} {
-		e, err := st.lookup(uid, stale)
-		if err != nil {
-			return fmt.Errorf("set flags of %d in %s: %w", uid, f.name, err)
-		}
-		if e == nil {
-			break
-		}
-		_, info := splitName(e.file)
-		file := e.Key + ":2," + infoWithFlags(info, flags)
-		if file == e.file {
-			return nil
-		}
-		err = os.Rename(st.cur(e.file), st.cur(file))
-		if err == nil {
-			e.file, e.Flags = file, flagsFromInfo(infoWithFlags(info, flags))
-			// Our own rename changed cur/'s mtime: list it again next time.
-			st.clean = false
-			return nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("set flags of %d in %s: %w", uid, f.name, err)
-		}
-	}
-	return fmt.Errorf("set flags of %d in %s: %w", uid, f.name, ErrNoMessage)
-}
-
-// Append stores a message durably (fsync) and returns its UID.
+// Append stores a message durably (fsync) and returns its UID. Its flags
+// are as for StoreFlags, whose errors it returns before reading r.
 func (f *Folder) Append(r io.Reader, flags []string, date time.Time) (uint32, error) {
 	st := f.st
 	s := st.s
+	st.mu.Lock()
+	ch, err := st.resolveFlags(FlagsSet, flags)
+	st.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("append to %s: %w", f.name, err)
+	}
 	u := s.unique()
 	tmp := filepath.Join(st.dir, "tmp", u)
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -449,7 +429,7 @@ func (f *Folder) Append(r io.Reader, flags []string, date time.Time) (uint32, er
 			return 0, fmt.Errorf("append to %s: %w", f.name, err)
 		}
 	}
-	name := fileName(u, n, infoWithFlags("", flags), true)
+	name := fileName(u, n, editInfo("", FlagsAdd, ch.letters, nil), true)
 	if err := os.Rename(tmp, st.cur(name)); err != nil {
 		os.Remove(tmp)
 		return 0, fmt.Errorf("append to %s: %w", f.name, st.notFound(err))
@@ -557,17 +537,19 @@ func (f *Folder) Expunge(uids []uint32) error {
 
 // Copy copies messages into dst, durably, and returns their new UIDs in
 // the order given. The copies are hard links where possible (messages
-// are never changed in place); the date (INTERNALDATE) and flags follow.
+// are never changed in place); the date (INTERNALDATE) and flags follow,
+// the keywords added to dst's if need be (ErrKeywordLimit if they do not
+// fit: nothing is copied then).
 func (f *Folder) Copy(uids []uint32, dst *Folder) ([]uint32, error) {
 	if len(uids) == 0 {
 		return nil, nil
 	}
 	src := f.st
 	type item struct {
-		uid        uint32
-		key, file  string
-		size       int64
-		copiedName string
+		uid       uint32
+		key, file string
+		size      int64
+		keywords  []string
 	}
 	items := make([]item, len(uids))
 	src.mu.Lock()
@@ -581,7 +563,8 @@ func (f *Folder) Copy(uids []uint32, dst *Folder) ([]uint32, error) {
 			err = fmt.Errorf("message %d: %w", uid, ErrNoMessage)
 			break
 		}
-		items[i] = item{uid: uid, key: e.Key, file: e.file, size: e.Size}
+		_, info := splitName(e.file)
+		items[i] = item{uid: uid, key: e.Key, file: e.file, size: e.Size, keywords: src.ix.kw.names(info)}
 	}
 	src.mu.Unlock()
 	if err != nil {
@@ -596,13 +579,26 @@ func (f *Folder) Copy(uids []uint32, dst *Folder) ([]uint32, error) {
 		}
 		return nil, fmt.Errorf("copy from %s to %s: %w", f.name, dst.name, err)
 	}
+	// nameOf is the name of a copy in dst: the flags of the source, its
+	// keywords under dst's letters.
+	nameOf := func(it *item) (string, error) {
+		d.mu.Lock()
+		letters, _, err := d.keywordLetters(it.keywords, true)
+		d.mu.Unlock()
+		if err != nil {
+			return "", err
+		}
+		_, info := splitName(it.file)
+		return fileName(src.s.unique(), it.size, copiedInfo(info, letters), true), nil
+	}
 	keys := make([]string, len(items))
 	for i := range items {
 		it := &items[i]
-		_, info := splitName(it.file)
-		name := fileName(f.st.s.unique(), it.size, info, true)
-		target := d.cur(name)
-		err := f.st.s.linkOrCopy(src.cur(it.file), target, filepath.Join(d.dir, "tmp", name))
+		name, err := nameOf(it)
+		if err != nil {
+			return fail(err)
+		}
+		err = src.s.linkOrCopy(src.cur(it.file), d.cur(name), filepath.Join(d.dir, "tmp", name))
 		if errors.Is(err, os.ErrNotExist) {
 			if _, derr := os.Stat(filepath.Join(d.dir, "cur")); derr != nil {
 				return fail(d.notFound(derr))
@@ -611,7 +607,8 @@ func (f *Folder) Copy(uids []uint32, dst *Folder) ([]uint32, error) {
 			src.mu.Lock()
 			e, lerr := src.lookup(it.uid, true)
 			if e != nil {
-				it.file = e.file
+				_, info := splitName(e.file)
+				it.file, it.keywords = e.file, src.ix.kw.names(info)
 			}
 			src.mu.Unlock()
 			if lerr != nil {
@@ -620,15 +617,18 @@ func (f *Folder) Copy(uids []uint32, dst *Folder) ([]uint32, error) {
 			if e == nil {
 				return fail(fmt.Errorf("message %d: %w", it.uid, ErrNoMessage))
 			}
-			err = f.st.s.linkOrCopy(src.cur(it.file), target, filepath.Join(d.dir, "tmp", name))
+			if name, err = nameOf(it); err != nil {
+				return fail(err)
+			}
+			err = src.s.linkOrCopy(src.cur(it.file), d.cur(name), filepath.Join(d.dir, "tmp", name))
 		}
 		if err != nil {
 			return fail(err)
 		}
-		made = append(made, target)
+		made = append(made, d.cur(name))
 		keys[i], _ = splitName(name)
 	}
-	if err := f.st.s.syncDir(filepath.Join(d.dir, "cur")); err != nil {
+	if err := src.s.syncDir(filepath.Join(d.dir, "cur")); err != nil {
 		return fail(err)
 	}
 	newUIDs, err := d.record(keys)

@@ -170,12 +170,13 @@ func TestFlagsRoundTrip(t *testing.T) {
 		{[]string{FlagSeen}, []string{FlagSeen}, "S"},
 		{[]string{FlagSeen, FlagAnswered, FlagFlagged, FlagDeleted, FlagDraft},
 			[]string{FlagAnswered, FlagDeleted, FlagDraft, FlagFlagged, FlagSeen}, "DFRST"},
-		{[]string{`\seen`, "$Forwarded", `\Recent`}, []string{FlagSeen}, "S"},
+		{[]string{`\seen`, "$Forwarded"}, []string{"$Forwarded", FlagSeen}, "Sa"},
+		{[]string{"$label1", "$forwarded", FlagFlagged}, []string{"$Forwarded", "$label1", FlagFlagged}, "Fab"},
 		{nil, nil, ""},
 		{[]string{FlagDeleted, FlagFlagged}, []string{FlagDeleted, FlagFlagged}, "FT"},
 	}
 	for _, tt := range tests {
-		if err := inbox.SetFlags(1, tt.set); err != nil {
+		if err := setFlags(inbox, 1, tt.set...); err != nil {
 			t.Fatal(err)
 		}
 		snap := syncF(t, inbox)
@@ -192,19 +193,19 @@ func TestFlagsRoundTrip(t *testing.T) {
 			t.Errorf("set %v: other store sees %+v", tt.set, m)
 		}
 	}
-	if err := inbox.SetFlags(7, []string{FlagSeen}); !errors.Is(err, ErrNoMessage) {
+	if err := setFlags(inbox, 7, FlagSeen); !errors.Is(err, ErrNoMessage) {
 		t.Errorf("SetFlags of a missing UID: %v", err)
 	}
 	// Renamed by another process: found again by its key.
 	other := folder(t, openBox(t, newStore(t, data), root), Inbox)
 	syncF(t, other)
-	if err := other.SetFlags(1, []string{FlagAnswered}); err != nil {
+	if err := setFlags(other, 1, FlagAnswered); err != nil {
 		t.Fatal(err)
 	}
 	if got := bodyOf(read(t, inbox, 1)); got != "x" {
 		t.Errorf("Open after a rename elsewhere: %q", got)
 	}
-	if err := inbox.SetFlags(1, []string{FlagSeen}); err != nil {
+	if err := setFlags(inbox, 1, FlagSeen); err != nil {
 		t.Errorf("SetFlags after a rename elsewhere: %v", err)
 	}
 }
@@ -413,7 +414,7 @@ func TestRootRemoved(t *testing.T) {
 		{"Sync", func() error { _, err := inbox.Sync(); return err }()},
 		{"Sync Sent", func() error { _, err := sent.Sync(); return err }()},
 		{"Open", func() error { _, err := inbox.Open(1); return err }()},
-		{"SetFlags", inbox.SetFlags(1, []string{FlagSeen})},
+		{"SetFlags", setFlags(inbox, 1, FlagSeen)},
 		{"Append", func() error { _, err := sent.Append(strings.NewReader("x"), nil, time.Time{}); return err }()},
 		{"Expunge", inbox.Expunge([]uint32{1})},
 		{"Copy", func() error { _, err := inbox.Copy([]uint32{1}, sent); return err }()},

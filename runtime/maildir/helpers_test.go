@@ -127,3 +127,15 @@ func read(t testing.TB, f *Folder, uid uint32) []byte {
 	}
 	return data
 }
+
+// setFlags replaces the flags of one message; ErrNoMessage if it is gone.
+func setFlags(f *Folder, uid uint32, flags ...string) error {
+	got, err := f.StoreFlags([]uint32{uid}, FlagsSet, flags)
+	if err != nil {
+		return err
+	}
+	if _, ok := got[uid]; !ok {
+		return ErrNoMessage
+	}
+	return nil
+}

@@ -21,12 +21,16 @@ import (
 //	mailfountain-uids 1 <uidvalidity> <uidnext> <crc>
 //	+ <uid> <key> <crc>     the message of that key has that UID
 //	- <uid> <crc>           that UID is gone
+//	k <letter> <name> <crc> the letter stands for that keyword (flags.go)
 //
 // A crash can leave a torn last line; a line whose CRC does not match is
 // skipped and the log is rewritten (compacted) at once, as it is when it
 // has grown well past what it describes. Writers hold flock on the file;
 // a compaction replaces it by a rename, so a writer that locked the file
-// checks that it is still the one at the path.
+// checks that it is still the one at the path. A keyword record is never
+// undone: a compaction writes them all, after the header. (The code before
+// keywords skips such records as damaged ones: a downgrade forgets which
+// keyword a letter stands for, not the UIDs.)
 const (
 	indexFile    = "mailfountain-uids"
 	indexMagic   = "mailfountain-uids"
@@ -40,6 +44,7 @@ type uidIndex struct {
 	maxAdded uint32 // the highest UID of the file's records
 	byKey    map[string]uint32
 	byUID    map[uint32]string
+	kw       keywords
 	records  int // lines in the file, header included
 }
 
@@ -126,6 +131,17 @@ func (ix *uidIndex) applyRecord(payload string) bool {
 			delete(ix.byKey, key)
 		}
 		return true
+	case len(f) == 3 && f[0] == "k":
+		name := f[2]
+		if len(f[1]) != 1 || !isKeywordLetter(f[1][0]) || !validKeyword(name) {
+			return false
+		}
+		i := f[1][0] - 'a'
+		if _, dup := ix.kw.find(name); dup || ix.kw[i] != "" {
+			return false
+		}
+		ix.kw[i] = name
+		return true
 	}
 	return false
 }
@@ -169,6 +185,10 @@ func removeLine(b []byte, uid uint32) []byte {
 	return appendLine(b, fmt.Sprintf("- %d", uid))
 }
 
+func keywordLine(b []byte, letter byte, name string) []byte {
+	return appendLine(b, fmt.Sprintf("k %c %s", letter, name))
+}
+
 // encode returns the compacted file: the header and the live records.
 func (ix *uidIndex) encode() ([]byte, int) {
 	uids := make([]uint32, 0, len(ix.byUID))
@@ -177,10 +197,17 @@ func (ix *uidIndex) encode() ([]byte, int) {
 	}
 	slices.Sort(uids)
 	b := headerLine(nil, ix.validity, ix.next)
+	lines := 1 + len(uids)
+	for i, k := range ix.kw {
+		if k != "" {
+			b = keywordLine(b, 'a'+byte(i), k)
+			lines++
+		}
+	}
 	for _, uid := range uids {
 		b = addLine(b, uid, ix.byUID[uid])
 	}
-	return b, 1 + len(uids)
+	return b, lines
 }
 
 // indexTxn is a change to a folder's index, made under flock.
@@ -189,7 +216,7 @@ type indexTxn struct {
 	f       *os.File
 	buf     []byte
 	lines   int
-	adds    bool
+	adds    bool // new UIDs or keywords: fsync before telling anyone
 	compact bool
 	done    bool
 }
@@ -297,6 +324,14 @@ func (t *indexTxn) add(key string) (uint32, error) {
 	return uid, nil
 }
 
+// addKeyword gives a free letter to a keyword.
+func (t *indexTxn) addKeyword(letter byte, name string) {
+	t.st.ix.kw[letter-'a'] = name
+	t.buf = keywordLine(t.buf, letter, name)
+	t.lines++
+	t.adds = true
+}
+
 // remove forgets a UID.
 func (t *indexTxn) remove(uid uint32) {
 	ix := t.st.ix
@@ -312,8 +347,9 @@ func (t *indexTxn) remove(uid uint32) {
 
 // commit writes the changes and unlocks. New UIDs are fsync'd before
 // anyone is told them: a UID lost in a crash would be given again to
-// another message. Removals need no fsync: a removal lost is found again
-// at the next sync, the file being gone.
+// another message; so are new keywords, before a file name uses them.
+// Removals need no fsync: a removal lost is found again at the next sync,
+// the file being gone.
 func (t *indexTxn) commit() error {
 	t.done = true
 	defer t.close()

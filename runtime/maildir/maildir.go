@@ -1,8 +1,10 @@
 // Package maildir owns the mailboxes on disk: durable delivery into one or
 // several Maildirs at once, folders (Maildir++), and the per-folder index
-// that gives every message a stable IMAP UID. The SMTP, POP3 and IMAP
-// servers all go through one Store, so what one protocol deletes the
-// others no longer show.
+// that gives every message a stable IMAP UID. A message's flags (system
+// flags and IMAP keywords: $Junk, $label1...; at most 26 keywords a
+// folder) are letters of its file name, as in Dovecot; the index says
+// which keyword a letter stands for (flags.go). The SMTP, POP3 and IMAP servers all go
+// through one Store, so what one protocol deletes or flags the others see.
 package maildir
 
 import (
@@ -31,7 +33,8 @@ const Inbox = "INBOX"
 // Delimiter separates the levels of folder names ("Archives/2009").
 const Delimiter = '/'
 
-// System flags, as IMAP names them; Maildir keeps them in file names.
+// System flags, as IMAP names them; Maildir keeps them in file names, as
+// it keeps keywords (flags.go).
 const (
 	FlagSeen     = `\Seen`
 	FlagAnswered = `\Answered`
@@ -163,6 +166,10 @@ type Snapshot struct {
 	UIDValidity uint32
 	UIDNext     uint32
 	Messages    []Message // by UID, ascending
+	// Keywords are the folder's keywords (the flags other than system
+	// flags its messages may have), in a stable order: that of their
+	// letters.
+	Keywords []string
 }
 
 // Message is one message of a folder.
@@ -171,7 +178,7 @@ type Message struct {
 	// Key is the message's unique, stable name in the Maildir (the part
 	// before ":2,"): POP3's UIDL.
 	Key   string
-	Flags []string // system flags, sorted
+	Flags []string // system flags and keywords, sorted
 	Size  int64    // bytes, as stored (CRLF line ends)
 	Date  time.Time
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -118,62 +117,6 @@ func sizeFromKey(key string) (int64, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-// flagLetters maps the Maildir info letters to IMAP system flags.
-var flagLetters = [...]struct {
-	letter byte
-	flag   string
-}{
-	{'D', FlagDraft},
-	{'F', FlagFlagged},
-	{'R', FlagAnswered},
-	{'S', FlagSeen},
-	{'T', FlagDeleted},
-}
-
-func isFlagLetter(c byte) bool {
-	for _, fl := range flagLetters {
-		if fl.letter == c {
-			return true
-		}
-	}
-	return false
-}
-
-// flagsFromInfo returns the system flags named by the info letters, sorted.
-func flagsFromInfo(info string) []string {
-	var flags []string
-	for _, fl := range flagLetters {
-		if strings.IndexByte(info, fl.letter) >= 0 {
-			flags = append(flags, fl.flag)
-		}
-	}
-	slices.Sort(flags)
-	return flags
-}
-
-// infoWithFlags returns info with its system-flag letters replaced by
-// those of flags. Other letters (keywords of other software) stay; the
-// result is sorted, as Maildir wants. Flags that are not system flags
-// (keywords, \Recent) are not stored.
-func infoWithFlags(info string, flags []string) string {
-	var letters []byte
-	for i := 0; i < len(info); i++ {
-		c := info[i]
-		if !isFlagLetter(c) && c > ' ' && c < 0x7f && c != '/' && c != ':' && !slices.Contains(letters, c) {
-			letters = append(letters, c)
-		}
-	}
-	for _, f := range flags {
-		for _, fl := range flagLetters {
-			if strings.EqualFold(f, fl.flag) && !slices.Contains(letters, fl.letter) {
-				letters = append(letters, fl.letter)
-			}
-		}
-	}
-	slices.Sort(letters)
-	return string(letters)
 }
 
 // maxFolderDir bounds the length of a folder's directory name (NAME_MAX

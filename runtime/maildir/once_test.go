@@ -272,7 +272,7 @@ func TestDeliverOnceNames(t *testing.T) {
 				if keyed.Size != int64(len(m)) {
 					t.Errorf("size %d, want %d", keyed.Size, len(m))
 				}
-				if err := in.SetFlags(keyed.UID, []string{FlagSeen}); err != nil {
+				if err := setFlags(in, keyed.UID, FlagSeen); err != nil {
 					t.Fatal(err)
 				}
 				snap2 := syncF(t, in)

@@ -345,16 +345,22 @@ func (f *fakeFolder) Open(uid uint32) (io.ReadCloser, error) {
 	return nil, maildir.ErrNoMessage
 }
 
-func (f *fakeFolder) SetFlags(uid uint32, flags []string) error {
+// StoreFlags knows only FlagsAdd, all POP3 uses.
+func (f *fakeFolder) StoreFlags(uids []uint32, op maildir.FlagOp, flags []string) (map[uint32][]string, error) {
 	f.s.mu.Lock()
 	defer f.s.mu.Unlock()
+	if op != maildir.FlagsAdd {
+		return nil, errors.New("fakeFolder: only FlagsAdd")
+	}
+	out := map[uint32][]string{}
 	for i := range f.msgs {
-		if f.msgs[i].UID == uid {
-			f.msgs[i].Flags = slices.Clone(flags)
-			return nil
+		if m := &f.msgs[i]; slices.Contains(uids, m.UID) {
+			m.Flags = slices.Sorted(slices.Values(slices.Concat(m.Flags, flags)))
+			m.Flags = slices.Compact(m.Flags)
+			out[m.UID] = m.Flags
 		}
 	}
-	return maildir.ErrNoMessage
+	return out, nil
 }
 
 func (f *fakeFolder) Expunge(uids []uint32) error {

@@ -38,7 +38,7 @@ type Mailboxes interface {
 type inbox interface {
 	Sync() (*maildir.Snapshot, error)
 	Open(uid uint32) (io.ReadCloser, error)
-	SetFlags(uid uint32, flags []string) error
+	StoreFlags(uids []uint32, op maildir.FlagOp, flags []string) (map[uint32][]string, error)
 	Expunge(uids []uint32) error
 }
 

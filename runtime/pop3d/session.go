@@ -760,17 +760,20 @@ func (s *session) quit(cmd command) bool {
 		return s.syntax()
 	}
 	// The UPDATE state (RFC 1939 6): only now does anything change.
-	var gone []uint32
+	var gone, seen []uint32
 	for _, m := range s.msgs {
 		switch {
 		case m.deleted:
 			gone = append(gone, m.uid)
 		case m.retrieved && !slices.Contains(m.flags, maildir.FlagSeen):
-			flags := append(slices.Clone(m.flags), maildir.FlagSeen)
-			slices.Sort(flags)
-			if err := s.inbox.SetFlags(m.uid, flags); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
-				s.log.Warn("pop3: mark seen", "uid", m.uid, "err", err)
-			}
+			seen = append(seen, m.uid)
+		}
+	}
+	// \Seen added to the flags the messages have now: the others (an IMAP
+	// session's keywords, set since the login) stay.
+	if len(seen) > 0 {
+		if _, err := s.inbox.StoreFlags(seen, maildir.FlagsAdd, []string{maildir.FlagSeen}); err != nil {
+			s.log.Warn("pop3: mark seen", "messages", len(seen), "err", err)
 		}
 	}
 	if len(gone) > 0 {
