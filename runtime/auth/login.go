@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,8 +22,8 @@ var (
 	// ErrBadCredentials: unknown address, account without password, or
 	// wrong password. Servers must not say which.
 	ErrBadCredentials = errors.New("invalid credentials")
-	// ErrTooManyFailures: the client failed too often lately; it must
-	// wait before trying again.
+	// ErrTooManyFailures: the client failed too often lately, for this
+	// name or for all (see Limits); it must wait before trying again.
 	ErrTooManyFailures = errors.New("too many failed logins")
 )
 
@@ -39,10 +41,31 @@ type Accounts interface {
 }
 
 // Limits of an Authenticator; the zero value of a field means its default.
+//
+// Failed logins are counted per client address (IPv6: per /64, as one host
+// has many addresses) in two budgets, token buckets that fill up again
+// with time: one per account name the client typed, and one for all names
+// together. A name whose budget is spent is refused to that address, right
+// password or not, while other names still log in from it: an attacker
+// guessing one account's password does not lock out the office behind the
+// same NAT. An address whose overall budget is spent is refused for every
+// name: it stops one address from trying a few passwords on many names.
+// Names are counted as typed (case aside), whether they exist or not, so
+// that the refusal says nothing about which names exist.
 type Limits struct {
-	// Failures a client address may make before it is refused (burst),
-	// and how often one more is allowed again.
-	Failures     int
+	// AccountFailures is how many failed logins a client address may make
+	// for one account name before that name is refused to it (default 10).
+	AccountFailures int
+	// AddressFailures is how many failed logins a client address may make
+	// for all names together before it is refused for every name (default
+	// 10 × AccountFailures: ten users mistyping their password at once
+	// stay far below it, a list of names tried from one place does not).
+	AddressFailures int
+	// FailureEvery is how often a client address gets back one failure
+	// for each name (default 30 s). Its overall budget gets back
+	// AddressFailures/AccountFailures failures in that time: both budgets
+	// are full again AccountFailures × FailureEvery (5 min) after their
+	// last failure.
 	FailureEvery time.Duration
 	// Hashing bounds the password hashes checked at once: an argon2id
 	// check takes 64 MiB and tens of milliseconds.
@@ -53,33 +76,40 @@ type Limits struct {
 }
 
 const (
-	defaultFailures     = 10
+	defaultAccountFailures = 10
+	// addressFactor is AddressFailures / AccountFailures by default.
+	addressFactor       = 10
 	defaultFailureEvery = 30 * time.Second
 	defaultCacheFor     = 10 * time.Minute
-	// maxTracked bounds the memory of the limiter and of the cache.
+	// maxTracked bounds the entries of each budget map and of the cache.
 	maxTracked = 100_000
 )
 
 // Authenticator checks the logins of users (full address and password) for
-// the mail servers, limits failed attempts per client address, bounds the
-// number of password hashes checked at once, and records each account's
-// last login. Safe for concurrent use.
+// the mail servers, limits failed attempts (see Limits), bounds the number
+// of password hashes checked at once, and records each account's last
+// login. Safe for concurrent use.
 type Authenticator struct {
 	accounts Accounts
 	log      *slog.Logger
 	limits   Limits
 	now      func() time.Time
 	hashing  chan struct{}
+	// checkHash is CheckPassword; tests count its calls.
+	checkHash func(hash, password string) bool
+	names     maphash.Seed // for the keys of account names
 
 	mu       sync.Mutex
-	failures map[netip.Prefix]*bucket
+	accountB budgets[nameKey]       // per client address and name
+	addressB budgets[netip.Prefix]  // per client address
 	verified map[[32]byte]time.Time // digest of (domain, id, hash, password) → expiry
 }
 
-// bucket is a client's failure budget: tokens refill one per FailureEvery.
-type bucket struct {
-	tokens float64
-	at     time.Time
+// nameKey is an account name as a client address typed it; the name is
+// hashed so that long names cost no memory.
+type nameKey struct {
+	client netip.Prefix
+	name   uint64
 }
 
 // NewAuthenticator returns an authenticator over the accounts of st.
@@ -93,8 +123,11 @@ func NewAuthenticatorLimits(st Accounts, logger *slog.Logger, l Limits) *Authent
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if l.Failures <= 0 {
-		l.Failures = defaultFailures
+	if l.AccountFailures <= 0 {
+		l.AccountFailures = defaultAccountFailures
+	}
+	if l.AddressFailures <= 0 {
+		l.AddressFailures = addressFactor * l.AccountFailures
 	}
 	if l.FailureEvery <= 0 {
 		l.FailureEvery = defaultFailureEvery
@@ -105,14 +138,18 @@ func NewAuthenticatorLimits(st Accounts, logger *slog.Logger, l Limits) *Authent
 	if l.CacheFor <= 0 {
 		l.CacheFor = defaultCacheFor
 	}
+	refill := time.Duration(l.AccountFailures) * l.FailureEvery
 	return &Authenticator{
-		accounts: st,
-		log:      logger,
-		limits:   l,
-		now:      time.Now,
-		hashing:  make(chan struct{}, l.Hashing),
-		failures: make(map[netip.Prefix]*bucket),
-		verified: make(map[[32]byte]time.Time),
+		accounts:  st,
+		log:       logger,
+		limits:    l,
+		now:       time.Now,
+		hashing:   make(chan struct{}, l.Hashing),
+		checkHash: CheckPassword,
+		names:     maphash.MakeSeed(),
+		accountB:  newBudgets[nameKey](l.AccountFailures, refill),
+		addressB:  newBudgets[netip.Prefix](l.AddressFailures, refill),
+		verified:  make(map[[32]byte]time.Time),
 	}
 }
 
@@ -122,18 +159,21 @@ func NewAuthenticatorLimits(st Accounts, logger *slog.Logger, l Limits) *Authent
 // ErrTooManyFailures, wrapped.
 func (a *Authenticator) Login(ctx context.Context, service string, remote netip.Addr, address, password string) (*Principal, error) {
 	client := clientKey(remote)
-	if !a.allowed(client) {
-		a.log.Warn("login refused: too many failures", "service", service, "remote", remote.String())
+	name := nameKey{client: client, name: maphash.String(a.names, strings.ToLower(address))}
+	if !a.take(client, name) {
+		a.log.Warn("login refused: too many failures", "service", service, "remote", remote.String(), "user", printable(address))
 		return nil, fmt.Errorf("login %s from %s: %w", service, remote, ErrTooManyFailures)
 	}
 	p, err := a.check(ctx, address, password)
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
-			a.fail(client)
 			a.log.Info("login failed", "service", service, "remote", remote.String(), "user", printable(address))
+		} else {
+			a.giveBack(client, name, false)
 		}
 		return nil, fmt.Errorf("login %s from %s: %w", service, remote, err)
 	}
+	a.giveBack(client, name, true)
 	// The login stands even if it cannot be recorded.
 	if err := a.accounts.RecordLogin(context.WithoutCancel(ctx), p.Domain, p.Account, service, a.now()); err != nil {
 		a.log.Warn("record login", "err", err)
@@ -167,7 +207,7 @@ func (a *Authenticator) check(ctx context.Context, address, password string) (*P
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	ok = CheckPassword(acct.PasswordHash, password)
+	ok = a.checkHash(acct.PasswordHash, password)
 	<-a.hashing
 	if !ok {
 		return nil, ErrBadCredentials
@@ -235,48 +275,126 @@ func clientKey(addr netip.Addr) netip.Prefix {
 	return p
 }
 
-// refill returns b's tokens at now.
-func (a *Authenticator) refill(b *bucket, now time.Time) float64 {
-	t := b.tokens + float64(now.Sub(b.at))/float64(a.limits.FailureEvery)
-	return min(t, float64(a.limits.Failures))
-}
-
-func (a *Authenticator) allowed(client netip.Prefix) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	b, ok := a.failures[client]
-	if !ok {
-		return true
-	}
-	return a.refill(b, a.now()) >= 1
-}
-
-func (a *Authenticator) fail(client netip.Prefix) {
+// take spends a failure of both budgets before the check, or reports
+// that one is spent: spending first keeps parallel attempts from going
+// past a budget. giveBack returns it when the attempt was no failure.
+func (a *Authenticator) take(client netip.Prefix, name nameKey) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	b, ok := a.failures[client]
-	if !ok {
-		if len(a.failures) >= maxTracked {
-			a.pruneFailures(now)
-		}
-		b = &bucket{tokens: float64(a.limits.Failures), at: now}
-		a.failures[client] = b
+	if a.addressB.tokens(client, now) < 1 || a.accountB.tokens(name, now) < 1 {
+		return false
 	}
-	b.tokens = max(0, a.refill(b, now)-1)
-	b.at = now
+	a.addressB.spend(client, now)
+	a.accountB.spend(name, now)
+	return true
 }
 
-// pruneFailures forgets clients whose budget is full again, and everyone
-// if that is not enough: memory stays bounded under a spray of addresses.
-func (a *Authenticator) pruneFailures(now time.Time) {
-	for k, b := range a.failures {
-		if a.refill(b, now) >= float64(a.limits.Failures) {
-			delete(a.failures, k)
+// giveBack returns the failure take spent; after a successful login the
+// name's past failures from that client are forgotten too, not the
+// address's (a client could otherwise reset them with an account of its
+// own).
+func (a *Authenticator) giveBack(client netip.Prefix, name nameKey, success bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	a.addressB.refund(client, now)
+	if success {
+		delete(a.accountB.m, name)
+		return
+	}
+	a.accountB.refund(name, now)
+}
+
+// budgets are failure budgets by key, token buckets of burst tokens that
+// get one back every `every`; a key without an entry has a full budget.
+// The caller holds the Authenticator's lock.
+type budgets[K comparable] struct {
+	burst float64
+	every time.Duration
+	max   int // entries at most
+	m     map[K]bucket
+}
+
+// bucket is a budget's tokens at a time.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// newBudgets returns budgets of burst failures, full again refill after
+// the last one.
+func newBudgets[K comparable](burst int, refill time.Duration) budgets[K] {
+	every := max(time.Nanosecond, refill/time.Duration(burst))
+	return budgets[K]{burst: float64(burst), every: every, max: maxTracked, m: make(map[K]bucket)}
+}
+
+// level returns b's tokens at now.
+func (bs *budgets[K]) level(b bucket, now time.Time) float64 {
+	return min(bs.burst, b.tokens+float64(now.Sub(b.at))/float64(bs.every))
+}
+
+func (bs *budgets[K]) tokens(k K, now time.Time) float64 {
+	b, ok := bs.m[k]
+	if !ok {
+		return bs.burst
+	}
+	return bs.level(b, now)
+}
+
+func (bs *budgets[K]) spend(k K, now time.Time) {
+	t := bs.tokens(k, now)
+	if _, ok := bs.m[k]; !ok && len(bs.m) >= bs.max {
+		bs.makeRoom(now)
+	}
+	bs.m[k] = bucket{tokens: max(0, t-1), at: now}
+}
+
+// refund gives a token back, and forgets a budget that is full again.
+func (bs *budgets[K]) refund(k K, now time.Time) {
+	b, ok := bs.m[k]
+	if !ok {
+		return
+	}
+	t := bs.level(b, now) + 1
+	if t >= bs.burst {
+		delete(bs.m, k)
+		return
+	}
+	bs.m[k] = bucket{tokens: t, at: now}
+}
+
+// makeRoom forgets the budgets that are full again and, if that is not
+// enough, the fullest ones down to three quarters of max: memory stays
+// bounded under a spray of addresses or names, and the budgets spent
+// (the names locked) are the last to go, so that a locked name cannot be
+// freed by filling the map.
+func (bs *budgets[K]) makeRoom(now time.Time) {
+	for k, b := range bs.m {
+		if bs.level(b, now) >= bs.burst {
+			delete(bs.m, k)
 		}
 	}
-	if len(a.failures) >= maxTracked {
-		clear(a.failures)
+	keep := bs.max * 3 / 4
+	if len(bs.m) <= keep {
+		return
+	}
+	levels := make([]float64, 0, len(bs.m))
+	for _, b := range bs.m {
+		levels = append(levels, bs.level(b, now))
+	}
+	slices.Sort(levels)
+	limit := levels[keep]
+	// Those above the limit first, then as many at it as needed.
+	for _, above := range []bool{true, false} {
+		for k, b := range bs.m {
+			if len(bs.m) <= keep {
+				return
+			}
+			if l := bs.level(b, now); l > limit || (!above && l == limit) {
+				delete(bs.m, k)
+			}
+		}
 	}
 }
 

@@ -147,7 +147,7 @@ func TestLoginFailuresBye(t *testing.T) {
 
 func TestTooManyFailures(t *testing.T) {
 	e := newEnv(t)
-	e.auth = auth.NewAuthenticatorLimits(e.st, nil, auth.Limits{Failures: 1, FailureEvery: time.Hour})
+	e.auth = auth.NewAuthenticatorLimits(e.st, nil, auth.Limits{AccountFailures: 1, FailureEvery: time.Hour})
 	e.start()
 	r := dialRaw(t, e.tlsAddr, true)
 	if _, st := r.cmd("LOGIN %s wrong", testUser); !strings.Contains(st, "[AUTHENTICATIONFAILED]") {

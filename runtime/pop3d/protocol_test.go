@@ -259,7 +259,7 @@ func TestProtocol(t *testing.T) {
 			"CLOSED",
 		}},
 		{name: "too many failures from this address", legacy: true,
-			opts: envOptions{authLimits: auth.Limits{Failures: 1, FailureEvery: 1 << 40}},
+			opts: envOptions{authLimits: auth.Limits{AccountFailures: 1, FailureEvery: 1 << 40}},
 			script: []string{
 				"C: USER alice@example.org", "S: +OK", "C: PASS wrong", "S= -ERR [AUTH] invalid login",
 				"C: USER alice@example.org", "S: +OK", "C: PASS alice-secret", "S= -ERR [AUTH] too many failures, try later",

@@ -34,7 +34,7 @@ var (
 	errBadCredentials = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
 		Message: "Authentication credentials invalid"}
 	errAuthThrottled = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-		Message: "Too many failed logins from your address, try again later"}
+		Message: "Too many failed logins, try again later"}
 	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "Temporary authentication failure, try again later"}
 	errAuthzid = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},

@@ -140,12 +140,13 @@ func TestSubmission(t *testing.T) {
 func TestSubmissionAuthFailures(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) {
-		c.Auth = auth.NewAuthenticatorLimits(c.Directory.(*store.Store), nil, auth.Limits{Failures: 2, FailureEvery: time.Hour})
+		c.Auth = auth.NewAuthenticatorLimits(c.Directory.(*store.Store), nil, auth.Limits{AccountFailures: 2, FailureEvery: time.Hour})
 	})
 	c := e.client(e.sub, startTLS)
 	for _, a := range []sasl.Client{
 		sasl.NewPlainClient("", "alice@example.test", "wrong"),
 		sasl.NewLoginClient("nobody@example.test", alicePassword),
+		sasl.NewLoginClient("alice@example.test", "wrong"),
 	} {
 		wantCode(t, c.Auth(a), 535, "5.7.8")
 	}

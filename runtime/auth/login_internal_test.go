@@ -1,0 +1,148 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"mailfountain.dev/mailfountain/runtime/store"
+)
+
+// internalStore holds rene@ma-societe.fr (password "rene-demo", bcrypt at
+// its lowest cost) and abuse@ma-societe.fr, without a password.
+func internalStore(t *testing.T) *store.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h, err := bcrypt.GenerateFromPassword([]byte("rene-demo"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.UpdateDirectory(ctx, func(tx *store.DirectoryTx) error {
+		return errors.Join(
+			tx.PutDomain(ctx, store.Domain{Name: "ma-societe.fr", Language: "fr"}),
+			tx.PutAccount(ctx, store.Account{Domain: "ma-societe.fr", ID: "rene", Name: "René", PasswordHash: string(h)}),
+			tx.PutAccount(ctx, store.Account{Domain: "ma-societe.fr", ID: "abuse", Name: "abuse"}),
+		)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestLoginParallelFailures checks that attempts made at once cannot go
+// past a budget: each spends its failure before its hash is checked.
+func TestLoginParallelFailures(t *testing.T) {
+	st := internalStore(t)
+	a := NewAuthenticatorLimits(st, nil, Limits{AccountFailures: 3, FailureEvery: time.Hour, Hashing: 16})
+	var mu sync.Mutex
+	checks := 0
+	release := make(chan struct{})
+	a.checkHash = func(hash, pw string) bool {
+		mu.Lock()
+		checks++
+		mu.Unlock()
+		<-release
+		return false
+	}
+	const n = 8
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := a.Login(context.Background(), "smtp", netip.MustParseAddr("192.0.2.1"), "rene@ma-societe.fr", "guess")
+			errs <- err
+		})
+	}
+	// The refused ones answer at once; the others wait in checkHash.
+	timeout := time.After(10 * time.Second)
+	for range n - 3 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrTooManyFailures) {
+				t.Errorf("got %v, want ErrTooManyFailures", err)
+			}
+		case <-timeout:
+			t.Error("fewer than 5 attempts refused at once")
+		}
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrBadCredentials) {
+			t.Errorf("got %v, want ErrBadCredentials", err)
+		}
+	}
+	if checks != 3 {
+		t.Errorf("%d hashes checked for %d attempts at once, want 3 (the budget)", checks, n)
+	}
+}
+
+// TestBudgets checks the token arithmetic of a budget.
+func TestBudgets(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	bs := newBudgets[int](10, 5*time.Minute) // one back every 30 s
+	for i := range 10 {
+		if got := bs.tokens(1, now); got != float64(10-i) {
+			t.Fatalf("after %d failures: %v tokens", i, got)
+		}
+		bs.spend(1, now)
+	}
+	if got := bs.tokens(1, now); got != 0 {
+		t.Fatalf("after 10 failures: %v tokens, want 0", got)
+	}
+	if got := bs.tokens(1, now.Add(45*time.Second)); got != 1.5 {
+		t.Errorf("45 s later: %v tokens, want 1.5", got)
+	}
+	if got := bs.tokens(1, now.Add(time.Hour)); got != 10 {
+		t.Errorf("an hour later: %v tokens, want 10 (full)", got)
+	}
+	bs.refund(1, now)
+	if got := bs.tokens(1, now); got != 1 {
+		t.Errorf("after a refund: %v tokens, want 1", got)
+	}
+	bs.refund(2, now) // no entry: nothing to do
+	if len(bs.m) != 1 {
+		t.Errorf("%d entries, want 1", len(bs.m))
+	}
+	bs.spend(3, now)
+	bs.refund(3, now)
+	if _, ok := bs.m[3]; ok {
+		t.Error("a budget full again is kept")
+	}
+}
+
+// TestBudgetsBounded checks that names sprayed from many addresses keep
+// the memory bounded and do not free a locked name.
+func TestBudgetsBounded(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	bs := newBudgets[int](3, time.Hour)
+	bs.max = 100
+	for range 3 {
+		bs.spend(0, now) // locked
+	}
+	for k := 1; k <= 10_000; k++ {
+		at := now.Add(time.Duration(k) * time.Millisecond)
+		bs.spend(k, at)
+		if k%7 == 0 {
+			bs.spend(k, at) // some spend more
+		}
+		if len(bs.m) > bs.max {
+			t.Fatalf("%d entries after %d names, max %d", len(bs.m), k, bs.max)
+		}
+	}
+	if got := bs.tokens(0, now.Add(10*time.Second)); got >= 1 {
+		t.Errorf("the locked name has %v tokens after the spray, want < 1", got)
+	}
+}
