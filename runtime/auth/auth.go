@@ -71,6 +71,20 @@ func HashPassword(pw string) (string, error) {
 	return h.String(), nil
 }
 
+// dummyHash returns an argon2id hash with HashPassword's parameters and a
+// random key: it matches no password, and checking one against it costs
+// what checking one against an account's hash costs.
+func dummyHash() string {
+	h := argonHash{
+		time: argonTime, memory: argonMemory, threads: argonThreads,
+		salt: make([]byte, argonSaltLen), key: make([]byte, argonKeyLen),
+	}
+	// crypto/rand.Read never fails (it crashes the program instead).
+	rand.Read(h.salt)
+	rand.Read(h.key)
+	return h.String()
+}
+
 // CheckPassword reports whether pw matches hash, an argon2id or bcrypt
 // ($2a$, $2b$, $2y$) hash. An empty or malformed hash matches nothing: an
 // account without a hash cannot log in.

@@ -89,12 +89,24 @@ const (
 // the mail servers, limits failed attempts (see Limits), bounds the number
 // of password hashes checked at once, and records each account's last
 // login. Safe for concurrent use.
+//
+// Every login with a well-formed address costs one password hash check,
+// whether the account exists or not: an unknown name, an account without a
+// password (it cannot log in) and one whose hash cannot be checked are
+// checked against dummy, an argon2id hash with HashPassword's parameters
+// that matches no password. The time of the answer then does not tell
+// which names exist, as long as the accounts' hashes have HashPassword's
+// parameters, as every hash MailFountain makes does. A hash of another
+// kind or cost (a bcrypt hash brought from another server) takes its own
+// time, which tells that its name exists; setting its password anew
+// (mfapply passwd) ends that.
 type Authenticator struct {
 	accounts Accounts
 	log      *slog.Logger
 	limits   Limits
 	now      func() time.Time
 	hashing  chan struct{}
+	dummy    string
 	// checkHash is CheckPassword; tests count its calls.
 	checkHash func(hash, password string) bool
 	names     maphash.Seed // for the keys of account names
@@ -145,6 +157,7 @@ func NewAuthenticatorLimits(st Accounts, logger *slog.Logger, l Limits) *Authent
 		limits:    l,
 		now:       time.Now,
 		hashing:   make(chan struct{}, l.Hashing),
+		dummy:     dummyHash(),
 		checkHash: CheckPassword,
 		names:     maphash.MakeSeed(),
 		accountB:  newBudgets[nameKey](l.AccountFailures, refill),
@@ -182,22 +195,25 @@ func (a *Authenticator) Login(ctx context.Context, service string, remote netip.
 	return p, nil
 }
 
+// check checks the password of address; every well-formed address costs
+// one hash check (see Authenticator).
 func (a *Authenticator) check(ctx context.Context, address, password string) (*Principal, error) {
 	local, domain, ok := strings.Cut(address, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || len(address) > 320 {
+		// No account has such a name: the quick answer tells nothing.
 		return nil, ErrBadCredentials
 	}
 	local, domain = strings.ToLower(local), strings.ToLower(domain)
 	acct, err := a.accounts.Account(ctx, domain, local)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrBadCredentials
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("read account: %w", err)
 	}
-	if acct.PasswordHash == "" {
-		return nil, ErrBadCredentials
+	checkable := err == nil && ValidateHash(acct.PasswordHash) == nil
+	if !checkable {
+		acct = &store.Account{Domain: domain, ID: local, PasswordHash: a.dummy}
 	}
+	// The dummy's key is never remembered: its lookup misses, as a
+	// wrong password's does.
 	key := verifiedKey(acct, password)
 	if a.cached(key) {
 		return principal(acct), nil
@@ -209,7 +225,7 @@ func (a *Authenticator) check(ctx context.Context, address, password string) (*P
 	}
 	ok = a.checkHash(acct.PasswordHash, password)
 	<-a.hashing
-	if !ok {
+	if !ok || !checkable {
 		return nil, ErrBadCredentials
 	}
 	a.remember(key)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,57 @@ func internalStore(t *testing.T) *store.Store {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestLoginOneCostPath checks that every login with a well-formed address
+// costs one hash check, and that names without a usable hash are checked
+// against a hash with HashPassword's parameters, whatever the cache holds.
+// The time this takes is measured over the real servers (smtpd's and
+// imapd's timing tests); here, which hash is checked.
+func TestLoginOneCostPath(t *testing.T) {
+	st := internalStore(t)
+	a := NewAuthenticator(st, nil)
+	var checked []string
+	a.checkHash = func(hash, pw string) bool {
+		checked = append(checked, hash)
+		return CheckPassword(hash, pw)
+	}
+	if !strings.HasPrefix(a.dummy, "$argon2id$v=19$m=65536,t=3,p=4$") || ValidateHash(a.dummy) != nil {
+		t.Fatalf("dummy hash %q: want a valid argon2id hash with HashPassword's parameters", a.dummy)
+	}
+	rene, err := st.Account(context.Background(), "ma-societe.fr", "rene")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		address, password string
+		ok                bool
+		checks            []string // the hashes checked
+	}{
+		{"nobody@ma-societe.fr", "rene-demo", false, []string{a.dummy}},
+		{"rene@elsewhere.fr", "rene-demo", false, []string{a.dummy}},
+		{"abuse@ma-societe.fr", "", false, []string{a.dummy}},
+		{"abuse@ma-societe.fr", "anything", false, []string{a.dummy}},
+		{"rene@ma-societe.fr", "wrong", false, []string{rene.PasswordHash}},
+		{"rene@ma-societe.fr", "rene-demo", true, []string{rene.PasswordHash}},
+		{"Rene@Ma-Societe.fr", "rene-demo", true, nil}, // remembered
+		// The cache makes neither a wrong password nor an unknown name
+		// cheaper.
+		{"rene@ma-societe.fr", "wrong", false, []string{rene.PasswordHash}},
+		{"nobody@ma-societe.fr", "rene-demo", false, []string{a.dummy}},
+		{"rene", "rene-demo", false, nil}, // no account has such a name
+	}
+	client := netip.MustParseAddr("192.0.2.1")
+	for _, tt := range tests {
+		checked = nil
+		_, err := a.Login(context.Background(), "imap", client, tt.address, tt.password)
+		if (err == nil) != tt.ok {
+			t.Errorf("Login(%q, %q): %v, want ok=%v", tt.address, tt.password, err, tt.ok)
+		}
+		if strings.Join(checked, " ") != strings.Join(tt.checks, " ") {
+			t.Errorf("Login(%q, %q) checked %q, want %q", tt.address, tt.password, checked, tt.checks)
+		}
+	}
 }
 
 // TestLoginParallelFailures checks that attempts made at once cannot go

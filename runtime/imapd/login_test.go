@@ -1,13 +1,73 @@
 package imapd
 
 import (
+	"context"
 	"encoding/base64"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/store"
 )
+
+// TestLoginTiming checks that LOGIN for a name that does not exist, or for
+// an account without a password, takes as long as a wrong password for an
+// account whose hash is the argon2id HashPassword makes: the time of the
+// answer does not tell which names exist. Medians over several tries and a
+// generous bound keep it steady under load; before the dummy hash, the
+// ratio was about 0.01.
+func TestLoginTiming(t *testing.T) {
+	e := newEnv(t)
+	e.limits.MaxLoginFailures = 100
+	ctx := context.Background()
+	hash, err := auth.HashPassword(testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.st.UpdateDirectory(ctx, func(tx *store.DirectoryTx) error {
+		return tx.PutAccount(ctx, store.Account{Domain: testDomain, ID: "rene", Name: "rene", PasswordHash: hash})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.st.UpdateDirectory(ctx, func(tx *store.DirectoryTx) error {
+		return tx.PutAccount(ctx, store.Account{Domain: testDomain, ID: "julie", Name: "julie"}) // no password
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	kinds := []struct{ name, user string }{
+		{"wrong password", testUser},
+		{"unknown name", "nobody@" + testDomain},
+		{"no password", otherUser},
+	}
+	const tries = 5
+	took := make([][]time.Duration, len(kinds))
+	r := dialRaw(t, e.tlsAddr, true)
+	for range tries {
+		for i, k := range kinds {
+			start := time.Now()
+			if _, st := r.cmd("LOGIN %s not-the-password", k.user); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
+				t.Fatalf("LOGIN %s: %q", k.user, st)
+			}
+			took[i] = append(took[i], time.Since(start))
+		}
+	}
+	medians := make([]time.Duration, len(kinds))
+	for i := range kinds {
+		slices.Sort(took[i])
+		medians[i] = took[i][tries/2]
+	}
+	for i, k := range kinds[1:] {
+		if ratio := float64(medians[i+1]) / float64(medians[0]); ratio < 0.5 {
+			t.Errorf("%s: median %v, %.3f of a wrong password's %v; want at least 0.5", k.name, medians[i+1], ratio, medians[0])
+		}
+	}
+	t.Logf("medians: %v", medians)
+}
 
 // TestLoginLockoutPerAccount checks that an account hammered from an
 // address is refused there, over LOGIN and AUTHENTICATE, while another

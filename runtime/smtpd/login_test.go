@@ -1,6 +1,8 @@
 package smtpd
 
 import (
+	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,6 +27,56 @@ func legacyEnv(t *testing.T, limits auth.Limits) *env {
 
 func authPlain(user, password string) string {
 	return "AUTH PLAIN " + b64("\x00"+user+"\x00"+password)
+}
+
+// TestSubmissionAuthTiming checks that a login for a name that does not
+// exist, or for an account without a password, takes as long as a wrong
+// password for an account whose hash is the argon2id HashPassword makes:
+// the time of the answer does not tell which names exist. Medians over
+// several tries and a generous bound keep it steady under load; before the
+// dummy hash, the ratio was about 0.01.
+func TestSubmissionAuthTiming(t *testing.T) {
+	t.Parallel()
+	e := legacyEnv(t, auth.Limits{})
+	ctx := context.Background()
+	hash, err := auth.HashPassword(alicePassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.st.UpdateDirectory(ctx, func(tx *store.DirectoryTx) error {
+		return tx.PutAccount(ctx, store.Account{Domain: "example.test", ID: "alice", Name: "Alice", PasswordHash: hash})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := []struct{ name, user string }{
+		{"wrong password", "alice@example.test"},
+		{"unknown name", "nobody@example.test"},
+		{"no password", "carol@example.test"},
+	}
+	const tries = 5
+	took := make([][]time.Duration, len(kinds))
+	for range tries {
+		rc := dialRaw(t, e.sub)
+		rc.reply()
+		rc.ehlo()
+		for i, k := range kinds {
+			start := time.Now()
+			rc.expect(authPlain(k.user, "not-the-password"), "535 5.7.8")
+			took[i] = append(took[i], time.Since(start))
+		}
+	}
+	medians := make([]time.Duration, len(kinds))
+	for i := range kinds {
+		slices.Sort(took[i])
+		medians[i] = took[i][tries/2]
+	}
+	for i, k := range kinds[1:] {
+		if ratio := float64(medians[i+1]) / float64(medians[0]); ratio < 0.5 {
+			t.Errorf("%s: median %v, %.3f of a wrong password's %v; want at least 0.5", k.name, medians[i+1], ratio, medians[0])
+		}
+	}
+	t.Logf("medians: %v", medians)
 }
 
 // TestSubmissionAuthLockoutPerAccount checks that an account hammered from
