@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -38,6 +39,35 @@ func FuzzParseHash(f *testing.F) {
 		}
 		if err == nil && len(s) != 60 {
 			t.Fatalf("accepted %q, neither argon2id nor a 60-character bcrypt hash", s)
+		}
+	})
+}
+
+// FuzzParsePlain checks that ParsePlain never panics and that what it
+// accepts is exactly authzid NUL authcid NUL passwd, neither of the last
+// two empty.
+func FuzzParsePlain(f *testing.F) {
+	for _, s := range []string{
+		"\x00rene@ma-societe.fr\x00rene-demo", "rene\x00rene\x00pw", "", "\x00", "\x00\x00",
+		"\x00a\x00", "\x00\x00b", "a\x00b", "\x00a\x00b\x00", "\x00a\x00b\x00c",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		authzid, authcid, passwd, err := ParsePlain(msg)
+		wellFormed := bytes.Count(msg, []byte{0}) == 2
+		if wellFormed {
+			parts := bytes.Split(msg, []byte{0})
+			wellFormed = len(parts[1]) > 0 && len(parts[2]) > 0
+		}
+		if (err == nil) != wellFormed {
+			t.Fatalf("ParsePlain(%q): %v, well-formed %v", msg, err, wellFormed)
+		}
+		if err == nil && authzid+"\x00"+authcid+"\x00"+passwd != string(msg) {
+			t.Fatalf("ParsePlain(%q) = %q, %q, %q", msg, authzid, authcid, passwd)
+		}
+		if err != nil && (authzid != "" || authcid != "" || passwd != "") {
+			t.Fatalf("ParsePlain(%q) failed but returned %q, %q, %q", msg, authzid, authcid, passwd)
 		}
 	})
 }

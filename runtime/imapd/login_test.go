@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -95,5 +96,56 @@ func TestLoginLockoutPerAccount(t *testing.T) {
 	r2 := dialRaw(t, e.tlsAddr, true)
 	if _, st := r2.cmd("LOGIN %s %s", testUser, testPassword); !strings.HasPrefix(st, "NO [UNAVAILABLE]") {
 		t.Errorf("the hammered account after the other logged in: %q, want NO [UNAVAILABLE]", st)
+	}
+}
+
+// TestAuthenticateMalformed checks that a malformed AUTHENTICATE PLAIN
+// response is a client error (BAD), counted as no failed login.
+func TestAuthenticateMalformed(t *testing.T) {
+	e := newEnv(t)
+	// One failure would lock rene out: the malformed ones must not count.
+	e.auth = auth.NewAuthenticatorLimits(e.st, nil, auth.Limits{AccountFailures: 1, FailureEvery: time.Hour})
+	e.start()
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	tests := []struct {
+		name     string
+		initial  string // the initial response, if any
+		response string // else the response to the continuation
+	}{
+		{"empty", "=", ""},
+		{"no NUL", b64(testUser + testPassword), ""},
+		{"one NUL", b64(testUser + "\x00" + testPassword), ""},
+		{"extra NUL", b64("\x00" + testUser + "\x00" + testPassword + "\x00"), ""},
+		{"empty user", b64("\x00\x00" + testPassword), ""},
+		{"empty password", b64("\x00" + testUser + "\x00"), ""},
+		{"continuation, extra NULs", "", b64("\x00\x00" + testUser + "\x00" + testPassword)},
+		{"continuation, empty", "", "="},
+		{"continuation, not base64", "", "!!!"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := dialRaw(t, e.tlsAddr, true)
+			var st string
+			if tt.initial != "" {
+				_, st = r.cmd("AUTHENTICATE PLAIN %s", tt.initial)
+			} else {
+				if _, err := fmt.Fprintf(r.conn, "x1 AUTHENTICATE PLAIN\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				if l := r.line(); !strings.HasPrefix(l, "+") {
+					t.Fatalf("AUTHENTICATE PLAIN: %q, want a continuation", l)
+				}
+				if _, err := fmt.Fprintf(r.conn, "%s\r\n", tt.response); err != nil {
+					t.Fatal(err)
+				}
+				st = strings.TrimPrefix(r.line(), "x1 ")
+			}
+			if !strings.HasPrefix(st, "BAD") {
+				t.Errorf("got %q, want BAD", st)
+			}
+			if _, st := r.cmd("AUTHENTICATE PLAIN %s", b64("\x00"+testUser+"\x00"+testPassword)); !strings.HasPrefix(st, "OK") {
+				t.Errorf("a well-formed AUTHENTICATE after it: %q", st)
+			}
+		})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"mailfountain.dev/mailfountain/runtime/auth"
 )
 
 // command is one client command line, parsed.
@@ -129,9 +131,8 @@ func decodePlain(b64 string) (authzid, authcid, passwd string, err error) {
 	if err != nil {
 		return "", "", "", errBadBase64
 	}
-	parts := bytes.Split(raw, []byte{0})
-	if len(parts) != 3 || len(parts[1]) == 0 || len(parts[2]) == 0 {
+	if authzid, authcid, passwd, err = auth.ParsePlain(raw); err != nil {
 		return "", "", "", errBadPlain
 	}
-	return string(parts[0]), string(parts[1]), string(parts[2]), nil
+	return authzid, authcid, passwd, nil
 }

@@ -39,7 +39,9 @@
 // settings' legacy_plain_auth is on and the client is on the LAN (loopback
 // counts as LAN). Otherwise AUTH is not advertised and answers 538 5.7.11.
 // Wrong credentials: 535 5.7.8; a client that failed too often, for that
-// account name or for all (auth.Limits): 454 4.7.0.
+// account name or for all (auth.Limits): 454 4.7.0. A response that is not
+// base64 (our patch of go-smtp) or a PLAIN message that is not
+// authzid NUL user NUL password: 501 5.5.2, and no failed login counted.
 // MAIL before AUTH: 530 5.7.0. The envelope sender must be the account's
 // address or one of its aliases (553 5.7.1 otherwise; the null sender too).
 // Local recipients are delivered at once like on the MX; other domains go

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,51 @@ func TestSubmissionAuthLockoutPerAccount(t *testing.T) {
 	rc2.expect("AUTH LOGIN "+b64("alice@example.test"), "334 ")
 	rc2.expect(b64(alicePassword), "454 4.7.0")
 	e.submit("dave@other.test", davePassword)
+}
+
+// TestSubmissionMalformedSASL checks that a malformed AUTH response is a
+// client error, 501 5.5.2 (RFC 4954 4), not the temporary failure 454
+// 4.7.0 that invites retries, and that it counts as no failed login.
+func TestSubmissionMalformedSASL(t *testing.T) {
+	t.Parallel()
+	// One failure would lock alice out: the malformed ones must not count.
+	e := legacyEnv(t, auth.Limits{AccountFailures: 1, FailureEvery: time.Hour})
+	const user = "alice@example.test"
+	tests := []struct {
+		name  string
+		lines []string // each gets a 334 but the last, which gets the 501
+	}{
+		{"PLAIN, not base64", []string{"AUTH PLAIN !!!"}},
+		{"PLAIN, bad padding", []string{"AUTH PLAIN " + b64("\x00"+user+"\x00x") + "="}},
+		{"PLAIN, empty", []string{"AUTH PLAIN ="}},
+		{"PLAIN, no NUL", []string{"AUTH PLAIN " + b64(user+alicePassword)}},
+		{"PLAIN, one NUL", []string{"AUTH PLAIN " + b64(user+"\x00"+alicePassword)}},
+		{"PLAIN, extra NUL", []string{"AUTH PLAIN " + b64("\x00"+user+"\x00"+alicePassword+"\x00")}},
+		{"PLAIN, NUL in the password", []string{"AUTH PLAIN " + b64("\x00"+user+"\x00alice\x00"+alicePassword)}},
+		{"PLAIN, empty user", []string{"AUTH PLAIN " + b64("\x00\x00"+alicePassword)}},
+		{"PLAIN, empty password", []string{"AUTH PLAIN " + b64("\x00"+user+"\x00")}},
+		{"PLAIN continuation, not base64", []string{"AUTH PLAIN", "!!!"}},
+		{"PLAIN continuation, empty line", []string{"AUTH PLAIN", ""}},
+		{"PLAIN continuation, empty", []string{"AUTH PLAIN", "="}},
+		{"PLAIN continuation, extra NULs", []string{"AUTH PLAIN", b64("\x00\x00" + user + "\x00" + alicePassword)}},
+		{"LOGIN, user not base64", []string{"AUTH LOGIN !!!"}},
+		{"LOGIN continuation, user not base64", []string{"AUTH LOGIN", "!!!"}},
+		{"LOGIN continuation, password not base64", []string{"AUTH LOGIN", b64(user), "!!!"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := dialRaw(t, e.sub)
+			rc.reply()
+			rc.ehlo()
+			for _, l := range tt.lines[:len(tt.lines)-1] {
+				rc.expect(l, "334 ")
+			}
+			rc.expect(tt.lines[len(tt.lines)-1], "501 5.5.2")
+			// The session goes on, and alice was not counted a failure.
+			rc.expect(authPlain(user, alicePassword), "235 2.0.0")
+		})
+	}
+	if !strings.Contains(e.logs.String(), `reason="malformed PLAIN response"`) {
+		t.Errorf("malformed PLAIN response not logged:\n%s", e.logs)
+	}
 }

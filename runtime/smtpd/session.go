@@ -37,6 +37,8 @@ var (
 		Message: "Too many failed logins, try again later"}
 	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "Temporary authentication failure, try again later"}
+	errMalformedSASL = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+		Message: "Malformed AUTH PLAIN response"}
 	errAuthzid = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
 		Message: "Authorization identity must be empty or the user name"}
 
@@ -153,13 +155,13 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, username, password string) error {
+		return &plainServer{authenticate: func(identity, username, password string) error {
 			if identity != "" && !strings.EqualFold(identity, username) {
 				s.refuse("auth", "PLAIN authorization identity differs from the user name")
 				return errAuthzid
 			}
 			return s.login(username, password)
-		}), nil
+		}, malformed: func() { s.refuse("auth", "malformed PLAIN response") }}, nil
 	case sasl.Login:
 		return &loginServer{authenticate: s.login}, nil
 	}
@@ -519,6 +521,32 @@ type deadlineReader struct {
 func (d *deadlineReader) Read(b []byte) (int, error) {
 	d.conn.SetReadDeadline(time.Now().Add(d.timeout))
 	return d.r.Read(b)
+}
+
+// plainServer is the server side of PLAIN (RFC 4616). go-sasl's answers
+// a malformed message with an error that go-smtp turns into 454 4.7.0, a
+// temporary failure that invites the client to retry; this one answers
+// 501 5.5.2, as for a response that is not base64.
+type plainServer struct {
+	done         bool
+	authenticate func(identity, username, password string) error
+	malformed    func()
+}
+
+func (p *plainServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch {
+	case p.done:
+		return nil, false, sasl.ErrUnexpectedClientResponse
+	case response == nil:
+		return []byte{}, false, nil // no initial response: an empty challenge
+	}
+	p.done = true
+	identity, username, password, err := auth.ParsePlain(response)
+	if err != nil {
+		p.malformed()
+		return nil, true, errMalformedSASL
+	}
+	return nil, true, p.authenticate(identity, username, password)
 }
 
 // loginServer is the server side of the LOGIN mechanism, which go-sasl
