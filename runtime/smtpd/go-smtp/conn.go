@@ -1099,6 +1099,17 @@ func (c *Conn) handleBdat(arg string) {
 		// the whole chunk.
 		io.Copy(ioutil.Discard, chunk)
 
+		// MailFountain's patch: a failed read of the chunk (its deadline
+		// passed, the connection broke) is no failure of the message to
+		// answer 554 to, after which the rest of the chunk was read as
+		// commands: it fails the connection. The read error stays (see
+		// lineLimitReader), and the next command's read answers 421 and
+		// closes, as for any failed read.
+		if c.lineLimitReader.err != nil {
+			c.reset()
+			return
+		}
+
 		c.writeResponse(dataErrorToStatus(err))
 
 		if err == errPanic {
@@ -1344,7 +1355,18 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	return c.text.ReadLine()
+	// MailFountain's patch: textproto's ReadLine (bufio's) returns what
+	// came before a read error as a whole line and drops the error, so a
+	// read deadline passing in the middle of a line ran the fragment as a
+	// command, and the next line had a fresh deadline: a client trickling
+	// its bytes was never cut off. A line is now a line only once its LF
+	// is read; the error goes to the caller.
+	line, err := c.text.R.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = line[:len(line)-1]
+	return strings.TrimSuffix(line, "\r"), nil
 }
 
 func (c *Conn) reset() {

@@ -17,15 +17,26 @@ type lineLimitReader struct {
 	LineLimit int
 
 	curLineLength int
+
+	// MailFountain's patch: err is the first error of R, which every Read
+	// returns from then on. A read that failed (a deadline passing in the
+	// middle of a line or of a BDAT chunk) leaves the stream out of step
+	// with the protocol: nothing read after it may be taken for a command.
+	// Upstream read on with a fresh deadline.
+	err error
 }
 
 func (r *lineLimitReader) Read(b []byte) (int, error) {
 	if r.curLineLength > r.LineLimit && r.LineLimit > 0 {
 		return 0, ErrTooLongLine
 	}
+	if r.err != nil {
+		return 0, r.err
+	}
 
 	n, err := r.R.Read(b)
 	if err != nil {
+		r.err = err
 		return n, err
 	}
 
