@@ -261,10 +261,19 @@ func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
 // rawConn is the client's TCP connection. Every deadline set on it, also
 // through a TLS connection over it, is capped by the end of the session
-// lifetime; closing it ends the session.
+// lifetime, and read deadlines by the end of the message being received;
+// closing it ends the session.
+//
+// go-smtp sets a read deadline once per command line (ReadTimeout from
+// the moment it waits for the line), none while it reads message data,
+// and a write deadline per reply.
 type rawConn struct {
 	net.Conn
-	end     time.Time
+	end time.Time
+	// dataEnd is the end of the message data being received (Unix
+	// nanoseconds), 0 when none is: see boundReads. Set by the session,
+	// which may run in a goroutine of its own (BDAT).
+	dataEnd atomic.Int64
 	in      *bufio.Reader // reads Conn; owned by go-smtp's goroutine
 	wrote   atomic.Bool   // last operation was a write (see observer)
 	once    sync.Once
@@ -303,7 +312,24 @@ func (r *rawConn) SetDeadline(t time.Time) error {
 }
 
 func (r *rawConn) SetReadDeadline(t time.Time) error {
-	return r.Conn.SetReadDeadline(capAt(t, r.end))
+	end := r.end
+	if d := r.dataEnd.Load(); d != 0 && d < end.UnixNano() {
+		end = time.Unix(0, d)
+	}
+	return r.Conn.SetReadDeadline(capAt(t, end))
+}
+
+// boundReads makes t the read deadline, and the cap of those go-smtp sets
+// (the BDAT commands between chunks), until boundReads(time.Time{}) lifts
+// the cap; that one leaves the deadline as it is, for go-smtp sets the
+// next one before it reads a command.
+func (r *rawConn) boundReads(t time.Time) {
+	if t.IsZero() {
+		r.dataEnd.Store(0)
+		return
+	}
+	r.dataEnd.Store(t.UnixNano())
+	r.SetReadDeadline(t)
 }
 
 func (r *rawConn) SetWriteDeadline(t time.Time) error {

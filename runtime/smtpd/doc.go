@@ -107,10 +107,15 @@
 //     and close. go-smtp itself closes after its fourth unknown or
 //     malformed command (500 5.5.1). The server counts the replies it
 //     sends, which it sees through go-smtp's Debug writer (see observer).
-//   - IdleTimeout (2 min) for a command outside a transaction,
-//     CommandTimeout (5 min, RFC 5321 4.5.3.2.7) within one, DataTimeout
-//     (5 min) for each read of the message data, WriteTimeout (2 min)
-//     for each reply; then 421 4.4.2 and close.
+//   - IdleTimeout (2 min) for a command line outside a transaction,
+//     CommandTimeout (5 min, RFC 5321 4.5.3.2.7) within one: the whole
+//     line, from the moment the server waits for it (its previous reply
+//     is out) to the line's end, however slowly its bytes come; a line
+//     cut by its deadline is never run (go-smtp ran the part that came,
+//     see its README). DataTimeout (10 min, RFC 5321 4.5.3.2.6) for the
+//     whole message data, from the 354 (or the first BDAT chunk) to its
+//     end, the BDAT commands between chunks included. WriteTimeout
+//     (2 min) for each reply. Then 421 4.4.2 and close.
 //   - SessionLifetime (30 min): every deadline is capped by it, so a slow
 //     client cannot hold a connection longer.
 //   - MaxConnections (200) in all and MaxConnectionsPerIP (50, as Postfix's

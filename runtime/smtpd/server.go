@@ -76,7 +76,7 @@ const (
 	DefaultMaxErrors           = 20
 	DefaultIdleTimeout         = 2 * time.Minute
 	DefaultCommandTimeout      = 5 * time.Minute
-	DefaultDataTimeout         = 5 * time.Minute
+	DefaultDataTimeout         = 10 * time.Minute
 	DefaultWriteTimeout        = 2 * time.Minute
 	DefaultSessionLifetime     = 30 * time.Minute
 	DefaultMaxConnections      = 200

@@ -324,6 +324,13 @@ func (s *session) Data(r io.Reader) error {
 	defer c.inData.Store(false)
 	s.mu.Lock()
 	tx := s.tx
+	if tx != nil {
+		// The whole message has DataTimeout, from the 354 (or the first
+		// BDAT) to its end, however it trickles; Reset lifts the bound.
+		// Under mu, so that a Reset (RSET in BDAT) that ran first leaves
+		// no bound behind.
+		c.raw.boundReads(time.Now().Add(c.s.cfg.DataTimeout))
+	}
 	s.mu.Unlock()
 	if tx == nil {
 		return errClosing
@@ -331,8 +338,7 @@ func (s *session) Data(r io.Reader) error {
 	st := c.s.getDataState()
 	defer c.s.putDataState(st)
 	sum := st.envelopeDigest(tx.from, tx.rcpts)
-	st.dr = deadlineReader{r: r, conn: c.raw, timeout: c.s.cfg.DataTimeout}
-	msg, err := c.s.spool.read(&st.dr, sum)
+	msg, err := c.s.spool.read(r, sum)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.refuse("data", "message too large", "from", printable(tx.from), "max_bytes", c.settings.MaxMessageBytes)
@@ -447,7 +453,6 @@ type dataState struct {
 	h   hash.Hash
 	buf []byte // the envelope, to digest it in one Write
 	sum [sha256.Size]byte
-	dr  deadlineReader
 }
 
 func (s *Server) getDataState() *dataState {
@@ -459,7 +464,6 @@ func (s *Server) getDataState() *dataState {
 }
 
 func (s *Server) putDataState(st *dataState) {
-	st.dr = deadlineReader{} // drop go-smtp's reader and the connection
 	if cap(st.buf) > 4<<10 {
 		st.buf = nil // a long envelope: keep no large buffer
 	}
@@ -504,24 +508,12 @@ func (s *session) verify(tx *transaction, msg *message) string {
 func (s *session) Reset() {
 	s.mu.Lock()
 	s.tx = nil
+	s.c.raw.boundReads(time.Time{})
 	s.mu.Unlock()
 	s.c.srv.ReadTimeout = s.c.s.cfg.IdleTimeout
 }
 
 func (s *session) Logout() error { return nil }
-
-// deadlineReader gives each read of the message data DataTimeout (go-smtp
-// sets no deadline while it reads data).
-type deadlineReader struct {
-	r       io.Reader
-	conn    *rawConn
-	timeout time.Duration
-}
-
-func (d *deadlineReader) Read(b []byte) (int, error) {
-	d.conn.SetReadDeadline(time.Now().Add(d.timeout))
-	return d.r.Read(b)
-}
 
 // plainServer is the server side of PLAIN (RFC 4616). go-sasl's answers
 // a malformed message with an error that go-smtp turns into 454 4.7.0, a
