@@ -18,8 +18,9 @@ const (
 	TooManyFromIP = "too many connections from your address, try later"
 )
 
-// Limiter counts the open connections of a server. Safe for concurrent
-// use; the listeners of one server share one Limiter.
+// Limiter counts the open connections of a server, or of a pool of its
+// listeners (smtpd's MX and submission have one each). Safe for
+// concurrent use; the listeners of one pool share one Limiter.
 type Limiter struct {
 	max, perIP int
 	// exemptLoopback leaves loopback clients out of the per-address limit

@@ -118,11 +118,16 @@
 //     (2 min) for each reply. Then 421 4.4.2 and close.
 //   - SessionLifetime (30 min): every deadline is capped by it, so a slow
 //     client cannot hold a connection longer.
-//   - MaxConnections (200) in all and MaxConnectionsPerIP (50, as Postfix's
-//     smtpd_client_connection_count_limit) per client address: 421 4.7.0
-//     and close (on the implicit-TLS port, close without a reply: there
-//     is no TLS session to say it in). Loopback clients, the box itself,
-//     are bounded by the total only.
+//   - Connections, in two pools: the MX has MaxConnections (200) in all
+//     and MaxConnectionsPerIP (50, as Postfix's
+//     smtpd_client_connection_count_limit) per client address; submission,
+//     587 and 465 together, has MaxSubmissionConnections (100) and
+//     MaxSubmissionConnectionsPerIP (20: the devices of a household or an
+//     office behind one address). Strangers holding every connection of
+//     the MX thus leave the box's users free to send. Beyond a bound: 421
+//     4.7.0 and close (on the implicit-TLS port, close without a reply:
+//     there is no TLS session to say it in). Loopback clients, the box
+//     itself, are bounded by the totals only.
 //   - ShutdownGrace (5 s): when the context of Serve* is done, idle
 //     connections are closed at once and a message in DATA has that long
 //     to finish.

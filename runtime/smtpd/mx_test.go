@@ -376,59 +376,45 @@ func TestMXLimits(t *testing.T) {
 		}
 		e.wantMailbox("example.test", "alice", 0)
 	})
-	t.Run("connections", func(t *testing.T) {
-		e := newEnv(t, func(c *Config) { c.MaxConnections = 2 })
-		a, b := dialRaw(t, e.mx), dialRaw(t, e.sub)
-		a.reply()
-		b.reply()
-		c := dialRaw(t, e.mx)
-		if lines := c.closed(); len(lines) != 1 || !strings.HasPrefix(lines[0], "421 4.7.0") {
-			t.Fatalf("third connection: %q, want 421 4.7.0 and close", lines)
-		}
-		a.expect("QUIT", "221 ")
-		a.closed()
-		// The slot frees once the server has seen the close.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			d := dialRaw(t, e.mx)
-			line, _ := d.r.ReadString('\n')
-			if strings.HasPrefix(line, "220 ") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no connection accepted after one closed: %q", line)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
 }
 
 func TestAdmitPerIP(t *testing.T) {
 	t.Parallel()
-	s, err := New(Config{Directory: nilDirectory{}, Deliverer: &recordingDeliverer{}, MaxConnectionsPerIP: 2, MaxConnections: 8})
+	s, err := New(Config{Directory: nilDirectory{}, Deliverer: &recordingDeliverer{},
+		MaxConnectionsPerIP: 2, MaxConnections: 8, MaxSubmissionConnectionsPerIP: 1, MaxSubmissionConnections: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lan, other := mustAddr("192.0.2.7"), mustAddr("2001:db8::1")
 	for i, c := range []struct {
+		kind kind
 		addr string
 		ok   bool
 	}{
-		{"192.0.2.7", true}, {"192.0.2.7", true}, {"192.0.2.7", false},
-		{"2001:db8::1", true}, {"2001:db8::1", true}, {"2001:db8::1", false},
-		{"127.0.0.1", true}, {"127.0.0.1", true}, {"127.0.0.1", true}, {"::1", true},
-		{"127.0.0.1", false}, // 8 in all
+		{kindMX, "192.0.2.7", true}, {kindMX, "192.0.2.7", true}, {kindMX, "192.0.2.7", false},
+		{kindMX, "2001:db8::1", true}, {kindMX, "2001:db8::1", true}, {kindMX, "2001:db8::1", false},
+		{kindMX, "127.0.0.1", true}, {kindMX, "127.0.0.1", true}, {kindMX, "127.0.0.1", true}, {kindMX, "::1", true},
+		{kindMX, "127.0.0.1", false}, // 8 in all
+		// Submission has its own pool, 587 and 465 together: a full MX
+		// does not count, nor do the MX connections of an address.
+		{kindSubmission, "192.0.2.7", true}, {kindSubmissions, "192.0.2.7", false}, {kindSubmission, "192.0.2.7", false},
+		{kindSubmissions, "2001:db8::1", true}, {kindSubmission, "127.0.0.1", true},
+		{kindSubmission, "127.0.0.1", false}, // 3 in all
 	} {
-		if got := s.admit(mustAddr(c.addr)) == ""; got != c.ok {
-			t.Fatalf("admit #%d (%s) = %v, want %v", i, c.addr, got, c.ok)
+		if got := s.admit(c.kind, mustAddr(c.addr)) == ""; got != c.ok {
+			t.Fatalf("admit #%d (%s on %s) = %v, want %v", i, c.addr, c.kind, got, c.ok)
 		}
 	}
-	s.release(lan)
-	if s.admit(lan) != "" {
+	s.release(kindMX, lan)
+	if s.admit(kindMX, lan) != "" {
 		t.Fatal("a released slot is not reusable")
 	}
-	if s.admit(other) == "" {
+	if s.admit(kindMX, other) == "" {
 		t.Fatal("admit over the limit")
+	}
+	s.release(kindSubmissions, lan)
+	if s.admit(kindSubmission, lan) != "" {
+		t.Fatal("a released submission slot is not reusable")
 	}
 }
 

@@ -81,10 +81,14 @@ const (
 	DefaultSessionLifetime     = 30 * time.Minute
 	DefaultMaxConnections      = 200
 	DefaultMaxConnectionsPerIP = 50
-	DefaultMemoryBuffer        = 1 << 20
-	DefaultShutdownGrace       = 5 * time.Second
-	DefaultRDNSTimeout         = 2 * time.Second
-	DefaultVerifyTimeout       = 30 * time.Second
+	// Submission has a pool of its own (see Config): the box's users,
+	// fewer than the world, and a few devices behind one address.
+	DefaultMaxSubmissionConnections      = 100
+	DefaultMaxSubmissionConnectionsPerIP = 20
+	DefaultMemoryBuffer                  = 1 << 20
+	DefaultShutdownGrace                 = 5 * time.Second
+	DefaultRDNSTimeout                   = 2 * time.Second
+	DefaultVerifyTimeout                 = 30 * time.Second
 	// MaxRedirectDepth bounds the nesting of redirections.
 	MaxRedirectDepth = 8
 )
@@ -118,25 +122,32 @@ type Config struct {
 	// received; "" means os.TempDir().
 	TempDir string
 
-	MaxRecipients       int
-	MaxLineLength       int
-	MaxCommands         int
-	MaxErrors           int
-	IdleTimeout         time.Duration
-	CommandTimeout      time.Duration
-	DataTimeout         time.Duration
-	WriteTimeout        time.Duration
-	SessionLifetime     time.Duration
-	MaxConnections      int
-	MaxConnectionsPerIP int
-	MemoryBuffer        int
-	ShutdownGrace       time.Duration
-	RDNSTimeout         time.Duration
-	VerifyTimeout       time.Duration
+	MaxRecipients   int
+	MaxLineLength   int
+	MaxCommands     int
+	MaxErrors       int
+	IdleTimeout     time.Duration
+	CommandTimeout  time.Duration
+	DataTimeout     time.Duration
+	WriteTimeout    time.Duration
+	SessionLifetime time.Duration
+	// MaxConnections and MaxConnectionsPerIP bound the MX (port 25);
+	// MaxSubmissionConnections and MaxSubmissionConnectionsPerIP bound
+	// submission (587 and 465 together), so that strangers holding every
+	// slot of the MX do not keep the box's users from sending.
+	MaxConnections                int
+	MaxConnectionsPerIP           int
+	MaxSubmissionConnections      int
+	MaxSubmissionConnectionsPerIP int
+	MemoryBuffer                  int
+	ShutdownGrace                 time.Duration
+	RDNSTimeout                   time.Duration
+	VerifyTimeout                 time.Duration
 }
 
 // Server is the SMTP server. One Server hosts the MX and the submission
-// listeners at once; the connection limits are shared.
+// listeners at once; the MX and submission have connection limits of
+// their own.
 type Server struct {
 	cfg Config
 	log *slog.Logger
@@ -148,9 +159,9 @@ type Server struct {
 	dataStates sync.Pool
 	readBufs   sync.Pool
 
-	// conns is shared by the three listeners; loopback clients (local
-	// programs) count only against the total.
-	conns *connlimit.Limiter
+	// mxConns counts the MX's connections, subConns those of 587 and
+	// 465; loopback clients (local programs) count only in the totals.
+	mxConns, subConns *connlimit.Limiter
 }
 
 // New checks cfg and returns a server.
@@ -181,6 +192,8 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.SessionLifetime, DefaultSessionLifetime)
 	setDefault(&cfg.MaxConnections, DefaultMaxConnections)
 	setDefault(&cfg.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
+	setDefault(&cfg.MaxSubmissionConnections, DefaultMaxSubmissionConnections)
+	setDefault(&cfg.MaxSubmissionConnectionsPerIP, DefaultMaxSubmissionConnectionsPerIP)
 	setDefault(&cfg.MemoryBuffer, DefaultMemoryBuffer)
 	setDefault(&cfg.ShutdownGrace, DefaultShutdownGrace)
 	setDefault(&cfg.RDNSTimeout, DefaultRDNSTimeout)
@@ -190,7 +203,8 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		idPrefix: strconv.FormatInt(time.Now().UnixMilli(), 36),
 		spool:    spoolPool{limit: cfg.MemoryBuffer, dir: cfg.TempDir},
-		conns:    connlimit.New(cfg.MaxConnections, cfg.MaxConnectionsPerIP).ExemptLoopback(),
+		mxConns:  connlimit.New(cfg.MaxConnections, cfg.MaxConnectionsPerIP).ExemptLoopback(),
+		subConns: connlimit.New(cfg.MaxSubmissionConnections, cfg.MaxSubmissionConnectionsPerIP).ExemptLoopback(),
 	}, nil
 }
 
@@ -272,7 +286,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
 			break
 		}
 		remote := connlimit.AddrOf(nc.RemoteAddr())
-		if reason := s.admit(remote); reason != "" {
+		if reason := s.admit(k, remote); reason != "" {
 			s.log.Info("smtp connection refused", "listener", k.String(), "remote", remote.String(), "reason", reason)
 			s.reject(nc, k)
 			continue
@@ -282,7 +296,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
 		if draining {
 			mu.Unlock()
 			c.close()
-			s.release(remote)
+			s.release(k, remote)
 			continue
 		}
 		conns[c] = struct{}{}
@@ -290,7 +304,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer s.release(remote)
+			defer s.release(k, remote)
 			c.serve()
 			mu.Lock()
 			delete(conns, c)
@@ -329,10 +343,19 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
 	return acceptErr
 }
 
-// admit counts a new connection from remote, or says why it is refused.
-func (s *Server) admit(remote netip.Addr) string { return s.conns.Admit(remote) }
+// conns is the connection pool of a listener.
+func (s *Server) conns(k kind) *connlimit.Limiter {
+	if k == kindMX {
+		return s.mxConns
+	}
+	return s.subConns
+}
 
-func (s *Server) release(remote netip.Addr) { s.conns.Release(remote) }
+// admit counts a new connection from remote on a listener of kind k, or
+// says why it is refused.
+func (s *Server) admit(k kind, remote netip.Addr) string { return s.conns(k).Admit(remote) }
+
+func (s *Server) release(k kind, remote netip.Addr) { s.conns(k).Release(remote) }
 
 // reject tells a client over the limits to come back later.
 func (s *Server) reject(nc net.Conn, k kind) {
