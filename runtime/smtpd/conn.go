@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,8 @@ type conn struct {
 	kind     kind
 	remote   netip.Addr
 	settings mailconf.Settings
+	// tooLarge is the reply to a message over the size limit.
+	tooLarge *smtp.SMTPError
 	raw      *rawConn
 	served   net.Conn // raw, or the TLS connection over it on port 465
 	ln       *oneConnListener
@@ -90,6 +93,9 @@ func (s *Server) newConn(parent context.Context, nc net.Conn, k kind, remote net
 	srv := smtp.NewServer(smtp.BackendFunc(c.newSession))
 	srv.Domain = set.Hostname
 	srv.MaxMessageBytes = set.MaxMessageBytes
+	c.tooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: "Message size exceeds the " + sizeLimit(set.MaxMessageBytes) + " limit"}
+	srv.TooLarge = c.tooLarge
 	srv.MaxRecipients = s.cfg.MaxRecipients
 	srv.MaxLineLength = s.cfg.MaxLineLength
 	// The session decides whether AUTH is offered (AuthMechanisms) and
@@ -104,6 +110,16 @@ func (s *Server) newConn(parent context.Context, nc net.Conn, k kind, remote net
 	srv.Debug = (*observer)(c)
 	c.srv = srv
 	return c
+}
+
+// sizeLimit writes a message size limit for the 552 reply: in megabytes
+// when it is a whole number of them, as the settings give it
+// (max_message_mb, 2^20 bytes each), else in bytes.
+func sizeLimit(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MB"
+	}
+	return strconv.FormatInt(n, 10) + "-byte"
 }
 
 // serve runs the SMTP session and returns once it is over and every

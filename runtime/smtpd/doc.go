@@ -94,9 +94,11 @@
 //
 // # Limits (defaults in the Default* constants, each overridable in Config)
 //
-//   - SIZE: the settings' max_message_bytes, advertised in EHLO; 552 5.3.4
-//     at MAIL when SIZE= exceeds it, and at the end of DATA/BDAT when the
-//     data does.
+//   - SIZE: the settings' max_message_bytes (smtp.max_message_mb of the
+//     state), advertised in EHLO; 552 5.3.4 "Message size exceeds the
+//     25 MB limit" (in bytes when not a whole number of MB) at MAIL when
+//     SIZE= exceeds it, at a BDAT that would, and at the end of DATA or
+//     BDAT when the data does.
 //   - MaxRecipients (100) per message: 452 4.5.3 beyond.
 //   - MaxLineLength (2000, twice RFC 5321's 1000, go-smtp's default): a
 //     longer line, command or data, gets 500 5.4.0 and the connection is

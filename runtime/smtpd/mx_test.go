@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
 )
 
@@ -202,13 +203,13 @@ func TestMXSize(t *testing.T) {
 	if ehlo := rc.ehlo(); !strings.Contains(ehlo, "SIZE 20000") {
 		t.Errorf("EHLO does not advertise SIZE 20000:\n%s", ehlo)
 	}
-	rc.expect("MAIL FROM:<a@remote.test> SIZE=20001", "552 5.3.4")
+	rc.expect("MAIL FROM:<a@remote.test> SIZE=20001", "552 5.3.4 Message size exceeds the 20000-byte limit")
 	rc.expect("MAIL FROM:<a@remote.test> SIZE=19000", "250 ")
 	rc.expect("RCPT TO:<alice@example.test>", "250 ")
 	rc.expect("DATA", "354 ")
 	line := strings.Repeat("x", 98) + "\r\n"
 	rc.send("Subject: big\r\n\r\n" + strings.Repeat(line, 250) + ".") // 25 kB
-	rc.expectReply("552 5.3.4")
+	rc.expectReply("552 5.3.4 Message size exceeds the 20000-byte limit")
 	// The session goes on; a message larger than the memory buffer,
 	// within the limit, goes through a temporary file.
 	rc.expect("MAIL FROM:<a@remote.test>", "250 ")
@@ -224,11 +225,65 @@ func TestMXSize(t *testing.T) {
 	if ents, err := os.ReadDir(e.cfg.TempDir); err != nil || len(ents) != 0 {
 		t.Errorf("temporary directory holds %v (%v), want nothing", ents, err)
 	}
-	if !strings.Contains(e.logs.String(), `reply="552 5.3.4 Max message size exceeded"`) {
+	if !strings.Contains(e.logs.String(), `reply="552 5.3.4 Message size exceeds the 20000-byte limit"`) {
 		t.Errorf("SIZE refusal at MAIL not logged:\n%s", e.logs)
 	}
 	if !strings.Contains(e.logs.String(), "reason=\"message too large\"") {
 		t.Errorf("no refusal logged for the large message:\n%s", e.logs)
+	}
+}
+
+// TestSizeLimitReply: the 552 reply names the limit of the settings, at
+// MAIL SIZE=, at the end of DATA and at BDAT.
+func TestSizeLimitReply(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		limit int64
+		want  string
+		data  bool // also send a message over the limit
+	}{
+		{mailconf.DefaultMaxMessageBytes, "552 5.3.4 Message size exceeds the 25 MB limit", false},
+		{1 << 20, "552 5.3.4 Message size exceeds the 1 MB limit", true},
+		{3 << 20, "552 5.3.4 Message size exceeds the 3 MB limit", false},
+		{20000, "552 5.3.4 Message size exceeds the 20000-byte limit", true},
+		{1<<20 + 1, "552 5.3.4 Message size exceeds the 1048577-byte limit", false},
+	} {
+		t.Run(strconv.FormatInt(tt.limit, 10), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil)
+			if tt.limit != mailconf.DefaultMaxMessageBytes {
+				set := e.live.Load()
+				set.MaxMessageBytes = tt.limit
+				e.live.Store(set)
+			}
+			rc := dialRaw(t, e.mx)
+			rc.reply()
+			rc.expect("EHLO client.test", "250 ")
+			over := strconv.FormatInt(tt.limit+1, 10)
+			if got := rc.cmd("MAIL FROM:<a@remote.test> SIZE=" + over); got != tt.want {
+				t.Fatalf("MAIL SIZE=%s: %q, want %q", over, got, tt.want)
+			}
+			if !tt.data {
+				return
+			}
+			rc.expect("MAIL FROM:<a@remote.test>", "250 ")
+			rc.expect("RCPT TO:<alice@example.test>", "250 ")
+			rc.expect("DATA", "354 ")
+			rc.send("Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 98)+"\r\n", int(tt.limit/100)+1) + ".")
+			if got := rc.reply(); got[0] != tt.want {
+				t.Fatalf("end of DATA: %q, want %q", got, tt.want)
+			}
+			rc.expect("MAIL FROM:<a@remote.test>", "250 ")
+			rc.expect("RCPT TO:<alice@example.test>", "250 ")
+			// limit+1 bytes in lines of 100, the last CRLF the one send
+			// adds. (go-smtp bounds the lines of a chunk it refuses.)
+			chunk := strings.Repeat(strings.Repeat("x", 98)+"\r\n", int(tt.limit+1)/100) + strings.Repeat("x", int(tt.limit+1)%100)
+			if got := rc.cmd("BDAT " + over + " LAST\r\n" + chunk[:len(chunk)-2]); got != tt.want {
+				t.Fatalf("BDAT %s: %q, want %q", over, got, tt.want)
+			}
+			rc.expect("NOOP", "250 ")
+			e.wantMailbox("example.test", "alice", 0)
+		})
 	}
 }
 

@@ -342,7 +342,7 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.refuse("data", "message too large", "from", printable(tx.from), "max_bytes", c.settings.MaxMessageBytes)
-			return smtp.ErrDataTooLarge
+			return c.tooLarge
 		}
 		if errors.Is(err, errSpool) {
 			c.s.log.Error("smtp data", "remote", c.remote.String(), "err", err)

@@ -358,7 +358,7 @@ func (c *Conn) handleMail(arg string) {
 			}
 
 			if c.server.MaxMessageBytes > 0 && int64(size) > c.server.MaxMessageBytes {
-				c.writeResponse(552, EnhancedCode{5, 3, 4}, "Max message size exceeded")
+				c.writeTooLarge()
 				return
 			}
 
@@ -1038,7 +1038,7 @@ func (c *Conn) handleBdat(arg string) {
 	}
 
 	if c.server.MaxMessageBytes != 0 && c.bytesReceived+int64(size) > c.server.MaxMessageBytes {
-		c.writeResponse(552, EnhancedCode{5, 3, 4}, "Max message size exceeded")
+		c.writeTooLarge()
 
 		// Discard chunk itself without passing it to backend.
 		io.Copy(ioutil.Discard, io.LimitReader(c.text.R, int64(size)))
@@ -1337,6 +1337,18 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	} else {
 		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
 	}
+}
+
+// writeTooLarge answers a message over MaxMessageBytes.
+//
+// MailFountain's patch: with Server.TooLarge; upstream wrote its own
+// reply at each place.
+func (c *Conn) writeTooLarge() {
+	if e := c.server.TooLarge; e != nil {
+		c.writeResponse(e.Code, e.EnhancedCode, e.Message)
+		return
+	}
+	c.writeResponse(552, EnhancedCode{5, 3, 4}, "Max message size exceeded")
 }
 
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {

@@ -41,6 +41,12 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// MailFountain's patch: TooLarge, if not nil, is the reply to a
+	// message over MaxMessageBytes at MAIL SIZE= and at BDAT, so that it
+	// can name the limit; nil keeps upstream's "Max message size
+	// exceeded". (At the end of DATA, the reply is the session's.)
+	TooLarge *SMTPError
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
