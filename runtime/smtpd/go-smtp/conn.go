@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -1367,13 +1368,19 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	// MailFountain's patch: textproto's ReadLine (bufio's) returns what
-	// came before a read error as a whole line and drops the error, so a
-	// read deadline passing in the middle of a line ran the fragment as a
-	// command, and the next line had a fresh deadline: a client trickling
-	// its bytes was never cut off. A line is now a line only once its LF
-	// is read; the error goes to the caller.
-	line, err := c.text.R.ReadString('\n')
+	return readWholeLine(c.text.R)
+}
+
+// readWholeLine reads a line, without its CRLF or LF, as textproto's
+// ReadLine does, but for a line cut by a read error: that one is an error.
+//
+// MailFountain's patch: textproto's ReadLine (bufio's) returns what came
+// before a read error as a whole line and drops the error, so a read
+// deadline passing in the middle of a line ran the fragment as a command,
+// and the next line had a fresh deadline: a client trickling its bytes
+// was never cut off. A line is now a line only once its LF is read.
+func readWholeLine(r *bufio.Reader) (string, error) {
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err
 	}

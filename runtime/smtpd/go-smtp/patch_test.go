@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/textproto"
 	"testing"
 )
 
@@ -230,5 +231,61 @@ func FuzzLineLimit(f *testing.F) {
 	f.Add([]byte("abc\ndef\n"), uint8(3), uint8(2))
 	f.Fuzz(func(t *testing.T, input []byte, limit, chunk uint8) {
 		checkLineLimit(t, input, 1+int(limit%64), int(chunk%9))
+	})
+}
+
+// checkReadLine reads input with readWholeLine and with textproto's
+// ReadLine (upstream's): the same lines, but for a last one without its
+// LF, which upstream returned as a line and readWholeLine does not.
+func checkReadLine(t *testing.T, input []byte, bufSize, chunk int) {
+	t.Helper()
+	open := func() *bufio.Reader {
+		var src io.Reader = bytes.NewReader(input)
+		if chunk > 0 {
+			src = &chunkReader{r: src, n: chunk}
+		}
+		return bufio.NewReaderSize(src, bufSize)
+	}
+	up := textproto.NewReader(open())
+	br := open()
+	for i := 0; ; i++ {
+		want, werr := up.ReadLine()
+		got, gerr := readWholeLine(br)
+		if gerr != nil {
+			if werr == nil {
+				// A last line without its LF, then the end.
+				if _, werr = up.ReadLine(); werr == nil || bytes.HasSuffix(input, []byte("\n")) {
+					t.Fatalf("input %q (buffer %d, chunks %d), line %d: %v, upstream %q then %v", input, bufSize, chunk, i, gerr, want, werr)
+				}
+			}
+			if !errors.Is(gerr, werr) {
+				t.Fatalf("input %q (buffer %d, chunks %d), line %d: error %v, upstream %v", input, bufSize, chunk, i, gerr, werr)
+			}
+			return
+		}
+		if werr != nil || got != want {
+			t.Fatalf("input %q (buffer %d, chunks %d), line %d: %q, upstream %q, %v", input, bufSize, chunk, i, got, want, werr)
+		}
+	}
+}
+
+func TestReadWholeLine(t *testing.T) {
+	for _, in := range []string{
+		"", "\r\n", "NOOP\r\n", "NOOP\n", "NOOP", "NOOP\r", "a\rb\r\n", "EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT",
+		"\r\r\n\n", string(bytes.Repeat([]byte("x"), 100)) + "\r\nNOOP\r\n",
+	} {
+		for _, bufSize := range []int{16, 4096} {
+			for _, chunk := range []int{0, 1, 3} {
+				checkReadLine(t, []byte(in), bufSize, chunk)
+			}
+		}
+	}
+}
+
+func FuzzReadWholeLine(f *testing.F) {
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT"), uint8(0), uint8(1))
+	f.Add([]byte("a\rb\r\n\n\r"), uint8(16), uint8(0))
+	f.Fuzz(func(t *testing.T, input []byte, bufSize, chunk uint8) {
+		checkReadLine(t, input, 16+int(bufSize), int(chunk%8))
 	})
 }
