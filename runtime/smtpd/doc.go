@@ -113,8 +113,8 @@
 //     CommandTimeout (5 min, RFC 5321 4.5.3.2.7) within one: the whole
 //     line, from the moment the server waits for it (its previous reply
 //     is out) to the line's end, however slowly its bytes come; a line
-//     cut by its deadline is never run (go-smtp ran the part that came,
-//     see its README). DataTimeout (10 min, RFC 5321 4.5.3.2.6) for the
+//     cut by its deadline is never run (upstream go-smtp ran the part
+//     that had come: see its README). DataTimeout (10 min, RFC 5321 4.5.3.2.6) for the
 //     whole message data, from the 354 (or the first BDAT chunk) to its
 //     end, the BDAT commands between chunks included. WriteTimeout
 //     (2 min) for each reply. Then 421 4.4.2 and close.
