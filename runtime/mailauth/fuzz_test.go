@@ -108,8 +108,12 @@ func FuzzAuthservID(f *testing.F) {
 		if ok && got == "" {
 			t.Fatalf("empty id accepted from %q", value)
 		}
-		if IsOurs(value, id) && (!ok || !strings.EqualFold(got, id)) {
+		trim := func(s string) string { return strings.TrimSuffix(s, ".") }
+		if IsOurs(value, id) && (!ok || trim(got) == "" || !strings.EqualFold(trim(got), trim(id))) {
 			t.Fatalf("IsOurs(%q, %q) without a match", value, id)
+		}
+		if ok && trim(got) != "" && (!IsOurs(value, got) || !IsOurs(value, trim(got)+".")) {
+			t.Fatalf("IsOurs(%q, ...) misses its own id %q", value, got)
 		}
 	})
 }

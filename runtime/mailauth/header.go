@@ -159,10 +159,19 @@ func fromDomain(fields []headerField) (string, error) {
 // IsOurs reports whether an Authentication-Results field value (what
 // follows "Authentication-Results:") names authservID as its
 // authentication service: such a field in an arriving message is forged
-// and must go (RFC 8601 §5).
+// and must go (RFC 8601 §5). Host names compare as DNS names do: case
+// aside, and "host." is "host" (a reader that takes the id for the host
+// name sees the same service either way).
 func IsOurs(value, authservID string) bool {
 	id, ok := parseAuthservID(value)
-	return ok && authservID != "" && strings.EqualFold(id, authservID)
+	return ok && sameHost(id, authservID)
+}
+
+// sameHost says whether a and b name the same host: ASCII case and one
+// final dot aside. An empty name is no host.
+func sameHost(a, b string) bool {
+	a, b = strings.TrimSuffix(a, "."), strings.TrimSuffix(b, ".")
+	return a != "" && strings.EqualFold(a, b)
 }
 
 // StripForged returns msg without the Authentication-Results fields of its

@@ -22,6 +22,11 @@ func TestIsOurs(t *testing.T) {
 		{` "mx.box.test"; none`, true},
 		{` "mx.b\ox.test"; none`, true},
 		{" mx.box.test", true},
+		{" mx.box.test.; spf=pass", true},
+		{" MX.BOX.TEST. 1; none", true},
+		{` "Mx.Box.Test."; none`, true},
+		{" mx.box.test..; none", false},
+		{" .; none", false},
 		{" other.test; spf=pass", false},
 		{" mx.box.test.evil; none", false},
 		{" evil.mx.box.test; none", false},
@@ -36,8 +41,12 @@ func TestIsOurs(t *testing.T) {
 			t.Errorf("IsOurs(%q) = %v, want %v", c.value, got, c.want)
 		}
 	}
-	if IsOurs(" x; none", "") {
+	if IsOurs(" x; none", "") || IsOurs(" .; none", ".") || IsOurs(" ; none", "") {
 		t.Error("empty authserv-id matched")
+	}
+	// The box's host name written with its final dot.
+	if !IsOurs(" mx.box.test; none", "mx.box.test.") || !IsOurs(" MX.box.test.; none", "mx.box.test.") {
+		t.Error("authserv-id with a final dot not matched")
 	}
 }
 
