@@ -58,31 +58,66 @@
 // SHA-256 over the MAIL FROM address as given, a NUL, each accepted RCPT
 // address as given, in order, each followed by a NUL, then the message
 // data as received (dot-unstuffed, or the BDAT chunks joined), before the
-// server adds or removes any field: the Received field's id and date
-// differ per attempt and stay out of it. It is computed as the data is
-// read. When the Deliverer says the key was delivered just before the
-// restart (see maildir.Store.DeliverOnce), the reply is the same 250 with
-// a new id, logged at Info as a duplicate, and nothing is written.
+// server adds or removes any field or rewrites a line end: the Received
+// field's id and date differ per attempt and stay out of it. It is
+// computed as the data is read. When the Deliverer says the key was
+// delivered just before the restart (see maildir.Store.DeliverOnce), the
+// reply is the same 250 with a new id, logged at Info as a duplicate, and
+// nothing is written.
 //
 // The server prepends Return-Path, then Authentication-Results (MX only,
 // when a Verifier is set, not for loopback clients unless
 // Config.VerifyLoopback), then Received. Incoming
 // Authentication-Results fields whose authserv-id is the box's host name
-// are forgeries (RFC 8601 5) and are removed, when they lie within the
-// first MemoryBuffer bytes of the message (any sane header does).
-// Messages up to MemoryBuffer (1 MiB) are buffered in memory, larger ones
-// in an unlinked temporary file under TempDir; the message is copied once,
-// into that buffer, and handed to Deliver in pieces. The reply is
-// "250 2.0.0 OK id=<id>", the id of the Received field and of the log
-// line; a failure to store gives 451 4.3.0, a failure to read the data
-// (timeout, broken line) 421 4.4.2 and the connection is closed, so that
-// the rest of the data is never taken for commands.
+// (ASCII case and a final dot aside) are forgeries (RFC 8601 5) and are
+// removed, wherever they stand in the header section. The header section
+// is read as the mailboxes and the next hops will read it (see "Line
+// ends"): it ends at the first empty line; a field is a line that does not
+// start with white space and the lines after it that do; its name is what
+// precedes the first colon, white space around it aside. It must end
+// within the first MemoryBuffer (1 MiB) bytes of the message, where the
+// server reads it: a larger one gets 552 5.6.0 (sendmail's
+// MaxHeadersLength is 32 KiB by default). Messages up to MemoryBuffer are
+// buffered in memory, larger ones in an unlinked temporary file under
+// TempDir; the message is copied once, into that buffer, and handed to
+// Deliver in pieces. The reply is "250 2.0.0 OK id=<id>", the id of the
+// Received field and of the log line; a failure to store gives 451 4.3.0,
+// a failure to read the data (timeout, broken line) 421 4.4.2 and the
+// connection is closed, so that the rest of the data is never taken for
+// commands.
 //
 // Reverse DNS of the client, for the Received field, is asked when the
 // connection opens, with a RDNSTimeout bound, never for loopback clients
 // (written "localhost"); the name is not forward-confirmed. Received says
 // "with ESMTP" even after HELO: go-smtp does not tell the session which
 // greeting it got.
+//
+// # Line ends
+//
+// CR and LF occur in a message only together, as CRLF (RFC 5321 2.3.8,
+// RFC 5322 2.3); what the server stores and hands to the queue has CRLF
+// line ends only. The end of DATA is CRLF.CRLF only (go-smtp's reader):
+// LF.CRLF, LF.LF and CRLF.LF are data, so no second message is smuggled
+// in (https://www.postfix.org/smtp-smuggling.html; go-smtp takes the dot
+// of a line ".<LF>" for dot-stuffing, and a dot after a bare LF stays).
+//
+//   - A bare LF is taken for a line end and stored as CRLF, in the header
+//     section as in the body, as Postfix 3.9 does by default
+//     (smtpd_forbid_bare_newline = normalize): broken clients send it,
+//     and readers take it for a line end, so nothing hides behind it.
+//   - A bare CR (not followed by LF, anywhere, the data's last byte too)
+//     gets 550 5.6.0 once the data is in: readers disagree on what it is
+//     (Postfix keeps it as a byte of the line; Exim ends the line there
+//     and, in the header, makes the rest a continuation; some mail
+//     clients start a new field after it), so what follows it ("X-A:
+//     b<CR>Authentication-Results: ...") is a field for some and not for
+//     others, and no rewriting of it would be read as the sender meant
+//     by all. Mailers that follow the RFCs never send it.
+//
+// The message is spooled as received and its line ends checked as it
+// arrives (a search for each LF, a count of the CRs); a message with bare
+// LFs is rewritten only as it is handed to the Deliverer, the Verifier
+// and the queue.
 //
 // # Logs
 //
@@ -100,6 +135,8 @@
 //     SIZE= exceeds it, at a BDAT that would, and at the end of DATA or
 //     BDAT when the data does.
 //   - MaxRecipients (100) per message: 452 4.5.3 beyond.
+//   - The header section within the first MemoryBuffer (1 MiB) bytes:
+//     552 5.6.0 otherwise (see Delivery).
 //   - MaxLineLength (2000, twice RFC 5321's 1000, go-smtp's default): a
 //     longer line, command or data, gets 500 5.4.0 and the connection is
 //     closed.

@@ -37,24 +37,46 @@ func nextLine(b []byte, i int) int {
 	return len(b)
 }
 
+// The header section is read as the mailboxes and the next hops will
+// read it, once bare LFs are made CRLF and bare CRs are refused (see
+// lineend.go): lines end at LF; it ends at the first empty line
+// (headerEnd); a field is a line that does not start with white space and
+// the lines after it that do (RFC 5322 2.2.3); its name is what precedes
+// the first colon, white space around it aside (RFC 5322 4.5's obsolete
+// "name :" included). A line without a colon is no field.
+
+// nextField returns the index just after the field that starts at i.
+func nextField(hdr []byte, i int) int {
+	end := nextLine(hdr, i)
+	for end < len(hdr) && (hdr[end] == ' ' || hdr[end] == '\t') {
+		end = nextLine(hdr, end)
+	}
+	return end
+}
+
+// splitField returns the name and the value (what follows the colon, with
+// its line ends) of a field; ok is false for a line that is no field.
+func splitField(field []byte) (name, value []byte, ok bool) {
+	colon := bytes.IndexByte(field, ':')
+	if colon < 0 {
+		return nil, nil, false
+	}
+	return bytes.Trim(field[:colon], " \t"), field[colon+1:], true
+}
+
 // forgedAuthResults returns the byte ranges, in order, of the
-// Authentication-Results fields of hdr (a header block, or its start)
-// whose authserv-id is id: such a field claims to come from this host,
-// and only this host may add it (RFC 8601 5). A field that reaches the
-// end of hdr is dropped only if complete says hdr is the whole header.
-func forgedAuthResults(hdr []byte, id string, complete bool) [][2]int {
+// Authentication-Results fields of hdr, a whole header section, whose
+// authserv-id is id: such a field claims to come from this host, and only
+// this host may add it (RFC 8601 5).
+func forgedAuthResults(hdr []byte, id string) [][2]int {
 	if id == "" {
 		return nil
 	}
 	var drop [][2]int
 	for i := 0; i < len(hdr); {
-		start := i
-		end := nextLine(hdr, i)
-		for end < len(hdr) && (hdr[end] == ' ' || hdr[end] == '\t') {
-			end = nextLine(hdr, end)
-		}
-		if (end < len(hdr) || complete) && isAuthResultsOf(hdr[start:end], id) {
-			drop = append(drop, [2]int{start, end})
+		end := nextField(hdr, i)
+		if isAuthResultsOf(hdr[i:end], id) {
+			drop = append(drop, [2]int{i, end})
 		}
 		i = end
 	}
@@ -64,15 +86,8 @@ func forgedAuthResults(hdr []byte, id string, complete bool) [][2]int {
 // isAuthResultsOf says whether field is an Authentication-Results field
 // with authserv-id id.
 func isAuthResultsOf(field []byte, id string) bool {
-	colon := bytes.IndexByte(field, ':')
-	if colon < 0 {
-		return false
-	}
-	name := bytes.TrimRight(field[:colon], " \t")
-	if !strings.EqualFold(string(name), "Authentication-Results") {
-		return false
-	}
-	return mailauth.IsOurs(string(field[colon+1:]), id)
+	name, value, ok := splitField(field)
+	return ok && bytes.EqualFold(name, []byte("Authentication-Results")) && mailauth.IsOurs(string(value), id)
 }
 
 // received is what the Received field says.

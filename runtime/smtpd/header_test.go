@@ -21,36 +21,38 @@ func TestForgedAuthResults(t *testing.T) {
 	t.Parallel()
 	const id = "mx.example.test"
 	for _, c := range []struct {
-		name     string
-		hdr      string
-		complete bool
-		want     []string // the fields dropped
+		name string
+		hdr  string
+		want []string // the fields dropped
 	}{
-		{"none", "Subject: x\r\nFrom: a@b\r\n\r\n", true, nil},
-		{"ours", "Authentication-Results: mx.example.test; spf=pass\r\nSubject: x\r\n\r\n", true,
+		{"none", "Subject: x\r\nFrom: a@b\r\n\r\n", nil},
+		{"ours", "Authentication-Results: mx.example.test; spf=pass\r\nSubject: x\r\n\r\n",
 			[]string{"Authentication-Results: mx.example.test; spf=pass\r\n"}},
-		{"theirs", "Authentication-Results: mx.other.test; spf=pass\r\n\r\n", true, nil},
-		{"prefix of ours", "Authentication-Results: mx.example.test.evil; spf=pass\r\n\r\n", true, nil},
-		{"ours as prefix", "Authentication-Results: example.test; spf=pass\r\n\r\n", true, nil},
-		{"no space", "Authentication-Results:mx.example.test;spf=pass\r\n\r\n", true,
+		{"theirs", "Authentication-Results: mx.other.test; spf=pass\r\n\r\n", nil},
+		{"prefix of ours", "Authentication-Results: mx.example.test.evil; spf=pass\r\n\r\n", nil},
+		{"ours as prefix", "Authentication-Results: example.test; spf=pass\r\n\r\n", nil},
+		{"no space", "Authentication-Results:mx.example.test;spf=pass\r\n\r\n",
 			[]string{"Authentication-Results:mx.example.test;spf=pass\r\n"}},
-		{"case, comment, quoted, folded", "X: 1\r\nauthentication-RESULTS \t: (a (nested) comment)\r\n \"MX.Example.Test\" 1;\r\n\tdkim=pass\r\nY: 2\r\n\r\n", true,
+		{"case, comment, quoted, folded", "X: 1\r\nauthentication-RESULTS \t: (a (nested) comment)\r\n \"MX.Example.Test\" 1;\r\n\tdkim=pass\r\nY: 2\r\n\r\n",
 			[]string{"authentication-RESULTS \t: (a (nested) comment)\r\n \"MX.Example.Test\" 1;\r\n\tdkim=pass\r\n"}},
-		{"bare LF", "Authentication-Results: mx.example.test; none\n folded\nSubject: x\n\n", true,
+		{"bare LF", "Authentication-Results: mx.example.test; none\n folded\nSubject: x\n\n",
 			[]string{"Authentication-Results: mx.example.test; none\n folded\n"}},
-		{"two of ours", "Authentication-Results: mx.example.test; a\r\nAuthentication-Results: mx.example.test; b\r\n\r\n", true,
+		{"two of ours", "Authentication-Results: mx.example.test; a\r\nAuthentication-Results: mx.example.test; b\r\n\r\n",
 			[]string{"Authentication-Results: mx.example.test; a\r\n", "Authentication-Results: mx.example.test; b\r\n"}},
-		{"other field", "Authentication-Results-X: mx.example.test; a\r\nARC-Authentication-Results: i=1; mx.example.test; a\r\n\r\n", true, nil},
-		{"cut at the end", "Authentication-Results: mx.example.test; a\r\n", false, nil},
-		{"whole at the end", "Authentication-Results: mx.example.test; a\r\n", true,
+		{"other field", "Authentication-Results-X: mx.example.test; a\r\nARC-Authentication-Results: i=1; mx.example.test; a\r\n\r\n", nil},
+		{"whole at the end", "Authentication-Results: mx.example.test; a\r\n",
 			[]string{"Authentication-Results: mx.example.test; a\r\n"}},
-		{"no id", "Authentication-Results: ; spf=pass\r\n\r\n", true, nil},
-		{"unterminated quote", "Authentication-Results: \"mx.example.test\r\n\r\n", true, nil},
+		{"final dot", "Authentication-Results: MX.Example.Test.; spf=pass\r\n\r\n",
+			[]string{"Authentication-Results: MX.Example.Test.; spf=pass\r\n"}},
+		{"first line indented", " Authentication-Results: mx.example.test; a\r\nSubject: x\r\n\r\n",
+			[]string{" Authentication-Results: mx.example.test; a\r\n"}},
+		{"no id", "Authentication-Results: ; spf=pass\r\n\r\n", nil},
+		{"unterminated quote", "Authentication-Results: \"mx.example.test\r\n\r\n", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			hdr := []byte(c.hdr)
 			var got []string
-			for _, r := range forgedAuthResults(hdr, id, c.complete) {
+			for _, r := range forgedAuthResults(hdr, id) {
 				got = append(got, string(hdr[r[0]:r[1]]))
 			}
 			if strings.Join(got, "|") != strings.Join(c.want, "|") {

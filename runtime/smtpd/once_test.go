@@ -184,6 +184,9 @@ func TestDeliveryKey(t *testing.T) {
 		{"null sender, two rcpts", "", []string{"Bob@example.test", "alice@example.test"}, "Subject: k\r\n\r\nbody\r\n", false},
 		{"rcpt order", "", []string{"alice@example.test", "Bob@example.test"}, "Subject: k\r\n\r\nbody\r\n", false},
 		{"bdat", "a@remote.test", []string{"alice@example.test"}, "Subject: k\r\n\r\nbody\r\n", true},
+		// The key covers the data as received, bare LFs and all.
+		{"bare LF", "a@remote.test", []string{"alice@example.test"}, "Subject: k\n\nbody\r\n", false},
+		{"bare LF, bdat", "a@remote.test", []string{"alice@example.test"}, "Subject: k\n\nbody\n", true},
 		{"spilled", "a@remote.test", []string{"alice@example.test"}, big, false},
 	} {
 		rc := dialRaw(t, e.mx)
@@ -210,7 +213,7 @@ func TestDeliveryKey(t *testing.T) {
 		if want := specKey(c.from, c.rcpts, c.data); key != want {
 			t.Errorf("%s: key %s, want %s", c.name, key, want)
 		}
-		if !strings.HasSuffix(msg, c.data) {
+		if _, _, stored := refLineEnds([]byte(c.data)); !strings.HasSuffix(msg, string(stored)) {
 			t.Errorf("%s: delivered %q", c.name, msg)
 		}
 	}

@@ -68,6 +68,11 @@ var (
 		Message: "Timeout or error reading the message data, closing connection"}
 	errDeliver = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary failure storing the message, try again later"}
+
+	errBareCR = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message refused: bare CR (a CR not followed by LF); lines must end with CRLF"}
+	errHeaderTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message refused: header section too large"}
 )
 
 // session is go-smtp's session of a connection: one from EHLO to the
@@ -363,6 +368,9 @@ func (s *session) Data(r io.Reader) error {
 		return errReadData
 	}
 	defer msg.release()
+	if err := s.checkContent(tx, msg); err != nil {
+		return err
+	}
 
 	id := c.s.newID()
 	key := st.deliveryKey()
@@ -398,6 +406,21 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: string(acceptedReply[len("250 2.0.0 "):]) + id}
 }
 
+// checkContent applies the rules on the message itself, received whole:
+// no bare CR, and a header section that ends within the memory buffer
+// (where the server reads it).
+func (s *session) checkContent(tx *transaction, msg *message) error {
+	if msg.eol.bareCR {
+		s.refuse("data", "bare CR", "from", printable(tx.from))
+		return errBareCR
+	}
+	if _, complete := msg.header(); !complete {
+		s.refuse("data", "header section too large", "from", printable(tx.from), "max_bytes", s.c.s.cfg.MemoryBuffer)
+		return errHeaderTooLarge
+	}
+	return nil
+}
+
 // deliver stores msg in the mailboxes of tx and hands it to the queue for
 // the remote recipients. duplicate says that the mailboxes had it already
 // (see Deliverer); the queue gets it all the same, as it cannot tell.
@@ -431,8 +454,8 @@ func (s *session) deliver(tx *transaction, msg *message, id, key string) (duplic
 		helo: tx.helo, name: c.clientName(), ip: c.remote, by: host,
 		proto: proto, id: id, rcpt: rcpt, at: time.Now(),
 	})
-	hdr, complete := msg.header()
-	drop := forgedAuthResults(hdr, host, complete)
+	hdr, _ := msg.header() // whole: see checkContent
+	drop := forgedAuthResults(hdr, host)
 	if len(tx.roots) > 0 {
 		duplicate, err = c.s.cfg.Deliverer.DeliverOnce(c.ctx, tx.roots, key, msg.reader(head, drop))
 		if err != nil {
@@ -496,7 +519,8 @@ func (st *dataState) deliveryKey() string {
 	return string(x[:])
 }
 
-// verify runs the Verifier on the message as received.
+// verify runs the Verifier on the message as received (forged
+// Authentication-Results included), bare LFs made CRLF as it is stored.
 func (s *session) verify(tx *transaction, msg *message) string {
 	c := s.c
 	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.VerifyTimeout)

@@ -34,7 +34,8 @@ type spoolPool struct {
 	bufs  sync.Pool // *[]byte, empty
 }
 
-// message is a message received, as the client sent it.
+// message is a message received, as the client sent it; its reader
+// gives it with CRLF line ends.
 type message struct {
 	pool     *spoolPool
 	buf      *[]byte  // the first bytes, up to the pool's limit
@@ -42,6 +43,7 @@ type message struct {
 	name     string   // the file's name if it could not be unlinked
 	fileSize int64
 	size     int64
+	eol      eolScan // its line ends, as received
 }
 
 func (p *spoolPool) get() *[]byte {
@@ -55,7 +57,8 @@ func (p *spoolPool) get() *[]byte {
 // read reads r to its end. Memory is read into directly: the message is
 // copied once, from go-smtp's reader to the buffer. sum, if not nil (a
 // hash.Hash, whose Write never fails), is given every byte as it arrives,
-// so that the message is not read a second time to digest it.
+// so that the message is not read a second time to digest it; so is the
+// scan of its line ends.
 func (p *spoolPool) read(r io.Reader, sum io.Writer) (*message, error) {
 	if sum == nil {
 		sum = io.Discard
@@ -73,10 +76,12 @@ func (p *spoolPool) read(r io.Reader, sum io.Writer) (*message, error) {
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		sum.Write(b[len(b) : len(b)+n])
+		m.eol.Write(b[len(b) : len(b)+n])
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			*m.buf = b
 			m.size = int64(len(b))
+			m.eol.end()
 			return m, nil
 		}
 		if err != nil {
@@ -96,13 +101,14 @@ func (p *spoolPool) read(r io.Reader, sum io.Writer) (*message, error) {
 	if os.Remove(f.Name()) != nil {
 		m.name = f.Name()
 	}
-	n, err := io.Copy(io.MultiWriter(spoolFile{f}, sum), r)
+	n, err := io.Copy(io.MultiWriter(spoolFile{f}, sum, &m.eol), r)
 	m.fileSize = n
 	m.size = int64(len(b)) + n
 	if err != nil {
 		m.release()
 		return nil, err
 	}
+	m.eol.end()
 	return m, nil
 }
 
@@ -115,10 +121,13 @@ func (m *message) header() (hdr []byte, complete bool) {
 }
 
 // reader reads the message, after prefix, without the byte ranges drop
-// (sorted, within the memory buffer).
+// (sorted, within the memory buffer), bare LFs made CRLF.
 func (m *message) reader(prefix []byte, drop [][2]int) *msgReader {
 	b := *m.buf
 	r := &msgReader{parts: make([][]byte, 0, len(drop)+2)}
+	if m.eol.bareLF {
+		r.crlf = &crlfReader{}
+	}
 	r.parts = append(r.parts, prefix)
 	pos := 0
 	for _, d := range drop {
@@ -135,12 +144,45 @@ func (m *message) reader(prefix []byte, drop [][2]int) *msgReader {
 // msgReader reads the parts of a message in order. Its WriteTo hands
 // each part to the writer as it is: no copy, and no 32 KiB buffer per
 // message as io.MultiReader's WriteTo makes (os.File.ReadFrom gets there).
+// A message with bare LFs goes through crlf instead (rare: that costs a
+// copy).
 type msgReader struct {
 	parts [][]byte
 	file  *io.SectionReader
+	crlf  *crlfReader
+}
+
+// crlfReader is the state of a msgReader that rewrites bare LFs.
+type crlfReader struct {
+	c   crlf
+	raw []byte // read from the parts
+	buf []byte // raw, rewritten
+	out []byte // what of buf is still to return
 }
 
 func (r *msgReader) Read(p []byte) (int, error) {
+	cr := r.crlf
+	if cr == nil {
+		return r.read(p)
+	}
+	if len(cr.out) == 0 {
+		if cr.raw == nil {
+			cr.raw = make([]byte, crlfChunk)
+		}
+		n, err := r.read(cr.raw)
+		if n == 0 {
+			return 0, err
+		}
+		cr.buf = cr.c.append(cr.buf[:0], cr.raw[:n])
+		cr.out = cr.buf
+	}
+	n := copy(p, cr.out)
+	cr.out = cr.out[n:]
+	return n, nil
+}
+
+// read reads the parts as they are.
+func (r *msgReader) read(p []byte) (int, error) {
 	for len(r.parts) > 0 {
 		if len(r.parts[0]) == 0 {
 			r.parts = r.parts[1:]
@@ -157,6 +199,27 @@ func (r *msgReader) Read(p []byte) (int, error) {
 }
 
 func (r *msgReader) WriteTo(w io.Writer) (int64, error) {
+	cr := r.crlf
+	if cr == nil {
+		return r.writeTo(w)
+	}
+	var n int
+	if len(cr.out) > 0 {
+		// What Read rewrote and did not return yet.
+		var err error
+		n, err = w.Write(cr.out)
+		cr.out = cr.out[n:]
+		if err != nil {
+			return int64(n), err
+		}
+	}
+	cw := &crlfWriter{w: w, c: cr.c}
+	_, err := r.writeTo(cw)
+	return int64(n) + cw.written, err
+}
+
+// writeTo writes the parts as they are.
+func (r *msgReader) writeTo(w io.Writer) (int64, error) {
 	var total int64
 	for len(r.parts) > 0 {
 		if len(r.parts[0]) > 0 {
