@@ -21,8 +21,8 @@ ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 
-def message(scenario):
-    return "From: py@remote.test\r\nSubject: smtplib %s\r\n\r\nHello from Python.\r\n" % scenario
+def message(scenario, sender="py@remote.test"):
+    return "From: %s\r\nSubject: smtplib %s\r\n\r\nHello from Python.\r\n" % (sender, scenario)
 
 def code(f):
     try:
@@ -49,7 +49,7 @@ def run_mx():
     return out
 
 def run_starttls(mech):
-    out, msg = {}, message(mech)
+    out, msg = {}, message(mech, "Alice <alice@example.test>")
     s = smtplib.SMTP(host, sub, local_hostname="py.test", timeout=10)
     s.ehlo()
     out["auth_in_clear"] = s.has_extn("auth")
@@ -72,7 +72,7 @@ def run_ssl():
     out = {}
     s = smtplib.SMTP_SSL(host, subs, local_hostname="py.test", context=ctx, timeout=10)
     out["login"] = code(lambda: s.login("dave@other.test", dave_pw))
-    out["send"] = code(lambda: s.sendmail("dave@other.test", ["bob@example.test"], message("ssl")))
+    out["send"] = code(lambda: s.sendmail("dave@other.test", ["bob@example.test"], message("ssl", "dave@other.test")))
     s.quit()
     return out
 

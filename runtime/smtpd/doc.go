@@ -44,8 +44,15 @@
 // authzid NUL user NUL password: 501 5.5.2, and no failed login counted.
 // MAIL before AUTH: 530 5.7.0. The envelope sender must be the account's
 // address or one of its aliases (553 5.7.1 otherwise; the null sender too).
-// Local recipients are delivered at once like on the MX; other domains go
-// to Config.Queue, and get 451 4.3.0 while it is nil.
+// So must every address of the message's From field, checked at the end
+// of DATA: one From field (RFC 5322 3.6), with one address or more,
+// mailboxes or groups (RFC 6854), each the account's address or one of its
+// aliases (the same lookup as the envelope sender's); display names,
+// comments and encoded words are parsed (net/mail) and do not count.
+// Otherwise 550 5.7.1, and so for a message with no From field, several,
+// an empty group or one net/mail cannot parse. Local recipients are
+// delivered at once like on the MX; other domains go to Config.Queue, and
+// get 451 4.3.0 while it is nil.
 //
 // # Delivery
 //

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"net/mail"
 	"strings"
 	"testing"
 )
@@ -98,4 +99,52 @@ func hasCTL(s string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzFromAddresses checks the From field parser on any header section:
+// what it accepts holds one From field (a second one is refused), and a
+// From field written by net/mail, folded or not, gives its address back.
+func FuzzFromAddresses(f *testing.F) {
+	for _, s := range []string{
+		"From: Alice <alice@example.test>\r\nSubject: x\r\n\r\n",
+		"from : \"A \\\"B\\\"\" <a@b.test>, G: c@d.test, e@f.test;\r\n",
+		"X: y\r\n From: a@b.test\r\nFrom: =?utf-8?q?=C3=A9?= <c@d.test> (c)\n\n",
+		"From: undisclosed:;\r\nFrom\r\n",
+		"",
+	} {
+		f.Add([]byte(s), "Alice Liddell", "alice@example.test")
+	}
+	f.Add([]byte("Subject: x\r\n"), "é \"q\"", `"a b"@c.test`)
+	f.Fuzz(func(t *testing.T, hdr []byte, name, addr string) {
+		addrs, err := fromAddresses(hdr)
+		if err == nil {
+			if len(addrs) == 0 {
+				t.Fatalf("%q: no address and no error", hdr)
+			}
+			for _, a := range addrs {
+				if !strings.Contains(a, "@") {
+					t.Fatalf("%q: address %q", hdr, a)
+				}
+			}
+			if len(hdr) > 0 && hdr[0] != ' ' && hdr[0] != '\t' {
+				if _, err := fromAddresses(append([]byte("From: a@b.test\r\n"), hdr...)); err != errSeveralFrom {
+					t.Fatalf("%q with a second From field: %v", hdr, err)
+				}
+			}
+		}
+		if strings.ContainsAny(name+addr, "\r\n") {
+			return
+		}
+		field := (&mail.Address{Name: name, Address: addr}).String()
+		want, err := mail.ParseAddress(field)
+		if err != nil {
+			return
+		}
+		for _, v := range []string{field, strings.Replace(field, " ", "\r\n ", 1)} {
+			got, err := fromAddresses([]byte("Subject: x\r\nFrom: " + v + "\r\n\r\n"))
+			if err != nil || len(got) != 1 || got[0] != want.Address {
+				t.Fatalf("From: %q gives %q, %v; want %q", v, got, err, want.Address)
+			}
+		}
+	})
 }

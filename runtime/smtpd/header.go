@@ -2,6 +2,11 @@ package smtpd
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
 	"net/netip"
 	"strings"
 	"time"
@@ -88,6 +93,55 @@ func forgedAuthResults(hdr []byte, id string) [][2]int {
 func isAuthResultsOf(field []byte, id string) bool {
 	name, value, ok := splitField(field)
 	return ok && bytes.EqualFold(name, []byte("Authentication-Results")) && mailauth.IsOurs(string(value), id)
+}
+
+// Why fromAddresses refuses a header section.
+var (
+	errNoFrom      = errors.New("no From field, or no address in it")
+	errSeveralFrom = errors.New("several From fields")
+	errBadFrom     = errors.New("unparsable From field")
+)
+
+// fromAddresses returns the addresses of the From field of hdr, a whole
+// header section: there must be one From field (RFC 5322 3.6), holding
+// one address or more (mailboxes, or groups of them: RFC 6854). Display
+// names, comments and encoded words are parsed (net/mail) and left out;
+// only the addresses count.
+func fromAddresses(hdr []byte) ([]string, error) {
+	var from []byte
+	n := 0
+	for i := 0; i < len(hdr); {
+		end := nextField(hdr, i)
+		if name, value, ok := splitField(hdr[i:end]); ok && bytes.EqualFold(name, []byte("From")) {
+			from = value
+			n++
+		}
+		i = end
+	}
+	switch {
+	case n == 0:
+		return nil, errNoFrom
+	case n > 1:
+		return nil, errSeveralFrom
+	}
+	// Unfolded: the line ends go, the white space after them stays.
+	v := strings.NewReplacer("\r\n", "", "\n", "").Replace(string(from))
+	// Names in unknown charsets stay encoded: only the addresses matter.
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
+		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+	}}
+	list, err := p.ParseList(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadFrom, err)
+	}
+	if len(list) == 0 {
+		return nil, errNoFrom // an empty group
+	}
+	addrs := make([]string, len(list))
+	for i, a := range list {
+		addrs[i] = a.Address
+	}
+	return addrs, nil
 }
 
 // received is what the Received field says.

@@ -354,7 +354,13 @@ func wantCode(t testing.TB, err error, code int, enhanced string) {
 }
 
 func testMessage(subject string) string {
-	return "From: sender@remote.test\r\nTo: someone@example.test\r\nSubject: " + subject +
+	return messageFrom("sender@remote.test", subject)
+}
+
+// messageFrom is testMessage with another From field: a submission's must
+// be an address of the account.
+func messageFrom(from, subject string) string {
+	return "From: " + from + "\r\nTo: someone@example.test\r\nSubject: " + subject +
 		"\r\nMessage-ID: <" + subject + "@remote.test>\r\n\r\nHello.\r\n"
 }
 

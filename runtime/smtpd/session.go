@@ -73,7 +73,16 @@ var (
 		Message: "Message refused: bare CR (a CR not followed by LF); lines must end with CRLF"}
 	errHeaderTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "Message refused: header section too large"}
+	errFromNotOwned = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "From address rejected: not an address of the authenticated account"}
 )
+
+// errFrom is the reply to a message whose From field is missing,
+// repeated or unparsable.
+func errFrom(err error) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Message refused: " + err.Error() + "; it needs one From field with the authenticated account's address"}
+}
 
 // session is go-smtp's session of a connection: one from EHLO to the
 // end, or to STARTTLS, after which a new one starts.
@@ -209,7 +218,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			s.refuse("mail", "not authenticated", "from", printable(from))
 			return errAuthRequired
 		}
-		owned, err := s.ownsSender(from)
+		owned, err := s.owns(s.principal, from)
 		if err != nil {
 			s.c.s.log.Warn("smtp sender lookup", "from", printable(from), "err", err)
 			return errLookup
@@ -226,11 +235,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// ownsSender says whether from is the logged-in account's address or one
-// of its aliases.
-func (s *session) ownsSender(from string) (bool, error) {
-	local, domain, ok := splitAddress(from)
-	if !ok || domain != s.principal.Domain {
+// owns says whether addr, the envelope sender or an address of the From
+// field, is the address of p's account or one of its aliases.
+func (s *session) owns(p *auth.Principal, addr string) (bool, error) {
+	local, domain, ok := splitAddress(addr)
+	if !ok || domain != p.Domain {
 		return false, nil
 	}
 	a, err := s.c.s.cfg.Directory.LookupAddress(s.c.ctx, local, domain)
@@ -240,7 +249,7 @@ func (s *session) ownsSender(from string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return (a.Kind == store.AddressAccount || a.Kind == store.AddressAlias) && a.Account == s.principal.Account, nil
+	return (a.Kind == store.AddressAccount || a.Kind == store.AddressAlias) && a.Account == p.Account, nil
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -407,16 +416,40 @@ func (s *session) Data(r io.Reader) error {
 }
 
 // checkContent applies the rules on the message itself, received whole:
-// no bare CR, and a header section that ends within the memory buffer
-// (where the server reads it).
+// no bare CR, a header section that ends within the memory buffer (where
+// the server reads it), and on submission a From field of the account.
 func (s *session) checkContent(tx *transaction, msg *message) error {
+	c := s.c
 	if msg.eol.bareCR {
 		s.refuse("data", "bare CR", "from", printable(tx.from))
 		return errBareCR
 	}
-	if _, complete := msg.header(); !complete {
-		s.refuse("data", "header section too large", "from", printable(tx.from), "max_bytes", s.c.s.cfg.MemoryBuffer)
+	hdr, complete := msg.header()
+	if !complete {
+		s.refuse("data", "header section too large", "from", printable(tx.from), "max_bytes", c.s.cfg.MemoryBuffer)
 		return errHeaderTooLarge
+	}
+	if tx.principal == nil {
+		return nil
+	}
+	addrs, err := fromAddresses(hdr)
+	if err != nil {
+		s.refuse("data", "From field", "err", err, "from", printable(tx.from))
+		if errors.Is(err, errBadFrom) {
+			err = errBadFrom // net/mail's words stay in the log
+		}
+		return errFrom(err)
+	}
+	for _, a := range addrs {
+		owned, err := s.owns(tx.principal, a)
+		if err != nil {
+			c.s.log.Warn("smtp From lookup", "address", printable(a), "err", err)
+			return errLookup
+		}
+		if !owned {
+			s.refuse("data", "From address not owned", "from", printable(tx.from), "header_from", printable(a))
+			return errFromNotOwned
+		}
 	}
 	return nil
 }

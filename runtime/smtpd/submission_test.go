@@ -71,7 +71,7 @@ func TestSubmission(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	c := e.submit("Alice@Example.test", alicePassword)
-	if err := send(c, "alice@example.test", []string{"bob@example.test", "team@example.test"}, testMessage("sub")); err != nil {
+	if err := send(c, "alice@example.test", []string{"bob@example.test", "team@example.test"}, messageFrom("Alice <alice@example.test>", "sub")); err != nil {
 		t.Fatal(err)
 	}
 	rp, rec, _ := trace(t, e.wantMailbox("example.test", "bob", 1)[0])
@@ -82,7 +82,7 @@ func TestSubmission(t *testing.T) {
 
 	// Sender addresses: the account's own and its aliases, any case.
 	for _, from := range []string{"boss@example.test", "ALICE@EXAMPLE.TEST"} {
-		if err := send(c, from, []string{"carol@example.test"}, testMessage("from")); err != nil {
+		if err := send(c, from, []string{"carol@example.test"}, messageFrom(from, "from")); err != nil {
 			t.Errorf("MAIL FROM:<%s>: %v", from, err)
 		}
 	}
@@ -113,7 +113,7 @@ func TestSubmission(t *testing.T) {
 	if err := c2.Auth(sasl.NewLoginClient("dave@other.test", davePassword)); err != nil {
 		t.Fatal(err)
 	}
-	if err := send(c2, "dave@other.test", []string{"carol@example.test"}, testMessage("465")); err != nil {
+	if err := send(c2, "dave@other.test", []string{"carol@example.test"}, messageFrom("dave@other.test", "465")); err != nil {
 		t.Fatal(err)
 	}
 	msgs := e.wantMailbox("example.test", "carol", 3)
@@ -189,7 +189,7 @@ func TestSubmissionLoginRaw(t *testing.T) {
 	rc.expect("MAIL FROM:<sales@example.test>", "250 ")
 	rc.expect("RCPT TO:<alice@example.test>", "250 ")
 	rc.expect("DATA", "354 ")
-	rc.send("Subject: legacy\r\n\r\nhi\r\n.")
+	rc.send("From: sales@example.test\r\nSubject: legacy\r\n\r\nhi\r\n.")
 	rc.expectReply("250 2.0.0 OK id=")
 	if _, rec, _ := trace(t, e.wantMailbox("example.test", "alice", 1)[0]); rec[4] != "ESMTPA" {
 		t.Errorf("Received with %s, want ESMTPA", rec[4])
@@ -236,7 +236,7 @@ func TestDirectoryChangesApplyAtOnce(t *testing.T) {
 	if err := c.Reset(); err != nil {
 		t.Fatal(err)
 	}
-	if err := send(c, "alice@example.test", []string{"erin@example.test"}, testMessage("x")); err != nil {
+	if err := send(c, "alice@example.test", []string{"erin@example.test"}, messageFrom("alice@example.test", "x")); err != nil {
 		t.Fatal(err)
 	}
 	e.wantMailbox("example.test", "erin", 1)
@@ -272,7 +272,7 @@ func TestQueueHook(t *testing.T) {
 	q := &recordingQueue{}
 	e := newEnv(t, func(c *Config) { c.Queue = q })
 	c := e.submit("alice@example.test", alicePassword)
-	if err := send(c, "alice@example.test", []string{"Someone@Remote.test", "bob@example.test", "someone@remote.test"}, testMessage("out")); err != nil {
+	if err := send(c, "alice@example.test", []string{"Someone@Remote.test", "bob@example.test", "someone@remote.test"}, messageFrom("alice@example.test", "out")); err != nil {
 		t.Fatal(err)
 	}
 	e.wantMailbox("example.test", "bob", 1)
@@ -293,7 +293,7 @@ func TestQueueHook(t *testing.T) {
 		t.Fatalf("queued %d messages, want 2", len(q.msgs))
 	}
 	if m := q.msgs[0]; m.from != "alice@example.test" || strings.Join(m.rcpts, ",") != "Someone@Remote.test,someone@remote.test" ||
-		!strings.HasPrefix(m.msg, "Received: from localhost (localhost [127.0.0.1])\r\n") || !strings.HasSuffix(m.msg, testMessage("out")) {
+		!strings.HasPrefix(m.msg, "Received: from localhost (localhost [127.0.0.1])\r\n") || !strings.HasSuffix(m.msg, messageFrom("alice@example.test", "out")) {
 		t.Errorf("queued %+v", m)
 	}
 	if m := q.msgs[1]; m.from != "x@elsewhere.test" || strings.Join(m.rcpts, ",") != "someone@remote.test" || strings.Contains(m.msg, "Return-Path") {
@@ -331,4 +331,94 @@ func TestDeliveryFailures(t *testing.T) {
 		}
 		e.wantMailbox("example.test", "alice", 1)
 	})
+}
+
+// TestSubmissionFrom: the From field of a submitted message must hold
+// the account's addresses or aliases, and only them.
+func TestSubmissionFrom(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) {
+		set := c.Settings.Load()
+		set.LegacyPlainAuth = true // AUTH in clear for the raw client
+		c.Settings.Store(set)
+	})
+	rc := dialRaw(t, e.sub)
+	rc.reply()
+	rc.expect("EHLO client.test", "250 ")
+	rc.expect("AUTH PLAIN "+b64("\x00alice@example.test\x00"+alicePassword), "235 ")
+	delivered := 0
+	for _, c := range []struct {
+		name   string
+		header string // before "Subject: ...\r\n\r\nbody\r\n"
+		reply  string
+	}{
+		{"address", "From: alice@example.test\r\n", "250 2.0.0"},
+		{"name and address", "From: Alice <alice@example.test>\r\n", "250 2.0.0"},
+		{"case", "From: ALICE@Example.Test\r\n", "250 2.0.0"},
+		{"alias", "From: Boss <boss@example.test>\r\n", "250 2.0.0"},
+		{"quoted name", "From: \"Alice \\\"A.\\\" Liddell, boss\" <alice@example.test>\r\n", "250 2.0.0"},
+		{"encoded name", "From: =?utf-8?q?Alic=C3=A9?= <boss@example.test>\r\n", "250 2.0.0"},
+		{"quoted local part", "From: \"alice\"@example.test\r\n", "250 2.0.0"},
+		{"comment", "From: alice@example.test (Alice)\r\n", "250 2.0.0"},
+		{"folded", "From: Alice\r\n\t<alice@example.test>\r\n", "250 2.0.0"},
+		{"no space, lower case", "from:alice@example.test\r\n", "250 2.0.0"},
+		{"space before the colon", "From : alice@example.test\r\n", "250 2.0.0"},
+		{"both of the account", "From: alice@example.test, Boss <boss@example.test>\r\n", "250 2.0.0"},
+		{"group of the account", "From: Us: alice@example.test, boss@example.test;\r\n", "250 2.0.0"},
+		{"From-like continuation line", "X-A: b\r\n From: bob@example.test\r\nFrom: alice@example.test\r\n", "250 2.0.0"},
+
+		{"another account", "From: bob@example.test\r\n", "550 5.7.1"},
+		{"alias of another account", "From: sales@example.test\r\n", "550 5.7.1"},
+		{"another domain's account", "From: dave@other.test\r\n", "550 5.7.1"},
+		{"same local part, other domain", "From: alice@other.test\r\n", "550 5.7.1"},
+		{"no such address", "From: nobody@example.test\r\n", "550 5.7.1"},
+		{"redirection", "From: team@example.test\r\n", "550 5.7.1"},
+		{"mailing list", "From: news@example.test\r\n", "550 5.7.1"},
+		{"remote", "From: alice@remote.test\r\n", "550 5.7.1"},
+		{"two mailboxes, one not owned", "From: Alice <alice@example.test>, bob@example.test\r\n", "550 5.7.1"},
+		{"group with another account", "From: Team: alice@example.test, bob@example.test;\r\n", "550 5.7.1"},
+		{"empty group", "From: undisclosed-recipients:;\r\n", "550 5.7.1"},
+		{"address as display name", "From: \"alice@example.test\" <bob@example.test>\r\n", "550 5.7.1"},
+		{"unquoted address before the real one", "From: alice@example.test <bob@example.test>\r\n", "550 5.7.1"},
+		{"empty", "From: \r\n", "550 5.7.1"},
+		{"no From", "To: bob@example.test\r\n", "550 5.7.1"},
+		{"two From fields", "From: alice@example.test\r\nFrom: bob@example.test\r\n", "550 5.7.1"},
+		{"two From fields of the account", "From: alice@example.test\r\nFROM: alice@example.test\r\n", "550 5.7.1"},
+		{"From after bare LFs", "From: alice@example.test\nX-A: b\nFrom: bob@example.test\r\n", "550 5.7.1"},
+		{"From after a bare CR", "From: alice@example.test\r\nX-A: b\rFrom: bob@example.test\r\n", "550 5.6.0"},
+	} {
+		rc.expect("MAIL FROM:<alice@example.test>", "250 ")
+		rc.expect("RCPT TO:<bob@example.test>", "250 ")
+		data := c.header + "Subject: " + c.name + "\r\n\r\nbody\r\n"
+		if got := rc.data(data); !strings.HasPrefix(got, c.reply) {
+			t.Errorf("%s: reply %q, want %s", c.name, got, c.reply)
+			continue
+		}
+		if !strings.HasPrefix(c.reply, "250") {
+			continue
+		}
+		delivered++
+		found := false
+		for _, m := range e.mailbox("example.test", "bob") {
+			if _, _, rest := trace(t, m); rest == data {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: not delivered as sent", c.name)
+		}
+	}
+	e.wantMailbox("example.test", "bob", delivered)
+	// A body line is no From field.
+	rc.expect("MAIL FROM:<alice@example.test>", "250 ")
+	rc.expect("RCPT TO:<bob@example.test>", "250 ")
+	if got := rc.data("Subject: x\r\n\r\nFrom: alice@example.test\r\n"); !strings.HasPrefix(got, "550 5.7.1") {
+		t.Errorf("From in the body only: %q, want 550 5.7.1", got)
+	}
+	logs := e.logs.String()
+	for _, want := range []string{`reason="From address not owned"`, `header_from=bob@example.test`, `reason="From field" err="several From fields"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
 }
