@@ -434,10 +434,10 @@ func (s *session) checkContent(tx *transaction, msg *message) error {
 	}
 	addrs, err := fromAddresses(hdr)
 	if err != nil {
-		s.refuse("data", "From field", "err", err, "from", printable(tx.from))
 		if errors.Is(err, errBadFrom) {
-			err = errBadFrom // net/mail's words stay in the log
+			err = errBadFrom // net/mail's words quote the field
 		}
+		s.refuse("data", "From field", "err", err, "from", printable(tx.from))
 		return errFrom(err)
 	}
 	for _, a := range addrs {
