@@ -28,14 +28,14 @@ func TestConnectionPools(t *testing.T) {
 	wantRefused(t, e.mx, true)
 
 	c := e.submit("alice@example.test", alicePassword)
-	if err := send(c, "alice@example.test", []string{"bob@example.test"}, testMessage("pool-587")); err != nil {
+	if err := send(c, "alice@example.test", []string{"bob@example.test"}, messageFrom("alice@example.test", "pool-587")); err != nil {
 		t.Fatalf("submission on 587 while the MX is full: %v", err)
 	}
 	cs := e.client(e.subs, implicitTLS)
 	if err := cs.Auth(sasl.NewPlainClient("", "alice@example.test", alicePassword)); err != nil {
 		t.Fatalf("AUTH on 465 while the MX is full: %v", err)
 	}
-	if err := send(cs, "alice@example.test", []string{"bob@example.test"}, testMessage("pool-465")); err != nil {
+	if err := send(cs, "alice@example.test", []string{"bob@example.test"}, messageFrom("alice@example.test", "pool-465")); err != nil {
 		t.Fatalf("submission on 465 while the MX is full: %v", err)
 	}
 	e.wantMailbox("example.test", "bob", 2)
