@@ -21,33 +21,16 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 	if mech != sasl.Plain {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
 	}
-	return &plainServer{s: s}, nil
-}
-
-// plainServer is the server side of PLAIN (RFC 4616) for a session.
-type plainServer struct {
-	s    *session
-	done bool
-}
-
-func (p *plainServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch {
-	case p.done:
-		return nil, false, sasl.ErrUnexpectedClientResponse
-	case response == nil:
-		return []byte{}, false, nil // no initial response: an empty challenge
-	}
-	p.done = true
-	identity, username, password, err := auth.ParsePlain(response)
-	if err != nil {
-		p.s.in.srv.log.Info("imap: malformed AUTHENTICATE PLAIN response", "remote", p.s.remote)
-		return nil, true, &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug,
+	return &auth.PlainServer{Authenticate: func(identity, username, password string) error {
+		if identity != "" && !strings.EqualFold(identity, username) {
+			// Nobody may act for another user.
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
+				Text: "SASL identity not supported"}
+		}
+		return s.Login(username, password)
+	}, Malformed: func() error {
+		s.in.srv.log.Info("imap: malformed AUTHENTICATE PLAIN response", "remote", s.remote)
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug,
 			Text: "Malformed SASL PLAIN response"}
-	}
-	if identity != "" && !strings.EqualFold(identity, username) {
-		// Nobody may act for another user.
-		return nil, true, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
-			Text: "SASL identity not supported"}
-	}
-	return nil, true, p.s.Login(username, password)
+	}}, nil
 }

@@ -169,13 +169,16 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return &plainServer{authenticate: func(identity, username, password string) error {
+		return &auth.PlainServer{Authenticate: func(identity, username, password string) error {
 			if identity != "" && !strings.EqualFold(identity, username) {
 				s.refuse("auth", "PLAIN authorization identity differs from the user name")
 				return errAuthzid
 			}
 			return s.login(username, password)
-		}, malformed: func() { s.refuse("auth", "malformed PLAIN response") }}, nil
+		}, Malformed: func() error {
+			s.refuse("auth", "malformed PLAIN response")
+			return errMalformedSASL
+		}}, nil
 	case sasl.Login:
 		return &loginServer{authenticate: s.login}, nil
 	}
@@ -571,32 +574,6 @@ func (s *session) Reset() {
 }
 
 func (s *session) Logout() error { return nil }
-
-// plainServer is the server side of PLAIN (RFC 4616). go-sasl's answers
-// a malformed message with an error that go-smtp turns into 454 4.7.0, a
-// temporary failure that invites the client to retry; this one answers
-// 501 5.5.2, as for a response that is not base64.
-type plainServer struct {
-	done         bool
-	authenticate func(identity, username, password string) error
-	malformed    func()
-}
-
-func (p *plainServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch {
-	case p.done:
-		return nil, false, sasl.ErrUnexpectedClientResponse
-	case response == nil:
-		return []byte{}, false, nil // no initial response: an empty challenge
-	}
-	p.done = true
-	identity, username, password, err := auth.ParsePlain(response)
-	if err != nil {
-		p.malformed()
-		return nil, true, errMalformedSASL
-	}
-	return nil, true, p.authenticate(identity, username, password)
-}
 
 // loginServer is the server side of the LOGIN mechanism, which go-sasl
 // lacks: it asks the user name, then the password.
