@@ -12,7 +12,7 @@ RACE_PKGS := ./schema/... ./runtime/... ./reconcilers/...
 
 # Dependencies kept here with a patch of ours, each a module of its own
 # (see its README.md): vetted and tested, under the race detector, too.
-PATCHED_MODS := runtime/smtpd/go-smtp
+PATCHED_MODS := runtime/smtpd/go-smtp runtime/imapd/go-imap
 
 # Tools the suite needs beyond Go, as command:debian-packages (comma
 # separated). `make deps` installs the missing ones (as root: apt-get update

@@ -40,3 +40,5 @@ require (
 )
 
 replace github.com/emersion/go-smtp => ./runtime/smtpd/go-smtp
+
+replace github.com/emersion/go-imap/v2 => ./runtime/imapd/go-imap
