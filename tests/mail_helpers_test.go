@@ -62,6 +62,7 @@ type stateOpts struct {
 	LegacyPlainAuth  bool
 	RenePasswordHash string // reneHash if empty
 	Extra            []extraAccount
+	MaxMessageMB     int // smtp.max_message_mb; the default if 0
 }
 
 type extraAccount struct{ ID, PasswordHash string }

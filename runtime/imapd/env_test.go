@@ -319,3 +319,22 @@ func (r *raw) closed(d time.Duration) (bool, string) {
 		}
 	}
 }
+
+// answer reads lines until the one tagged tag, within d; it fails the
+// test if none comes (a server waiting for more, as with a refused
+// literal, or a closed connection).
+func (r *raw) answer(tag string, d time.Duration) (untagged []string, tagged string) {
+	r.t.Helper()
+	r.conn.SetReadDeadline(time.Now().Add(d))
+	for {
+		l, err := r.r.ReadString('\n')
+		if err != nil {
+			r.t.Fatalf("no answer to %s within %v: %v (got %q, untagged %q)", tag, d, err, l, untagged)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		if rest, ok := strings.CutPrefix(l, tag+" "); ok {
+			return untagged, rest
+		}
+		untagged = append(untagged, l)
+	}
+}

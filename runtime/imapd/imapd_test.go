@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/maildir"
 )
 
@@ -562,7 +563,9 @@ func TestCopyMoveExpunge(t *testing.T) {
 
 func TestAppend(t *testing.T) {
 	e := newEnv(t)
-	e.limits.MaxAppendBytes = 4096
+	settings := mailconf.Default()
+	settings.MaxMessageBytes = 4096
+	e.live.Store(settings)
 	e.start()
 	c := e.login(nil)
 	if !c.Caps().Has("APPENDLIMIT=4096") {

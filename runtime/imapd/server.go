@@ -49,8 +49,6 @@ type Limits struct {
 	MaxConns int
 	// MaxConnsPerIP is the number of connections from one address (20).
 	MaxConnsPerIP int
-	// MaxAppendBytes is the largest message APPEND accepts (64 MiB).
-	MaxAppendBytes int64
 	// IdleTimeout closes a connection silent for that long, IDLE included
 	// (30 minutes, RFC 3501's minimum for the autologout timer).
 	IdleTimeout time.Duration
@@ -73,12 +71,6 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxConnsPerIP <= 0 {
 		l.MaxConnsPerIP = 20
 	}
-	if l.MaxAppendBytes <= 0 {
-		l.MaxAppendBytes = 64 << 20
-	}
-	if l.MaxAppendBytes > 1<<32-1 {
-		l.MaxAppendBytes = 1<<32 - 1 // APPENDLIMIT is a 32-bit number
-	}
 	if l.IdleTimeout <= 0 {
 		l.IdleTimeout = 30 * time.Minute
 	}
@@ -99,6 +91,8 @@ func (l Limits) withDefaults() Limits {
 
 // Config is what a Server needs.
 type Config struct {
+	// Settings are read on every connection (whether a client may log in
+	// without TLS) and command (the largest message APPEND accepts).
 	Settings *mailconf.Live
 	// TLS is the server TLS configuration: STARTTLS on Serve, and
 	// ServeTLS. Nil disables both.

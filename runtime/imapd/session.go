@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"sort"
@@ -119,7 +120,13 @@ func (s *session) Close() error {
 	return nil
 }
 
-func (s *session) AppendLimit() uint32 { return uint32(s.in.srv.cfg.MaxAppendBytes) }
+// AppendLimit is the settings' largest message, that of SMTP too, so that
+// a draft saved can be sent. imapserver asks at each CAPABILITY, APPEND
+// and STATUS: a new value applies to open sessions.
+func (s *session) AppendLimit() uint32 {
+	set := s.in.srv.cfg.Settings.Load()
+	return uint32(min(set.MessageLimit(), math.MaxUint32)) // APPENDLIMIT is a 32-bit number
+}
 
 // Login checks the address and password (LOGIN and AUTHENTICATE PLAIN;
 // imapserver has already refused them without TLS unless allowed).

@@ -30,13 +30,22 @@ type Settings struct {
 	// self-signed certificate kept in the data directory.
 	TLSCertificate string `json:"tls_certificate,omitempty"`
 	TLSKey         string `json:"tls_key,omitempty"`
-	// MaxMessageBytes is the SIZE limit of SMTP.
+	// MaxMessageBytes is the largest message (smtp.max_message_mb): SMTP's
+	// SIZE and IMAP's APPENDLIMIT, so that a draft saved can be sent.
 	MaxMessageBytes int64 `json:"max_message_bytes"`
 }
 
 // Default are the settings before any state is applied.
 func Default() Settings {
 	return Settings{Hostname: "localhost", MaxMessageBytes: DefaultMaxMessageBytes}
+}
+
+// MessageLimit is MaxMessageBytes, or the default when it is not set.
+func (s *Settings) MessageLimit() int64 {
+	if s.MaxMessageBytes <= 0 {
+		return DefaultMaxMessageBytes
+	}
+	return s.MaxMessageBytes
 }
 
 // IsLAN reports whether addr is on the LAN or loopback.

@@ -43,3 +43,16 @@ func TestLiveDefault(t *testing.T) {
 		t.Fatal("Store not seen")
 	}
 }
+
+func TestMessageLimit(t *testing.T) {
+	for _, tt := range []struct{ set, want int64 }{
+		{0, DefaultMaxMessageBytes},
+		{-1, DefaultMaxMessageBytes},
+		{10 << 20, 10 << 20},
+	} {
+		s := Settings{MaxMessageBytes: tt.set}
+		if got := s.MessageLimit(); got != tt.want {
+			t.Errorf("MaxMessageBytes %d: MessageLimit %d, want %d", tt.set, got, tt.want)
+		}
+	}
+}
