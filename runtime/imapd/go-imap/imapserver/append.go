@@ -64,17 +64,23 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 		return err
 	}
 
+	// MailFountain's patch: a client not logged in is refused before it
+	// sends the message (upstream took it, then read and dropped it).
+	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
+		return c.refuseLiteral(nonSync, err)
+	}
+
 	appendLimit := int64(defaultAppendLimit)
 	if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
 		appendLimit = int64(appendLimitSession.AppendLimit())
 	}
 
 	if lit.Size() > appendLimit {
-		return &imap.Error{
+		return c.refuseLiteral(nonSync, &imap.Error{ // MailFountain's patch: refuseLiteral
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,
 			Text: fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit),
-		}
+		})
 	}
 	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
 		return err
@@ -83,21 +89,17 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	c.setReadTimeout(literalReadTimeout)
 	defer c.setReadTimeout(cmdReadTimeout)
 
-	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
-		io.Copy(io.Discard, lit)
-		dec.CRLF()
-		return err
-	}
-
 	data, appendErr := c.session.Append(mailbox, lit, &options)
+	// MailFountain's patch: the errors below are returned; upstream
+	// returned err, nil here, and left the client without an answer.
 	if _, discardErr := io.Copy(io.Discard, lit); discardErr != nil {
-		return err
+		return discardErr
 	}
 	if dataExt != "" && !dec.ExpectSpecial(')') {
 		return dec.Err()
 	}
 	if !dec.ExpectCRLF() {
-		return err
+		return dec.Err()
 	}
 	if appendErr != nil {
 		return appendErr

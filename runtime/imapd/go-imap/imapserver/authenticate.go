@@ -25,7 +25,7 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 			return dec.Err()
 		}
 		var err error
-		initialResp, err = internal.DecodeSASL(initialRespStr)
+		initialResp, err = decodeSASL(initialRespStr) // MailFountain's patch: the client's error
 		if err != nil {
 			return err
 		}
@@ -47,6 +47,9 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 	}
 
 	var saslServer sasl.Server
+	// MailFountain's patch: whether the error of go-sasl's PLAIN server
+	// is its own (a malformed response) or its authenticator's.
+	ownPlain, authenticatorCalled := false, false
 	if authSess, ok := c.session.(SessionSASL); ok {
 		var err error
 		saslServer, err = authSess.Authenticate(mech)
@@ -61,6 +64,7 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 			}
 		}
 		saslServer = sasl.NewPlainServer(func(identity, username, password string) error {
+			authenticatorCalled = true // MailFountain's patch
 			if identity != "" && identity != username {
 				return &imap.Error{
 					Type: imap.StatusResponseTypeNo,
@@ -70,6 +74,7 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 			}
 			return c.session.Login(username, password)
 		})
+		ownPlain = true // MailFountain's patch
 	}
 
 	enc := newResponseEncoder(c)
@@ -78,6 +83,10 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 	resp := initialResp
 	for {
 		challenge, done, err := saslServer.Next(resp)
+		if err != nil && ownPlain && !authenticatorCalled {
+			// MailFountain's patch: go-sasl's error, the client's mistake.
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Malformed SASL response"}
+		}
 		if err != nil {
 			return err
 		} else if done {
@@ -94,9 +103,12 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 
 		encodedResp, isPrefix, err := c.br.ReadLine()
 		if err != nil {
-			return err
+			return &imapwire.ReadError{Err: err} // MailFountain's patch: ReadError
 		} else if isPrefix {
-			return fmt.Errorf("SASL response too long")
+			// MailFountain's patch: the client's error, and the rest of
+			// its line is unread.
+			c.unsynced = true
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeTooBig, Text: "SASL response too long"}
 		} else if string(encodedResp) == "*" {
 			return &imap.Error{
 				Type: imap.StatusResponseTypeBad,

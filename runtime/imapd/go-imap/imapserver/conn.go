@@ -46,6 +46,12 @@ type Conn struct {
 
 	state   imap.ConnState
 	session Session
+
+	// MailFountain's patch: set when the rest of the client's command
+	// cannot be read (the data of a refused non-synchronizing literal, a
+	// line over the limit): it cannot be told apart from the next command,
+	// so the answer is followed by a BYE.
+	unsynced bool
 }
 
 func newConn(c net.Conn, server *Server) *Conn {
@@ -290,7 +296,28 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
-	dec.DiscardLine()
+	// MailFountain's patch: a connection that failed has no one to answer
+	// (upstream answered SERVERBUG, to a client gone or too slow).
+	var readErr *imapwire.ReadError
+	if errors.As(err, &readErr) {
+		return err
+	}
+	// MailFountain's patch: see unsynced.
+	if !c.unsynced {
+		dec.DiscardLine()
+	}
+	if errors.Is(dec.Err(), imapwire.ErrCommandTooLong) {
+		c.unsynced = true
+		err = &imap.Error{
+			Type: imap.StatusResponseTypeBad,
+			Code: imap.ResponseCodeTooBig,
+			Text: "Command line too long",
+		}
+	}
+	if c.unsynced {
+		c.state = imap.ConnStateLogout
+		defer c.Bye("Cannot read the rest of the command")
+	}
 
 	var (
 		resp    *imap.StatusResponse
@@ -390,22 +417,41 @@ func (c *Conn) handleUnsubscribe(dec *imapwire.Decoder) error {
 
 func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 	if size > 4096 {
-		return &imap.Error{
+		return c.refuseLiteral(nonSync, &imap.Error{ // MailFountain's patch: refuseLiteral
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,
 			Text: "Literals are limited to 4096 bytes for this command",
-		}
+		})
 	}
 
 	return c.acceptLiteral(size, nonSync)
 }
 
+// refuseLiteral is MailFountain's patch: it answers a literal the server
+// will not read. A client waits for "+" before it sends a synchronizing
+// literal, and after a refusal sends nothing more of the command; the data
+// of a non-synchronizing literal follows its header at once: the command
+// is a BAD one, and the connection ends after the answer (unsynced).
+func (c *Conn) refuseLiteral(nonSync bool, err error) error {
+	var imapErr *imap.Error
+	if nonSync {
+		c.unsynced = true
+		if errors.As(err, &imapErr) && imapErr.Type != imap.StatusResponseTypeBad {
+			bad := *imapErr
+			bad.Type = imap.StatusResponseTypeBad
+			return &bad
+		}
+	}
+	return err
+}
+
 func (c *Conn) acceptLiteral(size int64, nonSync bool) error {
 	if nonSync && size > 4096 && !c.server.options.caps().Has(imap.CapLiteralPlus) {
-		return &imap.Error{
+		return c.refuseLiteral(nonSync, &imap.Error{ // MailFountain's patch: refuseLiteral, TOOBIG
 			Type: imap.StatusResponseTypeBad,
+			Code: imap.ResponseCodeTooBig,
 			Text: "Non-synchronizing literals are limited to 4096 bytes",
-		}
+		})
 	}
 
 	if nonSync {

@@ -41,7 +41,7 @@ func (c *Conn) handleIdle(dec *imapwire.Decoder) error {
 	if err == io.EOF {
 		return nil
 	} else if err != nil {
-		return err
+		return &imapwire.ReadError{Err: err} // MailFountain's patch: ReadError
 	} else if isPrefix || string(line) != "DONE" {
 		return newClientBugError("Syntax error: expected DONE to end IDLE command")
 	}

@@ -202,11 +202,21 @@ func readListCmd(dec *imapwire.Decoder) (ref string, patterns []string, options 
 func readListMailbox(dec *imapwire.Decoder) (string, error) {
 	var mailbox string
 	if !dec.String(&mailbox) {
+		// MailFountain's patch: a refused literal ends here, as in
+		// imapwire's ExpectAString.
+		if dec.Err() != nil {
+			return "", dec.Err()
+		}
 		if !dec.Expect(dec.Func(&mailbox, isListChar), "list-char") {
 			return "", dec.Err()
 		}
 	}
-	return utf7.Decode(mailbox)
+	// MailFountain's patch: a malformed name is the client's error.
+	name, err := utf7.Decode(mailbox)
+	if err != nil {
+		return "", newClientBugError(fmt.Sprintf("Syntax error: mailbox name: %v", err))
+	}
+	return name, nil
 }
 
 func isListChar(ch byte) bool {

@@ -331,7 +331,7 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
-			return err
+			return newClientBugError(fmt.Sprintf("Syntax error: %v", err)) // MailFountain's patch: the client's error
 		}
 		criteria.SeqNum = append(criteria.SeqNum, seqSet)
 	}

@@ -40,6 +40,28 @@ func (err *DecoderExpectError) Error() string {
 	return fmt.Sprintf("imapwire: %v", err.Message)
 }
 
+// MailFountain's patch: the errors below let a server tell the client's
+// mistakes from its own faults and from a failed connection.
+
+// ReadError is a failure to read from the connection: there is no one to
+// answer.
+type ReadError struct {
+	Err error
+}
+
+func (err *ReadError) Error() string { return err.Err.Error() }
+
+func (err *ReadError) Unwrap() error { return err.Err }
+
+// ErrCommandTooLong is the error of a decoder that read MaxSize bytes: the
+// rest of the line is still unread.
+var ErrCommandTooLong = &DecoderExpectError{Message: "command too long"}
+
+// expectErr is a client's syntax error found other than by Expect.
+func expectErr(err error) error {
+	return &DecoderExpectError{Message: err.Error()}
+}
+
 // A Decoder reads IMAP data.
 //
 // There are multiple families of methods:
@@ -94,7 +116,10 @@ func (dec *Decoder) returnErr(err error) bool {
 
 func (dec *Decoder) readByte() (byte, bool) {
 	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
-		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded"))
+		// MailFountain's patch: this error replaces an earlier one, so that
+		// the server knows the line was left unfinished.
+		dec.err = ErrCommandTooLong
+		return 0, false
 	}
 	dec.crlf = false
 	if dec.literal {
@@ -105,7 +130,7 @@ func (dec *Decoder) readByte() (byte, bool) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return b, dec.returnErr(err)
+		return b, dec.returnErr(&ReadError{Err: err}) // MailFountain's patch: ReadError
 	}
 	dec.readBytes++
 	return b, true
@@ -128,7 +153,7 @@ func (dec *Decoder) EOF() bool {
 	if err == io.EOF {
 		return true
 	} else if err != nil {
-		return dec.returnErr(err)
+		return dec.returnErr(&ReadError{Err: err}) // MailFountain's patch: ReadError
 	}
 	dec.mustUnreadByte()
 	return false
@@ -267,9 +292,42 @@ func (dec *Decoder) DiscardLine() {
 	if dec.crlf {
 		return
 	}
-	var text string
-	dec.Text(&text)
-	dec.CRLF()
+	// MailFountain's patch: the data of a non-synchronizing literal that
+	// ends the line belongs to the command, as does the line after it:
+	// upstream read them as the client's next commands. The literal is
+	// skipped when LITERAL- allows its size; a larger one leaves the
+	// command unread, as a line over MaxSize does.
+	for {
+		var text string
+		dec.Text(&text)
+		if !dec.CRLF() {
+			return
+		}
+		n, ok := nonSyncLiteralSize(text)
+		if !ok || dec.side != ConnSideServer {
+			return
+		}
+		if n > 4096 {
+			dec.err = ErrCommandTooLong
+			return
+		}
+		if _, err := io.CopyN(io.Discard, dec.r, n); err != nil {
+			dec.returnErr(&ReadError{Err: err})
+			return
+		}
+	}
+}
+
+// nonSyncLiteralSize returns N when line ends with the header of a
+// non-synchronizing literal, {N+} (MailFountain's patch).
+func nonSyncLiteralSize(line string) (int64, bool) {
+	rest, ok := strings.CutSuffix(strings.TrimSuffix(line, " "), "+}")
+	i := strings.LastIndexByte(rest, '{')
+	if !ok || i < 0 || i+1 == len(rest) || strings.Trim(rest[i+1:], "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rest[i+1:], 10, 64)
+	return n, err == nil
 }
 
 func (dec *Decoder) DiscardValue() bool {
@@ -413,6 +471,13 @@ func (dec *Decoder) ExpectAString(ptr *string) bool {
 	if dec.Literal(ptr) {
 		return true
 	}
+	// MailFountain's patch: a literal refused or malformed ends here;
+	// upstream went on to read what followed its header as an atom: the
+	// data of a refused synchronizing literal, which never comes (the
+	// server hung), or that of a non-synchronizing one.
+	if dec.err != nil {
+		return false
+	}
 	// We cannot do dec.Atom(ptr) here because sometimes mailbox names are unquoted,
 	// and they can contain special characters like `]`.
 	return dec.Expect(dec.Func(ptr, isAStringChar), "ASTRING-CHAR")
@@ -471,7 +536,7 @@ func (dec *Decoder) List(f func() error) (isList bool, err error) {
 	}()
 
 	if dec.listDepth >= maxListDepth {
-		return false, fmt.Errorf("imapwire: exceeded max depth")
+		return false, expectErr(fmt.Errorf("exceeded max depth")) // MailFountain's patch: the client's error
 	}
 
 	for {
@@ -518,10 +583,11 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 		return true
 	}
 	name, err := utf7.Decode(name)
-	if err == nil {
-		*ptr = name
+	if err != nil {
+		return dec.returnErr(expectErr(fmt.Errorf("mailbox name: %v", err))) // MailFountain's patch: the client's error
 	}
-	return dec.returnErr(err)
+	*ptr = name
+	return true
 }
 
 func (dec *Decoder) ExpectUID(ptr *imap.UID) bool {
@@ -545,7 +611,7 @@ func (dec *Decoder) ExpectNumSet(kind NumKind, ptr *imap.NumSet) bool {
 	}
 	numSet, err := imapnum.ParseSet(s)
 	if err != nil {
-		return dec.returnErr(err)
+		return dec.returnErr(expectErr(err)) // MailFountain's patch: the client's error
 	}
 
 	switch kind {
@@ -578,7 +644,9 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
 			lit.cancel()
-			return false
+			// MailFountain's patch: the refusal is the command's answer;
+			// upstream dropped it.
+			return dec.returnErr(err)
 		}
 	}
 	var sb strings.Builder
@@ -639,7 +707,25 @@ func (lit *LiteralReader) Size() int64 {
 
 func (lit *LiteralReader) Read(b []byte) (int, error) {
 	n, err := lit.r.Read(b)
+	// MailFountain's patch: a connection that ends before the literal
+	// does is not the literal's end (upstream returned io.EOF: a client
+	// that dropped in the middle of an APPEND left a truncated message);
+	// read failures are ReadErrors.
+	if lr, ok := lit.r.(*io.LimitedReader); ok && err != nil {
+		if err == io.EOF && lr.N > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != io.EOF {
+			err = &ReadError{Err: err}
+		}
+	}
 	if err == io.EOF {
+		// MailFountain's patch: the literal's data is not a line's end;
+		// upstream's DiscardLine took it for one after an error and left
+		// the rest of the line to be read as the next command.
+		if lit.dec != nil {
+			lit.dec.crlf = false
+		}
 		lit.cancel()
 	}
 	return n, err
