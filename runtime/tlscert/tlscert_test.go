@@ -1,10 +1,20 @@
 package tlscert
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 )
@@ -59,5 +69,99 @@ func TestSelfSignedKeptAndFilesFollowSettings(t *testing.T) {
 	}
 	if err := Check(s.TLSCertificate, s.TLSKey); err == nil {
 		t.Fatal("Check accepted a missing key")
+	}
+}
+
+// rsaPair writes an RSA certificate and key, as a document's files may
+// be, and returns their paths.
+func rsaPair(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mail.ma-societe.fr"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"mail.ma-societe.fr"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "rsa.crt"), filepath.Join(dir, "rsa.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// handshake runs a TLS handshake between client and the server
+// configuration over a pipe; the version and suite agreed.
+func handshake(server, client *tls.Config) (uint16, uint16, error) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	a.SetDeadline(time.Now().Add(10 * time.Second))
+	b.SetDeadline(time.Now().Add(10 * time.Second))
+	srv := tls.Server(a, server)
+	done := make(chan error, 1)
+	go func() { done <- srv.Handshake() }()
+	c := tls.Client(b, client)
+	err := c.Handshake()
+	if err != nil {
+		b.Close() // the server may wait for a record
+	}
+	if serr := <-done; err == nil {
+		err = serr
+	}
+	st := c.ConnectionState()
+	return st.Version, st.CipherSuite, err
+}
+
+// TestCipherSuites offers the server each TLS 1.2 suite Go knows, alone:
+// only the ECDHE AEAD suites of the certificate's key type are accepted,
+// for the self-signed certificate (ECDSA) and for an RSA one from the
+// document's files. TLS 1.3 is chosen when offered, TLS 1.1 refused.
+func TestCipherSuites(t *testing.T) {
+	var live mailconf.Live
+	m, err := New(t.TempDir(), &live, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := rsaPair(t)
+	var suites []*tls.CipherSuite
+	suites = append(suites, tls.CipherSuites()...)
+	suites = append(suites, tls.InsecureCipherSuites()...)
+	for _, key := range []string{"ECDSA", "RSA"} {
+		s := mailconf.Default()
+		if key == "RSA" {
+			s.TLSCertificate, s.TLSKey = certFile, keyFile
+		}
+		live.Store(s)
+		for _, cs := range suites {
+			if !slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+				continue
+			}
+			want := strings.HasPrefix(cs.Name, "TLS_ECDHE_"+key+"_") && (strings.Contains(cs.Name, "_GCM_") || strings.Contains(cs.Name, "CHACHA20"))
+			_, got, err := handshake(m.Config(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{cs.ID}})
+			if want && (err != nil || got != cs.ID) {
+				t.Errorf("%s certificate, %s alone: %v, want it accepted", key, cs.Name, err)
+			}
+			if !want && err == nil {
+				t.Errorf("%s certificate, %s alone: accepted", key, cs.Name)
+			}
+		}
+		if v, _, err := handshake(m.Config(), &tls.Config{InsecureSkipVerify: true}); err != nil || v != tls.VersionTLS13 {
+			t.Errorf("%s certificate, a client offering TLS 1.3: version %x, %v", key, v, err)
+		}
+		if _, _, err := handshake(m.Config(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}); err == nil {
+			t.Errorf("%s certificate: TLS 1.1 accepted", key)
+		}
 	}
 }
