@@ -168,7 +168,11 @@ func generate(dir, certFile, keyFile string) error {
 		return fmt.Errorf("make self-signed certificate: %w", err)
 	}
 	host, _ := os.Hostname()
-	names := []string{"localhost"}
+	// The loopback addresses are IP addresses, and DNS names too: clients
+	// that match the host they connect to against the DNS names and the
+	// Common Name only (RFC 2595's rules; s-nail 14.9) do not see the
+	// former.
+	names := []string{"localhost", "127.0.0.1", "::1"}
 	if host != "" && host != "localhost" {
 		names = append(names, host)
 	}

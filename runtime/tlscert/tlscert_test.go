@@ -165,3 +165,34 @@ func TestCipherSuites(t *testing.T) {
 		}
 	}
 }
+
+// TestSelfSignedNames: the self-signed certificate names the loopback
+// addresses as IP addresses, for the clients that follow RFC 6125, and as
+// DNS names, for those that only look at DNS names and the Common Name
+// (s-nail 14.9: "TLS certificate does not match" for 127.0.0.1).
+func TestSelfSignedNames(t *testing.T) {
+	m, err := New(t.TempDir(), new(mailconf.Live), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"localhost", "127.0.0.1", "::1"} {
+		if !slices.Contains(leaf.DNSNames, n) {
+			t.Errorf("DNS names %v lack %s", leaf.DNSNames, n)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	for _, host := range []string{"localhost", "127.0.0.1", "::1"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: host}); err != nil {
+			t.Errorf("verify for %s: %v", host, err)
+		}
+	}
+}
