@@ -8,6 +8,11 @@
 // answered NO [LIMIT], a flag that is neither BAD; the other sessions see
 // a change at their next command or while idling, a new keyword as an
 // untagged FLAGS first.
+//
+// go-imap is kept patched in go-imap/ (its README.md): a client's
+// malformed command is its error (BAD), never SERVERBUG; a literal over
+// the limit is refused at once; when the rest of a client's input cannot
+// be told from its next command, the answer is followed by a BYE.
 package imapd
 
 import (
