@@ -87,6 +87,9 @@ func Desired(st *schema.State) mailconf.Settings {
 		// (manual 6.4.2), what clients and DNS records use.
 		s.Hostname += "." + st.Domains[0].Name
 		s.Domain = st.Domains[0].Name
+		for _, d := range st.Domains {
+			s.Names = append(s.Names, st.System.Hostname+"."+d.Name)
+		}
 	}
 	switch {
 	case st.Network.Mode == "server" && st.Network.WAN.Address != "":
@@ -151,6 +154,7 @@ func describe(old, s mailconf.Settings) string {
 		}
 	}
 	add("hostname", old.Hostname, s.Hostname)
+	add("names", old.Names, s.Names)
 	add("domain of a bare postmaster", old.Domain, s.Domain)
 	add("lan", old.LAN, s.LAN)
 	add("legacy_plain_auth", old.LegacyPlainAuth, s.LegacyPlainAuth)

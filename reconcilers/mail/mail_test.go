@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,6 +24,9 @@ func TestDesired(t *testing.T) {
 	s := Desired(st)
 	if s.Hostname != "mail.ma-societe.fr" || s.Domain != "ma-societe.fr" || !s.LegacyPlainAuth || s.MaxMessageBytes != 10<<20 {
 		t.Errorf("Desired = %+v", s)
+	}
+	if want := []string{"mail.ma-societe.fr", "mail.autre.fr"}; !slices.Equal(s.Names, want) {
+		t.Errorf("Names = %v, want %v", s.Names, want)
 	}
 	if !s.IsLAN(netip.MustParseAddr("192.168.1.77")) || s.IsLAN(netip.MustParseAddr("192.168.2.1")) || !s.IsLAN(netip.MustParseAddr("127.0.0.1")) {
 		t.Errorf("LAN = %v", s.LAN)

@@ -19,6 +19,10 @@ type Settings struct {
 	// Hostname is the box's fully qualified name: its greeting, and the
 	// "by" of the Received headers it adds.
 	Hostname string `json:"hostname"`
+	// Names are the names mail clients reach the box by: its host name in
+	// each of its domains ("mail.ma-societe.fr", manual 6.4.2). The
+	// self-signed certificate carries them.
+	Names []string `json:"names,omitempty"`
 	// Domain is the box's first domain: a recipient written as a bare
 	// <postmaster> (RFC 5321 4.5.1) is its postmaster account.
 	Domain string `json:"domain,omitempty"`

@@ -1,6 +1,7 @@
 // Package tlscert owns the certificate the mail servers present: the PEM
-// files the state document names, or else a self-signed certificate made
-// once and kept in the data directory.
+// files the state document names, or else a self-signed certificate kept
+// in the data directory, made when missing or when it lacks a name the
+// box is reached by (a domain was added).
 package tlscert
 
 import (
@@ -19,6 +20,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +45,10 @@ type Manager struct {
 
 	mu     sync.Mutex
 	loaded map[[2]string]loaded // (cert, key) → the files as last loaded
+	// making is held while the self-signed certificate is checked and
+	// made anew, so that two handshakes never write a key and a
+	// certificate that do not match.
+	making sync.Mutex
 }
 
 type loaded struct {
@@ -136,26 +143,73 @@ func (m *Manager) load(certFile, keyFile string) (*tls.Certificate, error) {
 	return &c, nil
 }
 
-// selfSigned returns the self-signed certificate, making it if missing.
+// selfSigned returns the self-signed certificate, making it if missing or
+// if it lacks one of the names clients reach the box by (the settings'
+// host name and Names, the loopback names): a new domain, or a new host
+// name, gets a certificate that names it.
 func (m *Manager) selfSigned() (*tls.Certificate, error) {
+	m.making.Lock()
+	defer m.making.Unlock()
 	certFile, keyFile := filepath.Join(m.dir, SelfSignedCert), filepath.Join(m.dir, SelfSignedKey)
+	names := m.selfSignedNames()
 	c, err := m.load(certFile, keyFile)
-	if err == nil {
-		return c, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case err == nil:
+		missing := lacking(c, names)
+		if len(missing) == 0 {
+			return c, nil
+		}
+		m.log.Info("the self-signed TLS certificate lacks names; making a new one", "missing", missing)
+	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
-	if err := generate(m.dir, certFile, keyFile); err != nil {
+	if err := generate(m.dir, certFile, keyFile, names); err != nil {
 		return nil, err
 	}
-	m.log.Info("made a self-signed TLS certificate", "cert", certFile)
+	m.log.Info("made a self-signed TLS certificate", "cert", certFile, "names", names)
 	return m.load(certFile, keyFile)
 }
 
-// generate writes a self-signed ECDSA P-256 certificate valid ten years,
-// the key first, each file complete before it takes its name.
-func generate(dir, certFile, keyFile string) error {
+// selfSignedNames are the DNS names the self-signed certificate carries.
+// The loopback addresses are IP addresses, and DNS names too: clients that
+// match the host they connect to against the DNS names and the Common
+// Name only (RFC 2595's rules; s-nail 14.9) do not see the former.
+func (m *Manager) selfSignedNames() []string {
+	s := m.live.Load()
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if host, _ := os.Hostname(); host != "" {
+		names = append(names, host)
+	}
+	names = append(names, s.Hostname)
+	names = append(names, s.Names...)
+	for i, n := range names {
+		names[i] = strings.ToLower(strings.TrimSuffix(n, "."))
+	}
+	slices.Sort(names)
+	return slices.Compact(slices.DeleteFunc(names, func(n string) bool { return n == "" }))
+}
+
+// lacking returns the names of want that c does not carry.
+func lacking(c *tls.Certificate, want []string) []string {
+	leaf := c.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return want
+		}
+	}
+	var missing []string
+	for _, n := range want {
+		if !slices.Contains(leaf.DNSNames, n) {
+			missing = append(missing, n)
+		}
+	}
+	return missing
+}
+
+// generate writes a self-signed ECDSA P-256 certificate for names, valid
+// ten years, the key first, each file complete before it takes its name.
+func generate(dir, certFile, keyFile string, names []string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("make self-signed certificate: %w", err)
 	}
@@ -166,15 +220,6 @@ func generate(dir, certFile, keyFile string) error {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return fmt.Errorf("make self-signed certificate: %w", err)
-	}
-	host, _ := os.Hostname()
-	// The loopback addresses are IP addresses, and DNS names too: clients
-	// that match the host they connect to against the DNS names and the
-	// Common Name only (RFC 2595's rules; s-nail 14.9) do not see the
-	// former.
-	names := []string{"localhost", "127.0.0.1", "::1"}
-	if host != "" && host != "localhost" {
-		names = append(names, host)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{

@@ -1,6 +1,7 @@
 package tlscert
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,7 +47,7 @@ func TestSelfSignedKeptAndFilesFollowSettings(t *testing.T) {
 
 	// Named files replace it, and a broken pair falls back to it.
 	other := t.TempDir()
-	if err := generate(other, filepath.Join(other, "c.pem"), filepath.Join(other, "k.pem")); err != nil {
+	if err := generate(other, filepath.Join(other, "c.pem"), filepath.Join(other, "k.pem"), []string{"localhost"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Check(filepath.Join(other, "c.pem"), filepath.Join(other, "k.pem")); err != nil {
@@ -194,5 +196,78 @@ func TestSelfSignedNames(t *testing.T) {
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: host}); err != nil {
 			t.Errorf("verify for %s: %v", host, err)
 		}
+	}
+}
+
+// TestSelfSignedFollowsNames: the self-signed certificate names the box
+// as its mail clients reach it (mail.<domain> of each domain, manual
+// 6.4.2), and is made anew when a domain or the host name is added.
+func TestSelfSignedFollowsNames(t *testing.T) {
+	dir := t.TempDir()
+	var live mailconf.Live
+	s := mailconf.Default()
+	s.Hostname = "mail.ma-societe.fr"
+	s.Names = []string{"mail.ma-societe.fr", "Mail.Autre.FR."}
+	live.Store(s)
+	m, err := New(dir, &live, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(c *tls.Certificate, hosts ...string) {
+		t.Helper()
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(leaf)
+		for _, h := range hosts {
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: h}); err != nil {
+				t.Errorf("verify for %s: %v (names %v)", h, err, leaf.DNSNames)
+			}
+		}
+	}
+	first, err := m.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify(first, "mail.ma-societe.fr", "mail.autre.fr", "localhost", "127.0.0.1")
+
+	// The same names: the same certificate, also after a restart.
+	m2, err := New(dir, &live, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := m2.Certificate(); !bytes.Equal(again.Certificate[0], first.Certificate[0]) {
+		t.Fatal("a new certificate for the same names")
+	}
+
+	// A new domain: a new certificate that names it, under concurrent
+	// handshakes, whose key matches it.
+	s.Names = append(s.Names, "mail.troisieme.fr")
+	live.Store(s)
+	var wg sync.WaitGroup
+	certs := make([]*tls.Certificate, 8)
+	for i := range certs {
+		wg.Go(func() {
+			c, err := m.Config().GetCertificate(&tls.ClientHelloInfo{})
+			if err != nil {
+				t.Error(err)
+			}
+			certs[i] = c
+		})
+	}
+	wg.Wait()
+	for _, c := range certs[1:] {
+		if !bytes.Equal(c.Certificate[0], certs[0].Certificate[0]) {
+			t.Fatal("concurrent handshakes made different certificates")
+		}
+	}
+	if bytes.Equal(certs[0].Certificate[0], first.Certificate[0]) {
+		t.Fatal("no new certificate for a new domain")
+	}
+	verify(certs[0], "mail.troisieme.fr", "mail.ma-societe.fr")
+	if _, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls", SelfSignedCert), filepath.Join(dir, "tls", SelfSignedKey)); err != nil {
+		t.Fatalf("the files on disk: %v", err)
 	}
 }
