@@ -76,6 +76,18 @@ func TestMessageContent(t *testing.T) {
 		{name: "CR CR LF",
 			data:  "Subject: x\r\r\n\r\nbody\r\n",
 			reply: "550 5.6.0"},
+		// A CR before the CRLF that precedes the end: the end is there
+		// all the same, and the CR refused (go-smtp read on).
+		{name: "CR CR LF before the end",
+			data:  "Subject: x\r\n\r\nline\r\r\n",
+			reply: "550 5.6.0"},
+		{name: "CR after a dot-stuffed line's dot, then CRLF.CRLF",
+			data:  "Subject: x\r\n\r\nline\r\n.\r\r\n",
+			reply: "550 5.6.0"},
+		// ".<CR>X": the CR is data, and refused (go-smtp dropped it).
+		{name: "CR after a line's leading dot",
+			data:  "Subject: x\r\n\r\nline\r\n.\rX\r\n",
+			reply: "550 5.6.0"},
 		{name: "bare CR at the end, BDAT",
 			data:  "Subject: x\r\n\r\nbody\r",
 			bdat:  true,

@@ -107,6 +107,9 @@
 // LF.CRLF, LF.LF and CRLF.LF are data, so no second message is smuggled
 // in (https://www.postfix.org/smtp-smuggling.html; go-smtp takes the dot
 // of a line ".<LF>" for dot-stuffing, and a dot after a bare LF stays).
+// CRLF.CRLF ends it after a CR too ("a<CR><CR><LF>.<CR><LF>"), and a CR
+// after a line's leading dot is data, hence refused: go-smtp's patched
+// reader (its README).
 //
 //   - A bare LF is taken for a line end and stored as CRLF, in the header
 //     section as in the body, as Postfix 3.9 does by default

@@ -84,8 +84,9 @@ const (
 //
 // MailFountain's patch: it works on the bytes bufio holds rather than one
 // ReadByte call per byte, copying the middle of each line (up to its CR)
-// at once; the state machine and its results are upstream's, byte for
-// byte (see FuzzDataReader).
+// at once; the state machine is upstream's but for two CRs it mishandled
+// (below, and README.md), and the results are those of a byte-at-a-time
+// reader with the same states (see FuzzDataReader).
 func (r *dataReader) Read(b []byte) (n int, err error) {
 	if r.limited {
 		if r.n <= 0 {
@@ -146,13 +147,22 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 					r.state = stateEOF
 					continue
 				}
-				r.state = stateData
+				// MailFountain's patch: the CR after the dot is data,
+				// and c is read again after it; upstream dropped the CR.
+				c = '\r'
+				i--
+				r.state = stateCR
 			case stateCR:
-				if c == '\n' {
+				switch c {
+				case '\n':
 					r.state = stateBeginLine
-					break
+				case '\r':
+					// MailFountain's patch: this CR may start the line
+					// end; upstream went to stateData, so that
+					// "\r\r\n.\r\n" did not end the data.
+				default:
+					r.state = stateData
 				}
-				r.state = stateData
 			case stateData:
 				if c == '\r' {
 					r.state = stateCR

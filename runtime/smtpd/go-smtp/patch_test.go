@@ -1,8 +1,10 @@
 package smtp
 
 // Tests of MailFountain's patch (see README.md): the patched readers give
-// what upstream's byte-at-a-time ones give, for any input and any sizes
-// of reads, of the underlying stream and of bufio's buffer.
+// what upstream's byte-at-a-time ones give (for the data, with the same
+// fix of the end of data: see dataend_test.go for the end itself), for
+// any input and any sizes of reads, of the underlying stream and of
+// bufio's buffer.
 
 import (
 	"bufio"
@@ -14,7 +16,8 @@ import (
 )
 
 // upstreamDataReader is go-smtp v0.25.1's dataReader.Read, unchanged but
-// for its name: the reference.
+// for its name and the two fixes of its states that data.go has (marked):
+// the reference, a byte at a time.
 type upstreamDataReader struct {
 	r       *bufio.Reader
 	state   int
@@ -62,13 +65,19 @@ func (r *upstreamDataReader) Read(b []byte) (n int, err error) {
 				r.state = stateEOF
 				continue
 			}
-			r.state = stateData
+			// MailFountain's fix (data.go): the CR is data, c comes again.
+			r.r.UnreadByte()
+			c = '\r'
+			r.state = stateCR
 		case stateCR:
-			if c == '\n' {
+			switch c {
+			case '\n':
 				r.state = stateBeginLine
-				break
+			case '\r':
+				// MailFountain's fix (data.go): stays in stateCR.
+			default:
+				r.state = stateData
 			}
-			r.state = stateData
 		case stateData:
 			if c == '\r' {
 				r.state = stateCR
