@@ -21,7 +21,7 @@ PATCHED_MODS := runtime/smtpd/go-smtp runtime/imapd/go-imap
 # Later issues add here: nft:nftables ip:iproute2 dnsmasq:dnsmasq
 # chromium:chromium ...
 TOOLS := gcc:gcc python3:python3 swaks:swaks,libnet-ssleay-perl,libio-socket-ssl-perl \
-	fetchmail:fetchmail openssl:openssl s-nail:s-nail
+	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl
 
 DEMO_DATA := ./.demo-data
 DEMO_STATE := examples/ma-societe.yaml
