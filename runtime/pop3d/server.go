@@ -44,10 +44,13 @@ type inbox interface {
 
 // Defaults of the limits of Config.
 const (
-	DefaultMaxConns         = 200
-	DefaultMaxConnsPerIP    = 20
-	DefaultIdleTimeout      = 10 * time.Minute // RFC 1939 3: at least 10 minutes
-	DefaultAuthIdleTimeout  = 60 * time.Second
+	DefaultMaxConns        = 200
+	DefaultMaxConnsPerIP   = 20
+	DefaultIdleTimeout     = 10 * time.Minute // RFC 1939 3: at least 10 minutes
+	DefaultAuthIdleTimeout = 60 * time.Second
+	// DefaultMinReadRate is the slowest a client may read a message: a
+	// 25 MB RETR gets IdleTimeout plus 53 minutes in all.
+	DefaultMinReadRate      = 8 << 10
 	DefaultMaxAuthFailures  = 3
 	DefaultMaxBadCommands   = 10
 	DefaultAuthFailureDelay = time.Second
@@ -81,6 +84,12 @@ type Config struct {
 	// handshake.
 	IdleTimeout     time.Duration
 	AuthIdleTimeout time.Duration
+	// Each answer must be out within IdleTimeout (AuthIdleTimeout before
+	// login), an answer carrying a message (RETR, TOP) within one more
+	// second per MinReadRate bytes of it (bytes per second): a client that
+	// reads slowly gets time in proportion to the message, not a new
+	// deadline at each write, and cannot hold a connection for days.
+	MinReadRate int
 	// MaxAuthFailures is the number of failed logins after which a
 	// session is closed; MaxBadCommands the same for unknown commands,
 	// bad arguments and overlong lines.
@@ -113,6 +122,7 @@ type Server struct {
 
 type limits struct {
 	idle, authIdle                  time.Duration
+	minReadRate                     int
 	maxAuthFailures, maxBadCommands int
 	failDelay, grace                time.Duration
 }
@@ -154,6 +164,7 @@ func newServer(cfg Config, open func(root string) (inbox, error)) (*Server, erro
 		lim: limits{
 			idle:            orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
 			authIdle:        orDefault(cfg.AuthIdleTimeout, DefaultAuthIdleTimeout),
+			minReadRate:     orDefault(cfg.MinReadRate, DefaultMinReadRate),
 			maxAuthFailures: orDefault(cfg.MaxAuthFailures, DefaultMaxAuthFailures),
 			maxBadCommands:  orDefault(cfg.MaxBadCommands, DefaultMaxBadCommands),
 			failDelay:       orDefault(cfg.AuthFailureDelay, DefaultAuthFailureDelay),

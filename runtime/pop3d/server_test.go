@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -346,4 +347,60 @@ func TestRetrLargeMessage(t *testing.T) {
 		t.Fatal(got)
 	}
 	_, _ = io.Copy(io.Discard, c.r)
+}
+
+// TestSlowReader: a RETR must be read within IdleTimeout plus the time
+// MinReadRate gives its size; a client reading a trickle is cut off then,
+// not given a fresh deadline at each of the server's writes.
+func TestSlowReader(t *testing.T) {
+	const size = 8 << 20 // well over what the socket buffers hold
+	e := newEnv(t, envOptions{legacy: true, cfg: func(c *Config) {
+		c.IdleTimeout = 500 * time.Millisecond
+		c.MinReadRate = 4 << 20 // so 2.5 s in all for the message
+	}})
+	body := strings.Repeat(strings.Repeat("x", 998)+"\r\n", size/1000)
+	e.deliver("alice", "Subject: big\r\n\r\n"+body)
+
+	// A small receive buffer, so that the server's writes wait on the
+	// client's reads.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	conn, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &client{t: t, e: e, conn: conn, r: bufio.NewReader(conn)}
+	c.line()
+	if got := c.login(alice, alicePassword); !strings.HasPrefix(got, "+OK") {
+		t.Fatalf("login: %q", got)
+	}
+	start := time.Now()
+	c.write("RETR 1\r\n")
+	// 16 KiB every 100 ms: the message would take 50 s.
+	buf := make([]byte, 16<<10)
+	read := 0
+	for {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := io.ReadFull(conn, buf)
+		read += n
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isReset(err) {
+				t.Fatalf("after %d bytes: %v, want the connection closed", read, err)
+			}
+			break
+		}
+		if took := time.Since(start); took > 12*time.Second {
+			t.Fatalf("still reading after %v (%d bytes): the answer has no deadline of its own", took, read)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if took := time.Since(start); took < 2*time.Second || read >= size {
+		t.Fatalf("closed after %v and %d bytes, want about 2.5 s and the message cut", took, read)
+	}
 }

@@ -65,6 +65,7 @@ type session struct {
 	conn     net.Conn // what is read and written: raw or TLS over it
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	out      *replyWriter // under bw: the deadline of the answer under way
 	remote   netip.Addr
 	settings mailconf.Settings
 	tls      bool
@@ -115,6 +116,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn, remote netip.Addr, impl
 	}
 	for {
 		line, err := sess.readLine(maxCommandLine)
+		sess.answerWithin(0)
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
 				sess.reply("-ERR line too long")
@@ -152,7 +154,21 @@ func (s *Server) handle(ctx context.Context, c net.Conn, remote netip.Addr, impl
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
 	s.br = bufio.NewReaderSize(c, readBufferSize)
-	s.bw = bufio.NewWriterSize(deadlineWriter{c, s.srv.lim.idle}, 16<<10)
+	s.out = &replyWriter{c: c, raw: s.raw}
+	s.answerWithin(0)
+	s.bw = bufio.NewWriterSize(s.out, 16<<10)
+}
+
+// answerWithin starts the deadline of the next answer: the idle timeout of
+// the session's state, plus the time a client reading at MinReadRate needs
+// for size bytes of message.
+func (s *session) answerWithin(size int64) {
+	d := s.srv.lim.authIdle
+	if s.state == stateTransaction {
+		d = s.srv.lim.idle
+	}
+	d += time.Duration(size) * time.Second / time.Duration(s.srv.lim.minReadRate)
+	s.out.end = time.Now().Add(d)
 }
 
 // startTLS runs the server side of a TLS handshake on the raw connection,
@@ -172,16 +188,27 @@ func (s *session) startTLS() bool {
 	return true
 }
 
-// deadlineWriter gives every write its own deadline, so a slow reader of
-// a long RETR is not cut off while one that stops reading is.
-type deadlineWriter struct {
-	c       net.Conn
-	timeout time.Duration
+// replyWriter writes a session's answers within the deadline of the
+// answer under way (see session.answerWithin), the same for all of its
+// writes: a fresh deadline per write let a client reading a few bytes a
+// minute hold a RETR for days.
+type replyWriter struct {
+	c   net.Conn
+	raw net.Conn // the TCP connection under c
+	end time.Time
 }
 
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	w.c.SetWriteDeadline(time.Now().Add(w.timeout))
-	return w.c.Write(p)
+func (w *replyWriter) Write(p []byte) (int, error) {
+	w.c.SetWriteDeadline(w.end)
+	n, err := w.c.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The client is cut off: its close resets the connection rather
+		// than sending what the kernel still holds at the client's pace.
+		if tc, ok := w.raw.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+	}
+	return n, err
 }
 
 // readLine reads one line, without its line end (CRLF, or a bare LF from
@@ -677,6 +704,7 @@ func (s *session) send(m *message, bodyLines int, first string) (sent, ok bool) 
 		return false, true
 	}
 	defer r.Close()
+	s.answerWithin(m.size)
 	s.reply("%s", first)
 	if err := writeMessage(s.bw, r, bodyLines); err != nil {
 		s.log.Error("pop3: send message", "uid", m.uid, "err", err)
