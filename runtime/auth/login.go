@@ -173,20 +173,17 @@ func NewAuthenticatorLimits(st Accounts, logger *slog.Logger, l Limits) *Authent
 func (a *Authenticator) Login(ctx context.Context, service string, remote netip.Addr, address, password string) (*Principal, error) {
 	client := clientKey(remote)
 	name := nameKey{client: client, name: maphash.String(a.names, strings.ToLower(address))}
-	if !a.take(client, name) {
-		a.log.Warn("login refused: too many failures", "service", service, "remote", remote.String(), "user", printable(address))
-		return nil, fmt.Errorf("login %s from %s: %w", service, remote, ErrTooManyFailures)
-	}
-	p, err := a.check(ctx, address, password)
+	p, spent, err := a.check(ctx, client, name, address, password)
 	if err != nil {
-		if errors.Is(err, ErrBadCredentials) {
+		switch {
+		case errors.Is(err, ErrTooManyFailures):
+			a.log.Warn("login refused: too many failures", "service", service, "remote", remote.String(), "user", printable(address))
+		case errors.Is(err, ErrBadCredentials):
 			a.log.Info("login failed", "service", service, "remote", remote.String(), "user", printable(address))
-		} else {
-			a.giveBack(client, name, false)
 		}
 		return nil, fmt.Errorf("login %s from %s: %w", service, remote, err)
 	}
-	a.giveBack(client, name, true)
+	a.succeeded(client, name, spent)
 	// The login stands even if it cannot be recorded.
 	if err := a.accounts.RecordLogin(context.WithoutCancel(ctx), p.Domain, p.Account, service, a.now()); err != nil {
 		a.log.Warn("record login", "err", err)
@@ -196,17 +193,25 @@ func (a *Authenticator) Login(ctx context.Context, service string, remote netip.
 }
 
 // check checks the password of address; every well-formed address costs
-// one hash check (see Authenticator).
-func (a *Authenticator) check(ctx context.Context, address, password string) (*Principal, error) {
+// one hash check (see Authenticator). A name or client whose budget is
+// spent is refused, right password or not; spent says whether the attempt
+// spent a failure of the budgets of client and name (see take).
+func (a *Authenticator) check(ctx context.Context, client netip.Prefix, name nameKey, address, password string) (p *Principal, spent bool, err error) {
+	if !a.allowed(client, name) {
+		return nil, false, ErrTooManyFailures
+	}
 	local, domain, ok := strings.Cut(address, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || len(address) > 320 {
 		// No account has such a name: the quick answer tells nothing.
-		return nil, ErrBadCredentials
+		if !a.take(client, name) {
+			return nil, false, ErrTooManyFailures
+		}
+		return nil, true, ErrBadCredentials
 	}
 	local, domain = strings.ToLower(local), strings.ToLower(domain)
 	acct, err := a.accounts.Account(ctx, domain, local)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("read account: %w", err)
+		return nil, false, fmt.Errorf("read account: %w", err)
 	}
 	checkable := err == nil && ValidateHash(acct.PasswordHash) == nil
 	if !checkable {
@@ -216,20 +221,22 @@ func (a *Authenticator) check(ctx context.Context, address, password string) (*P
 	// wrong password's does.
 	key := verifiedKey(acct, password)
 	if a.cached(key) {
-		return principal(acct), nil
+		return principal(acct), false, nil
 	}
 	select {
 	case a.hashing <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
-	ok = a.checkHash(acct.PasswordHash, password)
-	<-a.hashing
-	if !ok || !checkable {
-		return nil, ErrBadCredentials
+	defer func() { <-a.hashing }()
+	if !a.take(client, name) {
+		return nil, false, ErrTooManyFailures
+	}
+	if !a.checkHash(acct.PasswordHash, password) || !checkable {
+		return nil, true, ErrBadCredentials
 	}
 	a.remember(key)
-	return principal(acct), nil
+	return principal(acct), true, nil
 }
 
 func principal(acct *store.Account) *Principal {
@@ -291,9 +298,20 @@ func clientKey(addr netip.Addr) netip.Prefix {
 	return p
 }
 
-// take spends a failure of both budgets before the check, or reports
-// that one is spent: spending first keeps parallel attempts from going
-// past a budget. giveBack returns it when the attempt was no failure.
+// allowed reports whether client and name have a failure left in their
+// budgets.
+func (a *Authenticator) allowed(client netip.Prefix, name nameKey) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	return a.addressB.tokens(client, now) >= 1 && a.accountB.tokens(name, now) >= 1
+}
+
+// take spends a failure of both budgets just before a hash is checked,
+// or reports that one is spent: spending first keeps parallel attempts
+// from going past a budget, and spending only then (Hashing attempts at
+// once) keeps logins made at once, more than a budget holds, from being
+// refused for failures none of them made. succeeded returns it.
 func (a *Authenticator) take(client netip.Prefix, name nameKey) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -306,20 +324,17 @@ func (a *Authenticator) take(client netip.Prefix, name nameKey) bool {
 	return true
 }
 
-// giveBack returns the failure take spent; after a successful login the
-// name's past failures from that client are forgotten too, not the
-// address's (a client could otherwise reset them with an account of its
-// own).
-func (a *Authenticator) giveBack(client netip.Prefix, name nameKey, success bool) {
+// succeeded returns the failure take spent, if it did, for a login that
+// succeeded, and forgets the name's past failures from that client; not
+// the address's (a client could otherwise reset them with an account of
+// its own).
+func (a *Authenticator) succeeded(client netip.Prefix, name nameKey, spent bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := a.now()
-	a.addressB.refund(client, now)
-	if success {
-		delete(a.accountB.m, name)
-		return
+	if spent {
+		a.addressB.refund(client, a.now())
 	}
-	a.accountB.refund(name, now)
+	delete(a.accountB.m, name)
 }
 
 // budgets are failure budgets by key, token buckets of burst tokens that

@@ -141,6 +141,56 @@ func TestLoginParallelFailures(t *testing.T) {
 	}
 }
 
+// TestLoginParallelSuccesses checks that logins made at once, more than
+// a budget holds (a mail client's connections and a phone's behind one
+// NAT, all opening after a restart), are not refused for failures none of
+// them made: an attempt spends a failure only once its hash is being
+// checked, and only Hashing are at once.
+func TestLoginParallelSuccesses(t *testing.T) {
+	st := internalStore(t)
+	a := NewAuthenticatorLimits(st, nil, Limits{AccountFailures: 3, AddressFailures: 3, FailureEvery: time.Hour, Hashing: 2})
+	var mu sync.Mutex
+	checks := 0
+	release := make(chan struct{})
+	a.checkHash = func(hash, pw string) bool {
+		mu.Lock()
+		checks++
+		mu.Unlock()
+		<-release
+		return CheckPassword(hash, pw)
+	}
+	const n = 8
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := a.Login(context.Background(), "imap", netip.MustParseAddr("192.0.2.1"), "rene@ma-societe.fr", "rene-demo")
+			errs <- err
+		})
+	}
+	// Two attempts in checkHash, the others waiting behind them.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		c := checks
+		mu.Unlock()
+		if c == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d hashes being checked, want 2", c)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("a correct login among %d at once: %v", n, err)
+		}
+	}
+}
+
 // TestBudgets checks the token arithmetic of a budget.
 func TestBudgets(t *testing.T) {
 	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
