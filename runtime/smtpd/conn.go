@@ -70,9 +70,7 @@ type conn struct {
 func (s *Server) newConn(parent context.Context, nc net.Conn, k kind, remote netip.Addr) *conn {
 	set := s.cfg.Settings.Load()
 	set.Hostname = hostnameOr(set.Hostname)
-	if set.MaxMessageBytes <= 0 {
-		set.MaxMessageBytes = mailconf.DefaultMaxMessageBytes
-	}
+	set.MaxMessageBytes = set.MessageLimit()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	c := &conn{
 		s: s, kind: k, remote: remote, settings: set,
