@@ -124,7 +124,7 @@ func fromDomain(fields []headerField) (string, error) {
 	var from []string
 	for _, f := range fields {
 		if strings.EqualFold(f.name, "From") {
-			from = append(from, unfold(f.value))
+			from = append(from, f.value)
 		}
 	}
 	switch len(from) {
@@ -134,26 +134,42 @@ func fromDomain(fields []headerField) (string, error) {
 	default:
 		return "", errors.New("several From fields")
 	}
-	// Only the address matters: names in unknown charsets are left encoded.
-	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
-		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
-	}}
-	addrs, err := p.ParseList(from[0])
+	addrs, err := FromAddresses(from[0])
 	if err != nil {
 		return "", errors.New("unparsable From field")
 	}
 	if len(addrs) != 1 {
 		return "", errors.New("From field holds several addresses")
 	}
-	at := strings.LastIndexByte(addrs[0].Address, '@')
+	at := strings.LastIndexByte(addrs[0], '@')
 	if at < 0 {
 		return "", errors.New("From address has no domain")
 	}
-	d := strings.ToLower(strings.TrimSuffix(addrs[0].Address[at+1:], "."))
+	d := strings.ToLower(strings.TrimSuffix(addrs[0][at+1:], "."))
 	if !isSPFDomain(d) {
 		return "", errors.New("From domain is not a domain name")
 	}
 	return d, nil
+}
+
+// FromAddresses returns the addresses of a From field's value (what
+// follows "From:", folded or not): mailboxes, or groups of them (RFC
+// 6854), as net/mail parses them; display names, comments and encoded
+// words are left out. Only the addresses matter: a name in a charset Go
+// does not know is no error. The list is empty for an empty group.
+func FromAddresses(value string) ([]string, error) {
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
+		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+	}}
+	list, err := p.ParseList(unfold(value))
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]string, len(list))
+	for i, a := range list {
+		addrs[i] = a.Address
+	}
+	return addrs, nil
 }
 
 // IsOurs reports whether an Authentication-Results field value (what

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -137,6 +138,32 @@ func TestFromDomain(t *testing.T) {
 		got, err := fromDomain(fields)
 		if got != c.want || (err == nil) != (c.want != "") {
 			t.Errorf("%q: got %q, %v; want %q", c.header, got, err, c.want)
+		}
+	}
+}
+
+func TestFromAddresses(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  []string // nil: an error
+	}{
+		{" Alice <alice@example.test>", []string{"alice@example.test"}},
+		{" alice@example.test (Alice),\r\n\tBob <bob@example.test>", []string{"alice@example.test", "bob@example.test"}},
+		{" Team: a@example.test, b@example.test;", []string{"a@example.test", "b@example.test"}},
+		{" =?x-unknown?q?A?= <a@example.test>", []string{"a@example.test"}},
+		{" undisclosed:;", []string{}},
+		{" <a@example.test", nil},
+		{"", nil},
+	} {
+		got, err := FromAddresses(tt.value)
+		if tt.want == nil {
+			if err == nil {
+				t.Errorf("FromAddresses(%q) = %q, want an error", tt.value, got)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("FromAddresses(%q) = %q, %v; want %q", tt.value, got, err, tt.want)
 		}
 	}
 }

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"net/mail"
 	"net/netip"
 	"strings"
 	"time"
@@ -104,9 +101,8 @@ var (
 
 // fromAddresses returns the addresses of the From field of hdr, a whole
 // header section: there must be one From field (RFC 5322 3.6), holding
-// one address or more (mailboxes, or groups of them: RFC 6854). Display
-// names, comments and encoded words are parsed (net/mail) and left out;
-// only the addresses count.
+// one address or more (mailboxes, or groups of them: RFC 6854), as
+// mailauth.FromAddresses reads them.
 func fromAddresses(hdr []byte) ([]string, error) {
 	var from []byte
 	n := 0
@@ -124,22 +120,12 @@ func fromAddresses(hdr []byte) ([]string, error) {
 	case n > 1:
 		return nil, errSeveralFrom
 	}
-	// Unfolded: the line ends go, the white space after them stays.
-	v := strings.NewReplacer("\r\n", "", "\n", "").Replace(string(from))
-	// Names in unknown charsets stay encoded: only the addresses matter.
-	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
-		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
-	}}
-	list, err := p.ParseList(v)
+	addrs, err := mailauth.FromAddresses(string(from))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadFrom, err)
 	}
-	if len(list) == 0 {
+	if len(addrs) == 0 {
 		return nil, errNoFrom // an empty group
-	}
-	addrs := make([]string, len(list))
-	for i, a := range list {
-		addrs[i] = a.Address
 	}
 	return addrs, nil
 }
