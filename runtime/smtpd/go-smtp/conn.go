@@ -359,7 +359,7 @@ func (c *Conn) handleMail(arg string) {
 			}
 
 			if c.server.MaxMessageBytes > 0 && int64(size) > c.server.MaxMessageBytes {
-				c.writeTooLarge()
+				c.writeTooLarge() // MailFountain's patch: Server.TooLarge
 				return
 			}
 
@@ -1039,7 +1039,7 @@ func (c *Conn) handleBdat(arg string) {
 	}
 
 	if c.server.MaxMessageBytes != 0 && c.bytesReceived+int64(size) > c.server.MaxMessageBytes {
-		c.writeTooLarge()
+		c.writeTooLarge() // MailFountain's patch: Server.TooLarge
 
 		// Discard chunk itself without passing it to backend.
 		io.Copy(ioutil.Discard, io.LimitReader(c.text.R, int64(size)))
@@ -1368,7 +1368,7 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	return readWholeLine(c.text.R)
+	return readWholeLine(c.text.R) // MailFountain's patch: textproto's ReadLine dropped read errors
 }
 
 // readWholeLine reads a line, without its CRLF or LF, as textproto's
