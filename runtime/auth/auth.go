@@ -1,6 +1,9 @@
 // Package auth owns password hashes: making them (argon2id), checking a
 // password against one (argon2id or bcrypt), and the rules a new password
-// must follow.
+// must follow; and the logins of the mail servers: Authenticator (failed
+// logins limited per client address and account name, the same cost
+// whether a name exists or not) and the server side of SASL PLAIN
+// (PlainServer) that SMTP and IMAP share.
 package auth
 
 import (

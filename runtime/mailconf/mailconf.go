@@ -1,8 +1,8 @@
 // Package mailconf owns the settings of the mail servers that come from
 // the desired state: the box's host name, the LAN, TLS files, limits. The
 // mail reconciler converges them into the store and publishes them here;
-// the servers read them on every connection, so a change applies without
-// a restart.
+// the servers read them on every connection (IMAP's APPENDLIMIT at every
+// command), so a change applies without a restart.
 package mailconf
 
 import (

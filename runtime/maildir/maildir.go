@@ -3,8 +3,9 @@
 // that gives every message a stable IMAP UID. A message's flags (system
 // flags and IMAP keywords: $Junk, $label1...; at most 26 keywords a
 // folder) are letters of its file name, as in Dovecot; the index says
-// which keyword a letter stands for (flags.go). The SMTP, POP3 and IMAP servers all go
-// through one Store, so what one protocol deletes or flags the others see.
+// which keyword a letter stands for (flags.go). The SMTP, POP3 and IMAP
+// servers all go through one Store, so what one protocol deletes or flags
+// the others see.
 package maildir
 
 import (

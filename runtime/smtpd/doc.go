@@ -133,9 +133,9 @@
 //
 // One Info line per accepted message (id, listener, client, from, rcpts,
 // size, ms since MAIL, user on submission; a duplicate's says so, with
-// its key); every refusal at Info with its
-// reason, or with the reply when go-smtp refused by itself. Passwords and
-// message contents are never logged.
+// its key); every refusal at Info with its reason, or with the reply when
+// go-smtp refused by itself. Passwords and message contents are never
+// logged.
 //
 // # Limits (defaults in the Default* constants, each overridable in Config)
 //
@@ -161,10 +161,10 @@
 //     line, from the moment the server waits for it (its previous reply
 //     is out) to the line's end, however slowly its bytes come; a line
 //     cut by its deadline is never run (upstream go-smtp ran the part
-//     that had come: see its README). DataTimeout (10 min, RFC 5321 4.5.3.2.6) for the
-//     whole message data, from the 354 (or the first BDAT chunk) to its
-//     end, the BDAT commands between chunks included. WriteTimeout
-//     (2 min) for each reply. Then 421 4.4.2 and close.
+//     that had come: see its README). DataTimeout (10 min, RFC 5321
+//     4.5.3.2.6) for the whole message data, from the 354 (or the first
+//     BDAT chunk) to its end, the BDAT commands between chunks included.
+//     WriteTimeout (2 min) for each reply. Then 421 4.4.2 and close.
 //   - SessionLifetime (30 min): every deadline is capped by it, so a slow
 //     client cannot hold a connection longer.
 //   - Connections, in two pools: the MX has MaxConnections (200) in all
