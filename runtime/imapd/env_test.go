@@ -279,14 +279,7 @@ func (r *raw) cmd(format string, args ...any) ([]string, string) {
 	if _, err := fmt.Fprintf(r.conn, tag+" "+format+"\r\n", args...); err != nil {
 		r.t.Fatal(err)
 	}
-	var untagged []string
-	for {
-		l := r.line()
-		if strings.HasPrefix(l, tag+" ") {
-			return untagged, strings.TrimPrefix(l, tag+" ")
-		}
-		untagged = append(untagged, l)
-	}
+	return r.answer(tag, 10*time.Second)
 }
 
 // startTLS upgrades the connection.
