@@ -79,27 +79,6 @@ func checkExpansion(t *testing.T, s string) {
 	}
 }
 
-func FuzzStripForged(f *testing.F) {
-	f.Add([]byte("Authentication-Results: mx.box.test; spf=pass\r\nFrom: a@b.test\r\n\r\nbody"), "mx.box.test")
-	f.Add([]byte("Authentication-Results: (c) \"mx.box.test\" 1;\r\n none\r\n\r\n"), "mx.box.test")
-	f.Add([]byte(" cont\r\nAuthentication-Results:mx\n\nAuthentication-Results: mx; x"), "mx")
-	f.Add([]byte("Authentication-Results: (a\\) mx"), "mx")
-	f.Fuzz(func(t *testing.T, msg []byte, id string) {
-		out := StripForged(msg, id)
-		if len(out) > len(msg) {
-			t.Fatalf("grew from %d to %d bytes", len(msg), len(out))
-		}
-		if again := StripForged(out, id); !bytes.Equal(again, out) {
-			t.Fatalf("not idempotent: %q then %q", out, again)
-		}
-		// What follows the header section is untouched.
-		_, rest := splitHeader(msg)
-		if !bytes.HasSuffix(out, rest) {
-			t.Fatalf("body changed")
-		}
-	})
-}
-
 func FuzzAuthservID(f *testing.F) {
 	f.Add(" mx.box.test; spf=pass", "mx.box.test")
 	f.Add(` (x (y) \) z) "m\"x" 1; none`, `m"x`)
@@ -165,7 +144,7 @@ func FuzzFormat(f *testing.F) {
 		}
 		field := formatResults(id, res)
 		checkField(t, field)
-		// StripForged recognises what we write.
+		// IsOurs recognises what we write.
 		clean := strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '\uFFFD' }) < 0
 		if _, value, _ := strings.Cut(field, ":"); clean && id != "" && !IsOurs(value, id) {
 			t.Fatalf("IsOurs does not know %q in %q", id, field)

@@ -45,7 +45,7 @@ func readHeader(br *bufio.Reader, max int) (hdr []byte, ended bool, err error) {
 }
 
 // headerField is one field of a header section: name is empty for a line
-// that is no field (kept as is by StripForged).
+// that is no field.
 type headerField struct {
 	name  string
 	value string // raw, still folded, without the line end
@@ -188,31 +188,6 @@ func IsOurs(value, authservID string) bool {
 func sameHost(a, b string) bool {
 	a, b = strings.TrimSuffix(a, "."), strings.TrimSuffix(b, ".")
 	return a != "" && strings.EqualFold(a, b)
-}
-
-// StripForged returns msg without the Authentication-Results fields of its
-// header section that claim authservID (RFC 8601 §5). Everything else is
-// kept byte for byte; msg itself is returned when nothing is removed.
-func StripForged(msg []byte, authservID string) []byte {
-	fields, rest := splitHeader(msg)
-	drop := false
-	for _, f := range fields {
-		if strings.EqualFold(f.name, "Authentication-Results") && IsOurs(f.value, authservID) {
-			drop = true
-			break
-		}
-	}
-	if !drop {
-		return msg
-	}
-	out := make([]byte, 0, len(msg))
-	for _, f := range fields {
-		if strings.EqualFold(f.name, "Authentication-Results") && IsOurs(f.value, authservID) {
-			continue
-		}
-		out = append(out, f.raw...)
-	}
-	return append(out, rest...)
 }
 
 // parseAuthservID reads the authserv-id that starts an

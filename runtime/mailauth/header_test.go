@@ -51,32 +51,6 @@ func TestIsOurs(t *testing.T) {
 	}
 }
 
-func TestStripForged(t *testing.T) {
-	msg := "Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\n" +
-		"Authentication-Results: mx.box.test;\r\n\tspf=pass smtp.mailfrom=forged@bank.test\r\n" +
-		"authentication-results: other.test; dkim=pass header.d=x.test\r\n" +
-		"AUTHENTICATION-RESULTS : (c) mx.box.test; none\r\n" +
-		"Subject: hi\r\n" +
-		"\r\n" +
-		"Authentication-Results: mx.box.test; body text stays\r\n"
-	want := "Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\n" +
-		"authentication-results: other.test; dkim=pass header.d=x.test\r\n" +
-		"Subject: hi\r\n" +
-		"\r\n" +
-		"Authentication-Results: mx.box.test; body text stays\r\n"
-	if got := string(StripForged([]byte(msg), "mx.box.test")); got != want {
-		t.Fatalf("got\n%q\nwant\n%q", got, want)
-	}
-	untouched := []byte("Subject: x\r\nAuthentication-Results: other.test; none\r\n\r\nbody")
-	if got := StripForged(untouched, "mx.box.test"); &got[0] != &untouched[0] {
-		t.Fatal("a message with nothing to strip was copied")
-	}
-	// LF line ends and no body.
-	if got := string(StripForged([]byte("Authentication-Results: mx.box.test; none\nFrom: a@b.test\n"), "mx.box.test")); got != "From: a@b.test\n" {
-		t.Fatalf("LF: %q", got)
-	}
-}
-
 func TestReadHeader(t *testing.T) {
 	msg := "From: a@b.test\r\nSubject: x\r\n\r\nbody\r\n\r\nmore"
 	for _, r := range []func() *bufio.Reader{
