@@ -7,6 +7,8 @@ package mailconf
 
 import (
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
 )
 
@@ -78,6 +80,9 @@ func (s *Settings) PasswordAuthAllowed(tls bool, remote netip.Addr) bool {
 // holds Default().
 type Live struct {
 	p atomic.Pointer[Settings]
+
+	mu      sync.Mutex
+	onStore []func(Settings)
 }
 
 // Load returns the current settings.
@@ -88,7 +93,24 @@ func (l *Live) Load() Settings {
 	return Default()
 }
 
-// Store publishes new settings.
+// Store publishes new settings, then calls the OnStore functions.
 func (l *Live) Store(s Settings) {
 	l.p.Store(&s)
+	l.mu.Lock()
+	fs := slices.Clone(l.onStore)
+	l.mu.Unlock()
+	for _, f := range fs {
+		f(s)
+	}
+}
+
+// OnStore has f called with the new settings at every Store, before Store
+// returns, in its goroutine: for what must follow the settings before the
+// apply that stores them ends (the self-signed certificate names a new
+// domain before a client is told the apply is done). f must not call
+// Store.
+func (l *Live) OnStore(f func(Settings)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onStore = append(l.onStore, f)
 }

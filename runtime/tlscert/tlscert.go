@@ -58,7 +58,8 @@ type loaded struct {
 }
 
 // New returns a manager that keeps its self-signed certificate in
-// DATA/tls, making it now if it is missing.
+// DATA/tls, making it now if it is missing, and again whenever live gets
+// settings with a name it lacks.
 func New(dataDir string, live *mailconf.Live, logger *slog.Logger) (*Manager, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -67,6 +68,14 @@ func New(dataDir string, live *mailconf.Live, logger *slog.Logger) (*Manager, er
 	if _, err := m.selfSigned(); err != nil {
 		return nil, err
 	}
+	// New names (a domain added) are in the certificate when the apply
+	// that brought them ends, not only at the next handshake: a client
+	// that fetches the certificate to trust it then gets the one in use.
+	live.OnStore(func(mailconf.Settings) {
+		if _, err := m.selfSigned(); err != nil {
+			m.log.Error("make the self-signed TLS certificate for new names", "err", err)
+		}
+	})
 	return m, nil
 }
 
@@ -166,6 +175,11 @@ func (m *Manager) selfSigned() (*tls.Certificate, error) {
 	if err := generate(m.dir, certFile, keyFile, names); err != nil {
 		return nil, err
 	}
+	// The files may have the modification times of the pair they replace
+	// (the clock of file times is coarse): load them again.
+	m.mu.Lock()
+	delete(m.loaded, [2]string{certFile, keyFile})
+	m.mu.Unlock()
 	m.log.Info("made a self-signed TLS certificate", "cert", certFile, "names", names)
 	return m.load(certFile, keyFile)
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -233,8 +234,12 @@ func TestSelfSignedFollowsNames(t *testing.T) {
 	}
 	verify(first, "mail.ma-societe.fr", "mail.autre.fr", "localhost", "127.0.0.1")
 
-	// The same names: the same certificate, also after a restart.
-	m2, err := New(dir, &live, nil)
+	// The same names: the same certificate, also after a restart (a
+	// manager of its own settings: two managers of one directory would
+	// both make certificates on the next Store).
+	var restarted mailconf.Live
+	restarted.Store(s)
+	m2, err := New(dir, &restarted, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,32 +247,41 @@ func TestSelfSignedFollowsNames(t *testing.T) {
 		t.Fatal("a new certificate for the same names")
 	}
 
-	// A new domain: a new certificate that names it, under concurrent
-	// handshakes, whose key matches it.
+	// A new domain: the store of the settings makes a new certificate
+	// that names it, on disk before Store returns.
 	s.Names = append(s.Names, "mail.troisieme.fr")
 	live.Store(s)
+	onDisk, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls", SelfSignedCert), filepath.Join(dir, "tls", SelfSignedKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(onDisk.Certificate[0], first.Certificate[0]) {
+		t.Fatal("no new certificate on disk for a new domain")
+	}
+	verify(&onDisk, "mail.troisieme.fr", "mail.ma-societe.fr")
+	if got, _ := m.Certificate(); !bytes.Equal(got.Certificate[0], onDisk.Certificate[0]) {
+		t.Fatal("the handshake presents another certificate than the one on disk")
+	}
+
+	// Settings stored at once from several goroutines, and handshakes:
+	// the key and the certificate on disk always match, and name the
+	// last settings.
 	var wg sync.WaitGroup
-	certs := make([]*tls.Certificate, 8)
-	for i := range certs {
+	for i := range 8 {
 		wg.Go(func() {
-			c, err := m.Config().GetCertificate(&tls.ClientHelloInfo{})
-			if err != nil {
+			s := s
+			s.Names = append(slices.Clone(s.Names), fmt.Sprintf("mail.d%d.fr", i))
+			live.Store(s)
+			if _, err := m.Config().GetCertificate(&tls.ClientHelloInfo{}); err != nil {
 				t.Error(err)
 			}
-			certs[i] = c
 		})
 	}
 	wg.Wait()
-	for _, c := range certs[1:] {
-		if !bytes.Equal(c.Certificate[0], certs[0].Certificate[0]) {
-			t.Fatal("concurrent handshakes made different certificates")
-		}
-	}
-	if bytes.Equal(certs[0].Certificate[0], first.Certificate[0]) {
-		t.Fatal("no new certificate for a new domain")
-	}
-	verify(certs[0], "mail.troisieme.fr", "mail.ma-societe.fr")
-	if _, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls", SelfSignedCert), filepath.Join(dir, "tls", SelfSignedKey)); err != nil {
+	final, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls", SelfSignedCert), filepath.Join(dir, "tls", SelfSignedKey))
+	if err != nil {
 		t.Fatalf("the files on disk: %v", err)
 	}
+	last := live.Load()
+	verify(&final, last.Names...)
 }
