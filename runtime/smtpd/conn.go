@@ -56,6 +56,9 @@ type conn struct {
 	// makes itself: SIZE at MAIL, too many recipients, bad syntax...).
 	refusalLogged atomic.Bool
 
+	// lifetimeEnd is when the session must be over (SessionLifetime).
+	lifetimeEnd time.Time
+
 	rdnsDone chan struct{} // closed when rdnsName is known
 	rdnsName string
 
@@ -77,7 +80,14 @@ func (s *Server) newConn(parent context.Context, nc net.Conn, k kind, remote net
 		ctx: ctx, cancel: cancel,
 		rdnsDone: make(chan struct{}),
 	}
-	c.raw = &rawConn{Conn: nc, end: time.Now().Add(s.cfg.SessionLifetime), in: s.getReadBuffer(nc)}
+	now := time.Now()
+	c.lifetimeEnd = now.Add(s.cfg.SessionLifetime)
+	c.raw = &rawConn{Conn: nc, in: s.getReadBuffer(nc)}
+	c.raw.setEnd(c.lifetimeEnd)
+	if k != kindMX {
+		// Until it logs in: see loggedIn.
+		c.raw.setEnd(capAt(now.Add(s.cfg.AuthTimeout), c.lifetimeEnd))
+	}
 	c.served = c.raw
 	if k == kindSubmissions {
 		c.served = tls.Server(c.raw, s.cfg.TLS)
@@ -283,7 +293,9 @@ func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 // and a write deadline per reply.
 type rawConn struct {
 	net.Conn
-	end time.Time
+	// end caps every deadline (Unix nanoseconds): the end of the session
+	// lifetime, or sooner on submission until the client logs in.
+	end atomic.Int64
 	// dataEnd is the end of the message data being received (Unix
 	// nanoseconds), 0 when none is: see boundReads. Set by the session,
 	// which may run in a goroutine of its own (BDAT).
@@ -325,12 +337,15 @@ func (r *rawConn) SetDeadline(t time.Time) error {
 	return r.SetWriteDeadline(t)
 }
 
+// setEnd makes t the cap of every deadline from the next one set.
+func (r *rawConn) setEnd(t time.Time) { r.end.Store(t.UnixNano()) }
+
 func (r *rawConn) SetReadDeadline(t time.Time) error {
-	end := r.end
-	if d := r.dataEnd.Load(); d != 0 && d < end.UnixNano() {
-		end = time.Unix(0, d)
+	end := r.end.Load()
+	if d := r.dataEnd.Load(); d != 0 && d < end {
+		end = d
 	}
-	return r.Conn.SetReadDeadline(capAt(t, end))
+	return r.Conn.SetReadDeadline(capAt(t, time.Unix(0, end)))
 }
 
 // boundReads makes t the read deadline, and the cap of those go-smtp sets
@@ -347,7 +362,7 @@ func (r *rawConn) boundReads(t time.Time) {
 }
 
 func (r *rawConn) SetWriteDeadline(t time.Time) error {
-	return r.Conn.SetWriteDeadline(capAt(t, r.end.Add(writeGrace)))
+	return r.Conn.SetWriteDeadline(capAt(t, time.Unix(0, r.end.Load()).Add(writeGrace)))
 }
 
 // oneConnListener hands one connection to a go-smtp Server, then blocks

@@ -166,7 +166,10 @@
 //     BDAT chunk) to its end, the BDAT commands between chunks included.
 //     WriteTimeout (2 min) for each reply. Then 421 4.4.2 and close.
 //   - SessionLifetime (30 min): every deadline is capped by it, so a slow
-//     client cannot hold a connection longer.
+//     client cannot hold a connection longer. On submission, AuthTimeout
+//     (1 min) from the connection, TLS handshake included, until the
+//     client logs in: strangers who never log in hold a slot of
+//     submission's pool for that long at most (421 4.4.2 and close).
 //   - Connections, in two pools: the MX has MaxConnections (200) in all
 //     and MaxConnectionsPerIP (50, as Postfix's
 //     smtpd_client_connection_count_limit) per client address; submission,

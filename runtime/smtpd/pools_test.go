@@ -161,3 +161,65 @@ type remoteConn struct {
 }
 
 func (c remoteConn) RemoteAddr() net.Addr { return c.remote }
+
+// TestSubmissionAuthTimeout: a submission client that does not log in
+// within AuthTimeout of its connection is told 421 and cut off, however
+// busy it keeps itself, so strangers cannot hold submission's slots for a
+// session lifetime; one that logs in has its whole lifetime. The MX has
+// no such bound.
+func TestSubmissionAuthTimeout(t *testing.T) {
+	t.Parallel()
+	const authTimeout = 700 * time.Millisecond
+	e := newEnv(t, func(c *Config) { c.AuthTimeout = authTimeout })
+
+	// Busy without logging in: NOOPs every 100 ms, each well within the
+	// idle timeout.
+	for _, tt := range []struct {
+		name string
+		addr string
+	}{{"587", e.sub}, {"mx", e.mx}} {
+		rc := dialRaw(t, tt.addr)
+		start := time.Now()
+		rc.expectReply("220 ")
+		rc.ehlo()
+		var last string
+		for time.Since(start) < 3*authTimeout {
+			rc.send("NOOP")
+			lines, err := rc.tryReply()
+			if err != nil || len(lines) == 0 {
+				break
+			}
+			last = lines[len(lines)-1]
+			if !strings.HasPrefix(last, "250 ") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		took := time.Since(start)
+		if tt.addr == e.mx {
+			if !strings.HasPrefix(last, "250 ") {
+				t.Fatalf("MX: %q after %v, want the session going on", last, took)
+			}
+			continue
+		}
+		if !strings.HasPrefix(last, "421 4.4.2 ") || took < authTimeout/2 || took > 2*authTimeout {
+			t.Fatalf("%s: %q after %v, want 421 4.4.2 at about %v", tt.name, last, took, authTimeout)
+		}
+		rc.closed()
+	}
+
+	// On 465 the bound holds from the connection, TLS handshake included.
+	cs := e.client(e.subs, implicitTLS)
+	time.Sleep(authTimeout + 300*time.Millisecond)
+	if err := cs.Noop(); err == nil {
+		t.Fatal("465: NOOP answered after the auth timeout, want the connection closed")
+	}
+
+	// Logged in: the session goes on past AuthTimeout.
+	c := e.submit("alice@example.test", alicePassword)
+	time.Sleep(authTimeout + 300*time.Millisecond)
+	if err := send(c, "alice@example.test", []string{"bob@example.test"}, messageFrom("alice@example.test", "after-auth")); err != nil {
+		t.Fatalf("a message after the auth timeout, logged in: %v", err)
+	}
+	e.wantMailbox("example.test", "bob", 1)
+}

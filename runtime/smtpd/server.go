@@ -79,6 +79,7 @@ const (
 	DefaultDataTimeout         = 10 * time.Minute
 	DefaultWriteTimeout        = 2 * time.Minute
 	DefaultSessionLifetime     = 30 * time.Minute
+	DefaultAuthTimeout         = time.Minute
 	DefaultMaxConnections      = 200
 	DefaultMaxConnectionsPerIP = 50
 	// Submission has a pool of its own (see Config): the box's users,
@@ -131,6 +132,10 @@ type Config struct {
 	DataTimeout     time.Duration
 	WriteTimeout    time.Duration
 	SessionLifetime time.Duration
+	// AuthTimeout bounds a submission session until it logs in, from its
+	// connection: strangers who never log in hold a slot of submission's
+	// pool that long, not a whole SessionLifetime.
+	AuthTimeout time.Duration
 	// MaxConnections and MaxConnectionsPerIP bound the MX (port 25);
 	// MaxSubmissionConnections and MaxSubmissionConnectionsPerIP bound
 	// submission (587 and 465 together), so that strangers holding every
@@ -190,6 +195,7 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.DataTimeout, DefaultDataTimeout)
 	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&cfg.SessionLifetime, DefaultSessionLifetime)
+	setDefault(&cfg.AuthTimeout, DefaultAuthTimeout)
 	setDefault(&cfg.MaxConnections, DefaultMaxConnections)
 	setDefault(&cfg.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
 	setDefault(&cfg.MaxSubmissionConnections, DefaultMaxSubmissionConnections)

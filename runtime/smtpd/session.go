@@ -190,6 +190,9 @@ func (s *session) login(username, password string) error {
 	switch {
 	case err == nil:
 		s.principal = p
+		// Logged in: the session has its whole lifetime (AuthTimeout
+		// bounded it so far).
+		s.c.raw.setEnd(s.c.lifetimeEnd)
 		return nil
 	case errors.Is(err, auth.ErrTooManyFailures):
 		s.refuse("auth", "too many failed logins", "user", printable(username))
