@@ -46,7 +46,7 @@ type Manager struct {
 	mu     sync.Mutex
 	loaded map[[2]string]loaded // (cert, key) → the files as last loaded
 	// making is held while the self-signed certificate is checked and
-	// made anew, so that two handshakes never write a key and a
+	// made anew (renew), so that two makers never write a key and a
 	// certificate that do not match.
 	making sync.Mutex
 }
@@ -65,14 +65,14 @@ func New(dataDir string, live *mailconf.Live, logger *slog.Logger) (*Manager, er
 		logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{dir: filepath.Join(dataDir, "tls"), live: live, log: logger, loaded: map[[2]string]loaded{}}
-	if _, err := m.selfSigned(); err != nil {
+	if _, err := m.renew(); err != nil {
 		return nil, err
 	}
 	// New names (a domain added) are in the certificate when the apply
 	// that brought them ends, not only at the next handshake: a client
 	// that fetches the certificate to trust it then gets the one in use.
 	live.OnStore(func(mailconf.Settings) {
-		if _, err := m.selfSigned(); err != nil {
+		if _, err := m.renew(); err != nil {
 			m.log.Error("make the self-signed TLS certificate for new names", "err", err)
 		}
 	})
@@ -152,11 +152,22 @@ func (m *Manager) load(certFile, keyFile string) (*tls.Certificate, error) {
 	return &c, nil
 }
 
-// selfSigned returns the self-signed certificate, making it if missing or
-// if it lacks one of the names clients reach the box by (the settings'
-// host name and Names, the loopback names): a new domain, or a new host
-// name, gets a certificate that names it.
+// selfSigned returns the self-signed certificate, making it if missing.
+// Its names are checked when the settings change (renew), not at every
+// handshake.
 func (m *Manager) selfSigned() (*tls.Certificate, error) {
+	c, err := m.load(filepath.Join(m.dir, SelfSignedCert), filepath.Join(m.dir, SelfSignedKey))
+	if errors.Is(err, fs.ErrNotExist) {
+		return m.renew()
+	}
+	return c, err
+}
+
+// renew returns the self-signed certificate, making it if missing or if
+// it lacks one of the names clients reach the box by (the settings' host
+// name and Names, the loopback names): a new domain, or a new host name,
+// gets a certificate that names it.
+func (m *Manager) renew() (*tls.Certificate, error) {
 	m.making.Lock()
 	defer m.making.Unlock()
 	certFile, keyFile := filepath.Join(m.dir, SelfSignedCert), filepath.Join(m.dir, SelfSignedKey)
