@@ -82,12 +82,13 @@ func (s *Server) newConn(parent context.Context, nc net.Conn, k kind, remote net
 	}
 	now := time.Now()
 	c.lifetimeEnd = now.Add(s.cfg.SessionLifetime)
-	c.raw = &rawConn{Conn: nc, in: s.getReadBuffer(nc)}
-	c.raw.setEnd(c.lifetimeEnd)
+	end := c.lifetimeEnd
 	if k != kindMX {
-		// Until it logs in: see loggedIn.
-		c.raw.setEnd(capAt(now.Add(s.cfg.AuthTimeout), c.lifetimeEnd))
+		// Until it logs in (session.login lifts it).
+		end = capAt(now.Add(s.cfg.AuthTimeout), end)
 	}
+	c.raw = &rawConn{Conn: nc, in: s.getReadBuffer(nc)}
+	c.raw.setEnd(end)
 	c.served = c.raw
 	if k == kindSubmissions {
 		c.served = tls.Server(c.raw, s.cfg.TLS)
