@@ -10,9 +10,10 @@ import (
 	"mailfountain.dev/mailfountain/runtime/auth"
 )
 
-// The session has its own PLAIN: imapserver's answers a malformed message
-// "NO [SERVERBUG] Internal server error", a server fault, where the client
-// is at fault (BAD).
+// The session has its own PLAIN, auth.PlainServer as SMTP's: a malformed
+// message is logged and answered BAD [CLIENTBUG] (the patched imapserver's
+// PLAIN answers a bare BAD, upstream's NO [SERVERBUG]), and the identity
+// may be the name in any case.
 var _ imapserver.SessionSASL = (*session)(nil)
 
 func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
