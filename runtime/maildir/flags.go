@@ -111,15 +111,12 @@ func (kw *keywords) list() []string {
 func (kw *keywords) flags(info string) []string {
 	var flags []string
 	for i := 0; i < len(info); i++ {
-		c := info[i]
-		f, ok := systemFlagOf(c)
-		if isKeywordLetter(c) {
-			f, ok = kw[c-'a'], kw[c-'a'] != ""
-		}
-		if ok && !slices.Contains(flags, f) {
+		if f, ok := systemFlagOf(info[i]); ok && !slices.Contains(flags, f) {
 			flags = append(flags, f)
 		}
 	}
+	// A keyword is never spelt as a system flag (validKeyword: no backslash).
+	flags = append(flags, kw.names(info)...)
 	slices.Sort(flags)
 	return flags
 }
