@@ -35,9 +35,7 @@ func TestAppendLimitFollowsSettings(t *testing.T) {
 		t.Errorf("default: CAPABILITY APPENDLIMIT=%s, %s; want %s", caps, status, def)
 	}
 
-	settings := mailconf.Default()
-	settings.MaxMessageBytes = 4000
-	e.live.Store(settings)
+	e.setMessageLimit(4000)
 	if caps, status := limitNow(); caps != "4000" || !strings.Contains(status, "APPENDLIMIT 4000") {
 		t.Errorf("after the change: CAPABILITY APPENDLIMIT=%s, %s; want 4000", caps, status)
 	}
@@ -46,8 +44,7 @@ func TestAppendLimitFollowsSettings(t *testing.T) {
 		t.Errorf("APPEND of %d bytes over a limit of 4000: %q", len(msg), st)
 	}
 
-	settings.MaxMessageBytes = 8000
-	e.live.Store(settings)
+	e.setMessageLimit(8000)
 	fmt.Fprintf(r.conn, "b APPEND Drafts {%d}\r\n", len(msg))
 	if l := r.line(); !strings.HasPrefix(l, "+") {
 		t.Fatalf("APPEND of %d bytes under a limit of 8000: %q", len(msg), l)

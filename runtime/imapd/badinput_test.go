@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"mailfountain.dev/mailfountain/runtime/mailconf"
 )
 
 // TestBadInput sends what a broken or hostile client sends: each is
@@ -21,9 +19,7 @@ import (
 // never run as a command.
 func TestBadInput(t *testing.T) {
 	e := newEnv(t)
-	settings := mailconf.Default()
-	settings.MaxMessageBytes = 10000
-	e.live.Store(settings)
+	e.setMessageLimit(10000)
 	e.start()
 
 	inject := "\r\nz CAPABILITY\r\n" // must never be answered
@@ -164,9 +160,7 @@ func TestPythonImaplibBadInput(t *testing.T) {
 		t.Skip("python3 not installed")
 	}
 	e := newEnv(t)
-	settings := mailconf.Default()
-	settings.MaxMessageBytes = 10000
-	e.live.Store(settings)
+	e.setMessageLimit(10000)
 	e.start()
 	_, tlsPort, _ := net.SplitHostPort(e.tlsAddr)
 	cmd := exec.Command(python, "testdata/badinput.py")

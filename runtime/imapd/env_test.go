@@ -170,6 +170,14 @@ func (e *env) shutdown() {
 
 func (e *env) root(id string) string { return e.st.MailboxPath(testDomain, id) }
 
+// setMessageLimit stores settings whose largest message (SMTP's SIZE,
+// IMAP's APPENDLIMIT) is n bytes.
+func (e *env) setMessageLimit(n int64) {
+	settings := mailconf.Default()
+	settings.MaxMessageBytes = n
+	e.live.Store(settings)
+}
+
 // deliver puts a message in rene's inbox as SMTP would.
 func (e *env) deliver(msg string) {
 	e.t.Helper()

@@ -17,7 +17,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/maildir"
 )
 
@@ -563,9 +562,7 @@ func TestCopyMoveExpunge(t *testing.T) {
 
 func TestAppend(t *testing.T) {
 	e := newEnv(t)
-	settings := mailconf.Default()
-	settings.MaxMessageBytes = 4096
-	e.live.Store(settings)
+	e.setMessageLimit(4096)
 	e.start()
 	c := e.login(nil)
 	if !c.Caps().Has("APPENDLIMIT=4096") {
