@@ -53,6 +53,14 @@ func imapCode(err error) imap.ResponseCode {
 	return ""
 }
 
+func imapErrType(err error) imap.StatusResponseType {
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return ie.Type
+	}
+	return ""
+}
+
 func TestFolders(t *testing.T) {
 	e := newEnv(t)
 	e.start()

@@ -199,13 +199,6 @@ func TestKeywordsRefused(t *testing.T) {
 	has(t, "STORE of known keywords in a full folder", r.ok("STORE 1 FLAGS ($K3 $k25)"), `* 1 FETCH (UID 1 FLAGS ($k25 $k3))`)
 }
 
-func imapErrType(err error) imap.StatusResponseType {
-	if ie, ok := err.(*imap.Error); ok {
-		return ie.Type
-	}
-	return ""
-}
-
 // TestKeywordsIdle: a keyword set by another session shows to an idling
 // client: FLAGS with the new keyword, then FETCH.
 func TestKeywordsIdle(t *testing.T) {
