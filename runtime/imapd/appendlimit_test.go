@@ -16,10 +16,7 @@ import (
 func TestAppendLimitFollowsSettings(t *testing.T) {
 	e := newEnv(t)
 	e.start()
-	r := dialRaw(t, e.tlsAddr, true)
-	if _, st := r.cmd("LOGIN %s %s", testUser, testPassword); !strings.HasPrefix(st, "OK") {
-		t.Fatal(st)
-	}
+	r := e.loginRaw()
 	limitNow := func() (caps, status string) {
 		lines, _ := r.cmd("CAPABILITY")
 		for _, c := range strings.Fields(strings.Join(lines, " ")) {

@@ -290,6 +290,26 @@ func (r *raw) cmd(format string, args ...any) ([]string, string) {
 	return r.answer(tag, 10*time.Second)
 }
 
+// loginRaw returns a raw session of rene over implicit TLS, logged in.
+func (e *env) loginRaw() *raw {
+	e.t.Helper()
+	r := dialRaw(e.t, e.tlsAddr, true)
+	if _, st := r.cmd("LOGIN %s %s", testUser, testPassword); !strings.HasPrefix(st, "OK") {
+		e.t.Fatalf("LOGIN: %s", st)
+	}
+	return r
+}
+
+// ok runs a command that must succeed and returns its untagged lines.
+func (r *raw) ok(format string, args ...any) []string {
+	r.t.Helper()
+	lines, st := r.cmd(format, args...)
+	if !strings.HasPrefix(st, "OK") {
+		r.t.Fatalf("%s: %s", fmt.Sprintf(format, args...), st)
+	}
+	return lines
+}
+
 // startTLS upgrades the connection.
 func (r *raw) startTLS() {
 	r.t.Helper()

@@ -13,26 +13,6 @@ import (
 
 const systemFlagList = `\Answered \Deleted \Draft \Flagged \Seen`
 
-// loginRaw returns a raw session of rene over implicit TLS, logged in.
-func (e *env) loginRaw() *raw {
-	e.t.Helper()
-	r := dialRaw(e.t, e.tlsAddr, true)
-	if _, st := r.cmd("LOGIN %s %s", testUser, testPassword); !strings.HasPrefix(st, "OK") {
-		e.t.Fatalf("LOGIN: %s", st)
-	}
-	return r
-}
-
-// ok runs a command that must succeed and returns its untagged lines.
-func (r *raw) ok(format string, args ...any) []string {
-	r.t.Helper()
-	lines, st := r.cmd(format, args...)
-	if !strings.HasPrefix(st, "OK") {
-		r.t.Fatalf("%s: %s", fmt.Sprintf(format, args...), st)
-	}
-	return lines
-}
-
 // has checks that lines hold want, in that order (others may come
 // between).
 func has(t *testing.T, what string, lines []string, want ...string) {
