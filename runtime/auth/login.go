@@ -103,7 +103,7 @@ const (
 type Authenticator struct {
 	accounts Accounts
 	log      *slog.Logger
-	limits   Limits
+	cacheFor time.Duration // Limits.CacheFor; the others are the budgets'
 	now      func() time.Time
 	hashing  chan struct{}
 	dummy    string
@@ -154,7 +154,7 @@ func NewAuthenticatorLimits(st Accounts, logger *slog.Logger, l Limits) *Authent
 	return &Authenticator{
 		accounts:  st,
 		log:       logger,
-		limits:    l,
+		cacheFor:  l.CacheFor,
 		now:       time.Now,
 		hashing:   make(chan struct{}, l.Hashing),
 		dummy:     dummyHash(),
@@ -281,7 +281,7 @@ func (a *Authenticator) remember(k [32]byte) {
 			clear(a.verified)
 		}
 	}
-	a.verified[k] = now.Add(a.limits.CacheFor)
+	a.verified[k] = now.Add(a.cacheFor)
 }
 
 // clientKey groups IPv6 clients by /64: one host has many addresses.
