@@ -109,7 +109,7 @@ func parseLineCount(s string) (n int, ok bool) {
 // Errors of decodePlain.
 var (
 	errBadBase64 = errors.New("invalid base64 in SASL response")
-	errBadPlain  = errors.New("malformed SASL PLAIN response")
+	errBadPlain  = auth.ErrMalformedPlain // what ParsePlain returns, passed on
 )
 
 // maxPlainBytes bounds a decoded PLAIN response: three identities and a
@@ -131,8 +131,5 @@ func decodePlain(b64 string) (authzid, authcid, passwd string, err error) {
 	if err != nil {
 		return "", "", "", errBadBase64
 	}
-	if authzid, authcid, passwd, err = auth.ParsePlain(raw); err != nil {
-		return "", "", "", errBadPlain
-	}
-	return authzid, authcid, passwd, nil
+	return auth.ParsePlain(raw)
 }
