@@ -163,12 +163,17 @@ func (s *session) setConn(c net.Conn) {
 // the session's state, plus the time a client reading at MinReadRate needs
 // for size bytes of message.
 func (s *session) answerWithin(size int64) {
-	d := s.srv.lim.authIdle
-	if s.state == stateTransaction {
-		d = s.srv.lim.idle
-	}
-	d += time.Duration(size) * time.Second / time.Duration(s.srv.lim.minReadRate)
+	d := s.idleTimeout() + time.Duration(size)*time.Second/time.Duration(s.srv.lim.minReadRate)
 	s.out.end = time.Now().Add(d)
+}
+
+// idleTimeout is the time the client has to send a command, or to take
+// an answer: AuthIdleTimeout before login, IdleTimeout after.
+func (s *session) idleTimeout() time.Duration {
+	if s.state == stateTransaction {
+		return s.srv.lim.idle
+	}
+	return s.srv.lim.authIdle
 }
 
 // startTLS runs the server side of a TLS handshake on the raw connection,
@@ -215,11 +220,7 @@ func (w *replyWriter) Write(p []byte) (int, error) {
 // a sloppy client). A line over max octets is read to its end and
 // dropped: errLineTooLong.
 func (s *session) readLine(max int) ([]byte, error) {
-	timeout := s.srv.lim.authIdle
-	if s.state == stateTransaction {
-		timeout = s.srv.lim.idle
-	}
-	s.conn.SetReadDeadline(time.Now().Add(timeout))
+	s.conn.SetReadDeadline(time.Now().Add(s.idleTimeout()))
 	// Checked after setting the deadline: Serve sets a past deadline
 	// after cancelling ctx, so one of the two stops us.
 	if s.ctx.Err() != nil {
