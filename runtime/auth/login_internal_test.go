@@ -92,21 +92,32 @@ func TestLoginOneCostPath(t *testing.T) {
 	}
 }
 
+// holdChecks makes a's hash checks wait for release, then answer as check
+// does; checks reports how many have begun.
+func holdChecks(a *Authenticator, release <-chan struct{}, check func(hash, pw string) bool) (checks func() int) {
+	var mu sync.Mutex
+	n := 0
+	a.checkHash = func(hash, pw string) bool {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		<-release
+		return check(hash, pw)
+	}
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
 // TestLoginParallelFailures checks that attempts made at once cannot go
 // past a budget: each spends its failure before its hash is checked.
 func TestLoginParallelFailures(t *testing.T) {
 	st := internalStore(t)
 	a := NewAuthenticatorLimits(st, nil, Limits{AccountFailures: 3, FailureEvery: time.Hour, Hashing: 16})
-	var mu sync.Mutex
-	checks := 0
 	release := make(chan struct{})
-	a.checkHash = func(hash, pw string) bool {
-		mu.Lock()
-		checks++
-		mu.Unlock()
-		<-release
-		return false
-	}
+	checks := holdChecks(a, release, func(string, string) bool { return false })
 	const n = 8
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -136,8 +147,8 @@ func TestLoginParallelFailures(t *testing.T) {
 			t.Errorf("got %v, want ErrBadCredentials", err)
 		}
 	}
-	if checks != 3 {
-		t.Errorf("%d hashes checked for %d attempts at once, want 3 (the budget)", checks, n)
+	if got := checks(); got != 3 {
+		t.Errorf("%d hashes checked for %d attempts at once, want 3 (the budget)", got, n)
 	}
 }
 
@@ -149,16 +160,8 @@ func TestLoginParallelFailures(t *testing.T) {
 func TestLoginParallelSuccesses(t *testing.T) {
 	st := internalStore(t)
 	a := NewAuthenticatorLimits(st, nil, Limits{AccountFailures: 3, AddressFailures: 3, FailureEvery: time.Hour, Hashing: 2})
-	var mu sync.Mutex
-	checks := 0
 	release := make(chan struct{})
-	a.checkHash = func(hash, pw string) bool {
-		mu.Lock()
-		checks++
-		mu.Unlock()
-		<-release
-		return CheckPassword(hash, pw)
-	}
+	checks := holdChecks(a, release, CheckPassword)
 	const n = 8
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -170,9 +173,7 @@ func TestLoginParallelSuccesses(t *testing.T) {
 	}
 	// Two attempts in checkHash, the others waiting behind them.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		mu.Lock()
-		c := checks
-		mu.Unlock()
+		c := checks()
 		if c == 2 {
 			break
 		}
