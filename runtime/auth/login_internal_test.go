@@ -128,7 +128,9 @@ func TestLoginParallelFailures(t *testing.T) {
 		})
 	}
 	// The refused ones answer at once; the others wait in checkHash.
+	// time.After fires once: the loop ends there, or it would wait forever.
 	timeout := time.After(10 * time.Second)
+refused:
 	for range n - 3 {
 		select {
 		case err := <-errs:
@@ -137,6 +139,7 @@ func TestLoginParallelFailures(t *testing.T) {
 			}
 		case <-timeout:
 			t.Error("fewer than 5 attempts refused at once")
+			break refused
 		}
 	}
 	close(release)
