@@ -11,7 +11,8 @@ GO ?= go
 RACE_PKGS := ./schema/... ./runtime/... ./reconcilers/...
 
 # Dependencies kept here with a patch of ours, each a module of its own
-# (see its README.md): vetted and tested, under the race detector, too.
+# (see its README.md): vetted and tested, under the race detector, too, and
+# checked to be the upstream version of go.mod plus the files of patches/.
 PATCHED_MODS := runtime/smtpd/go-smtp runtime/imapd/go-imap
 
 # Tools the suite needs beyond Go, as command:debian-packages (comma
@@ -31,7 +32,7 @@ DEMO_LISTEN := --smtp 127.0.0.1:2525 --submission 127.0.0.1:2587 --submissions 1
 
 FUZZTIME ?= 10s
 
-.PHONY: all demo test deps fmt-check vet unit race bench bench-validate bench-inbound fuzz build clean
+.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-inbound fuzz build clean
 
 all: test
 
@@ -48,7 +49,7 @@ demo:
 	exec bin/mailfountaind --data $(DEMO_DATA) -f $(DEMO_STATE) $(DEMO_LISTEN)
 
 ## test: the whole suite: tools, gofmt, go vet, tests (race detector where there is concurrency; fuzz seeds included)
-test: deps fmt-check vet unit race
+test: deps fmt-check vet patched-check unit race
 	@echo "== all tests passed"
 
 deps:
@@ -75,6 +76,17 @@ vet:
 	@echo "== go vet"
 	@$(GO) vet ./...
 	@for m in $(PATCHED_MODS); do (cd "$$m" && $(GO) vet ./...); done
+
+# Each patched module is its upstream version (go mod download) plus its
+# patches/, byte for byte.
+patched-check:
+	@echo "== patched modules: upstream plus patches/"
+	@bash tests/patched-modules.sh check $(PATCHED_MODS)
+
+## patches-refresh: MOD=runtime/smtpd/go-smtp PATCH=0004 folds the edits of MOD's tree into that patch file
+patches-refresh:
+	@[[ -n "$(MOD)" && -n "$(PATCH)" ]] || { echo "usage: make patches-refresh MOD=<module dir> PATCH=<NNNN>" >&2; exit 1; }
+	bash tests/patched-modules.sh refresh $(MOD) $(PATCH)
 
 # Every package is tested once: those of RACE_PKGS by `race`, the others
 # here. `go test` also runs every fuzz target on its seed corpus (f.Add and
