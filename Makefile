@@ -18,11 +18,11 @@ PATCHED_MODS := runtime/smtpd/go-smtp runtime/imapd/go-imap
 # Tools the suite needs beyond Go, as command:debian-packages (comma
 # separated). `make deps` installs the missing ones (as root: apt-get update
 # once, then install). swaks needs Net::SSLeay and IO::Socket::SSL for TLS,
-# which Debian only recommends.
+# which Debian only recommends. git applies the patched modules' patches.
 # Later issues add here: nft:nftables ip:iproute2 dnsmasq:dnsmasq
 # chromium:chromium ...
 TOOLS := gcc:gcc python3:python3 swaks:swaks,libnet-ssleay-perl,libio-socket-ssl-perl \
-	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl
+	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl git:git
 
 DEMO_DATA := ./.demo-data
 DEMO_STATE := examples/ma-societe.yaml
