@@ -27,6 +27,23 @@ var (
 	ErrTooManyFailures = errors.New("too many failed logins")
 )
 
+// Results of a login, as Observer hears them.
+const (
+	LoginOK          = "ok"
+	LoginBadPassword = "bad_password" // the account exists; the password does not match, or it has none
+	LoginUnknownUser = "unknown_user" // no account has that name (or it is not an address)
+	LoginLocked      = "locked"       // refused unchecked: too many failures (ErrTooManyFailures)
+	LoginError       = "error"        // not checked: the store failed, or the client left
+)
+
+// Observer hears the result of every login, for the daemon's metrics;
+// *metrics.Metrics is one. service is Login's; result one of the Login
+// constants. The servers' answers never tell a client which result it
+// was: only the operator's metrics do.
+type Observer interface {
+	Login(service, result string)
+}
+
 // Principal is who logged in.
 type Principal struct {
 	Domain  string
@@ -110,6 +127,7 @@ type Authenticator struct {
 	// checkHash is CheckPassword; tests count its calls.
 	checkHash func(hash, password string) bool
 	names     maphash.Seed // for the keys of account names
+	observer  Observer     // nil: none
 
 	mu       sync.Mutex
 	accountB budgets[nameKey]       // per client address and name
@@ -166,6 +184,13 @@ func NewAuthenticatorLimits(st Accounts, logger *slog.Logger, l Limits) *Authent
 	}
 }
 
+// Observe makes o hear the result of every login; call it before the
+// Authenticator is used.
+func (a *Authenticator) Observe(o Observer) *Authenticator {
+	a.observer = o
+	return a
+}
+
 // Login checks address (local@domain, case-insensitive; the full address is
 // required, manual 6.4.2) and password for service ("smtp", "pop3",
 // "imap", "web") from client remote. It returns ErrBadCredentials or
@@ -173,7 +198,10 @@ func NewAuthenticatorLimits(st Accounts, logger *slog.Logger, l Limits) *Authent
 func (a *Authenticator) Login(ctx context.Context, service string, remote netip.Addr, address, password string) (*Principal, error) {
 	client := clientKey(remote)
 	name := nameKey{client: client, name: maphash.String(a.names, strings.ToLower(address))}
-	p, spent, err := a.check(ctx, client, name, address, password)
+	p, spent, result, err := a.check(ctx, client, name, address, password)
+	if a.observer != nil {
+		a.observer.Login(service, result)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrTooManyFailures):
@@ -195,23 +223,28 @@ func (a *Authenticator) Login(ctx context.Context, service string, remote netip.
 // check checks the password of address; every well-formed address costs
 // one hash check (see Authenticator). A name or client whose budget is
 // spent is refused, right password or not; spent says whether the attempt
-// spent a failure of the budgets of client and name (see take).
-func (a *Authenticator) check(ctx context.Context, client netip.Prefix, name nameKey, address, password string) (p *Principal, spent bool, err error) {
+// spent a failure of the budgets of client and name (see take); result is
+// one of the Login constants.
+func (a *Authenticator) check(ctx context.Context, client netip.Prefix, name nameKey, address, password string) (p *Principal, spent bool, result string, err error) {
 	if !a.allowed(client, name) {
-		return nil, false, ErrTooManyFailures
+		return nil, false, LoginLocked, ErrTooManyFailures
 	}
 	local, domain, ok := strings.Cut(address, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || len(address) > 320 {
 		// No account has such a name: the quick answer tells nothing.
 		if !a.take(client, name) {
-			return nil, false, ErrTooManyFailures
+			return nil, false, LoginLocked, ErrTooManyFailures
 		}
-		return nil, true, ErrBadCredentials
+		return nil, true, LoginUnknownUser, ErrBadCredentials
 	}
 	local, domain = strings.ToLower(local), strings.ToLower(domain)
 	acct, err := a.accounts.Account(ctx, domain, local)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, false, fmt.Errorf("read account: %w", err)
+		return nil, false, LoginError, fmt.Errorf("read account: %w", err)
+	}
+	failure := LoginBadPassword
+	if err != nil {
+		failure = LoginUnknownUser
 	}
 	checkable := err == nil && ValidateHash(acct.PasswordHash) == nil
 	if !checkable {
@@ -221,22 +254,22 @@ func (a *Authenticator) check(ctx context.Context, client netip.Prefix, name nam
 	// wrong password's does.
 	key := verifiedKey(acct, password)
 	if a.cached(key) {
-		return principal(acct), false, nil
+		return principal(acct), false, LoginOK, nil
 	}
 	select {
 	case a.hashing <- struct{}{}:
 	case <-ctx.Done():
-		return nil, false, ctx.Err()
+		return nil, false, LoginError, ctx.Err()
 	}
 	defer func() { <-a.hashing }()
 	if !a.take(client, name) {
-		return nil, false, ErrTooManyFailures
+		return nil, false, LoginLocked, ErrTooManyFailures
 	}
 	if !a.checkHash(acct.PasswordHash, password) || !checkable {
-		return nil, true, ErrBadCredentials
+		return nil, true, failure, ErrBadCredentials
 	}
 	a.remember(key)
-	return principal(acct), true, nil
+	return principal(acct), true, LoginOK, nil
 }
 
 func principal(acct *store.Account) *Principal {

@@ -42,6 +42,7 @@ type env struct {
 	auth     Authenticator
 	md       *maildir.Store
 	limits   Limits
+	metrics  Metrics
 	srv      *Server
 	addr     string // STARTTLS
 	tlsAddr  string // implicit TLS
@@ -127,7 +128,7 @@ func (e *env) start() {
 		t.Fatal(err)
 	}
 	e.md = md
-	srv, err := New(Config{Settings: e.live, TLS: e.tls, Maildir: md, Mailboxes: e.st, Auth: e.auth, Limits: e.limits, Logger: e.logger()})
+	srv, err := New(Config{Settings: e.live, TLS: e.tls, Maildir: md, Mailboxes: e.st, Auth: e.auth, Limits: e.limits, Logger: e.logger(), Metrics: e.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}

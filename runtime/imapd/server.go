@@ -42,6 +42,21 @@ type Authenticator interface {
 	Login(ctx context.Context, service string, remote netip.Addr, address, password string) (*auth.Principal, error)
 }
 
+// Metrics hears of the connections the server admits and refuses, for
+// the daemon's metrics; *metrics.Metrics is one. service is "imap" (Serve)
+// or "imaps" (ServeTLS); reason is connlimit's (connlimit.TooMany,
+// connlimit.TooManyFromIP).
+type Metrics interface {
+	Session(service string)
+	Refused(service, reason string)
+}
+
+// noMetrics hears nothing: Config.Metrics nil.
+type noMetrics struct{}
+
+func (noMetrics) Session(string)         {}
+func (noMetrics) Refused(string, string) {}
+
 // Mailboxes tells where an account's mailbox lives; *store.Store
 // satisfies it.
 type Mailboxes interface {
@@ -106,6 +121,8 @@ type Config struct {
 	Mailboxes
 	Auth   Authenticator
 	Logger *slog.Logger
+	// Metrics, if not nil, hears of sessions and refused connections.
+	Metrics Metrics
 	Limits
 }
 
@@ -138,6 +155,9 @@ func New(cfg Config) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	return &Server{
 		cfg:     cfg,
 		log:     logger,
@@ -262,7 +282,12 @@ func (in *instance) options(insecureAuth bool) *imapserver.Options {
 func (in *instance) accept(raw net.Conn, implicitTLS bool) {
 	s := in.srv
 	remote := connlimit.AddrOf(raw.RemoteAddr())
-	if s.conns.Admit(remote) != "" {
+	service := "imap"
+	if implicitTLS {
+		service = "imaps"
+	}
+	if why := s.conns.Admit(remote); why != "" {
+		s.cfg.Metrics.Refused(service, why)
 		in.loops.Add(1)
 		go func() {
 			defer in.loops.Done()
@@ -293,7 +318,9 @@ func (in *instance) accept(raw net.Conn, implicitTLS bool) {
 	if !ln.handoff(c) {
 		c.Close()
 		in.conns.Done()
+		return
 	}
+	s.cfg.Metrics.Session(service)
 }
 
 // refuse tells a client over the limits to go away.

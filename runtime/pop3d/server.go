@@ -28,6 +28,21 @@ type Authenticator interface {
 	Login(ctx context.Context, service string, remote netip.Addr, address, password string) (*auth.Principal, error)
 }
 
+// Metrics hears of the connections the server admits and refuses, for
+// the daemon's metrics; *metrics.Metrics is one. service is "pop3" (Serve)
+// or "pop3s" (ServeTLS); reason is connlimit's (connlimit.TooMany,
+// connlimit.TooManyFromIP).
+type Metrics interface {
+	Session(service string)
+	Refused(service, reason string)
+}
+
+// noMetrics hears nothing: Config.Metrics nil.
+type noMetrics struct{}
+
+func (noMetrics) Session(string)         {}
+func (noMetrics) Refused(string, string) {}
+
 // Mailboxes says where an account's mailbox is; *store.Store is one.
 type Mailboxes interface {
 	MailboxPath(domain, id string) string
@@ -74,6 +89,8 @@ type Config struct {
 	// Logger; nil discards. Passwords and message contents are never
 	// logged.
 	Logger *slog.Logger
+	// Metrics, if not nil, hears of sessions and refused connections.
+	Metrics Metrics
 
 	// MaxConns bounds the connections of all clients, MaxConnsPerIP
 	// those of one client address.
@@ -112,6 +129,7 @@ type Server struct {
 	mailboxes Mailboxes
 	auth      Authenticator
 	log       *slog.Logger
+	metrics   Metrics
 	lim       limits
 
 	conns *connlimit.Limiter // shared by both listeners
@@ -159,6 +177,7 @@ func newServer(cfg Config, open func(root string) (inbox, error)) (*Server, erro
 		mailboxes: cfg.Mailboxes,
 		auth:      cfg.Auth,
 		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
 		locked:    map[string]bool{},
 		conns:     connlimit.New(orDefault(cfg.MaxConns, DefaultMaxConns), orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP)),
 		lim: limits{
@@ -176,6 +195,9 @@ func newServer(cfg Config, open func(root string) (inbox, error)) (*Server, erro
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.metrics == nil {
+		s.metrics = noMetrics{}
 	}
 	return s, nil
 }
@@ -218,6 +240,10 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 	retrying := func(err error, delay time.Duration) {
 		s.log.Warn("pop3: accept", "err", err, "retry_in", delay)
 	}
+	service := "pop3"
+	if implicitTLS {
+		service = "pop3s"
+	}
 	for {
 		c, err := connlimit.Accept(ctx, ln, retrying)
 		if err != nil {
@@ -229,6 +255,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 		remote := connlimit.AddrOf(c.RemoteAddr())
 		if why := s.conns.Admit(remote); why != "" {
 			s.log.Info("pop3: connection refused", "remote", remote, "reason", why)
+			s.metrics.Refused(service, why)
 			// On the plain port the client is told why. A fresh
 			// socket's send buffer is empty: this never blocks for
 			// long, and the deadline bounds it anyway. A TLS client
@@ -243,6 +270,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicitTLS bool) e
 		mu.Lock()
 		active[c] = true
 		mu.Unlock()
+		s.metrics.Session(service)
 		wg.Go(func() {
 			defer func() {
 				c.Close()

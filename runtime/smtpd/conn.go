@@ -220,6 +220,8 @@ func (c *conn) kill(why string) {
 	if w != nil {
 		w.SetWriteDeadline(time.Now().Add(writeGrace))
 		io.WriteString(w, "421 4.7.0 "+c.settings.Hostname+" "+why+", closing connection\r\n")
+		// Written here, not through go-smtp: the observer does not see it.
+		c.s.cfg.Metrics.Reply(c.kind.String(), 421)
 	}
 	c.raw.Close()
 }
@@ -245,6 +247,7 @@ func (c *conn) reply(p []byte) {
 		return // a line of a multiline reply, or not a reply
 	}
 	code := int(p[0]-'0')*100 + int(p[1]-'0')*10 + int(p[2]-'0')
+	c.s.cfg.Metrics.Reply(c.kind.String(), code)
 	if logged := c.refusalLogged.Swap(false); code >= 400 && !logged {
 		c.s.log.Info("smtp refusal", "listener", c.kind.String(), "remote", c.remote.String(),
 			"reply", printable(strings.TrimRight(string(p), "\r\n")))

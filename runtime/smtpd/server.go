@@ -68,6 +68,39 @@ type Resolver interface {
 	LookupAddr(ctx context.Context, addr string) ([]string, error)
 }
 
+// Metrics hears what the server does, for the daemon's metrics;
+// *metrics.Metrics is one. service is the listener: "mx", "submission"
+// or "submissions". The calls come from the connections' goroutines: they
+// must be quick and safe for concurrent use.
+type Metrics interface {
+	// Session: a connection was admitted.
+	Session(service string)
+	// Refused: a connection was refused by a limit; reason is
+	// connlimit's (connlimit.TooMany, connlimit.TooManyFromIP).
+	Refused(service, reason string)
+	// Reply: the server sent a reply (the last line of a multiline one).
+	Reply(service string, code int)
+	// Delivery: a message was received whole; result is one of the
+	// Delivery constants.
+	Delivery(service, result string)
+}
+
+// Results of a message received whole, for Metrics.Delivery.
+const (
+	DeliveryDelivered = "delivered" // stored (or queued), 250
+	DeliveryDuplicate = "duplicate" // stored before a restart already, 250
+	DeliveryRefused   = "refused"   // refused for its content or size, 5xx
+	DeliveryFailed    = "failed"    // could not be stored or checked, 4xx
+)
+
+// noMetrics hears nothing: Config.Metrics nil.
+type noMetrics struct{}
+
+func (noMetrics) Session(string)          {}
+func (noMetrics) Refused(string, string)  {}
+func (noMetrics) Reply(string, int)       {}
+func (noMetrics) Delivery(string, string) {}
+
 // Defaults of the limits of Config (see the package documentation).
 const (
 	DefaultMaxRecipients       = 100
@@ -119,6 +152,9 @@ type Config struct {
 	// Resolver does reverse DNS of clients; nil means net.DefaultResolver.
 	Resolver Resolver
 	Logger   *slog.Logger
+	// Metrics, if not nil, hears of sessions, refused connections,
+	// replies and deliveries.
+	Metrics Metrics
 	// TempDir holds messages larger than MemoryBuffer while they are
 	// received; "" means os.TempDir().
 	TempDir string
@@ -185,6 +221,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
 	}
 	setDefault(&cfg.MaxRecipients, DefaultMaxRecipients)
 	setDefault(&cfg.MaxLineLength, DefaultMaxLineLength)
@@ -294,6 +333,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
 		remote := connlimit.AddrOf(nc.RemoteAddr())
 		if reason := s.admit(k, remote); reason != "" {
 			s.log.Info("smtp connection refused", "listener", k.String(), "remote", remote.String(), "reason", reason)
+			s.cfg.Metrics.Refused(k.String(), reason)
 			s.reject(nc, k)
 			continue
 		}
@@ -307,6 +347,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, k kind) error {
 		}
 		conns[c] = struct{}{}
 		mu.Unlock()
+		s.cfg.Metrics.Session(k.String())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

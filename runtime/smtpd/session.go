@@ -362,10 +362,12 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.refuse("data", "message too large", "from", printable(tx.from), "max_bytes", c.settings.MaxMessageBytes)
+			s.delivery(DeliveryRefused)
 			return c.tooLarge
 		}
 		if errors.Is(err, errSpool) {
 			c.s.log.Error("smtp data", "remote", c.remote.String(), "err", err)
+			s.delivery(DeliveryFailed)
 			return errDeliver
 		}
 		if c.killed.Load() || c.ctx.Err() != nil {
@@ -384,6 +386,11 @@ func (s *session) Data(r io.Reader) error {
 	}
 	defer msg.release()
 	if err := s.checkContent(tx, msg); err != nil {
+		if err == errLookup {
+			s.delivery(DeliveryFailed)
+		} else {
+			s.delivery(DeliveryRefused)
+		}
 		return err
 	}
 
@@ -392,6 +399,7 @@ func (s *session) Data(r io.Reader) error {
 	duplicate, err := s.deliver(tx, msg, id, key)
 	if err != nil {
 		c.s.log.Error("smtp delivery failed", "id", id, "from", printable(tx.from), "rcpts", tx.rcpts, "err", err)
+		s.delivery(DeliveryFailed)
 		if c.ctx.Err() != nil {
 			return errClosing
 		}
@@ -416,9 +424,19 @@ func (s *session) Data(r io.Reader) error {
 			c.s.log.LogAttrs(context.Background(), slog.LevelInfo, "smtp message accepted", attrs...)
 		}
 	}
+	if duplicate {
+		s.delivery(DeliveryDuplicate)
+	} else {
+		s.delivery(DeliveryDelivered)
+	}
 	// go-smtp replies with the code of an SMTPError: this one says the
 	// message id, to match the client's logs with ours.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: string(acceptedReply[len("250 2.0.0 "):]) + id}
+}
+
+// delivery tells the metrics what became of a message received whole.
+func (s *session) delivery(result string) {
+	s.c.s.cfg.Metrics.Delivery(s.c.kind.String(), result)
 }
 
 // checkContent applies the rules on the message itself, received whole:
