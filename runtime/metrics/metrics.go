@@ -1,0 +1,320 @@
+// Package metrics defines the Prometheus metrics of mailfountaind and
+// serves them over HTTP (mailfountaind --metrics ADDR, path /metrics).
+//
+// The daemon creates a registry, New registers the metrics on it, and the
+// *Metrics is handed to what reports: the reconciler engine (Planned,
+// Applied), the daemon (DriftCorrected, Held, Unheld), the SMTP, IMAP and
+// POP3 servers (Session, Refused, Reply, Delivery) and the authenticator
+// (Login). Those packages declare the small interfaces they call and do
+// not import Prometheus; a nil *Metrics takes every call and records
+// nothing, so that a daemon without --metrics pays nothing.
+//
+// Labels have few values: no address, user or domain is ever one.
+//
+// Reconcilers (label reconciler: accounts, mail...):
+//
+//	mailfountain_reconciler_plan_duration_seconds           histogram  observing and planning, per plan
+//	mailfountain_reconciler_apply_duration_seconds          histogram  applying its changes, per apply
+//	mailfountain_reconciler_changes_applied_total           counter    changes applied (applies and resyncs)
+//	mailfountain_reconciler_failures_total{stage}           counter    failed plans (stage="plan") and applies (stage="apply")
+//	mailfountain_reconciler_drift_corrected_total           counter    changes applied by a resync: the live state had drifted
+//	mailfountain_reconciler_last_success_timestamp_seconds  gauge      Unix time it was last seen converged: a plan without changes, or an apply that succeeded
+//
+// Versions held by the daemon's guard against mass deletion (no label: a
+// held version is a whole document):
+//
+//	mailfountain_version_held           gauge    1 while the daemon holds an edit instead of applying it, else 0
+//	mailfountain_versions_held_total    counter  edits held
+//
+// Servers (label service: mx, submission, submissions, imap, imaps, pop3,
+// pop3s; SMTP's "mx" is the daemon's --smtp listener):
+//
+//	mailfountain_sessions_total{service}                    counter  connections admitted
+//	mailfountain_connections_refused_total{service,limit}   counter  connections refused by a limit: limit="total" (the server's pool is full) or "per_address" (the client address has its share)
+//	mailfountain_smtp_replies_total{service,class}          counter  SMTP replies by code class: class="2xx", "3xx", "4xx", "5xx"
+//	mailfountain_smtp_deliveries_total{service,result}      counter  messages received whole: result="delivered" (stored, 250), "duplicate" (already stored before a restart, 250), "refused" (refused for their content or size, 5xx), "failed" (could not be stored, 451)
+//
+// Logins, as the authenticator checks them for every server (label
+// protocol: smtp, imap, pop3):
+//
+//	mailfountain_logins_total{protocol,result}  counter  result="ok", "bad_password", "unknown_user", "locked" (too many failures: refused without a check), "error" (the store failed, or the client left)
+//
+// And the Go runtime's and the process's collectors: go_* (goroutines,
+// memory, GC) and process_* (CPU, resident memory, open files).
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"mailfountain.dev/mailfountain/runtime/connlimit"
+)
+
+// Path is where Serve answers.
+const Path = "/metrics"
+
+// Limits of the HTTP server: a scrape is one small GET.
+const (
+	readHeaderTimeout = 5 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = time.Minute
+	shutdownGrace     = 2 * time.Second
+)
+
+// durationBuckets span 1 ms to about 65 s, by factors of 4: a plan of the
+// example document takes milliseconds, one of a large box seconds.
+var durationBuckets = prometheus.ExponentialBuckets(0.001, 4, 9)
+
+// Metrics are mailfountaind's metrics. Its methods are safe for concurrent
+// use, and do nothing on a nil *Metrics.
+type Metrics struct {
+	reg *prometheus.Registry
+	log *slog.Logger
+	now func() time.Time
+
+	planDuration, applyDuration *prometheus.HistogramVec
+	changesApplied, failures    *prometheus.CounterVec
+	driftCorrected              *prometheus.CounterVec
+	lastSuccess                 *prometheus.GaugeVec
+	versionHeld                 prometheus.Gauge
+	versionsHeld                prometheus.Counter
+	sessions, refused           *prometheus.CounterVec
+	smtpReplies, smtpDeliveries *prometheus.CounterVec
+	logins                      *prometheus.CounterVec
+}
+
+// New registers mailfountaind's metrics, and the Go runtime and process
+// collectors, on reg.
+func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("new metrics: no registry")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	histogram := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: durationBuckets}, []string{"reconciler"})
+	}
+	m := &Metrics{
+		reg: reg,
+		log: logger,
+		now: time.Now,
+		planDuration: histogram("mailfountain_reconciler_plan_duration_seconds",
+			"Time a reconciler took to observe the live state and plan its changes."),
+		applyDuration: histogram("mailfountain_reconciler_apply_duration_seconds",
+			"Time a reconciler took to apply its changes."),
+		changesApplied: counter("mailfountain_reconciler_changes_applied_total",
+			"Changes a reconciler applied, by applies and resyncs.", "reconciler"),
+		failures: counter("mailfountain_reconciler_failures_total",
+			"Plans (stage=plan) and applies (stage=apply) of a reconciler that failed.", "reconciler", "stage"),
+		driftCorrected: counter("mailfountain_reconciler_drift_corrected_total",
+			"Changes a resync applied: the live state had drifted from the latest version.", "reconciler"),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailfountain_reconciler_last_success_timestamp_seconds",
+			Help: "Unix time a reconciler was last seen converged: a plan without changes, or an apply that succeeded.",
+		}, []string{"reconciler"}),
+		versionHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_version_held",
+			Help: "1 while the daemon holds an edit of the state files instead of applying it (a mass deletion), else 0.",
+		}),
+		versionsHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_versions_held_total",
+			Help: "Edits of the state files the daemon held instead of applying them.",
+		}),
+		sessions: counter("mailfountain_sessions_total",
+			"Connections a server admitted.", "service"),
+		refused: counter("mailfountain_connections_refused_total",
+			"Connections a server refused by a limit: total (its pool is full) or per_address.", "service", "limit"),
+		smtpReplies: counter("mailfountain_smtp_replies_total",
+			"SMTP replies by code class (2xx, 3xx, 4xx, 5xx).", "service", "class"),
+		smtpDeliveries: counter("mailfountain_smtp_deliveries_total",
+			"Messages an SMTP server received whole, by result: delivered, duplicate, refused, failed.", "service", "result"),
+		logins: counter("mailfountain_logins_total",
+			"Logins checked, by protocol and result: ok, bad_password, unknown_user, locked, error.", "protocol", "result"),
+	}
+	cs := []prometheus.Collector{
+		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
+		m.versionHeld, m.versionsHeld,
+		m.sessions, m.refused, m.smtpReplies, m.smtpDeliveries, m.logins,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("new metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Planned records a reconciler's plan; it implements the engine's
+// reconcilers.Observer.
+func (m *Metrics) Planned(reconciler string, took time.Duration, changes int, err error) {
+	if m == nil {
+		return
+	}
+	m.planDuration.WithLabelValues(reconciler).Observe(took.Seconds())
+	switch {
+	case err != nil:
+		m.failures.WithLabelValues(reconciler, "plan").Inc()
+	case changes == 0:
+		m.succeeded(reconciler)
+	}
+}
+
+// Applied records a reconciler's apply; it implements the engine's
+// reconcilers.Observer.
+func (m *Metrics) Applied(reconciler string, took time.Duration, changes int, err error) {
+	if m == nil {
+		return
+	}
+	m.applyDuration.WithLabelValues(reconciler).Observe(took.Seconds())
+	if err != nil {
+		m.failures.WithLabelValues(reconciler, "apply").Inc()
+		return
+	}
+	m.changesApplied.WithLabelValues(reconciler).Add(float64(changes))
+	m.succeeded(reconciler)
+}
+
+func (m *Metrics) succeeded(reconciler string) {
+	m.lastSuccess.WithLabelValues(reconciler).Set(float64(m.now().UnixNano()) / 1e9)
+}
+
+// DriftCorrected records the changes a resync applied for a reconciler.
+func (m *Metrics) DriftCorrected(reconciler string, changes int) {
+	if m == nil || changes <= 0 {
+		return
+	}
+	m.driftCorrected.WithLabelValues(reconciler).Add(float64(changes))
+}
+
+// Held records that the daemon holds an edit instead of applying it; a
+// new held edit replaces the one held before.
+func (m *Metrics) Held() {
+	if m == nil {
+		return
+	}
+	m.versionsHeld.Inc()
+	m.versionHeld.Set(1)
+}
+
+// Unheld records that the daemon holds no edit any more (it was applied,
+// or replaced by an edit that is not held).
+func (m *Metrics) Unheld() {
+	if m == nil {
+		return
+	}
+	m.versionHeld.Set(0)
+}
+
+// Session records a connection a server admitted.
+func (m *Metrics) Session(service string) {
+	if m == nil {
+		return
+	}
+	m.sessions.WithLabelValues(service).Inc()
+}
+
+// Refused records a connection a server refused; reason is connlimit's
+// (TooMany, TooManyFromIP).
+func (m *Metrics) Refused(service, reason string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(service, limitName(reason)).Inc()
+}
+
+// limitName is the limit label of a connlimit refusal.
+func limitName(reason string) string {
+	switch reason {
+	case connlimit.TooMany:
+		return "total"
+	case connlimit.TooManyFromIP:
+		return "per_address"
+	}
+	return "other"
+}
+
+// Reply records an SMTP reply of code.
+func (m *Metrics) Reply(service string, code int) {
+	if m == nil {
+		return
+	}
+	class := "other"
+	if code >= 200 && code < 600 {
+		class = strconv.Itoa(code/100) + "xx"
+	}
+	m.smtpReplies.WithLabelValues(service, class).Inc()
+}
+
+// Delivery records what became of a message an SMTP server received
+// whole (result: delivered, duplicate, refused, failed).
+func (m *Metrics) Delivery(service, result string) {
+	if m == nil {
+		return
+	}
+	m.smtpDeliveries.WithLabelValues(service, result).Inc()
+}
+
+// Login records the result of a login checked for protocol.
+func (m *Metrics) Login(protocol, result string) {
+	if m == nil {
+		return
+	}
+	m.logins.WithLabelValues(protocol, result).Inc()
+}
+
+// Handler answers with the metrics of the registry, in the format the
+// scraper asks for (the text format by default).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      m.reg, // promhttp_metric_handler_errors_total
+	})
+}
+
+// Serve answers GET /metrics on ln until ctx is done, then stops: it is
+// a daemon component.
+func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+Path, m.Handler())
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	stopped := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(stopped)
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+	})
+	err := srv.Serve(ln)
+	if stop() {
+		// Serve failed on its own: ctx is not done.
+		return fmt.Errorf("serve metrics on %s: %w", ln.Addr(), err)
+	}
+	<-stopped
+	return nil
+}

@@ -1,0 +1,294 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/connlimit"
+	"mailfountain.dev/mailfountain/runtime/imapd"
+	"mailfountain.dev/mailfountain/runtime/metrics"
+	"mailfountain.dev/mailfountain/runtime/pop3d"
+	"mailfountain.dev/mailfountain/runtime/smtpd"
+)
+
+// observer is the reconciler engine's reconcilers.Observer, as the engine
+// declares it.
+type observer interface {
+	Planned(reconciler string, took time.Duration, changes int, err error)
+	Applied(reconciler string, took time.Duration, changes int, err error)
+}
+
+// The hooks *Metrics implements, those of the packages that call them.
+var (
+	_ observer      = (*metrics.Metrics)(nil)
+	_ smtpd.Metrics = (*metrics.Metrics)(nil)
+	_ imapd.Metrics = (*metrics.Metrics)(nil)
+	_ pop3d.Metrics = (*metrics.Metrics)(nil)
+	_ auth.Observer = (*metrics.Metrics)(nil)
+	_ interface {
+		DriftCorrected(reconciler string, changes int)
+		Held()
+		Unheld()
+	} = (*metrics.Metrics)(nil)
+)
+
+// scrape GETs url and returns every sample by series: the metric's name
+// and its labels, sorted, as Prometheus writes them
+// (`name{a="x",b="y"}`); a histogram gives name_count and name_sum.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse the metrics of %s: %v", url, err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			slices.Sort(ls)
+			labels := ""
+			if len(ls) > 0 {
+				labels = "{" + strings.Join(ls, ",") + "}"
+			}
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				out[name+labels] = m.GetCounter().GetValue()
+			case dto.MetricType_GAUGE:
+				out[name+labels] = m.GetGauge().GetValue()
+			case dto.MetricType_HISTOGRAM:
+				out[name+"_count"+labels] = float64(m.GetHistogram().GetSampleCount())
+				out[name+"_sum"+labels] = m.GetHistogram().GetSampleSum()
+			default:
+				out[name+labels] = m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// serve serves m on a loopback port until the test ends and returns the
+// URL of its metrics.
+func serve(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after its context was done")
+		}
+	})
+	return "http://" + ln.Addr().String() + metrics.Path
+}
+
+func newMetrics(t *testing.T) *metrics.Metrics {
+	t.Helper()
+	m, err := metrics.New(prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestScrape: what the hooks hear is served at /metrics, under the names
+// and labels the package documents.
+func TestScrape(t *testing.T) {
+	m := newMetrics(t)
+	url := serve(t, m)
+
+	before := time.Now()
+	m.Planned("accounts", 30*time.Millisecond, 2, nil)
+	m.Applied("accounts", 50*time.Millisecond, 2, nil)
+	m.Planned("mail", 10*time.Millisecond, 0, nil) // in sync: a success
+	m.Planned("mail", 10*time.Millisecond, 1, nil)
+	m.Applied("mail", 20*time.Millisecond, 1, errors.New("disk full"))
+	m.Planned("dns", time.Millisecond, 0, errors.New("cannot observe"))
+	m.DriftCorrected("accounts", 3)
+	m.DriftCorrected("mail", 0) // nothing corrected: no series
+	m.Held()
+	m.Held()
+	m.Unheld()
+	m.Session("mx")
+	m.Session("mx")
+	m.Session("imaps")
+	m.Refused("mx", connlimit.TooMany)
+	m.Refused("pop3", connlimit.TooManyFromIP)
+	m.Reply("mx", 220)
+	m.Reply("mx", 250)
+	m.Reply("mx", 354)
+	m.Reply("submission", 535)
+	m.Reply("mx", 421)
+	m.Delivery("mx", smtpd.DeliveryDelivered)
+	m.Delivery("submission", smtpd.DeliveryRefused)
+	m.Login("smtp", auth.LoginBadPassword)
+	m.Login("imap", auth.LoginOK)
+	m.Login("imap", auth.LoginOK)
+	after := time.Now()
+
+	got := scrape(t, url)
+	want := map[string]float64{
+		`mailfountain_reconciler_plan_duration_seconds_count{reconciler="accounts"}`:  1,
+		`mailfountain_reconciler_plan_duration_seconds_sum{reconciler="accounts"}`:    0.03,
+		`mailfountain_reconciler_plan_duration_seconds_count{reconciler="mail"}`:      2,
+		`mailfountain_reconciler_plan_duration_seconds_sum{reconciler="mail"}`:        0.02,
+		`mailfountain_reconciler_plan_duration_seconds_count{reconciler="dns"}`:       1,
+		`mailfountain_reconciler_plan_duration_seconds_sum{reconciler="dns"}`:         0.001,
+		`mailfountain_reconciler_apply_duration_seconds_count{reconciler="accounts"}`: 1,
+		`mailfountain_reconciler_apply_duration_seconds_sum{reconciler="accounts"}`:   0.05,
+		`mailfountain_reconciler_apply_duration_seconds_count{reconciler="mail"}`:     1,
+		`mailfountain_reconciler_apply_duration_seconds_sum{reconciler="mail"}`:       0.02,
+		`mailfountain_reconciler_changes_applied_total{reconciler="accounts"}`:        2,
+		`mailfountain_reconciler_failures_total{reconciler="mail",stage="apply"}`:     1,
+		`mailfountain_reconciler_failures_total{reconciler="dns",stage="plan"}`:       1,
+		`mailfountain_reconciler_drift_corrected_total{reconciler="accounts"}`:        3,
+		`mailfountain_version_held`:                                                  0,
+		`mailfountain_versions_held_total`:                                           2,
+		`mailfountain_sessions_total{service="mx"}`:                                  2,
+		`mailfountain_sessions_total{service="imaps"}`:                               1,
+		`mailfountain_connections_refused_total{limit="total",service="mx"}`:         1,
+		`mailfountain_connections_refused_total{limit="per_address",service="pop3"}`: 1,
+		`mailfountain_smtp_replies_total{class="2xx",service="mx"}`:                  2,
+		`mailfountain_smtp_replies_total{class="3xx",service="mx"}`:                  1,
+		`mailfountain_smtp_replies_total{class="4xx",service="mx"}`:                  1,
+		`mailfountain_smtp_replies_total{class="5xx",service="submission"}`:          1,
+		`mailfountain_smtp_deliveries_total{result="delivered",service="mx"}`:        1,
+		`mailfountain_smtp_deliveries_total{result="refused",service="submission"}`:  1,
+		`mailfountain_logins_total{protocol="smtp",result="bad_password"}`:           1,
+		`mailfountain_logins_total{protocol="imap",result="ok"}`:                     2,
+	}
+	for k, v := range want {
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("%s: missing", k)
+			continue
+		}
+		if diff := g - v; diff > 1e-9 || diff < -1e-9 {
+			t.Errorf("%s = %v, want %v", k, g, v)
+		}
+	}
+	// Only the series the calls made: no failure for a success, no
+	// change counted for a failed apply, no drift of 0.
+	for k := range got {
+		if strings.HasPrefix(k, "mailfountain_") && !strings.Contains(k, "_bucket") &&
+			!strings.HasPrefix(k, "mailfountain_reconciler_last_success_timestamp_seconds") {
+			if _, ok := want[k]; !ok {
+				t.Errorf("unexpected series %s = %v", k, got[k])
+			}
+		}
+	}
+	// Converged: accounts by its apply, mail by its plan without changes;
+	// dns never.
+	for _, r := range []string{"accounts", "mail"} {
+		k := `mailfountain_reconciler_last_success_timestamp_seconds{reconciler="` + r + `"}`
+		ts, ok := got[k]
+		if !ok || ts < float64(before.Unix()) || ts > float64(after.Unix()+1) {
+			t.Errorf("%s = %v (present %v), want between %d and %d", k, ts, ok, before.Unix(), after.Unix()+1)
+		}
+	}
+	if _, ok := got[`mailfountain_reconciler_last_success_timestamp_seconds{reconciler="dns"}`]; ok {
+		t.Error("dns never converged, yet has a last success time")
+	}
+	// The Go runtime's and the process's collectors.
+	for _, k := range []string{"go_goroutines", "process_resident_memory_bytes", "process_start_time_seconds"} {
+		if got[k] <= 0 {
+			t.Errorf("%s = %v, want > 0", k, got[k])
+		}
+	}
+}
+
+// TestServeOnlyMetrics: Serve answers GET /metrics, nothing else.
+func TestServeOnlyMetrics(t *testing.T) {
+	url := serve(t, newMetrics(t))
+	base := strings.TrimSuffix(url, metrics.Path)
+	tests := []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", metrics.Path, http.StatusOK},
+		{"HEAD", metrics.Path, http.StatusOK},
+		{"GET", "/", http.StatusNotFound},
+		{"GET", "/debug/pprof/", http.StatusNotFound},
+		{"POST", metrics.Path, http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		req, err := http.NewRequest(tt.method, base+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s %s: %d, want %d", tt.method, tt.path, resp.StatusCode, tt.want)
+		}
+	}
+}
+
+// TestNil: a nil *Metrics (a daemon without --metrics) takes every call.
+func TestNil(t *testing.T) {
+	var m *metrics.Metrics
+	m.Planned("accounts", time.Second, 1, nil)
+	m.Applied("accounts", time.Second, 1, errors.New("x"))
+	m.DriftCorrected("accounts", 1)
+	m.Held()
+	m.Unheld()
+	m.Session("mx")
+	m.Refused("mx", connlimit.TooMany)
+	m.Reply("mx", 250)
+	m.Delivery("mx", smtpd.DeliveryDelivered)
+	m.Login("imap", auth.LoginOK)
+}
+
+// TestRegisterTwice: New on a registry that has the metrics already says
+// so rather than panic.
+func TestRegisterTwice(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := metrics.New(reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metrics.New(reg, nil); err == nil {
+		t.Error("second New on the same registry: no error")
+	}
+	if _, err := metrics.New(nil, nil); err == nil {
+		t.Error("New without a registry: no error")
+	}
+}
