@@ -56,7 +56,21 @@ type Config struct {
 	// Zero is DefaultDebounce.
 	Debounce time.Duration
 	Logger   *slog.Logger
+	// Metrics, if not nil, hears what the daemon corrects.
+	Metrics Metrics
 }
+
+// Metrics hears what the daemon does, for its metrics; *metrics.Metrics
+// is one.
+type Metrics interface {
+	// DriftCorrected: a resync applied changes of a reconciler.
+	DriftCorrected(reconciler string, changes int)
+}
+
+// noMetrics hears nothing: Config.Metrics nil.
+type noMetrics struct{}
+
+func (noMetrics) DriftCorrected(string, int) {}
 
 // Daemon keeps one data directory converged. Create it with New, add the
 // components it hosts with Host, then Run it.
@@ -117,6 +131,9 @@ func New(cfg Config, app *applier.Applier) (*Daemon, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
 	}
 	return &Daemon{
 		cfg:    cfg,
@@ -358,6 +375,11 @@ func (d *Daemon) resync(ctx context.Context, logAlways bool) {
 	d.currentVersion(ctx)
 	if res != nil {
 		d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
+		for _, st := range res.Statuses {
+			if st.State == reconcilers.StateChanged {
+				d.cfg.Metrics.DriftCorrected(st.Reconciler, st.Changes)
+			}
+		}
 	}
 	if err != nil {
 		d.log.Error("resync the latest version", "err", err)
