@@ -91,6 +91,7 @@ func stateYAML(t *testing.T, o stateOpts) string {
 type mailDaemon struct {
 	dir, data, state string
 	servers          []string
+	args             []string // more flags of mailfountaind
 	proc             *daemonProc
 	addrs            map[string]string // server flag → host:port of the running process
 }
@@ -122,6 +123,7 @@ func (m *mailDaemon) start(t *testing.T) {
 	for _, s := range m.servers {
 		args = append(args, "--"+s, "127.0.0.1:0")
 	}
+	args = append(args, m.args...)
 	m.proc = startDaemonProc(t, args...)
 	m.addrs = map[string]string{}
 	p := m.proc

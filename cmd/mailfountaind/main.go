@@ -5,10 +5,13 @@
 //	mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL]
 //	              [--smtp ADDR] [--submission ADDR] [--submissions ADDR]
 //	              [--pop3 ADDR] [--pop3s ADDR] [--imap ADDR] [--imaps ADDR]
+//	              [--metrics ADDR]
 //
 // It serves SMTP (MX, port 25), submission (587 with STARTTLS, 465 over
 // TLS), POP3 (110, 995) and IMAP (143, 993); each listen address is a flag,
-// "off" to not serve it.
+// "off" to not serve it. --metrics ADDR serves Prometheus metrics over
+// HTTP at /metrics (runtime/metrics lists them); without it nothing
+// listens.
 //
 // SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
 // the daemon cleanly (exit 0).
@@ -64,6 +67,7 @@ type options struct {
 	resync    time.Duration
 	level     slog.Level
 	listen    listeners
+	metrics   string // --metrics: listen address of the metrics, "" for none
 }
 
 func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -78,9 +82,10 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	fs.StringVar(&o.statePath, "f", "", "state file, or directory of *.yaml files (required)")
 	fs.DurationVar(&o.resync, "resync", daemon.DefaultResync, "interval of drift correction (re-apply of the latest version); 0 disables it")
 	o.listen.register(fs)
+	fs.StringVar(&o.metrics, "metrics", "", "listen address of the Prometheus metrics (HTTP, path /metrics); none if empty")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ...\n\n")
+		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--metrics ADDR]\n\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nSIGHUP reloads the state files; SIGTERM or SIGINT stops the daemon.\n")
 	}
@@ -159,18 +164,27 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	defer ctl.Close()
 
-	servers, closeListeners, err := mailServers(ctx, o, app, logger)
+	m, metricsComponent, closeMetrics, err := metricsServer(ctx, o.metrics, logger)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
+
+	servers, closeListeners, err := mailServers(ctx, o, app, m, logger)
 	if err != nil {
 		return err
 	}
 	defer closeListeners()
 
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger}, app)
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m}, app)
 	if err != nil {
 		return err
 	}
 	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
 	d.Host(servers...)
+	if metricsComponent != nil {
+		d.Host(metricsComponent)
+	}
 
 	done := make(chan struct{})
 	var wg sync.WaitGroup

@@ -21,6 +21,7 @@ func TestParseArgs(t *testing.T) {
 		{"flag beats env", []string{"--data", "/flag", "-f", "s.yaml"}, "/env", options{dataDir: "/flag", statePath: "s.yaml", resync: time.Minute}, ""},
 		{"resync and level", []string{"-f", "d", "--resync", "5s", "--log-level", "debug"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: 5 * time.Second, level: slog.LevelDebug}, ""},
 		{"resync 0 disables", []string{"-f", "d", "--resync", "0"}, "", options{dataDir: defaultDataDir, statePath: "d"}, ""},
+		{"metrics", []string{"-f", "d", "--metrics", "127.0.0.1:9100"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, metrics: "127.0.0.1:9100"}, ""},
 		{"no -f", []string{"--data", "/x"}, "", options{}, "-f PATH is required"},
 		{"negative resync", []string{"-f", "d", "--resync", "-1s"}, "", options{}, "must not be negative"},
 		{"bad level", []string{"-f", "d", "--log-level", "loud"}, "", options{}, "--log-level"},

@@ -15,6 +15,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"mailfountain.dev/mailfountain/runtime/maildir"
+	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
 	"mailfountain.dev/mailfountain/runtime/smtpd"
 	"mailfountain.dev/mailfountain/runtime/tlscert"
@@ -61,7 +62,7 @@ type serveFunc func(ctx context.Context, ln net.Listener) error
 // use stops the daemon at once with a clear error. It returns the
 // components to host and a function that closes the listeners if they are
 // never served.
-func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *slog.Logger) (_ []daemon.Component, _ func(), err error) {
+func mailServers(ctx context.Context, o *options, app *applier.Applier, m *metrics.Metrics, logger *slog.Logger) (_ []daemon.Component, _ func(), err error) {
 	lns := map[*listener]net.Listener{}
 	closeAll := func() {
 		for _, ln := range lns {
@@ -110,7 +111,7 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 		return nil, nil, err
 	}
 	tlsConf := certs.Config()
-	authn := auth.NewAuthenticator(st, logger.With("component", "auth"))
+	authn := auth.NewAuthenticator(st, logger.With("component", "auth")).Observe(m)
 
 	var cs []daemon.Component
 	add := func(x *listener, serve serveFunc) {
@@ -133,6 +134,7 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 			Verifier:  mailauth.NewVerifier(resolver, 0, logger.With("component", "mailauth")),
 			TempDir:   st.Dir(),
 			Logger:    logger.With("component", "smtp"),
+			Metrics:   m,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -142,7 +144,7 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 		add(&o.listen.submissions, smtp.ServeSubmissions)
 	}
 	if lns[&o.listen.pop3] != nil || lns[&o.listen.pop3s] != nil {
-		pop, err := pop3d.New(pop3d.Config{Settings: settings, TLS: tlsConf, Maildir: md, Mailboxes: st, Auth: authn, Logger: logger.With("component", "pop3")})
+		pop, err := pop3d.New(pop3d.Config{Settings: settings, TLS: tlsConf, Maildir: md, Mailboxes: st, Auth: authn, Logger: logger.With("component", "pop3"), Metrics: m})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -150,7 +152,7 @@ func mailServers(ctx context.Context, o *options, app *applier.Applier, logger *
 		add(&o.listen.pop3s, pop.ServeTLS)
 	}
 	if lns[&o.listen.imap] != nil || lns[&o.listen.imaps] != nil {
-		imap, err := imapd.New(imapd.Config{Settings: settings, TLS: tlsConf, Maildir: md, Mailboxes: st, Auth: authn, Logger: logger.With("component", "imap")})
+		imap, err := imapd.New(imapd.Config{Settings: settings, TLS: tlsConf, Maildir: md, Mailboxes: st, Auth: authn, Logger: logger.With("component", "imap"), Metrics: m})
 		if err != nil {
 			return nil, nil, err
 		}
