@@ -76,7 +76,8 @@ const (
 var durationBuckets = prometheus.ExponentialBuckets(0.001, 4, 9)
 
 // Metrics are mailfountaind's metrics. Its methods are safe for concurrent
-// use, and do nothing on a nil *Metrics.
+// use; those that record (all but Handler and Serve) do nothing on a nil
+// *Metrics.
 type Metrics struct {
 	reg *prometheus.Registry
 	log *slog.Logger
