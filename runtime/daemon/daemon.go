@@ -65,12 +65,19 @@ type Config struct {
 type Metrics interface {
 	// DriftCorrected: a resync applied changes of a reconciler.
 	DriftCorrected(reconciler string, changes int)
+	// Held: the daemon holds an edit of the state files instead of
+	// applying it (the guard against mass deletion), replacing any edit
+	// held before; Unheld: it holds none any more.
+	Held()
+	Unheld()
 }
 
 // noMetrics hears nothing: Config.Metrics nil.
 type noMetrics struct{}
 
 func (noMetrics) DriftCorrected(string, int) {}
+func (noMetrics) Held()                      {}
+func (noMetrics) Unheld()                    {}
 
 // Daemon keeps one data directory converged. Create it with New, add the
 // components it hosts with Host, then Run it.

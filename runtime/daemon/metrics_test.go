@@ -25,6 +25,9 @@ func (r *driftRecorder) DriftCorrected(reconciler string, changes int) {
 	r.heard = append(r.heard, fmt.Sprintf("%s %d", reconciler, changes))
 }
 
+func (r *driftRecorder) Held()   {}
+func (r *driftRecorder) Unheld() {}
+
 func (r *driftRecorder) get() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

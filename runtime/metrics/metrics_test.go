@@ -19,6 +19,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
+	"mailfountain.dev/mailfountain/runtime/daemon"
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
@@ -34,16 +35,12 @@ type observer interface {
 
 // The hooks *Metrics implements, those of the packages that call them.
 var (
-	_ observer      = (*metrics.Metrics)(nil)
-	_ smtpd.Metrics = (*metrics.Metrics)(nil)
-	_ imapd.Metrics = (*metrics.Metrics)(nil)
-	_ pop3d.Metrics = (*metrics.Metrics)(nil)
-	_ auth.Observer = (*metrics.Metrics)(nil)
-	_ interface {
-		DriftCorrected(reconciler string, changes int)
-		Held()
-		Unheld()
-	} = (*metrics.Metrics)(nil)
+	_ observer       = (*metrics.Metrics)(nil)
+	_ smtpd.Metrics  = (*metrics.Metrics)(nil)
+	_ imapd.Metrics  = (*metrics.Metrics)(nil)
+	_ pop3d.Metrics  = (*metrics.Metrics)(nil)
+	_ auth.Observer  = (*metrics.Metrics)(nil)
+	_ daemon.Metrics = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
