@@ -6,6 +6,7 @@ package reconcilers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"mailfountain.dev/mailfountain/schema"
 )
@@ -54,4 +55,26 @@ type Reconciler interface {
 	// Apply carries out changes that Plan returned; it is idempotent and
 	// atomic where the target allows.
 	Apply(ctx context.Context, changes []Change) error
+}
+
+// Watcher is a Reconciler whose live state moves on its own (a netlink
+// event, a new DHCP lease): Watch runs until ctx is done and calls notify
+// for each event; the daemon then runs the reconciler again, with those
+// that read its facts. Bursts of events coalesce into one run.
+type Watcher interface {
+	Watch(ctx context.Context, notify func()) error
+}
+
+// Requeuer is a Reconciler that must run again after a while even when
+// nothing tells it to (a certificate that expires).
+type Requeuer interface {
+	// RequeueAfter is, from what it observed, how long until it should run
+	// again; zero or less for not before the next resync.
+	RequeueAfter(live Live) time.Duration
+}
+
+// Observer is told what the engine does; the daemon's metrics implement it.
+type Observer interface {
+	Planned(reconciler string, took time.Duration, changes int, err error)
+	Applied(reconciler string, took time.Duration, changes int, err error)
 }
