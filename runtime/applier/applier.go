@@ -19,8 +19,7 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
-	"mailfountain.dev/mailfountain/reconcilers/accounts"
-	"mailfountain.dev/mailfountain/reconcilers/mail"
+	"mailfountain.dev/mailfountain/reconcilers/registry"
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
@@ -82,14 +81,46 @@ type Result struct {
 	Changed  bool // a version was recorded or the live state was changed
 }
 
-// Open opens the data directory's store and builds the reconciler engine.
-func Open(ctx context.Context, dataDir string, logger *slog.Logger) (*Applier, error) {
-	return open(ctx, dataDir, logger)
+// Option is an option of Open.
+type Option func(*options)
+
+type options struct {
+	observer reconcilers.Observer
+	extra    []reconcilers.Spec
+}
+
+// WithObserver has the engine tell obs of every plan and apply attempt.
+func WithObserver(obs reconcilers.Observer) Option {
+	return func(o *options) { o.observer = obs }
+}
+
+// WithReconcilers adds reconcilers after the registry's, where their
+// dependencies allow: for tests that need a reconciler of their own.
+func WithReconcilers(specs ...reconcilers.Spec) Option {
+	return func(o *options) { o.extra = append(o.extra, specs...) }
+}
+
+// Open opens the data directory's store and builds the reconciler engine
+// over the registry's reconcilers.
+func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Option) (*Applier, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return openWith(ctx, dataDir, logger, o)
 }
 
 // open is Open with extra reconcilers after the built-in ones; tests use
 // it to make an apply fail.
 func open(ctx context.Context, dataDir string, logger *slog.Logger, extra ...reconcilers.Reconciler) (*Applier, error) {
+	var o options
+	for _, r := range extra {
+		o.extra = append(o.extra, reconcilers.Spec{Reconciler: r})
+	}
+	return openWith(ctx, dataDir, logger, o)
+}
+
+func openWith(ctx context.Context, dataDir string, logger *slog.Logger, o options) (*Applier, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -103,17 +134,16 @@ func open(ctx context.Context, dataDir string, logger *slog.Logger, extra ...rec
 		return nil, fmt.Errorf("open applier: %w", err)
 	}
 	settings := &mailconf.Live{}
-	cur, err := mail.Load(ctx, st)
+	env := registry.Env{Store: st, Settings: settings, Logger: logger}
+	engine, err := registry.Build(ctx, env, reconcilers.Config{Logger: logger, Observer: o.observer}, o.extra...)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open applier: %w", err)
 	}
-	settings.Store(cur)
-	rs := append([]reconcilers.Reconciler{accounts.New(st, logger), mail.New(st, settings, logger)}, extra...)
 	return &Applier{
 		dir:      dir,
 		store:    st,
-		engine:   reconcilers.NewEngine(logger, rs...),
+		engine:   engine,
 		logger:   logger,
 		settings: settings,
 		sem:      make(chan struct{}, 1),
@@ -319,6 +349,45 @@ func (a *Applier) Resync(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+// ResyncOnly is Resync for the named reconcilers and those that read their
+// facts, transitively: what a reconciler's own trigger (an event, a
+// requeue) runs again, rather than the whole box. The statuses are those
+// of the reconcilers it ran.
+func (a *Applier) ResyncOnly(ctx context.Context, names []string) (*Result, error) {
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("resync %v: %w", names, err)
+	}
+	defer unlock()
+	latest, st, err := a.latest(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("resync %v: %w", names, err)
+	}
+	if latest == nil {
+		return &Result{}, nil
+	}
+	ep, err := a.engine.PlanOnly(ctx, st, names)
+	if err != nil {
+		return nil, fmt.Errorf("resync %v to version %d: %w", names, latest.N, err)
+	}
+	statuses, err := a.engine.Apply(ctx, ep, st)
+	res := &Result{Statuses: statuses, Changed: !ep.Empty()}
+	if err != nil {
+		return res, fmt.Errorf("resync %v to version %d: %w", names, latest.N, err)
+	}
+	if res.Changed {
+		a.logger.Info("drift corrected", "version", latest.N, "reconcilers", names, "changes", countChanges(ep))
+	}
+	return res, nil
+}
+
+// Triggers are the reconcilers' own reasons to run again (events,
+// requeues), coalesced within coalesce; the daemon runs them and resyncs
+// what they deliver with ResyncOnly.
+func (a *Applier) Triggers(coalesce time.Duration) *reconcilers.Triggers {
+	return a.engine.Triggers(coalesce)
+}
+
 // History lists every version, oldest first, without their documents.
 func (a *Applier) History(ctx context.Context) ([]store.Version, error) {
 	vs, err := a.store.Versions(ctx)
@@ -430,6 +499,9 @@ func planDifference(planned, fresh *reconcilers.Plan) string {
 		case s.Reconciler != f.Reconciler:
 			return fmt.Sprintf("reconciler %d was %s, now %s", i, s.Reconciler, f.Reconciler)
 		case s.Fingerprint != f.Fingerprint:
+			if reconcilers.FingerprintChange(s.Fingerprint, f.Fingerprint) == "the facts it reads" {
+				return fmt.Sprintf("a fact that %s reads changed", s.Reconciler)
+			}
 			return fmt.Sprintf("the live state of %s changed", s.Reconciler)
 		case len(s.Changes) != len(f.Changes):
 			return fmt.Sprintf("%s had %d changes planned, now %d", s.Reconciler, len(s.Changes), len(f.Changes))

@@ -1,0 +1,34 @@
+// Package facts declares the facts that reconcilers publish and read, so
+// that a reader and its publisher share a typed key without importing
+// each other. A fact has one publisher, named here; its readers apply
+// after it (the engine derives the order) and are planned again when it
+// moves during an apply.
+//
+// No reconciler publishes these yet: the network, DNS and DHCP
+// reconcilers that will are to come (issue 9). A key is added here with
+// its type and publisher when a reconciler first publishes it.
+package facts
+
+import (
+	"net/netip"
+
+	"mailfountain.dev/mailfountain/reconcilers"
+)
+
+// The keys are values, never assigned after initialisation.
+var (
+	// PublicAddress is the box's public address, as the WAN link got it
+	// (static, DHCP, PPPoE); the DNS zone's A record. Publisher: network.
+	PublicAddress = reconcilers.NewFact[netip.Addr]("public-address")
+	// LANAddress is the box's address on its LAN, with the LAN's prefix;
+	// what the DHCP server hands out as gateway and resolver. Publisher:
+	// network.
+	LANAddress = reconcilers.NewFact[netip.Prefix]("lan-address")
+	// UpstreamResolvers are the resolvers the WAN link was given, that the
+	// DNS server forwards to. Publisher: network.
+	UpstreamResolvers = reconcilers.NewFact[[]netip.Addr]("upstream-resolvers")
+	// DKIMKeys are the DKIM public keys the DNS zone publishes, by record
+	// name ("mf1._domainkey.ma-societe.fr") to TXT value ("v=DKIM1; k=…").
+	// Publisher: mail.
+	DKIMKeys = reconcilers.NewFact[map[string]string]("dkim-keys")
+)

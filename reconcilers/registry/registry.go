@@ -1,0 +1,90 @@
+// Package registry is the one place that lists the box's reconcilers:
+// each entry names a reconciler, the reconcilers it must apply after, and
+// how to build it from the environment. The engine derives the apply
+// order from those dependencies and from the facts the reconcilers read
+// and publish (see package reconcilers), and refuses a cycle.
+//
+// Adding a reconciler is its package, one line in Entries, and its part
+// of the schema. Only this package imports the reconcilers' packages;
+// runtime/applier builds its engine here.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"mailfountain.dev/mailfountain/reconcilers"
+	"mailfountain.dev/mailfountain/reconcilers/accounts"
+	"mailfountain.dev/mailfountain/reconcilers/mail"
+	"mailfountain.dev/mailfountain/runtime/mailconf"
+	"mailfountain.dev/mailfountain/runtime/store"
+)
+
+// Env is what reconcilers are built from.
+type Env struct {
+	// Store is the data directory's store.
+	Store *store.Store
+	// Settings are the mail servers' settings: the mail reconciler loads
+	// the applied ones into it when built, and publishes to it.
+	Settings *mailconf.Live
+	Logger   *slog.Logger
+}
+
+// Entry is one reconciler of the box.
+type Entry struct {
+	Name string
+	// After names the reconcilers that must apply before it, besides the
+	// publishers of the facts it reads, which the engine finds itself.
+	After []string
+	New   func(ctx context.Context, env Env) (reconcilers.Reconciler, error)
+}
+
+// Entries lists the box's reconcilers. Their order here only breaks ties
+// between reconcilers that do not depend on each other.
+func Entries() []Entry {
+	return []Entry{
+		{Name: accounts.Name, New: newAccounts},
+		{Name: mail.Name, New: newMail},
+	}
+}
+
+func newAccounts(_ context.Context, env Env) (reconcilers.Reconciler, error) {
+	return accounts.New(env.Store, env.Logger), nil
+}
+
+// newMail builds the mail reconciler and hands the servers the settings
+// it last applied, so that they serve with them from the start.
+func newMail(ctx context.Context, env Env) (reconcilers.Reconciler, error) {
+	cur, err := mail.Load(ctx, env.Store)
+	if err != nil {
+		return nil, err
+	}
+	r := mail.New(env.Store, env.Settings, env.Logger)
+	r.Publish(cur)
+	return r, nil
+}
+
+// Build builds every reconciler of Entries from env and the engine over
+// them and extra; extra reconcilers (tests, experiments) come after the
+// registry's where their dependencies allow.
+func Build(ctx context.Context, env Env, cfg reconcilers.Config, extra ...reconcilers.Spec) (*reconcilers.Engine, error) {
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = env.Logger
+	}
+	var specs []reconcilers.Spec
+	for _, e := range Entries() {
+		r, err := e.New(ctx, env)
+		if err != nil {
+			return nil, fmt.Errorf("build reconciler %s: %w", e.Name, err)
+		}
+		if r.Name() != e.Name {
+			return nil, fmt.Errorf("build reconciler %s: it calls itself %q", e.Name, r.Name())
+		}
+		specs = append(specs, reconcilers.Spec{Reconciler: r, After: e.After})
+	}
+	return reconcilers.Build(cfg, append(specs, extra...)...)
+}
