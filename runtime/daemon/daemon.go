@@ -6,7 +6,9 @@
 // changed since it last applied them, on every change it sees while it
 // runs (debounced file-system events), and when asked to reload (SIGHUP).
 // mfapply apply and rollback add versions through the control socket. A
-// timer re-applies the latest version to correct drift. An invalid edit is
+// timer re-applies the latest version to correct drift, and a reconciler
+// that asks to run again (an event it watches, a requeue) is re-applied
+// with the reconcilers that read its facts, not the whole box. An invalid edit is
 // logged, error by error, and the last good version stays in force.
 package daemon
 
@@ -209,6 +211,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, c := range d.components {
 		d.log.Info("started", "component", c.Name())
 	}
+	triggered, stopTriggers := d.startTriggers(ctx)
+	defer stopTriggers()
 
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
@@ -249,6 +253,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.apply(ctx, true, "reload")
 		case <-resync:
 			d.resync(ctx, false)
+		case names := <-triggered:
+			d.resyncTriggered(ctx, names)
 		}
 	}
 }
@@ -432,6 +438,9 @@ func (d *Daemon) logStatus() {
 		state := r.State
 		if r.Error != "" {
 			state += ": " + r.Error
+		}
+		if r.Attempts > 1 {
+			state += fmt.Sprintf(" (%d attempts, last error: %s)", r.Attempts, r.LastError)
 		}
 		rs = append(rs, slog.String(r.Reconciler, state))
 	}

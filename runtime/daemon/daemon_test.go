@@ -76,9 +76,15 @@ type running struct {
 
 func startDaemon(t *testing.T, dataDir, statePath string, resync time.Duration, cs ...Component) *running {
 	t.Helper()
+	return startDaemonWith(t, dataDir, statePath, resync, nil, cs...)
+}
+
+// startDaemonWith is startDaemon with options for the applier.
+func startDaemonWith(t *testing.T, dataDir, statePath string, resync time.Duration, opts []applier.Option, cs ...Component) *running {
+	t.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	app, err := applier.Open(t.Context(), dataDir, logger)
+	app, err := applier.Open(t.Context(), dataDir, logger, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
