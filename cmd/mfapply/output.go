@@ -82,6 +82,9 @@ func (c *cli) printResult(res *applier.Result) {
 		if s.Error != "" {
 			line += ": " + s.Error
 		}
+		if s.Attempts > 1 {
+			line += fmt.Sprintf(" [%d attempts; last error: %s]", s.Attempts, s.LastError)
+		}
 		fmt.Fprintln(c.stdout, line)
 	}
 	switch {

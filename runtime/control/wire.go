@@ -134,6 +134,8 @@ type wireStatus struct {
 	State      string `json:"state"`
 	Error      string `json:"error,omitempty"`
 	Changes    int    `json:"changes"`
+	Attempts   int    `json:"attempts,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
 }
 
 type wireResult struct {
@@ -148,7 +150,7 @@ func toWireResult(r *applier.Result) *wireResult {
 	}
 	w := &wireResult{Version: r.Version, Changed: r.Changed}
 	for _, s := range r.Statuses {
-		w.Statuses = append(w.Statuses, wireStatus{Reconciler: s.Reconciler, State: s.State, Error: s.Error, Changes: s.Changes})
+		w.Statuses = append(w.Statuses, wireStatus{Reconciler: s.Reconciler, State: s.State, Error: s.Error, Changes: s.Changes, Attempts: s.Attempts, LastError: s.LastError})
 	}
 	return w
 }
@@ -159,7 +161,7 @@ func (w *wireResult) result() *applier.Result {
 	}
 	r := &applier.Result{Version: w.Version, Changed: w.Changed}
 	for _, s := range w.Statuses {
-		r.Statuses = append(r.Statuses, reconcilers.Status{Reconciler: s.Reconciler, State: s.State, Error: s.Error, Changes: s.Changes})
+		r.Statuses = append(r.Statuses, reconcilers.Status{Reconciler: s.Reconciler, State: s.State, Error: s.Error, Changes: s.Changes, Attempts: s.Attempts, LastError: s.LastError})
 	}
 	return r
 }
