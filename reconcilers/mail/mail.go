@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
@@ -65,17 +66,60 @@ func (r *Reconciler) Name() string { return Name }
 type live struct {
 	settings mailconf.Settings
 	encoded  string
+	// certExpires is when the applied certificate file's certificate
+	// expires; zero for the self-signed one or when it cannot be read.
+	certExpires time.Time
 }
 
 func (l *live) Fingerprint() string { return l.encoded }
 
-// Observe reads the settings in the store.
+// ExpiryWarning is how long before its certificate expires the reconciler
+// starts warning, once a day, that it must be renewed.
+const ExpiryWarning = 14 * 24 * time.Hour
+
+// Observe reads the settings in the store, and when the certificate they
+// name expires.
 func (r *Reconciler) Observe(ctx context.Context) (reconcilers.Live, error) {
 	s, err := Load(ctx, r.st)
 	if err != nil {
 		return nil, err
 	}
-	return &live{settings: s, encoded: encode(s)}, nil
+	l := &live{settings: s, encoded: encode(s)}
+	if s.TLSCertificate != "" {
+		// Not an error of the observation: the servers present the
+		// self-signed certificate when the named one cannot be loaded.
+		if l.certExpires, err = tlscert.NotAfter(s.TLSCertificate); err != nil {
+			r.log.Warn("read the TLS certificate's expiry", "err", err)
+		} else if left := time.Until(l.certExpires); left < ExpiryWarning {
+			r.log.Warn("the TLS certificate expires soon; renew it", "cert", s.TLSCertificate, "expires", l.certExpires.UTC().Format(time.RFC3339), "left", left.Round(time.Minute))
+		}
+	}
+	return l, nil
+}
+
+// RequeueAfter implements reconcilers.Requeuer: the reconciler runs again
+// when the certificate enters its last ExpiryWarning, then daily, so that
+// the log says it must be renewed, and a renewed file (replaced in place,
+// as certbot does) is checked again.
+func (r *Reconciler) RequeueAfter(observed reconcilers.Live) time.Duration {
+	l, ok := observed.(*live)
+	if !ok || l.certExpires.IsZero() {
+		return 0
+	}
+	return requeueBefore(time.Until(l.certExpires))
+}
+
+// requeueBefore is the wait before the next run of a certificate valid
+// for left.
+func requeueBefore(left time.Duration) time.Duration {
+	switch {
+	case left > ExpiryWarning:
+		return left - ExpiryWarning
+	case left > 0:
+		return min(left, 24*time.Hour)
+	default:
+		return 24 * time.Hour
+	}
 }
 
 // Desired computes the settings the state document asks for.

@@ -127,6 +127,30 @@ func Check(certFile, keyFile string) error {
 	return nil
 }
 
+// NotAfter reads the end of validity of the first certificate in the PEM
+// file certFile: the server's own, before its chain.
+func NotAfter(certFile string) (time.Time, error) {
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read TLS certificate: %w", err)
+	}
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return time.Time{}, fmt.Errorf("read TLS certificate %s: no CERTIFICATE block", certFile)
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("read TLS certificate %s: %w", certFile, err)
+		}
+		return c.NotAfter, nil
+	}
+}
+
 func (m *Manager) load(certFile, keyFile string) (*tls.Certificate, error) {
 	ci, err := os.Stat(certFile)
 	if err != nil {
