@@ -1,6 +1,3 @@
-// Package reconcilers holds the reconciler contract and the engine that
-// plans every reconciler, applies them in order and rolls back on failure.
-// Each reconciler lives in its own sub-package and owns one slice of the box.
 package reconcilers
 
 import (
