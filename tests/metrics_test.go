@@ -130,6 +130,11 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The engine told the metrics what the first apply did.
+	firstApply := got[`mailfountain_reconciler_changes_applied_total{reconciler="accounts"}`]
+	if firstApply < 10 {
+		t.Errorf("the first apply counts %v changes of the accounts reconciler, want the directory's (10 or more)", firstApply)
+	}
 	for k, v := range got {
 		if (strings.HasPrefix(k, "mailfountain_sessions_") || strings.HasPrefix(k, "mailfountain_smtp_") ||
 			strings.HasPrefix(k, "mailfountain_logins_")) && v != 0 {
@@ -206,8 +211,11 @@ sys.exit(0 if n == 1 else 1)`, db)
 		`mailfountain_logins_total{protocol="smtp",result="ok"}`:                      0,
 		`mailfountain_reconciler_drift_corrected_total{reconciler="accounts"}`:        1,
 		`mailfountain_reconciler_drift_corrected_total{reconciler="mail"}`:            0,
-		`mailfountain_version_held`:                                                   0,
-		`mailfountain_versions_held_total`:                                            0,
+		// The first apply's changes, then the drift's.
+		`mailfountain_reconciler_changes_applied_total{reconciler="accounts"}`: firstApply + 1,
+		`mailfountain_reconciler_changes_applied_total{reconciler="mail"}`:     1,
+		`mailfountain_version_held`:        0,
+		`mailfountain_versions_held_total`: 0,
 	})
 	for k, v := range got {
 		if strings.HasPrefix(k, "mailfountain_connections_refused_total") && v != 0 {
@@ -216,6 +224,13 @@ sys.exit(0 if n == 1 else 1)`, db)
 	}
 	if _, ok := got[`mailfountain_version_held`]; !ok {
 		t.Error("mailfountain_version_held is not served")
+	}
+	for _, k := range []string{"mailfountain_reconciler_plan_duration_seconds_count{reconciler=\"accounts\"}",
+		"mailfountain_reconciler_apply_duration_seconds_count{reconciler=\"mail\"}",
+		"mailfountain_reconciler_last_success_timestamp_seconds{reconciler=\"accounts\"}"} {
+		if got[k] <= 0 {
+			t.Errorf("%s = %v, want > 0: the engine tells the metrics what it does", k, got[k])
+		}
 	}
 	for _, k := range []string{"go_goroutines", "go_memstats_alloc_bytes", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"} {
 		if got[k] <= 0 {

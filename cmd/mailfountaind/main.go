@@ -150,7 +150,17 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	logger.Info("mailfountaind starting", "data", o.dataDir, "state", o.statePath, "resync", o.resync.String(), "pid", os.Getpid())
 
-	app, err := applier.Open(ctx, o.dataDir, logger)
+	m, metricsComponent, closeMetrics, err := metricsServer(ctx, o.metrics, logger)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
+
+	var opts []applier.Option
+	if m != nil {
+		opts = append(opts, applier.WithObserver(m))
+	}
+	app, err := applier.Open(ctx, o.dataDir, logger, opts...)
 	if err != nil {
 		return err
 	}
@@ -163,12 +173,6 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 		return err
 	}
 	defer ctl.Close()
-
-	m, metricsComponent, closeMetrics, err := metricsServer(ctx, o.metrics, logger)
-	if err != nil {
-		return err
-	}
-	defer closeMetrics()
 
 	servers, closeListeners, err := mailServers(ctx, o, app, m, logger)
 	if err != nil {
