@@ -199,7 +199,7 @@ func (s *session) startTLS() bool {
 // minute hold a RETR for days.
 type replyWriter struct {
 	c   net.Conn
-	raw net.Conn // the TCP connection under c
+	raw net.Conn // the TCP connection under c (or the supervisor's wrapper of it)
 	end time.Time
 }
 
@@ -209,7 +209,7 @@ func (w *replyWriter) Write(p []byte) (int, error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The client is cut off: its close resets the connection rather
 		// than sending what the kernel still holds at the client's pace.
-		if tc, ok := w.raw.(*net.TCPConn); ok {
+		if tc, ok := w.raw.(interface{ SetLinger(sec int) error }); ok {
 			tc.SetLinger(0)
 		}
 	}
