@@ -54,6 +54,8 @@ type Applier struct {
 	// sem serialises applies within the process; the flock on lockFile
 	// does it across processes. A channel so waiting honours a context.
 	sem chan struct{}
+	// applied (capacity 1) tells that a version was recorded: Applied.
+	applied chan struct{}
 }
 
 // Plan is what applying a document would do. It is computed against the
@@ -147,6 +149,7 @@ func openWith(ctx context.Context, dataDir string, logger *slog.Logger, o option
 		logger:   logger,
 		settings: settings,
 		sem:      make(chan struct{}, 1),
+		applied:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -288,6 +291,7 @@ func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*
 	}
 	res.Version, res.Changed = n, true
 	a.logger.Info("applied", "version", n, "origin", origin, "changes", countChanges(fresh))
+	a.notifyApplied()
 	return res, nil
 }
 
