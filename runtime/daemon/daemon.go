@@ -1,5 +1,7 @@
 // Package daemon is the core of mailfountaind: it keeps the box converged
-// on its desired state and hosts the servers that run on it.
+// on its desired state and hosts the servers that run on it: after every
+// apply, rollback and resync, Config.Servers starts, rebuilds and stops
+// them as the latest applied version wants them.
 //
 // The desired state is the latest applied version. The daemon adds
 // versions from the watched state files: on start when their content
@@ -25,6 +27,7 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/runtime/supervisor"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -60,6 +63,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// Metrics, if not nil, hears what the daemon corrects.
 	Metrics Metrics
+	// Servers, if not nil, runs the servers the applied document wants;
+	// the daemon converges it, its creator stops it.
+	Servers *supervisor.Supervisor
 }
 
 // Metrics hears what the daemon does, for its metrics; *metrics.Metrics
@@ -94,7 +100,8 @@ type Daemon struct {
 	// seen is the hash of the state files as last read, applied or not,
 	// so that an event that changed nothing (a touch, a save without
 	// edits) applies nothing. Only Run's goroutine touches it.
-	seen string
+	seen   string
+	served served
 
 	mu     sync.Mutex
 	status Status
@@ -118,6 +125,9 @@ type Status struct {
 	// Reconcilers is each reconciler's state after the last apply or
 	// resync that did something, or that failed.
 	Reconcilers []reconcilers.Status `json:"reconcilers"`
+	// Servers are the servers' endpoints: serving (with their address),
+	// draining, failed or off.
+	Servers []supervisor.ServerStatus `json:"servers,omitempty"`
 	// Updated is when the status last changed.
 	Updated time.Time `json:"updated"`
 }
@@ -177,6 +187,7 @@ func (d *Daemon) Status() Status {
 	s := d.status
 	s.Errors = append([]string(nil), s.Errors...)
 	s.Reconcilers = append([]reconcilers.Status(nil), s.Reconcilers...)
+	s.Servers = d.serverStatus()
 	return s
 }
 
@@ -201,6 +212,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
+	d.convergeServers(ctx)
 
 	cctx, cancel := context.WithCancel(ctx)
 	g := startGroup(cctx, d.components)
@@ -253,8 +265,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.apply(ctx, true, "reload")
 		case <-resync:
 			d.resync(ctx, false)
+			d.convergeServers(ctx)
 		case names := <-triggered:
 			d.resyncTriggered(ctx, names)
+		case <-d.app.Applied():
+			// A version recorded by the daemon or through the control
+			// socket (mfapply apply, rollback).
+			d.convergeServers(ctx)
 		}
 	}
 }

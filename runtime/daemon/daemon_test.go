@@ -14,6 +14,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/runtime/supervisor"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -76,11 +77,12 @@ type running struct {
 
 func startDaemon(t *testing.T, dataDir, statePath string, resync time.Duration, cs ...Component) *running {
 	t.Helper()
-	return startDaemonWith(t, dataDir, statePath, resync, nil, cs...)
+	return startDaemonWith(t, dataDir, statePath, resync, nil, nil, cs...)
 }
 
-// startDaemonWith is startDaemon with options for the applier.
-func startDaemonWith(t *testing.T, dataDir, statePath string, resync time.Duration, opts []applier.Option, cs ...Component) *running {
+// startDaemonWith is startDaemon with options for the applier, and the
+// servers that servers returns, if not nil; it gets the daemon's logger.
+func startDaemonWith(t *testing.T, dataDir, statePath string, resync time.Duration, opts []applier.Option, servers func(*slog.Logger) *supervisor.Supervisor, cs ...Component) *running {
 	t.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -88,7 +90,11 @@ func startDaemonWith(t *testing.T, dataDir, statePath string, resync time.Durati
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{StatePath: statePath, Resync: resync, Debounce: testDebounce, Logger: logger}, app)
+	cfg := Config{StatePath: statePath, Resync: resync, Debounce: testDebounce, Logger: logger}
+	if servers != nil {
+		cfg.Servers = servers(logger)
+	}
+	d, err := New(cfg, app)
 	if err != nil {
 		app.Close()
 		t.Fatal(err)
@@ -106,6 +112,9 @@ func startDaemonWith(t *testing.T, dataDir, statePath string, resync time.Durati
 			case runErr = <-done:
 			case <-time.After(10 * time.Second):
 				runErr = fmt.Errorf("Run did not return 10 s after its context was cancelled")
+			}
+			if cfg.Servers != nil {
+				cfg.Servers.Stop()
 			}
 			app.Close()
 		})

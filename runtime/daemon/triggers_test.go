@@ -121,7 +121,7 @@ func TestDaemonRunsWhatATriggerConcerns(t *testing.T) {
 	r := startDaemonWith(t, filepath.Join(dir, "data"), state, -1, []applier.Option{
 		applier.WithObserver(obs),
 		applier.WithReconcilers(reconcilers.Spec{Reconciler: p}, reconcilers.Spec{Reconciler: l}),
-	})
+	}, nil)
 	waitVersions(t, r, 1)
 	waitFor(t, "the record applied", func() bool { return p.value.Load() == "192.0.2.1" })
 
