@@ -8,10 +8,12 @@
 //	              [--metrics ADDR]
 //
 // It serves SMTP (MX, port 25), submission (587 with STARTTLS, 465 over
-// TLS), POP3 (110, 995) and IMAP (143, 993); each listen address is a flag,
-// "off" to not serve it. --metrics ADDR serves Prometheus metrics over
-// HTTP at /metrics (runtime/metrics lists them); without it nothing
-// listens.
+// TLS), POP3 (110, 995) and IMAP (143, 993) once the applied document has
+// a domain, and stops them when it has none; each listen address is a
+// flag, "off" to not serve it. An address that cannot be bound is logged
+// and shown in the status, and tried again at the next apply or resync.
+// --metrics ADDR serves Prometheus metrics over HTTP at /metrics
+// (runtime/metrics lists them); without it nothing listens.
 //
 // SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
 // the daemon cleanly (exit 0).
@@ -34,6 +36,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
+	"mailfountain.dev/mailfountain/runtime/supervisor"
 )
 
 // defaultDataDir is the data directory unless MAILFOUNTAIN_DATA or --data
@@ -174,18 +177,17 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	defer ctl.Close()
 
-	servers, closeListeners, err := mailServers(ctx, o, app, m, logger)
+	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(app, &o.listen, m, logger)...)
 	if err != nil {
 		return err
 	}
-	defer closeListeners()
+	defer servers.Stop()
 
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m}, app)
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m, Servers: servers}, app)
 	if err != nil {
 		return err
 	}
 	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
-	d.Host(servers...)
 	if metricsComponent != nil {
 		d.Host(metricsComponent)
 	}

@@ -2,23 +2,24 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/auth"
-	"mailfountain.dev/mailfountain/runtime/daemon"
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"mailfountain.dev/mailfountain/runtime/maildir"
 	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
 	"mailfountain.dev/mailfountain/runtime/smtpd"
+	"mailfountain.dev/mailfountain/runtime/supervisor"
 	"mailfountain.dev/mailfountain/runtime/tlscert"
+	"mailfountain.dev/mailfountain/schema"
 )
 
 // listener is a server's listen address flag.
@@ -52,115 +53,165 @@ func (l *listeners) register(fs *flag.FlagSet) {
 	}
 }
 
-func (l *listener) off() bool { return l.addr == "" || strings.EqualFold(l.addr, "off") }
+func (l *listener) off() bool { return l.addr == "" || strings.EqualFold(l.addr, supervisor.Off) }
+
+// overrides are the listen flags as the supervisor takes them: they
+// override the addresses the servers' rules give.
+func (l *listeners) overrides() map[string]string {
+	m := map[string]string{}
+	for _, x := range l.all() {
+		m[x.flag] = x.addr
+	}
+	return m
+}
+
+// endpoint is the default endpoint of a listen flag. SMTP sessions end by
+// their own timeouts: TCP keep-alives would only cost system calls. POP3
+// and IMAP sessions may idle for long (IDLE) and keep them.
+func (l *listener) endpoint(noKeepAlive bool) supervisor.Endpoint {
+	return supervisor.Endpoint{Name: l.flag, Addr: l.def, NoKeepAlive: noKeepAlive}
+}
 
 // serveFunc serves one listener until ctx is done.
 type serveFunc func(ctx context.Context, ln net.Listener) error
 
-// mailServers opens the listeners and builds the servers that serve them.
-// The listeners are taken before anything else starts, so that a port in
-// use stops the daemon at once with a clear error. It returns the
-// components to host and a function that closes the listeners if they are
-// never served.
-func mailServers(ctx context.Context, o *options, app *applier.Applier, m *metrics.Metrics, logger *slog.Logger) (_ []daemon.Component, _ func(), err error) {
-	lns := map[*listener]net.Listener{}
-	closeAll := func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}
-	defer func() {
-		if err != nil {
-			closeAll()
-		}
-	}()
-	for _, x := range o.listen.all() {
-		if x.off() {
-			continue
-		}
-		// SMTP sessions end by their own timeouts: TCP keep-alives would
-		// only cost four system calls per connection. POP3 and IMAP
-		// sessions may idle for long (IDLE) and keep them.
-		lc := net.ListenConfig{}
-		if x == &o.listen.smtp || x == &o.listen.submission || x == &o.listen.submissions {
-			lc.KeepAlive = -1
-		}
-		ln, err := lc.Listen(ctx, "tcp", x.addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listen for %s (--%s): %w", x.what, x.flag, err)
-		}
-		lns[x] = ln
-	}
-	if len(lns) == 0 {
-		return nil, closeAll, nil
-	}
+// instance is a built server: how it serves each of its endpoints.
+type instance map[string]serveFunc
 
-	st := app.Store()
-	settings := app.Settings()
-	md, err := maildir.New(st.Dir(), logger.With("component", "maildir"))
+func (in instance) Serve(ctx context.Context, endpoint string, ln net.Listener) error {
+	serve, ok := in[endpoint]
+	if !ok {
+		ln.Close()
+		return fmt.Errorf("no endpoint %s", endpoint)
+	}
+	return serve(ctx, ln)
+}
+
+// noDomain is why the mail servers do not run on a box whose document
+// has no domain (a fresh box): there is no address to receive mail for
+// and no account to log in, so an open port would only refuse.
+const noDomain = "no domain in the document"
+
+// mailWanted is the rule of the mail servers: they run once the box has a
+// domain, from the apply that adds the first one.
+func mailWanted(st *schema.State) bool { return len(st.Domains) > 0 }
+
+// serverKinds is the registry of the servers the box runs, each with the
+// rule that says when the applied document wants it. A server to come is
+// one more entry: the DNS server, wanted when a domain has
+// dns.delegated: true; the DHCP server, in router mode with
+// network.dhcp.enabled.
+func serverKinds(app *applier.Applier, l *listeners, m *metrics.Metrics, logger *slog.Logger) []supervisor.Kind {
+	deps := &mailDeps{app: app, metrics: m, logger: logger}
+	mail := func(eps ...supervisor.Endpoint) func(*schema.State) (supervisor.Spec, string) {
+		return func(st *schema.State) (supervisor.Spec, string) {
+			if !mailWanted(st) {
+				return supervisor.Spec{}, noDomain
+			}
+			// Settings come from the document too, but the servers read
+			// them live: no configuration here needs a new instance.
+			return supervisor.Spec{Endpoints: eps}, ""
+		}
+	}
+	return []supervisor.Kind{
+		{
+			Name:  "smtp",
+			Want:  mail(l.smtp.endpoint(true), l.submission.endpoint(true), l.submissions.endpoint(true)),
+			Build: deps.smtp,
+		},
+		{
+			Name:  "pop3",
+			Want:  mail(l.pop3.endpoint(false), l.pop3s.endpoint(false)),
+			Build: deps.pop3,
+		},
+		{
+			Name:  "imap",
+			Want:  mail(l.imap.endpoint(false), l.imaps.endpoint(false)),
+			Build: deps.imap,
+		},
+	}
+}
+
+// mailDeps is what the mail servers share, made by the first of them
+// built.
+type mailDeps struct {
+	app     *applier.Applier
+	metrics *metrics.Metrics // nil without --metrics: its methods then do nothing
+	logger  *slog.Logger
+
+	mu    sync.Mutex
+	ready bool
+	md    *maildir.Store
+	certs *tlscert.Manager
+	authn *auth.Authenticator
+}
+
+func (m *mailDeps) get(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ready {
+		return nil
+	}
+	st := m.app.Store()
+	md, err := maildir.New(st.Dir(), m.logger.With("component", "maildir"))
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	// Before any server: deliveries a crash interrupted are finished or
 	// undone, so no client sees half of one.
 	if err := md.Recover(ctx); err != nil {
-		return nil, nil, fmt.Errorf("recover interrupted deliveries: %w", err)
+		return fmt.Errorf("recover interrupted deliveries: %w", err)
 	}
-	certs, err := tlscert.New(st.Dir(), settings, logger.With("component", "tls"))
+	certs, err := tlscert.New(st.Dir(), m.app.Settings(), m.logger.With("component", "tls"))
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	tlsConf := certs.Config()
-	authn := auth.NewAuthenticator(st, logger.With("component", "auth")).Observe(m)
+	m.md, m.certs, m.authn = md, certs, auth.NewAuthenticator(st, m.logger.With("component", "auth")).Observe(m.metrics)
+	m.ready = true
+	return nil
+}
 
-	var cs []daemon.Component
-	add := func(x *listener, serve serveFunc) {
-		ln, ok := lns[x]
-		if !ok {
-			return
-		}
-		logger.Info("listening", "server", x.flag, "addr", ln.Addr().String())
-		cs = append(cs, daemon.ComponentFunc{ComponentName: x.flag, Serve: func(ctx context.Context) error { return serve(ctx, ln) }})
+func (m *mailDeps) smtp(ctx context.Context, _ supervisor.Spec) (supervisor.Instance, error) {
+	if err := m.get(ctx); err != nil {
+		return nil, err
 	}
+	st := m.app.Store()
+	resolver := mailauth.NewResolver(nil, 0)
+	srv, err := smtpd.New(smtpd.Config{
+		Settings:  m.app.Settings(),
+		TLS:       m.certs.Config(),
+		Directory: st,
+		Deliverer: m.md,
+		Auth:      m.authn,
+		Verifier:  mailauth.NewVerifier(resolver, 0, m.logger.With("component", "mailauth")),
+		TempDir:   st.Dir(),
+		Logger:    m.logger.With("component", "smtp"),
+		Metrics:   m.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return instance{"smtp": srv.ServeMX, "submission": srv.ServeSubmission, "submissions": srv.ServeSubmissions}, nil
+}
 
-	if lns[&o.listen.smtp] != nil || lns[&o.listen.submission] != nil || lns[&o.listen.submissions] != nil {
-		resolver := mailauth.NewResolver(nil, 0)
-		smtp, err := smtpd.New(smtpd.Config{
-			Settings:  settings,
-			TLS:       tlsConf,
-			Directory: st,
-			Deliverer: md,
-			Auth:      authn,
-			Verifier:  mailauth.NewVerifier(resolver, 0, logger.With("component", "mailauth")),
-			TempDir:   st.Dir(),
-			Logger:    logger.With("component", "smtp"),
-			Metrics:   m,
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		add(&o.listen.smtp, smtp.ServeMX)
-		add(&o.listen.submission, smtp.ServeSubmission)
-		add(&o.listen.submissions, smtp.ServeSubmissions)
+func (m *mailDeps) pop3(ctx context.Context, _ supervisor.Spec) (supervisor.Instance, error) {
+	if err := m.get(ctx); err != nil {
+		return nil, err
 	}
-	if lns[&o.listen.pop3] != nil || lns[&o.listen.pop3s] != nil {
-		pop, err := pop3d.New(pop3d.Config{Settings: settings, TLS: tlsConf, Maildir: md, Mailboxes: st, Auth: authn, Logger: logger.With("component", "pop3"), Metrics: m})
-		if err != nil {
-			return nil, nil, err
-		}
-		add(&o.listen.pop3, pop.Serve)
-		add(&o.listen.pop3s, pop.ServeTLS)
+	srv, err := pop3d.New(pop3d.Config{Settings: m.app.Settings(), TLS: m.certs.Config(), Maildir: m.md, Mailboxes: m.app.Store(), Auth: m.authn, Logger: m.logger.With("component", "pop3"), Metrics: m.metrics})
+	if err != nil {
+		return nil, err
 	}
-	if lns[&o.listen.imap] != nil || lns[&o.listen.imaps] != nil {
-		imap, err := imapd.New(imapd.Config{Settings: settings, TLS: tlsConf, Maildir: md, Mailboxes: st, Auth: authn, Logger: logger.With("component", "imap"), Metrics: m})
-		if err != nil {
-			return nil, nil, err
-		}
-		add(&o.listen.imap, imap.Serve)
-		add(&o.listen.imaps, imap.ServeTLS)
+	return instance{"pop3": srv.Serve, "pop3s": srv.ServeTLS}, nil
+}
+
+func (m *mailDeps) imap(ctx context.Context, _ supervisor.Spec) (supervisor.Instance, error) {
+	if err := m.get(ctx); err != nil {
+		return nil, err
 	}
-	if len(cs) != len(lns) {
-		return nil, nil, errors.New("a listener has no server")
+	srv, err := imapd.New(imapd.Config{Settings: m.app.Settings(), TLS: m.certs.Config(), Maildir: m.md, Mailboxes: m.app.Store(), Auth: m.authn, Logger: m.logger.With("component", "imap"), Metrics: m.metrics})
+	if err != nil {
+		return nil, err
 	}
-	return cs, closeAll, nil
+	return instance{"imap": srv.Serve, "imaps": srv.ServeTLS}, nil
 }
