@@ -182,6 +182,7 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 		return err
 	}
 	defer servers.Stop()
+	ctl.ServeServers(servers.Status)
 
 	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m, Servers: servers}, app)
 	if err != nil {

@@ -503,8 +503,11 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	if code >= 0 {
 		return code
 	}
+	if operands[0] == "servers" && len(operands) == 1 {
+		return c.statusServers(ctx)
+	}
 	if operands[0] != "accounts" {
-		return c.usageError("status", fmt.Sprintf("unknown status %q: accounts", operands[0]))
+		return c.usageError("status", fmt.Sprintf("unknown status %q: accounts or servers", operands[0]))
 	}
 	domain := ""
 	if len(operands) == 2 {

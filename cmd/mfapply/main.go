@@ -189,17 +189,24 @@ with those of an archive, after checking that each one is valid.`,
 		},
 		{
 			name:    "status",
-			usage:   "status accounts [DOMAIN] [--json]",
-			summary: "each account's last login, number of messages and their size",
+			usage:   "status accounts [DOMAIN] [--json] | status servers [--json]",
+			summary: "each account's last login, number of messages and their size; the daemon's servers",
 			help: `status accounts lists the accounts of DOMAIN (default: every domain) with
 their last login (time and service), the number of messages in their
 mailbox (all folders) and their total size: the account table of the
 manual (6.4.1). It reads no message.
 
+status servers lists the servers mailfountaind runs, per listen address:
+serving (with the address bound), draining (an old instance finishing its
+sessions after a reload), failed (with the error) or off (with the
+reason: the mail servers run once the document has a domain). It needs
+the daemon.
+
 Options:
   --json   machine-readable output
 
-Exit status: 0 listed; 1 error (no such domain, no data directory).`,
+Exit status: 0 listed; 1 error (no such domain, no data directory, no
+daemon for status servers).`,
 			run: (*cli).status,
 		},
 		{

@@ -20,11 +20,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/runtime/supervisor"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -54,6 +56,8 @@ type Server struct {
 	ln     *net.UnixListener
 	http   *http.Server
 	uid    int // the daemon's own uid, allowed besides root
+	// servers lists the daemon's servers: ServeServers.
+	servers atomic.Pointer[func() []supervisor.ServerStatus]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -204,6 +208,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+pathExport, s.export)
 	mux.HandleFunc("POST "+pathImport, s.importArchive)
 	mux.HandleFunc("GET "+pathAccounts, s.accountStatus)
+	mux.HandleFunc("GET "+pathServers, s.serverStatus)
 	return s.guard(mux)
 }
 
