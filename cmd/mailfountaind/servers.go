@@ -109,7 +109,9 @@ func serverKinds(app *applier.Applier, l *listeners, m *metrics.Metrics, logger 
 				return supervisor.Spec{}, noDomain
 			}
 			// Settings come from the document too, but the servers read
-			// them live: no configuration here needs a new instance.
+			// them live: no configuration here needs a new instance. (Were
+			// one added: a new instance counts its connections, and pop3d
+			// locks its maildrops, apart from the old one while it drains.)
 			return supervisor.Spec{Endpoints: eps}, ""
 		}
 	}

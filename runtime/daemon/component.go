@@ -6,8 +6,9 @@ import (
 	"sync"
 )
 
-// Component is something the daemon hosts for as long as it runs: the
-// control socket now; the SMTP, POP3, IMAP, DNS, DHCP and web servers later.
+// Component is something the daemon hosts for as long as it runs, whatever
+// the document says: the control socket. The servers the document starts
+// and stops (SMTP, POP3, IMAP; DNS, DHCP later) are Config.Servers'.
 type Component interface {
 	// Name identifies the component in logs and errors.
 	Name() string
