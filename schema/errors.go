@@ -12,6 +12,9 @@ type Error struct {
 	Column  int    `json:"column"`
 	Path    string `json:"path"` // field path: domains[0].accounts[2].id
 	Message string `json:"message"`
+	// Parser is the YAML parser's own message for a syntax error, for
+	// experts; Message says what is wrong in plain words.
+	Parser string `json:"parser,omitempty"`
 }
 
 func (e *Error) Error() string {
@@ -28,6 +31,9 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Message)
+	if e.Parser != "" {
+		b.WriteString("\n  (YAML parser: " + e.Parser + ")")
+	}
 	return b.String()
 }
 

@@ -3,13 +3,11 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -133,7 +131,7 @@ func parse(srcs []Source) (*document, Errors) {
 		d.modeOf[src.Name] = src.Mode
 		var n yaml.Node
 		if err := yaml.Unmarshal(src.Data, &n); err != nil {
-			errs = append(errs, yamlError(src.Name, err))
+			errs = append(errs, yamlSyntaxError(src.Name, src.Data, err))
 			continue
 		}
 		if n.Kind == 0 || (n.Kind == yaml.DocumentNode && len(n.Content) == 0) {
@@ -177,24 +175,8 @@ func parse(srcs []Source) (*document, Errors) {
 			d.root.Content = append(d.root.Content, k, v)
 		}
 	}
+	errs = append(errs, d.duplicateFields()...)
 	return d, errs
-}
-
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
-
-func yamlError(file string, err error) *Error {
-	var te *yaml.TypeError
-	msg := err.Error()
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg = te.Errors[0]
-	}
-	e := &Error{File: file, Message: "YAML: " + strings.TrimPrefix(msg, "yaml: ")}
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		e.Line, _ = strconv.Atoi(m[1])
-		e.Column = 1
-		e.Message = "YAML: " + msg[len(m[0]):]
-	}
-	return e
 }
 
 // at returns an error positioned at path, or at the deepest part of path

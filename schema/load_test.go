@@ -143,7 +143,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"gateway outside subnet", "wan: {method: dhcp}", "wan: {method: static, address: 203.0.113.10/24, gateway: 198.51.100.1, dns: [203.0.113.53]}", 5, "gateway 198.51.100.1 is outside 203.0.113.0/24"},
 		{"bad timezone", "model: M500", "model: M500\n  timezone: Europe/Lutece", 3, `unknown time zone "Europe/Lutece"`},
 		{"pppoe without password", "wan: {method: dhcp}", "wan: {method: pppoe, username: client42}", 5, "PPPoE needs password_file"},
-		{"yaml syntax", "smtp:\n  mode: direct", "smtp:\n  mode: [direct", 8, "YAML: did not find expected ',' or ']'"},
+		{"yaml syntax", "smtp:\n  mode: direct", "smtp:\n  mode: [direct", 9, "the list in brackets [ that starts here is not closed"},
 	}
 	for _, tt := range tests {
 		if tt.name == "bad language" {
