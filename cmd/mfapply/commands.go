@@ -44,12 +44,14 @@ func (c *cli) validate(_ context.Context, args []string) int {
 	}
 	if c.json {
 		return c.printJSON(struct {
-			Valid    bool `json:"valid"`
-			Domains  int  `json:"domains"`
-			Accounts int  `json:"accounts"`
-		}{true, len(st.Domains), accounts})
+			Valid    bool     `json:"valid"`
+			Domains  int      `json:"domains"`
+			Accounts int      `json:"accounts"`
+			Warnings []string `json:"warnings"`
+		}{true, len(st.Domains), accounts, warnings(st)})
 	}
-	fmt.Fprintf(c.stdout, "valid: %d domains, %d accounts\n", len(st.Domains), accounts)
+	fmt.Fprintf(c.stdout, "valid: %s, %s\n", plural(len(st.Domains), "domain"), plural(accounts, "account"))
+	c.warn("validate", st)
 	return exitOK
 }
 
@@ -91,6 +93,7 @@ func (c *cli) plan(ctx context.Context, args []string) int {
 		}
 		return code
 	}
+	c.warn("plan", p.State)
 	c.printPlan(p)
 	if *out != "" {
 		fmt.Fprintf(c.stdout, "plan saved to %s; apply it with: mfapply apply %s\n", *out, *out)
@@ -481,10 +484,11 @@ type planOutput struct {
 	NewVersion  bool       `json:"new_version"`
 	Steps       []stepJSON `json:"steps"`
 	Saved       string     `json:"saved,omitempty"`
+	Warnings    []string   `json:"warnings"`
 }
 
 func planJSON(p *applier.Plan, saved string) planOutput {
-	out := planOutput{Changes: hasChanges(p), BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Steps: []stepJSON{}, Saved: saved}
+	out := planOutput{Changes: hasChanges(p), BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Steps: []stepJSON{}, Saved: saved, Warnings: warnings(p.State)}
 	if p.Engine != nil {
 		for _, s := range p.Engine.Steps {
 			st := stepJSON{Reconciler: s.Reconciler, Fingerprint: s.Fingerprint, Changes: s.Changes}

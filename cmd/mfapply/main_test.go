@@ -155,7 +155,7 @@ func TestValidate(t *testing.T) {
 	good := e.file("good.yaml", docV1)
 	bad := e.file("bad.yaml", docInvalid)
 
-	e.expect(e.run("", "validate", "-f", good), 0, "valid: 1 domains, 3 accounts")
+	e.expect(e.run("", "validate", "-f", good), 0, "valid: 1 domain, 3 accounts")
 
 	r := e.run("", "validate", "-f", bad)
 	e.expect(r, 1)

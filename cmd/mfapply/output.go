@@ -127,7 +127,7 @@ func (c *cli) fail(cmd string, err error) int {
 	if c.json {
 		je := jsonError{Error: err.Error()}
 		if isSchema {
-			je.Error = fmt.Sprintf("invalid state document: %d errors", len(se))
+			je.Error = "invalid state document: " + plural(len(se), "error")
 			je.Errors = se
 		}
 		if cmd == "validate" {
@@ -141,7 +141,7 @@ func (c *cli) fail(cmd string, err error) int {
 		for _, e := range se {
 			fmt.Fprintln(c.stderr, e.Error())
 		}
-		fmt.Fprintf(c.stderr, "mfapply %s: invalid state document: %d errors\n", cmd, len(se))
+		fmt.Fprintf(c.stderr, "mfapply %s: invalid state document: %s\n", cmd, plural(len(se), "error"))
 		return exitFail
 	}
 	fmt.Fprintf(c.stderr, "mfapply %s: %v\n", cmd, err)
