@@ -36,8 +36,9 @@ func yamlSyntaxError(file string, data []byte, err error) *Error {
 	if blockLine {
 		line++ // yaml.v3 gives the 0-based line of the block it was in, none for 0
 	}
-	// The mistake is not before the line the parser names: findings above
-	// it are the scanner's own misreadings of valid YAML.
+	// The mistake is not before the line the parser names (but for
+	// the first line): findings above it are the scanner's own misreadings
+	// of valid YAML.
 	for _, f := range scanYAML(data, max(line, 1), maxFindings) {
 		ok, stop := confirmYAML(data, f.line)
 		if stop {
@@ -249,7 +250,9 @@ func scanYAML(data []byte, from, limit int) []yamlFinding {
 }
 
 func (s *yamlScanner) report(line, col int, path []string, format string, args ...any) {
-	if line < s.from || len(s.found) >= s.limit {
+	// yaml.v3 names the line of the problem, not of the construct it is
+	// in, when that construct starts on the first line (its line 0).
+	if (line < s.from && line != 1) || len(s.found) >= s.limit {
 		return
 	}
 	for _, f := range s.found {

@@ -185,6 +185,9 @@ func TestYAMLSyntaxFallback(t *testing.T) {
 		{"system:\n  model: |x\n", 2, "text after | or >"},
 		{"system:\n  model: M500\nnetwork: [a, b: c: d]\n", 3, "in the block that starts on this line"},
 		{"system:\n  model: \"\\x4\"\n", 2, "hexadecimal digits"},
+		// Not a fallback: yaml.v3 names the end of the file, where it
+		// found no closing quote, for a quote opened on the first line.
+		{"system: 'x\n  model: M500\n", 1, "the text in quotes that starts here is not closed"},
 	}
 	for _, tt := range tests {
 		e := loadOne(t, tt.doc)
@@ -242,4 +245,40 @@ func TestYAMLErrorsPointAtTheEditedLine(t *testing.T) {
 		t.Errorf("%d of %d broken documents have their error on the edited line or the next", near, broken)
 	}
 	t.Logf("%d of %d broken documents have their error on the edited line or the next", near, broken)
+}
+
+// TestDuplicateKeyInSeveralFiles checks the path and file of a key given
+// twice in the second file of a directory: the path is the merged
+// document's.
+func TestDuplicateKeyInSeveralFiles(t *testing.T) {
+	_, err := load(t, base, "domains:\n  - name: autre.fr\n    accounts:\n      - id: x\n        id: y\n")
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 1 {
+		t.Fatalf("want 1 error, got %v", err)
+	}
+	if e := errs[0]; e.File != "doc1.yaml" || e.Line != 5 || e.Column != 9 || e.Path != "domains[1].accounts[0].id" || !strings.Contains(e.Message, `"id" is given twice in the same block (first on line 4)`) {
+		t.Errorf("got %v", e)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	for _, tt := range []struct {
+		doc  string
+		want int
+	}{
+		{"", 1},
+		{"# comments only\n\n# and blank lines\n", 1},
+		{"system: {model: M500}\n", 1},
+		{"system: {model: M500}\ndomains: []\n", 1},
+		{base, 0},
+	} {
+		st, err := load(t, tt.doc)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.doc, err)
+		}
+		ws := st.Warnings()
+		if len(ws) != tt.want || (tt.want == 1 && !strings.Contains(ws[0], "no domain")) {
+			t.Errorf("%q: warnings %q", tt.doc, ws)
+		}
+	}
 }
