@@ -54,6 +54,9 @@ func (l fakeLive) Fingerprint() string { return "fp-" + string(l) }
 
 func (f *fake) Name() string { return f.name }
 
+// Owns: a fake converges no field of the document.
+func (f *fake) Owns() []string { return nil }
+
 func (f *fake) Observe(ctx context.Context) (reconcilers.Live, error) {
 	f.j.add("observe %s", f.name)
 	if f.live == "unobservable" {

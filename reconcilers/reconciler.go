@@ -45,6 +45,10 @@ type Live interface {
 // always starts from a fresh observation, never from what it did before.
 type Reconciler interface {
 	Name() string
+	// Owns lists the fields of the document it converges, as paths of
+	// schema.Fields ("system.hostname", "domains[].accounts"): each field
+	// has exactly one owner (see CheckOwnership).
+	Owns() []string
 	Observe(ctx context.Context) (Live, error)
 	// Plan lists, in order, the changes that take live to desired. An empty
 	// plan means in sync.

@@ -45,6 +45,20 @@ func New(st *store.Store, logger *slog.Logger) *Reconciler {
 // Name implements reconcilers.Reconciler.
 func (r *Reconciler) Name() string { return Name }
 
+// Owns implements reconcilers.Reconciler: what directoryResources takes
+// of the document. A domain's dns section is not the directory's (whether
+// the box serves the zone, its hosts): the DNS reconciler's.
+func (r *Reconciler) Owns() []string {
+	return []string{
+		"managers",
+		"domains[].name",
+		"domains[].language",
+		"domains[].accounts",
+		"domains[].redirections",
+		"domains[].mailings",
+	}
+}
+
 // live is the directory as observed in the store.
 type live struct {
 	resources   []schema.Resource

@@ -63,6 +63,30 @@ func Load(ctx context.Context, st *store.Store) (mailconf.Settings, error) {
 // Name implements reconcilers.Reconciler.
 func (r *Reconciler) Name() string { return Name }
 
+// Owns implements reconcilers.Reconciler: the fields Desired turns into
+// settings and that no other part of the box applies.
+func (r *Reconciler) Owns() []string {
+	return []string{
+		"system.hostname",
+		"system.tls",
+		"smtp.legacy_plain_auth",
+		"smtp.max_message_mb",
+	}
+}
+
+// Reads implements reconcilers.FieldReader: the other fields Desired
+// reads. The domains' names are the accounts reconciler's; the network's
+// fields will be the network reconciler's, which does not exist yet, so a
+// change of them is also reported as not applied.
+func (r *Reconciler) Reads() []string {
+	return []string{
+		"domains[].name",
+		"network.mode",
+		"network.lan.address",
+		"network.wan.address",
+	}
+}
+
 type live struct {
 	settings mailconf.Settings
 	encoded  string

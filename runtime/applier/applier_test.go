@@ -339,6 +339,9 @@ func (l fakeLive) Fingerprint() string { return fmt.Sprint(int64(l)) }
 
 func (f *fakeReconciler) Name() string { return "fake" }
 
+// Owns: a fake converges no field of the document.
+func (f *fakeReconciler) Owns() []string { return nil }
+
 func (f *fakeReconciler) Observe(ctx context.Context) (reconcilers.Live, error) {
 	return fakeLive(f.live.Load()), nil
 }

@@ -1,0 +1,202 @@
+package reconcilers
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"mailfountain.dev/mailfountain/schema"
+)
+
+// Every field of the document has exactly one owner: the reconciler that
+// converges it (Reconciler.Owns), or one of the two lists below, each
+// entry with its reason. CheckOwnership, run when the reconcilers are put
+// together, refuses a field with no owner or with two: a field added to
+// the schema cannot be silently ignored by the box.
+//
+// Paths are those of schema.Fields ("network.dhcp.start",
+// "domains[].accounts"); a path that names a section owns every field in
+// it.
+
+// Sections whose reconciler does not exist yet; NotApplied says which
+// fields wait for each.
+const (
+	SectionSystem   = "system"
+	SectionWeb      = "web administration"
+	SectionNetwork  = "network"
+	SectionFirewall = "firewall"
+	SectionDHCP     = "dhcp"
+	SectionDNS      = "dns"
+	SectionSMTPOut  = "smtp out"
+)
+
+// ReasonNoReconciler is what plan and status say of a changed field that
+// nothing applies yet.
+const ReasonNoReconciler = "no reconciler yet"
+
+// Unowned is a field, or a section of fields, that no reconciler owns.
+type Unowned struct {
+	Path string
+	// Section is, for a field not applied yet, the part of the box whose
+	// reconciler will own it.
+	Section string
+	// Why says what the field is for, and what is missing or why nothing
+	// needs to read it.
+	Why string
+}
+
+// NotApplied lists the fields that no reconciler applies yet. A document
+// may set them and they are validated, but changing them changes nothing
+// on the box: plan and apply say so ("not applied: network.dhcp.start — no
+// reconciler yet"), and status lists those of the applied document. When
+// a section's reconciler arrives, its fields move from here to its Owns.
+func NotApplied() []Unowned {
+	const (
+		netlink  = "the network reconciler (netlink) does not exist yet: the box's ports are configured outside MailFountain"
+		nft      = "the firewall reconciler (nftables) does not exist yet: no port is forwarded"
+		dhcpd    = "the built-in DHCP server and its reconciler do not exist yet"
+		dnsd     = "the built-in DNS server and its reconciler do not exist yet: no zone is served"
+		outbound = "the outbound queue does not exist yet (issue 10): the box delivers no mail to other servers, directly or through a relay"
+	)
+	return []Unowned{
+		{"system.timezone", SectionSystem, "the time zone of the box's clock; nothing sets it yet (the servers write times in UTC)"},
+		{"system.admin.password_hash", SectionWeb, "the administrator's password of the web administration, which does not exist yet"},
+
+		{"network.mode", SectionNetwork, netlink + "; the mail reconciler reads it to pick the network its clients come from"},
+		{"network.wan", SectionNetwork, netlink + "; the mail reconciler reads network.wan.address in server mode"},
+		{"network.lan.address", SectionNetwork, netlink + "; the mail reconciler reads it for the network its clients come from"},
+
+		{"network.dhcp.enabled", SectionDHCP, dhcpd},
+		{"network.dhcp.start", SectionDHCP, dhcpd},
+		{"network.dhcp.end", SectionDHCP, dhcpd},
+
+		{"network.forwards", SectionFirewall, nft},
+
+		{"domains[].dns.delegated", SectionDNS, dnsd},
+		{"domains[].dns.hosts", SectionDNS, dnsd},
+
+		{"smtp.mode", SectionSMTPOut, outbound},
+		{"smtp.relay", SectionSMTPOut, outbound},
+	}
+}
+
+// ReadByNone lists the fields that no reconciler reads, and never will:
+// changing them alone changes nothing on the box, by design.
+func ReadByNone() []Unowned {
+	return []Unowned{
+		{Path: "system.model", Why: "it describes the hardware rather than configuring it: the schema's rules check the document against it (S100 and S200 serve one domain and have no managers), and the network reconciler will read the names of its ports"},
+		{Path: "system.language", Why: "only the loader reads it: it is the language of the domains that name none (domains[].language, which the accounts reconciler owns); nothing else speaks it yet"},
+	}
+}
+
+// FieldReader is implemented by a reconciler that reads fields it does not
+// own (the mail reconciler reads the LAN's address, which the network
+// reconciler will own). CheckOwnership checks that they exist; the engine
+// may use them to plan again the readers of a changed field.
+type FieldReader interface {
+	Reads() []string
+}
+
+// UnappliedField is a changed field of a document that no reconciler
+// applies yet.
+type UnappliedField struct {
+	// Path is the changed path: "network.dhcp.start",
+	// "domains[ma-societe.fr].dns.hosts".
+	Path string `json:"path"`
+	// Section is the part of the box whose reconciler will apply it.
+	Section string `json:"section"`
+	// Reason is ReasonNoReconciler.
+	Reason string `json:"reason"`
+}
+
+// String is the line plan, apply and status print.
+func (u UnappliedField) String() string {
+	return fmt.Sprintf("not applied: %s — %s (%s)", u.Path, u.Reason, u.Section)
+}
+
+// Unapplied lists the fields that differ from old (nil: nothing applied
+// yet) to new and that no reconciler applies, in the document's order.
+func Unapplied(old, new *schema.State) []UnappliedField {
+	na := NotApplied()
+	var out []UnappliedField
+	for _, c := range schema.ChangedPaths(old, new) {
+		for _, u := range na {
+			if covers(u.Path, c.Field) {
+				out = append(out, UnappliedField{Path: c.Path, Section: u.Section, Reason: ReasonNoReconciler})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// covers reports whether path is field or a section holding it.
+func covers(path, field string) bool {
+	if !strings.HasPrefix(field, path) {
+		return false
+	}
+	return len(field) == len(path) || field[len(path)] == '.' || field[len(path)] == '['
+}
+
+// CheckOwnership checks that every field of the schema has exactly one
+// owner among rs and the lists NotApplied and ReadByNone, and that every
+// path they name (and every path a FieldReader reads) is one of the
+// schema. The engine's registry calls it when it is built.
+func CheckOwnership(rs []Reconciler) error {
+	return checkOwnership(schema.Fields(), rs)
+}
+
+func checkOwnership(fields []string, rs []Reconciler) error {
+	type claim struct{ path, by string }
+	var claims []claim
+	for _, r := range rs {
+		for _, p := range r.Owns() {
+			claims = append(claims, claim{p, "reconciler " + r.Name()})
+		}
+	}
+	for _, u := range NotApplied() {
+		claims = append(claims, claim{u.Path, "NotApplied (" + u.Section + ")"})
+	}
+	for _, u := range ReadByNone() {
+		claims = append(claims, claim{u.Path, "ReadByNone"})
+	}
+
+	var errs []error
+	exists := func(p string) bool {
+		return slices.ContainsFunc(fields, func(f string) bool { return covers(p, f) })
+	}
+	for _, c := range claims {
+		if !exists(c.path) {
+			errs = append(errs, fmt.Errorf("%s names %s, which is no field of the schema", c.by, c.path))
+		}
+	}
+	for _, r := range rs {
+		if fr, ok := r.(FieldReader); ok {
+			for _, p := range fr.Reads() {
+				if !exists(p) {
+					errs = append(errs, fmt.Errorf("reconciler %s reads %s, which is no field of the schema", r.Name(), p))
+				}
+			}
+		}
+	}
+	for _, f := range fields {
+		var owners []string
+		for _, c := range claims {
+			if covers(c.path, f) {
+				owners = append(owners, c.by)
+			}
+		}
+		switch len(owners) {
+		case 0:
+			errs = append(errs, fmt.Errorf("field %s has no owner: a reconciler must own it (Owns), or reconcilers.NotApplied or ReadByNone list it with the reason", f))
+		case 1:
+		default:
+			errs = append(errs, fmt.Errorf("field %s has %d owners: %s", f, len(owners), strings.Join(owners, ", ")))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("ownership of the document's fields: %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package reconcilers_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"mailfountain.dev/mailfountain/reconcilers"
+	"mailfountain.dev/mailfountain/reconcilers/accounts"
+	"mailfountain.dev/mailfountain/reconcilers/mail"
+	"mailfountain.dev/mailfountain/schema"
+)
+
+// theBox is the reconcilers the box runs; Owns and Reads need no store.
+func theBox() []reconcilers.Reconciler {
+	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil)}
+}
+
+// owner is a fake that owns and reads what it is told.
+type owner struct {
+	fake
+	owns, reads []string
+}
+
+func (o *owner) Owns() []string  { return o.owns }
+func (o *owner) Reads() []string { return o.reads }
+
+func TestOwnershipOfTheBox(t *testing.T) {
+	if err := reconcilers.CheckOwnership(theBox()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOwnershipRefuses: a field that nobody owns, one owned twice, and
+// paths that name no field are each refused with the field's name.
+func TestOwnershipRefuses(t *testing.T) {
+	named := func(name string, owns, reads []string) reconcilers.Reconciler {
+		return &owner{fake: fake{name: name}, owns: owns, reads: reads}
+	}
+	for _, tc := range []struct {
+		name   string
+		fields []string // nil: schema.Fields()
+		rs     []reconcilers.Reconciler
+		want   []string // in the error
+	}{
+		{
+			name: "a field added to the schema and forgotten",
+			// As if State had a field network.dhcp.lease_time that no
+			// reconciler owns and no list names.
+			fields: append(schema.Fields(), "network.dhcp.lease_time"),
+			rs:     theBox(),
+			want:   []string{"field network.dhcp.lease_time has no owner"},
+		},
+		{
+			name: "no mail reconciler",
+			rs:   []reconcilers.Reconciler{accounts.New(nil, nil)},
+			want: []string{"field system.hostname has no owner", "field smtp.max_message_mb has no owner", "field system.tls.key has no owner"},
+		},
+		{
+			name: "the same reconciler twice",
+			rs:   append(theBox(), accounts.New(nil, nil)),
+			want: []string{"field domains[].accounts[].id has 2 owners: reconciler accounts, reconciler accounts"},
+		},
+		{
+			name: "owned while listed as not applied",
+			rs:   append(theBox(), named("dhcp", []string{"network.dhcp"}, nil)),
+			want: []string{"field network.dhcp.start has 2 owners: reconciler dhcp, NotApplied (dhcp)"},
+		},
+		{
+			name: "owned while listed as read by none",
+			rs:   append(theBox(), named("hw", []string{"system.model"}, nil)),
+			want: []string{"field system.model has 2 owners: reconciler hw, ReadByNone"},
+		},
+		{
+			name: "a path that is no field",
+			rs:   append(theBox(), named("dhcp", []string{"network.dhcp.lease_time", "network.dhcp[]"}, nil)),
+			want: []string{"reconciler dhcp names network.dhcp.lease_time, which is no field", "reconciler dhcp names network.dhcp[], which is no field"},
+		},
+		{
+			name: "a half name is no field",
+			rs:   append(theBox(), named("half", []string{"network.dh"}, nil)),
+			want: []string{"reconciler half names network.dh, which is no field"},
+		},
+		{
+			name: "reads a path that is no field",
+			rs:   append(theBox(), named("reader", nil, []string{"network.lan.netmask"})),
+			want: []string{"reconciler reader reads network.lan.netmask, which is no field"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fields := tc.fields
+			if fields == nil {
+				fields = schema.Fields()
+			}
+			err := reconcilers.CheckOwnershipOf(fields, tc.rs)
+			if err == nil {
+				t.Fatal("checked; want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestOwnershipReaders: what the mail reconciler reads besides what
+// it owns is in the schema, and really is someone else's.
+func TestOwnershipReaders(t *testing.T) {
+	m := mail.New(nil, nil, nil)
+	for _, p := range m.Reads() {
+		if slices.Contains(m.Owns(), p) {
+			t.Errorf("mail reads %s and owns it: list it once", p)
+		}
+	}
+}
+
+func TestUnapplied(t *testing.T) {
+	load := func(doc string) *schema.State {
+		t.Helper()
+		st, err := schema.Load([]schema.Source{{Name: "state.yaml", Data: []byte(doc), Mode: 0o600}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	base := `system: {model: M500}
+network: {mode: router, wan: {method: dhcp}, forwards: [{port: 8080, to: 192.168.1.20, to_port: 80}]}
+smtp: {mode: direct}
+domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, accounts: [{id: bob}]}]
+`
+	lines := func(us []reconcilers.UnappliedField) []string {
+		out := []string{}
+		for _, u := range us {
+			out = append(out, u.String())
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new string // "" old: nothing applied yet
+		want     []string
+	}{
+		{
+			name: "dhcp start",
+			old:  base,
+			new:  strings.Replace(base, "mode: router,", "mode: router, dhcp: {start: 192.168.1.110},", 1),
+			want: []string{"not applied: network.dhcp.start — no reconciler yet (dhcp)"},
+		},
+		{
+			name: "only applied fields",
+			old:  base,
+			new:  strings.Replace(base, "{id: bob}", "{id: bob, name: Bob}", 1),
+			want: []string{},
+		},
+		{
+			name: "a forward changed and one added",
+			old:  base,
+			new:  strings.Replace(base, "to_port: 80}", "to_port: 81}, {port: 2222, to: 192.168.1.21}", 1),
+			want: []string{
+				"not applied: network.forwards[tcp/8080].to_port — no reconciler yet (firewall)",
+				"not applied: network.forwards[tcp/2222].port — no reconciler yet (firewall)",
+				"not applied: network.forwards[tcp/2222].protocol — no reconciler yet (firewall)",
+				"not applied: network.forwards[tcp/2222].to — no reconciler yet (firewall)",
+				"not applied: network.forwards[tcp/2222].to_port — no reconciler yet (firewall)",
+			},
+		},
+		{
+			name: "a domain's hosts",
+			old:  base,
+			new:  strings.Replace(base, "192.0.2.1", "192.0.2.2", 1),
+			want: []string{"not applied: domains[a.example].dns.hosts — no reconciler yet (dns)"},
+		},
+		{
+			name: "a relay",
+			old:  base,
+			new:  strings.Replace(base, "{mode: direct}", "{mode: relay, relay: {host: smtp.example.net}}", 1),
+			want: []string{
+				"not applied: smtp.mode — no reconciler yet (smtp out)",
+				"not applied: smtp.relay.host — no reconciler yet (smtp out)",
+				"not applied: smtp.relay.port — no reconciler yet (smtp out)",
+			},
+		},
+		{
+			name: "the first apply",
+			new:  base,
+			want: []string{
+				"not applied: system.timezone — no reconciler yet (system)",
+				"not applied: network.mode — no reconciler yet (network)",
+				"not applied: network.wan.method — no reconciler yet (network)",
+				"not applied: network.lan.address — no reconciler yet (network)",
+				"not applied: network.dhcp.enabled — no reconciler yet (dhcp)",
+				"not applied: network.dhcp.start — no reconciler yet (dhcp)",
+				"not applied: network.dhcp.end — no reconciler yet (dhcp)",
+				"not applied: network.forwards[tcp/8080].port — no reconciler yet (firewall)",
+				"not applied: network.forwards[tcp/8080].protocol — no reconciler yet (firewall)",
+				"not applied: network.forwards[tcp/8080].to — no reconciler yet (firewall)",
+				"not applied: network.forwards[tcp/8080].to_port — no reconciler yet (firewall)",
+				"not applied: smtp.mode — no reconciler yet (smtp out)",
+				"not applied: domains[a.example].dns.delegated — no reconciler yet (dns)",
+				"not applied: domains[a.example].dns.hosts — no reconciler yet (dns)",
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var old *schema.State
+			if tc.old != "" {
+				old = load(tc.old)
+			}
+			got := lines(reconcilers.Unapplied(old, load(tc.new)))
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
