@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 
+	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
@@ -32,6 +33,7 @@ type backend interface {
 	WritePlanFile(p *applier.Plan, path string) error
 	ReadPlanFile(path string) (*applier.Plan, error)
 	AccountStatus(ctx context.Context, domain string) ([]accountstatus.Account, error)
+	Unapplied(ctx context.Context) (int, []reconcilers.UnappliedField, error)
 	Close() error
 }
 

@@ -111,9 +111,6 @@ func (c *cli) apply(ctx context.Context, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	if code := c.noJSON("apply"); code >= 0 {
-		return code
-	}
 	switch {
 	case *path == "" && len(operands) == 0:
 		return c.usageError("apply", "missing -f PATH or a saved plan FILE")
@@ -187,6 +184,9 @@ func (c *cli) rollback(ctx context.Context, args []string) int {
 
 // confirmAndApply shows p, asks unless yes, applies and reports.
 func (c *cli) confirmAndApply(ctx context.Context, cmd string, b backend, p *applier.Plan, yes bool, message, origin string) int {
+	if c.json {
+		return c.applyJSON(ctx, cmd, b, p, yes, message, origin)
+	}
 	c.printPlan(p)
 	if !hasChanges(p) {
 		return exitOK
@@ -205,6 +205,7 @@ func (c *cli) confirmAndApply(ctx context.Context, cmd string, b backend, p *app
 	res, err := b.Apply(ctx, p, message, origin)
 	if res != nil {
 		c.printResult(res)
+		c.printNotCarriedOut(res, p)
 	}
 	if err != nil {
 		return c.fail(cmd, err)
@@ -483,12 +484,14 @@ type planOutput struct {
 	StateHash   string     `json:"state_hash"`
 	NewVersion  bool       `json:"new_version"`
 	Steps       []stepJSON `json:"steps"`
-	Saved       string     `json:"saved,omitempty"`
-	Warnings    []string   `json:"warnings"`
+	// Unapplied are the changed fields that no reconciler applies yet.
+	Unapplied []unappliedJSON `json:"unapplied"`
+	Saved     string          `json:"saved,omitempty"`
+	Warnings  []string        `json:"warnings"`
 }
 
 func planJSON(p *applier.Plan, saved string) planOutput {
-	out := planOutput{Changes: hasChanges(p), BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Steps: []stepJSON{}, Saved: saved, Warnings: warnings(p.State)}
+	out := planOutput{Changes: hasChanges(p), BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Steps: []stepJSON{}, Unapplied: unappliedList(p.Unapplied), Saved: saved, Warnings: warnings(p.State)}
 	if p.Engine != nil {
 		for _, s := range p.Engine.Steps {
 			st := stepJSON{Reconciler: s.Reconciler, Fingerprint: s.Fingerprint, Changes: s.Changes}
@@ -503,9 +506,12 @@ func planJSON(p *applier.Plan, saved string) planOutput {
 
 func (c *cli) status(ctx context.Context, args []string) int {
 	fs := c.flags("status")
-	operands, code := c.parse(fs, args, 1, 2)
+	operands, code := c.parse(fs, args, 0, 2)
 	if code >= 0 {
 		return code
+	}
+	if len(operands) == 0 {
+		return c.statusBox(ctx)
 	}
 	if operands[0] == "servers" && len(operands) == 1 {
 		return c.statusServers(ctx)

@@ -101,29 +101,38 @@ directory and prints the changes, + add, ~ change, - remove, per resource,
 grouped by reconciler. With -out, saves the plan: "mfapply apply FILE"
 applies exactly it, and refuses if the live state moved since.
 
+A changed field that no reconciler applies yet (the network, firewall, DHCP
+and DNS sections, outbound SMTP) is listed, one line each:
+  not applied: network.dhcp.start — no reconciler yet (dhcp)
+Applying records it with the document, and changes nothing on the box for it.
+
 Options:
   -f PATH     the state document
   -out FILE   save the plan to FILE
-  --json      machine-readable output
+  --json      machine-readable output ("unapplied" lists those fields)
 
-Exit status: 0 no changes; 2 changes to apply; 1 error (an invalid document
-prints every error, positioned).`,
+Exit status: 0 no changes; 2 changes to apply, or a new version to record
+(also when only fields that no reconciler applies changed); 1 error (an
+invalid document prints every error, positioned).`,
 			run: (*cli).plan,
 		},
 		{
 			name:    "apply",
-			usage:   "apply -f PATH [--yes] [-m MESSAGE] | apply FILE",
+			usage:   "apply -f PATH [--yes] [-m MESSAGE] [--json] | apply FILE",
 			summary: "apply a state document, or a saved plan, as a new version",
 			help: `Plans the state document PATH (or reads the plan FILE saved by
 "mfapply plan -out"), shows the plan, asks "Apply these changes? [y/N]" on
 the terminal unless --yes, applies it and records it as a new version.
 Without a terminal, --yes is required. A saved plan is refused when the live
-state or the history moved since it was made: plan again.
+state or the history moved since it was made: plan again. Changed fields
+that no reconciler applies yet are listed as in "mfapply plan": the version
+records them, the box does not carry them out.
 
 Options:
   -f PATH      the state document
   --yes, -y    do not ask
   -m MESSAGE   a message recorded with the version
+  --json       the plan and the result as one JSON object (needs --yes)
 
 Exit status: 0 applied (or "no changes"); 1 error, refusal or cancelled.`,
 			run: (*cli).apply,
@@ -189,9 +198,13 @@ with those of an archive, after checking that each one is valid.`,
 		},
 		{
 			name:    "status",
-			usage:   "status accounts [DOMAIN] [--json] | status servers [--json]",
-			summary: "each account's last login, number of messages and their size; the daemon's servers",
-			help: `status accounts lists the accounts of DOMAIN (default: every domain) with
+			usage:   "status [accounts [DOMAIN] | servers] [--json]",
+			summary: "what the box leaves undone; each account's last login and mailbox; the daemon's servers",
+			help: `status prints the applied version and lists, one line each, the fields of
+its document that no reconciler applies yet ("not applied: network.dhcp.start
+— no reconciler yet (dhcp)").
+
+status accounts lists the accounts of DOMAIN (default: every domain) with
 their last login (time and service), the number of messages in their
 mailbox (all folders) and their total size: the account table of the
 manual (6.4.1). It reads no message.
@@ -278,7 +291,7 @@ Commands:
 Options (before or after the command):
   --data DIR   data directory (default %s; env MAILFOUNTAIN_DATA)
   --json       machine-readable output, errors included (validate, plan,
-               history, show, diff)
+               apply, history, show, diff, status)
 
 When mailfountaind runs on the data directory, mfapply goes through its
 control socket (DIR/control.sock); otherwise it applies directly.

@@ -441,7 +441,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"show"}, "missing argument"},
 		{[]string{"show", "x"}, "want a version number"},
 		{[]string{"diff", "1", "2", "3"}, "unexpected argument"},
-		{[]string{"apply", "-f", "x", "--json"}, "--json is for read commands"},
+		{[]string{"rollback", "1", "--json"}, "--json is for read commands"},
 	} {
 		r := e.run("", tc.args...)
 		if r.code != 1 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {

@@ -56,14 +56,18 @@ func (c *cli) printPlan(p *applier.Plan) {
 			}
 		}
 	}
+	c.printUnapplied(p.Unapplied)
 	switch {
 	case add+change+remove > 0:
 		fmt.Fprintf(c.stdout, "plan: %d to add, %d to change, %d to remove\n", add, change, remove)
 		if !p.NewVersion {
 			fmt.Fprintf(c.stdout, "the document is version %d's: applying corrects the live state without a new version\n", p.BaseVersion)
 		}
+	case len(p.Unapplied) > 0:
+		fmt.Fprintln(c.stdout, onlyUnapplied)
 	case p.NewVersion:
-		fmt.Fprintln(c.stdout, "the live state already matches; applying records the document as a new version")
+		// What changed is read by no reconciler (reconcilers.ReadByNone).
+		fmt.Fprintln(c.stdout, "nothing to change on the box: the document differs only in fields that no reconciler reads; applying records it as a new version")
 	default:
 		fmt.Fprintln(c.stdout, "no changes")
 	}

@@ -67,7 +67,9 @@ func newMail(ctx context.Context, env Env) (reconcilers.Reconciler, error) {
 
 // Build builds every reconciler of Entries from env and the engine over
 // them and extra; extra reconcilers (tests, experiments) come after the
-// registry's where their dependencies allow.
+// registry's where their dependencies allow. It refuses reconcilers that
+// leave a field of the document without an owner, or give one two
+// (reconcilers.CheckOwnership).
 func Build(ctx context.Context, env Env, cfg reconcilers.Config, extra ...reconcilers.Spec) (*reconcilers.Engine, error) {
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
@@ -86,5 +88,13 @@ func Build(ctx context.Context, env Env, cfg reconcilers.Config, extra ...reconc
 		}
 		specs = append(specs, reconcilers.Spec{Reconciler: r, After: e.After})
 	}
-	return reconcilers.Build(cfg, append(specs, extra...)...)
+	specs = append(specs, extra...)
+	rs := make([]reconcilers.Reconciler, len(specs))
+	for i, s := range specs {
+		rs[i] = s.Reconciler
+	}
+	if err := reconcilers.CheckOwnership(rs); err != nil {
+		return nil, err
+	}
+	return reconcilers.Build(cfg, specs...)
 }

@@ -74,6 +74,10 @@ type Plan struct {
 	// Origin is the origin Apply records when given none ("rollback" for
 	// PlanRollback's plans).
 	Origin string
+	// Unapplied are the fields that differ from the latest version's (all
+	// of them before the first apply) and that no reconciler applies yet:
+	// applying records them, and changes nothing for them.
+	Unapplied []reconcilers.UnappliedField
 }
 
 // Result is what an Apply or Resync did.
@@ -201,6 +205,11 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 	if latest != nil {
 		p.BaseVersion = latest.N
 		p.NewVersion = latest.StateHash != hash
+	}
+	if p.NewVersion {
+		if p.Unapplied, err = unappliedSince(latest, st); err != nil {
+			return nil, fmt.Errorf("plan: %w", err)
+		}
 	}
 	return p, nil
 }

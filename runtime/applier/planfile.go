@@ -34,6 +34,8 @@ type planFile struct {
 	NewVersion  bool             `json:"new_version"`
 	Origin      string           `json:"origin,omitempty"`
 	Steps       []planFileStep   `json:"steps"`
+	// Unapplied is shown again when the plan is applied.
+	Unapplied []reconcilers.UnappliedField `json:"unapplied,omitempty"`
 }
 
 type planFileSource struct {
@@ -61,6 +63,7 @@ func (a *Applier) MarshalPlan(p *Plan) ([]byte, error) {
 		StateHash:   p.StateHash,
 		NewVersion:  p.NewVersion,
 		Origin:      p.Origin,
+		Unapplied:   p.Unapplied,
 	}
 	for _, s := range p.Sources {
 		pf.Sources = append(pf.Sources, planFileSource{Name: s.Name, Data: s.Data, Mode: uint32(s.Mode.Perm())})
@@ -98,6 +101,7 @@ func (a *Applier) UnmarshalPlan(data []byte) (*Plan, error) {
 		StateHash:   pf.StateHash,
 		NewVersion:  pf.NewVersion,
 		Origin:      pf.Origin,
+		Unapplied:   pf.Unapplied,
 	}
 	for _, s := range pf.Sources {
 		p.Sources = append(p.Sources, schema.Source{Name: s.Name, Data: s.Data, Mode: fs.FileMode(s.Mode).Perm()})

@@ -209,6 +209,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+pathImport, s.importArchive)
 	mux.HandleFunc("GET "+pathAccounts, s.accountStatus)
 	mux.HandleFunc("GET "+pathServers, s.serverStatus)
+	mux.HandleFunc("GET "+pathUnapplied, s.unapplied)
 	return s.guard(mux)
 }
 

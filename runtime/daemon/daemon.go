@@ -128,6 +128,9 @@ type Status struct {
 	// Servers are the servers' endpoints: serving (with their address),
 	// draining, failed or off.
 	Servers []supervisor.ServerStatus `json:"servers,omitempty"`
+	// Unapplied are the fields of the latest version's document that no
+	// reconciler applies yet.
+	Unapplied []reconcilers.UnappliedField `json:"unapplied,omitempty"`
 	// Updated is when the status last changed.
 	Updated time.Time `json:"updated"`
 }
@@ -188,6 +191,7 @@ func (d *Daemon) Status() Status {
 	s.Errors = append([]string(nil), s.Errors...)
 	s.Reconcilers = append([]reconcilers.Status(nil), s.Reconcilers...)
 	s.Servers = d.serverStatus()
+	s.Unapplied = append([]reconcilers.UnappliedField(nil), s.Unapplied...)
 	return s
 }
 
@@ -329,11 +333,11 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 	d.log.Info("applying state", "path", d.target.path, "files", len(srcs), "trigger", why)
 	msg := fmt.Sprintf("mailfountaind: %s (%s)", d.target.path, why)
 	var (
+		p   *applier.Plan
 		res *applier.Result
 		err error
 	)
 	for range staleRetries {
-		var p *applier.Plan
 		p, err = d.app.Plan(ctx, srcs)
 		if err != nil {
 			break
@@ -389,6 +393,9 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 	} else {
 		d.log.Info("state applied", "version", res.Version)
 	}
+	for _, u := range p.Unapplied {
+		d.log.Warn("not applied: "+u.Reason, "field", u.Path, "section", u.Section)
+	}
 	d.setStatus(func(s *Status) {
 		s.SourcesHash, s.Pending, s.Errors = hash, false, nil
 		s.Reconcilers = res.Statuses
@@ -420,18 +427,14 @@ func (d *Daemon) resync(ctx context.Context, logAlways bool) {
 }
 
 // currentVersion reads the latest version number and records it in the
-// status.
+// status, with the fields of its document that nothing applies yet.
 func (d *Daemon) currentVersion(ctx context.Context) int {
-	v, err := d.app.Store().LatestVersion(ctx)
+	n, unapplied, err := d.app.Unapplied(ctx)
 	if err != nil {
 		d.log.Warn("read the latest version", "err", err)
 		return d.Status().Version
 	}
-	n := 0
-	if v != nil {
-		n = v.N
-	}
-	d.setStatus(func(s *Status) { s.Version = n })
+	d.setStatus(func(s *Status) { s.Version, s.Unapplied = n, unapplied })
 	return n
 }
 
@@ -461,5 +464,5 @@ func (d *Daemon) logStatus() {
 		}
 		rs = append(rs, slog.String(r.Reconciler, state))
 	}
-	d.log.Info("status", "version", s.Version, "pending", s.Pending, "errors", len(s.Errors), slog.Group("reconcilers", rs...))
+	d.log.Info("status", "version", s.Version, "pending", s.Pending, "errors", len(s.Errors), "not_applied", len(s.Unapplied), slog.Group("reconcilers", rs...))
 }

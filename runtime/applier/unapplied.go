@@ -1,0 +1,37 @@
+package applier
+
+import (
+	"context"
+	"fmt"
+
+	"mailfountain.dev/mailfountain/reconcilers"
+	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/schema"
+)
+
+// Unapplied returns the latest version's number (0 when nothing was
+// applied yet) and the fields of its document that no reconciler applies
+// yet: those it sets, which the box leaves as they are.
+func (a *Applier) Unapplied(ctx context.Context) (int, []reconcilers.UnappliedField, error) {
+	latest, st, err := a.latest(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("unapplied fields: %w", err)
+	}
+	if latest == nil {
+		return 0, nil, nil
+	}
+	return latest.N, reconcilers.Unapplied(nil, st), nil
+}
+
+// unappliedSince lists the fields that no reconciler applies and that
+// differ from latest's document (nil: nothing applied yet) to st.
+func unappliedSince(latest *store.Version, st *schema.State) ([]reconcilers.UnappliedField, error) {
+	var old *schema.State
+	if latest != nil {
+		var err error
+		if old, err = decodeState(latest); err != nil {
+			return nil, err
+		}
+	}
+	return reconcilers.Unapplied(old, st), nil
+}
