@@ -41,6 +41,18 @@
 // again: those that asked and, transitively, those that read their
 // facts. PlanOnly plans only those; Apply applies only them.
 //
+// # Ownership
+//
+// Every field of the document has exactly one owner: the reconciler that
+// declares it in Owns, or an entry of NotApplied (a field whose
+// reconciler does not exist yet: the network, DHCP, DNS…) or ReadByNone,
+// each with its reason (ownership.go). CheckOwnership, which the registry
+// runs when it builds the engine, refuses a field with no owner or two,
+// so that a field added to the schema cannot be silently ignored.
+// Unapplied lists the changed fields that nothing applies yet, which plan,
+// apply and status show ("not applied: network.dhcp.start — no reconciler
+// yet").
+//
 // # Errors
 //
 // An error that Apply marks with Transient (a busy resource, a timeout)
