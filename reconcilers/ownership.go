@@ -90,12 +90,12 @@ func ReadByNone() []Unowned {
 	}
 }
 
-// FieldReader is implemented by a reconciler that reads fields it does not
-// own (the mail reconciler reads the LAN's address, which the network
-// reconciler will own). CheckOwnership checks that they exist; the engine
-// may use them to plan again the readers of a changed field.
+// FieldReader is implemented by a reconciler that reads fields of the
+// document it does not own (the mail reconciler reads the LAN's address,
+// which the network reconciler will own). CheckOwnership checks that they
+// exist. (Facts that a reconciler reads are FactReader's Reads.)
 type FieldReader interface {
-	Reads() []string
+	ReadsFields() []string
 }
 
 // UnappliedField is a changed field of a document that no reconciler
@@ -173,7 +173,7 @@ func checkOwnership(fields []string, rs []Reconciler) error {
 	}
 	for _, r := range rs {
 		if fr, ok := r.(FieldReader); ok {
-			for _, p := range fr.Reads() {
+			for _, p := range fr.ReadsFields() {
 				if !exists(p) {
 					errs = append(errs, fmt.Errorf("reconciler %s reads %s, which is no field of the schema", r.Name(), p))
 				}

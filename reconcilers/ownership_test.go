@@ -23,7 +23,7 @@ type owner struct {
 }
 
 func (o *owner) Owns() []string  { return o.owns }
-func (o *owner) Reads() []string { return o.reads }
+func (o *owner) ReadsFields() []string { return o.reads }
 
 func TestOwnershipOfTheBox(t *testing.T) {
 	if err := reconcilers.CheckOwnership(theBox()); err != nil {
@@ -109,7 +109,7 @@ func TestOwnershipRefuses(t *testing.T) {
 // it owns is in the schema, and really is someone else's.
 func TestOwnershipReaders(t *testing.T) {
 	m := mail.New(nil, nil, nil)
-	for _, p := range m.Reads() {
+	for _, p := range m.ReadsFields() {
 		if slices.Contains(m.Owns(), p) {
 			t.Errorf("mail reads %s and owns it: list it once", p)
 		}

@@ -74,11 +74,11 @@ func (r *Reconciler) Owns() []string {
 	}
 }
 
-// Reads implements reconcilers.FieldReader: the other fields Desired
+// ReadsFields implements reconcilers.FieldReader: the other fields Desired
 // reads. The domains' names are the accounts reconciler's; the network's
 // fields will be the network reconciler's, which does not exist yet, so a
 // change of them is also reported as not applied.
-func (r *Reconciler) Reads() []string {
+func (r *Reconciler) ReadsFields() []string {
 	return []string{
 		"domains[].name",
 		"network.mode",
