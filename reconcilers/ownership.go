@@ -139,6 +139,19 @@ func covers(path, field string) bool {
 	return len(field) == len(path) || field[len(path)] == '.' || field[len(path)] == '['
 }
 
+// Owner is the name of the engine's reconciler that owns field (a path of
+// schema.Fields), or "" when none does (NotApplied, ReadByNone).
+func (e *Engine) Owner(field string) string {
+	for _, r := range e.rs {
+		for _, p := range r.Owns() {
+			if covers(p, field) {
+				return r.Name()
+			}
+		}
+	}
+	return ""
+}
+
 // CheckOwnership checks that every field of the schema has exactly one
 // owner among rs and the lists NotApplied and ReadByNone, and that every
 // path they name (and every path a FieldReader reads) is one of the

@@ -22,7 +22,7 @@ type owner struct {
 	owns, reads []string
 }
 
-func (o *owner) Owns() []string  { return o.owns }
+func (o *owner) Owns() []string        { return o.owns }
 func (o *owner) ReadsFields() []string { return o.reads }
 
 func TestOwnershipOfTheBox(t *testing.T) {
@@ -213,5 +213,25 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
 			}
 		})
+	}
+}
+
+func TestEngineOwner(t *testing.T) {
+	e, err := reconcilers.Build(reconcilers.Config{}, reconcilers.Spec{Reconciler: accounts.New(nil, nil)}, reconcilers.Spec{Reconciler: mail.New(nil, nil, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]string{
+		"system.hostname":              "mail",
+		"system.tls.key":               "mail",
+		"domains[].accounts[].aliases": "accounts",
+		"managers[].login":             "accounts",
+		"domains[].dns.hosts":          "",
+		"network.dhcp.start":           "",
+		"system.model":                 "",
+	} {
+		if got := e.Owner(field); got != want {
+			t.Errorf("Owner(%s) = %q, want %q", field, got, want)
+		}
 	}
 }

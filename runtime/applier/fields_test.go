@@ -21,8 +21,6 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
-	"mailfountain.dev/mailfountain/reconcilers/accounts"
-	"mailfountain.dev/mailfountain/reconcilers/mail"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -530,17 +528,6 @@ var keys = regexp.MustCompile(`\[[^\]]*\]`)
 // the schema must be changed in at least one of the documents.
 func TestEveryFieldIsAppliedOrReported(t *testing.T) {
 	tf := writeTLS(t)
-	box := []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil)}
-	ownerOf := func(field string) string {
-		for _, r := range box {
-			for _, p := range r.Owns() {
-				if field == p || strings.HasPrefix(field, p+".") || strings.HasPrefix(field, p+"[") {
-					return r.Name()
-				}
-			}
-		}
-		return ""
-	}
 	listed := func(us []reconcilers.Unowned, field string) bool {
 		return slices.ContainsFunc(us, func(u reconcilers.Unowned) bool {
 			return field == u.Path || strings.HasPrefix(field, u.Path+".") || strings.HasPrefix(field, u.Path+"[")
@@ -600,7 +587,7 @@ func TestEveryFieldIsAppliedOrReported(t *testing.T) {
 				unapplied := slices.ContainsFunc(mp.Unapplied, func(u reconcilers.UnappliedField) bool {
 					return keys.ReplaceAllString(u.Path, "[]") == field
 				})
-				switch owner := ownerOf(field); {
+				switch owner := a.engine.Owner(field); {
 				case owner != "":
 					if !slices.ContainsFunc(mp.Engine.Steps, func(s reconcilers.Step) bool { return s.Reconciler == owner && len(s.Changes) > 0 }) {
 						t.Errorf("%s: owned by %s, which plans no change: %+v", field, owner, mp.Engine.Steps)
