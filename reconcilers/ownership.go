@@ -119,8 +119,12 @@ func (u UnappliedField) String() string {
 // yet) to new and that no reconciler applies, in the document's order.
 func Unapplied(old, new *schema.State) []UnappliedField {
 	na := NotApplied()
+	paths := make([]string, len(na))
+	for i, u := range na {
+		paths[i] = u.Path
+	}
 	var out []UnappliedField
-	for _, c := range schema.ChangedPaths(old, new) {
+	for _, c := range schema.ChangedPaths(old, new, paths...) {
 		for _, u := range na {
 			if covers(u.Path, c.Field) {
 				out = append(out, UnappliedField{Path: c.Path, Section: u.Section, Reason: ReasonNoReconciler})
@@ -132,12 +136,7 @@ func Unapplied(old, new *schema.State) []UnappliedField {
 }
 
 // covers reports whether path is field or a section holding it.
-func covers(path, field string) bool {
-	if !strings.HasPrefix(field, path) {
-		return false
-	}
-	return len(field) == len(path) || field[len(path)] == '.' || field[len(path)] == '['
-}
+func covers(path, field string) bool { return schema.Covers(path, field) }
 
 // Owner is the name of the engine's reconciler that owns field (a path of
 // schema.Fields), or "" when none does (NotApplied, ReadByNone).

@@ -169,3 +169,34 @@ func TestChangedPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestChangedPathsWithin: only the fields that the given paths cover are
+// compared.
+func TestChangedPathsWithin(t *testing.T) {
+	old := &State{
+		Network: Network{DHCP: DHCP{Start: "192.168.1.100"}},
+		Domains: []Domain{{Name: "a.example", Accounts: []Account{{ID: "bob"}}}},
+	}
+	nw := &State{
+		Network: Network{DHCP: DHCP{Start: "192.168.1.110"}, LAN: LAN{Address: "192.168.1.1"}},
+		Domains: []Domain{{Name: "a.example", DNS: DomainDNS{Delegated: true}, Accounts: []Account{{ID: "bob", Name: "Bob"}}}},
+	}
+	for _, tc := range []struct {
+		within []string
+		want   []string
+	}{
+		{nil, []string{"network.lan.address", "network.dhcp.start", "domains[a.example].dns.delegated", "domains[a.example].accounts[bob].name"}},
+		{[]string{"network.dhcp"}, []string{"network.dhcp.start"}},
+		{[]string{"network.dhcp.start", "domains[].dns"}, []string{"network.dhcp.start", "domains[a.example].dns.delegated"}},
+		{[]string{"domains[].accounts[].name"}, []string{"domains[a.example].accounts[bob].name"}},
+		{[]string{"smtp"}, []string{}},
+	} {
+		got := []string{}
+		for _, c := range ChangedPaths(old, nw, tc.within...) {
+			got = append(got, c.Path)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("within %v: got %v, want %v", tc.within, got, tc.want)
+		}
+	}
+}

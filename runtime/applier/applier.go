@@ -56,6 +56,9 @@ type Applier struct {
 	sem chan struct{}
 	// applied (capacity 1) tells that a version was recorded: Applied.
 	applied chan struct{}
+	// appliedState is the latest version's state, decoded once for the
+	// plans that compare a document with it (unapplied.go).
+	appliedState appliedCache
 }
 
 // Plan is what applying a document would do. It is computed against the
@@ -207,7 +210,7 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 		p.NewVersion = latest.StateHash != hash
 	}
 	if p.NewVersion {
-		if p.Unapplied, err = unappliedSince(latest, st); err != nil {
+		if p.Unapplied, err = a.unappliedSince(latest, st); err != nil {
 			return nil, fmt.Errorf("plan: %w", err)
 		}
 	}
