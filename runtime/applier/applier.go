@@ -54,8 +54,8 @@ type Applier struct {
 	// sem serialises applies within the process; the flock on lockFile
 	// does it across processes. A channel so waiting honours a context.
 	sem chan struct{}
-	// applied (capacity 1) tells that a version was recorded: Applied.
-	applied chan struct{}
+	// recorded signals the versions recorded (notify.go).
+	recorded recordedSignal
 }
 
 // Plan is what applying a document would do. It is computed against the
@@ -74,6 +74,9 @@ type Plan struct {
 	// Origin is the origin Apply records when given none ("rollback" for
 	// PlanRollback's plans).
 	Origin string
+	// Archive is what the plan does to mail: the mailboxes it archives
+	// and restores (guard.go). Informative: Apply does not read it.
+	Archive *ArchivePlan
 }
 
 // Result is what an Apply or Resync did.
@@ -149,7 +152,6 @@ func openWith(ctx context.Context, dataDir string, logger *slog.Logger, o option
 		logger:   logger,
 		settings: settings,
 		sem:      make(chan struct{}, 1),
-		applied:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -198,6 +200,9 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 		return nil, fmt.Errorf("plan: %w", err)
 	}
 	p := &Plan{Sources: srcs, State: st, Engine: ep, StateHash: hash, NewVersion: true}
+	if p.Archive, err = a.archivePlan(st, ep); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
 	if latest != nil {
 		p.BaseVersion = latest.N
 		p.NewVersion = latest.StateHash != hash
@@ -290,8 +295,8 @@ func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*
 		return res, fmt.Errorf("apply: record version: %w", err)
 	}
 	res.Version, res.Changed = n, true
+	a.recorded.notify()
 	a.logger.Info("applied", "version", n, "origin", origin, "changes", countChanges(fresh))
-	a.notifyApplied()
 	return res, nil
 }
 

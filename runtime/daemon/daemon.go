@@ -208,6 +208,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("watching state", "path", d.target.path, "dir", d.target.dir)
 
+	// Before the first apply, so that none is missed.
+	recorded := d.app.VersionRecorded()
 	d.start(ctx)
 	if ctx.Err() != nil {
 		return nil
@@ -268,7 +270,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.convergeServers(ctx)
 		case names := <-triggered:
 			d.resyncTriggered(ctx, names)
-		case <-d.app.Applied():
+		case <-recorded:
 			// A version recorded by the daemon or through the control
 			// socket (mfapply apply, rollback).
 			d.convergeServers(ctx)

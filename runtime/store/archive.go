@@ -156,14 +156,31 @@ func compareArchives(a, b Archive) int {
 	return a.Seq - b.Seq
 }
 
-// NewestArchive returns the newest archive of account id of domain, and
-// false if it has none.
-func (s *Store) NewestArchive(domain, id string) (Archive, bool, error) {
-	as, err := s.Archives(domain, id)
-	if err != nil || len(as) == 0 {
-		return Archive{}, false, err
+// NewestArchives returns the newest archive of each of accounts
+// ({domain, id}) that has one. Each domain's archive is read once.
+func (s *Store) NewestArchives(accounts [][2]string) (map[[2]string]Archive, error) {
+	out := map[[2]string]Archive{}
+	want := map[[2]string]bool{}
+	var domains []string
+	for _, a := range accounts {
+		if !slices.Contains(domains, a[0]) {
+			domains = append(domains, a[0])
+		}
+		want[a] = true
 	}
-	return as[len(as)-1], true, nil
+	for _, d := range domains {
+		as, err := s.Archives(d, "")
+		if err != nil {
+			return nil, err
+		}
+		// Oldest first: the last one of an account wins.
+		for _, a := range as {
+			if k := [2]string{a.Domain, a.Account}; want[k] {
+				out[k] = a
+			}
+		}
+	}
+	return out, nil
 }
 
 // archive finds the archive named name.
@@ -199,19 +216,23 @@ func (s *Store) restoreMailboxes(accounts [][2]string) ([]ArchivedMailbox, error
 		}
 		return nil, err
 	}
+	if len(accounts) == 0 {
+		return nil, nil
+	}
+	newest, err := s.NewestArchives(accounts)
+	if err != nil {
+		return nil, fmt.Errorf("restore archived mailboxes: %w", err)
+	}
 	for _, acc := range accounts {
+		a, ok := newest[acc]
+		if !ok {
+			continue
+		}
 		to := s.MailboxPath(acc[0], acc[1])
 		if _, err := os.Lstat(to); err == nil {
 			continue
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fail(fmt.Errorf("restore the archived mailbox of %s@%s: %w", acc[1], acc[0], err))
-		}
-		a, ok, err := s.NewestArchive(acc[0], acc[1])
-		if err != nil {
-			return fail(fmt.Errorf("restore the archived mailbox of %s@%s: %w", acc[1], acc[0], err))
-		}
-		if !ok {
-			continue
 		}
 		if err := moveMailbox(a.Path, to); err != nil {
 			return fail(fmt.Errorf("restore the archived mailbox of %s@%s from %s: %w", acc[1], acc[0], a.Path, err))
