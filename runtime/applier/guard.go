@@ -21,8 +21,8 @@ type ArchivePlan struct {
 	RemovedAccounts []MailboxSummary `json:"removed_accounts"`
 	// Messages and Bytes are the totals of RemovedAccounts: the mail that
 	// goes to the archive.
-	Messages int   `json:"messages"`
-	Bytes    int64 `json:"bytes"`
+	Messages int              `json:"messages"`
+	Bytes    int64            `json:"bytes"`
 	Restored []MailboxSummary `json:"restored"`
 
 	// AccountsKept counts the accounts of the live directory that the plan
