@@ -72,10 +72,18 @@ func HoldReasons(p *Plan) []string {
 		why = append(why, fmt.Sprintf("it removes all the accounts (%d)", n))
 	}
 	if r := ap.MailboxesWithMail; r > ap.KeptWithMail {
-		why = append(why, fmt.Sprintf("it removes %d of the %d mailboxes that hold mail, more than half (%d messages, %s, go to the archive)",
-			r, r+ap.KeptWithMail, ap.Messages, HumanBytes(ap.Bytes)))
+		why = append(why, fmt.Sprintf("it removes %s with mail out of %d, more than half (%s, %s, go to the archive)",
+			Count(r, "mailbox", "mailboxes"), r+ap.KeptWithMail, Count(ap.Messages, "message", "messages"), HumanBytes(ap.Bytes)))
 	}
 	return why
+}
+
+// Count writes n and a noun, one or many: "1 message", "3 messages".
+func Count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // HumanBytes writes a size for people: bytes, then KB, MB or GB with one

@@ -30,14 +30,14 @@ func TestHoldReasons(t *testing.T) {
 		{"all accounts removed, others created", &ArchivePlan{RemovedAccounts: removed(2), AccountsKept: 0},
 			[]string{"all the accounts"}},
 		{"more than half of the mailboxes with mail", &ArchivePlan{RemovedAccounts: removed(3), AccountsKept: 5, MailboxesWithMail: 3, KeptWithMail: 2, Messages: 7, Bytes: 2048},
-			[]string{"it removes 3 of the 5 mailboxes that hold mail, more than half (7 messages, 2.0 KB, go to the archive)"}},
+			[]string{"it removes 3 mailboxes with mail out of 5, more than half (7 messages, 2.0 KB, go to the archive)"}},
 		{"exactly half: applied", &ArchivePlan{RemovedAccounts: removed(2), AccountsKept: 5, MailboxesWithMail: 2, KeptWithMail: 2}, nil},
 		{"less than half: applied", &ArchivePlan{RemovedAccounts: removed(1), AccountsKept: 5, MailboxesWithMail: 1, KeptWithMail: 2}, nil},
 		{"empty mailboxes only: applied", &ArchivePlan{RemovedAccounts: removed(4), AccountsKept: 1}, nil},
 		{"the only mailbox with mail", &ArchivePlan{RemovedAccounts: removed(1), AccountsKept: 4, MailboxesWithMail: 1},
-			[]string{"it removes 1 of the 1 mailboxes"}},
+			[]string{"it removes 1 mailbox with mail out of 1,"}},
 		{"everything at once", &ArchivePlan{RemovedDomains: []string{"a.example"}, RemovedAccounts: removed(2), MailboxesWithMail: 1},
-			[]string{"domain a.example", "all the accounts (2)", "1 of the 1 mailboxes"}},
+			[]string{"domain a.example", "all the accounts (2)", "1 mailbox with mail out of 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +111,7 @@ func TestArchivePlanAndHold(t *testing.T) {
 			companyDoc([]string{"u3", "u4", "u5"}, "eve"), []string{"u1@a.example:1", "u2@a.example:2"}, nil},
 		{"three of four: held",
 			companyDoc([]string{"u4", "u5"}, "eve"), []string{"u1@a.example:1", "u2@a.example:2", "u3@a.example:3"},
-			[]string{"it removes 3 of the 4 mailboxes that hold mail, more than half (6 messages, 600 B, go to the archive)"}},
+			[]string{"it removes 3 mailboxes with mail out of 4, more than half (6 messages, 600 B, go to the archive)"}},
 		{"empty mailboxes only: applied",
 			companyDoc(users[:4], "eve"), []string{"u5@a.example:0"}, nil},
 		{"a domain removed: held",
@@ -155,7 +155,7 @@ func TestArchivePlanAndHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	hold := HoldReasons(p)
-	if len(hold) != 3 || !strings.Contains(hold[0], "2 domains") || !strings.Contains(hold[1], "all the accounts (10)") || !strings.Contains(hold[2], "4 of the 4 mailboxes") {
+	if len(hold) != 3 || !strings.Contains(hold[0], "2 domains") || !strings.Contains(hold[1], "all the accounts (10)") || !strings.Contains(hold[2], "4 mailboxes with mail out of 4") {
 		t.Errorf("HoldReasons of the empty document = %q", hold)
 	}
 	if p.Archive.Messages != 10 || p.Archive.Bytes != 1000 {

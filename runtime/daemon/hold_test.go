@@ -53,7 +53,7 @@ func TestDaemonHoldsAMassDeletion(t *testing.T) {
 	waitFor(t, "the hold", func() bool { return r.d.Status().Held != nil })
 	st := r.d.Status()
 	h := st.Held
-	want := []string{"it removes the domain a.example", "it removes all the accounts (4)", "it removes 1 of the 1 mailboxes that hold mail"}
+	want := []string{"it removes the domain a.example", "it removes all the accounts (4)", "it removes 1 mailbox with mail out of 1"}
 	if len(h.Reasons) != len(want) {
 		t.Fatalf("held for %q, want %q", h.Reasons, want)
 	}

@@ -291,7 +291,7 @@ func (s *Store) RestoreArchive(ctx context.Context, name string) ([]ArchivedMail
 				return nil, err
 			}
 			if u.Messages > 0 {
-				return nil, fmt.Errorf("the mailbox of %s@%s holds %d messages: a restore never overwrites mail", a.Account, a.Domain, u.Messages)
+				return nil, fmt.Errorf("the mailbox of %s@%s is not empty (messages: %d): a restore never overwrites mail", a.Account, a.Domain, u.Messages)
 			}
 			aside, err := s.archiveMailboxes([][2]string{{a.Domain, a.Account}}, time.Now())
 			if err != nil {

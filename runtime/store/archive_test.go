@@ -227,7 +227,7 @@ func TestRestoreArchive(t *testing.T) {
 	// holds mail is never overwritten.
 	makeMailbox(t, s, "ma-societe.fr", "paul")
 	putAccount(t, s, "ma-societe.fr", "paul")
-	if _, err := s.RestoreArchive(ctx, name); err == nil || !strings.Contains(err.Error(), "holds 1 messages") {
+	if _, err := s.RestoreArchive(ctx, name); err == nil || !strings.Contains(err.Error(), "is not empty (messages: 1)") {
 		t.Fatalf("restore over mail: %v", err)
 	}
 	if _, err := os.Stat(archived[0].To); err != nil {
