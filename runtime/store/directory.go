@@ -414,16 +414,26 @@ type DirectoryTx struct {
 }
 
 func (tx *DirectoryTx) exec(ctx context.Context, query string, args ...any) error {
+	st, err := tx.stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx, args...)
+	return err
+}
+
+// stmt prepares query once per transaction: an apply of thousands of
+// accounts runs the same few statements thousands of times.
+func (tx *DirectoryTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	st, ok := tx.stmts[query]
 	if !ok {
 		var err error
 		if st, err = tx.conn.PrepareContext(ctx, query); err != nil {
-			return err
+			return nil, err
 		}
 		tx.stmts[query] = st
 	}
-	_, err := st.ExecContext(ctx, args...)
-	return err
+	return st, nil
 }
 
 func (tx *DirectoryTx) closeStmts() {
@@ -481,8 +491,12 @@ func (tx *DirectoryTx) PutAccount(ctx context.Context, a Account) error {
 // accountExists reports whether the account is in the directory, as the
 // transaction sees it.
 func (tx *DirectoryTx) accountExists(ctx context.Context, domain, id string) (bool, error) {
+	st, err := tx.stmt(ctx, "SELECT 1 FROM accounts WHERE domain = ? AND id = ?")
+	if err != nil {
+		return false, err
+	}
 	var one int
-	err := tx.conn.QueryRowContext(ctx, "SELECT 1 FROM accounts WHERE domain = ? AND id = ?", domain, id).Scan(&one)
+	err = st.QueryRowContext(ctx, domain, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
