@@ -101,15 +101,15 @@ type archiveRequest struct {
 // SetStatus makes the server answer GET /v1/status with what status
 // returns, as JSON: the daemon's status (daemon.Status, for mfapply
 // status). The daemon's package owns its form; the socket carries it.
-// Call it before Serve.
-func (s *Server) SetStatus(status func() any) { s.status = status }
+func (s *Server) SetStatus(status func() any) { s.status.Store(&status) }
 
 func (s *Server) daemonStatus(w http.ResponseWriter, r *http.Request) {
-	if s.status == nil {
+	status := s.status.Load()
+	if status == nil {
 		s.fail(w, r, errors.New("this control socket serves no daemon status"), nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.status())
+	writeJSON(w, http.StatusOK, (*status)())
 }
 
 func (s *Server) archives(w http.ResponseWriter, r *http.Request) {

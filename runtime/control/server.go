@@ -59,7 +59,7 @@ type Server struct {
 	// servers lists the daemon's servers: ServeServers.
 	servers atomic.Pointer[func() []supervisor.ServerStatus]
 	// status gives the daemon's status (archive.go: SetStatus).
-	status func() any
+	status atomic.Pointer[func() any]
 
 	closeOnce sync.Once
 	closeErr  error
