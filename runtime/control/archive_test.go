@@ -24,7 +24,9 @@ func TestArchivesAndStatusThroughTheSocket(t *testing.T) {
 	if err := c.Status(ctx, &st); err == nil || !strings.Contains(err.Error(), "serves no daemon status") {
 		t.Fatalf("status without a daemon status: %v", err)
 	}
-	d.srv.SetStatus(func() any { return map[string]any{"version": 7, "held": map[string]any{"reasons": []string{"it removes the domain a.example"}}} })
+	d.srv.SetStatus(func() any {
+		return map[string]any{"version": 7, "held": map[string]any{"reasons": []string{"it removes the domain a.example"}}}
+	})
 	if err := c.Status(ctx, &st); err != nil || fmt.Sprint(st["version"]) != "7" || !strings.Contains(fmt.Sprint(st["held"]), "it removes the domain a.example") {
 		t.Fatalf("status: %v %v", st, err)
 	}
