@@ -112,7 +112,7 @@ prints every error, positioned).`,
 		},
 		{
 			name:    "apply",
-			usage:   "apply -f PATH [--yes] [-m MESSAGE] [--json] | apply FILE",
+			usage:   "apply -f PATH [--yes] [-m MESSAGE] | apply FILE",
 			summary: "apply a state document, or a saved plan, as a new version",
 			help: `Plans the state document PATH (or reads the plan FILE saved by
 "mfapply plan -out"), shows the plan, asks "Apply these changes? [y/N]" on
@@ -171,7 +171,7 @@ Options:
 		},
 		{
 			name:    "rollback",
-			usage:   "rollback N [--yes] [-m MESSAGE] [--json]",
+			usage:   "rollback N [--yes] [-m MESSAGE]",
 			summary: "apply version N again, as a new version",
 			help: `Plans the state files of version N against the live state, shows the
 plan, asks "Apply these changes? [y/N]" unless --yes, and applies them as a
@@ -198,8 +198,8 @@ with those of an archive, after checking that each one is valid.`,
 		},
 		{
 			name:    "status",
-			usage:   "status [--json] | status accounts [DOMAIN] [--json] | status servers [--json]",
-			summary: "the daemon's status; each account's last login, messages and size; the daemon's servers",
+			usage:   "status [accounts [DOMAIN] | servers] [--json]",
+			summary: "the daemon's status and its servers; each account's last login, messages and size",
 			help: `status says what mailfountaind does: the version in force, whether the
 state files are applied, invalid (their errors) or held (an edit that
 removes a domain, every account or most mailboxes with mail waits for a
@@ -226,7 +226,7 @@ daemon for status or status servers).`,
 		},
 		{
 			name:    "archive",
-			usage:   "archive list [--json] | archive restore NAME | archive purge (NAME... | --older-than AGE) [--yes]",
+			usage:   "archive list|restore NAME|purge NAME...",
 			summary: "list, restore or delete the mailboxes of removed accounts",
 			help: `When an account is removed its mailbox moves, whole, to the archive
 (DATA/archive/DOMAIN/ACCOUNT-TIME). Archives are kept until a person purges
@@ -240,11 +240,15 @@ archive restore NAME     brings the archive back as the mailbox of its
                          account, which must exist; it never overwrites a
                          mailbox that holds mail (an empty one is archived
                          in its place)
-archive purge NAME...    deletes archives and their mail, for good, after
-archive purge --older-than AGE
+archive purge NAME... [--yes]
+archive purge --older-than AGE [--yes]
+                         deletes archives and their mail, for good, after
                          showing them and asking "[y/N]" (unless --yes;
                          without a terminal --yes is required); AGE: 90d,
                          2w, 36h
+
+Options:
+  --json   archive list: machine-readable output
 
 Exit status: 0 done; 1 error, refusal or cancelled.`,
 			run: (*cli).archive,
