@@ -414,10 +414,12 @@ func TestEngineRestoresTheDirectory(t *testing.T) {
 	if _, err := st.Account(ctx, "a.example", "carol"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("carol: %v", err)
 	}
-	// Alice's mail went to the archive with v2 and is still there: mail
-	// is never deleted, a roll back included.
-	archived, _ := filepath.Glob(filepath.Join(st.Dir(), "archive", "a.example", "alice-*", "new", "m1"))
-	if len(archived) != 1 {
-		t.Fatalf("alice's archived mail: %q", archived)
+	// Alice's mail went to the archive with v2 and came back with her
+	// account: mail is never deleted, and a roll back gives it back.
+	if data, err := os.ReadFile(filepath.Join(box, "new", "m1")); err != nil || string(data) != "Subject: keep me\r\n\r\n" {
+		t.Fatalf("alice's mail after the roll back: %q %v", data, err)
+	}
+	if archived, _ := filepath.Glob(filepath.Join(st.Dir(), "archive", "a.example", "alice-*")); len(archived) != 0 {
+		t.Fatalf("alice's mailbox still archived: %q", archived)
 	}
 }

@@ -188,6 +188,7 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	if err != nil {
 		return err
 	}
+	ctl.SetStatus(func() any { return d.Status() })
 	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
 	if metricsComponent != nil {
 		d.Host(metricsComponent)

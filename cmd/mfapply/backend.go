@@ -33,6 +33,9 @@ type backend interface {
 	WritePlanFile(p *applier.Plan, path string) error
 	ReadPlanFile(path string) (*applier.Plan, error)
 	AccountStatus(ctx context.Context, domain string) ([]accountstatus.Account, error)
+	Archives(ctx context.Context) ([]applier.ArchiveInfo, error)
+	RestoreArchive(ctx context.Context, name string) (*applier.ArchiveInfo, error)
+	PurgeArchive(ctx context.Context, name string) (*applier.ArchiveInfo, error)
 	Unapplied(ctx context.Context) (int, []reconcilers.UnappliedField, error)
 	Close() error
 }

@@ -159,9 +159,6 @@ func (c *cli) rollback(ctx context.Context, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	if code := c.noJSON("rollback"); code >= 0 {
-		return code
-	}
 	n, ok := c.versionArg("rollback", operands[0])
 	if !ok {
 		return exitFail
@@ -178,14 +175,16 @@ func (c *cli) rollback(ctx context.Context, args []string) int {
 	if *message == "" {
 		*message = fmt.Sprintf("rollback to version %d", n)
 	}
-	fmt.Fprintf(c.stdout, "rollback to version %d:\n", n)
+	if !c.json {
+		fmt.Fprintf(c.stdout, "rollback to version %d:\n", n)
+	}
 	return c.confirmAndApply(ctx, "rollback", b, p, *yes, *message, applier.OriginRollback)
 }
 
 // confirmAndApply shows p, asks unless yes, applies and reports.
 func (c *cli) confirmAndApply(ctx context.Context, cmd string, b backend, p *applier.Plan, yes bool, message, origin string) int {
 	if c.json {
-		return c.applyJSON(ctx, cmd, b, p, yes, message, origin)
+		return c.confirmAndApplyJSON(ctx, cmd, b, p, yes, message, origin)
 	}
 	c.printPlan(p)
 	if !hasChanges(p) {
@@ -488,10 +487,12 @@ type planOutput struct {
 	Unapplied []unappliedJSON `json:"unapplied"`
 	Saved     string          `json:"saved,omitempty"`
 	Warnings  []string        `json:"warnings"`
+	// Archive is what the plan does to mail (archive.go).
+	Archive *applier.ArchivePlan `json:"archive"`
 }
 
 func planJSON(p *applier.Plan, saved string) planOutput {
-	out := planOutput{Changes: hasChanges(p), BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Steps: []stepJSON{}, Unapplied: unappliedList(p.Unapplied), Saved: saved, Warnings: warnings(p.State)}
+	out := planOutput{Changes: hasChanges(p), BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Steps: []stepJSON{}, Unapplied: unappliedList(p.Unapplied), Saved: saved, Warnings: warnings(p.State), Archive: archivePlanJSON(p)}
 	if p.Engine != nil {
 		for _, s := range p.Engine.Steps {
 			st := stepJSON{Reconciler: s.Reconciler, Fingerprint: s.Fingerprint, Changes: s.Changes}
@@ -511,7 +512,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		return code
 	}
 	if len(operands) == 0 {
-		return c.statusBox(ctx)
+		return c.daemonStatus(ctx)
 	}
 	if operands[0] == "servers" && len(operands) == 1 {
 		return c.statusServers(ctx)
@@ -552,22 +553,8 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		if a.LastLogin != nil {
 			last = a.LastLogin.Local().Format("2006-01-02 15:04:05") + " (" + a.LastService + ")"
 		}
-		fmt.Fprintf(tw, "%s@%s\t%s\t%s\t%d\t%s\n", a.ID, a.Domain, oneLine(a.Name), last, a.Messages, humanBytes(a.Bytes))
+		fmt.Fprintf(tw, "%s@%s\t%s\t%s\t%d\t%s\n", a.ID, a.Domain, oneLine(a.Name), last, a.Messages, applier.HumanBytes(a.Bytes))
 	}
 	tw.Flush()
 	return exitOK
-}
-
-// humanBytes writes a size for the account table: bytes, then KB, MB or
-// GB with one decimal.
-func humanBytes(n int64) string {
-	switch {
-	case n < 1024:
-		return fmt.Sprintf("%d B", n)
-	case n < 1024*1024:
-		return fmt.Sprintf("%.1f KB", float64(n)/1024)
-	case n < 1024*1024*1024:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1024*1024))
-	}
-	return fmt.Sprintf("%.1f GB", float64(n)/(1024*1024*1024))
 }

@@ -128,11 +128,16 @@ state or the history moved since it was made: plan again. Changed fields
 that no reconciler applies yet are listed as in "mfapply plan": the version
 records them, the box does not carry them out.
 
+The plan says what happens to mail: the mailboxes of removed accounts that
+move to the archive, with their messages and size, and the archived
+mailboxes that come back with re-created accounts. This is how a person
+applies state files that mailfountaind holds (see mfapply status).
+
 Options:
   -f PATH      the state document
   --yes, -y    do not ask
   -m MESSAGE   a message recorded with the version
-  --json       the plan and the result as one JSON object (needs --yes)
+  --json       the plan and the result as one JSON document
 
 Exit status: 0 applied (or "no changes"); 1 error, refusal or cancelled.`,
 			run: (*cli).apply,
@@ -178,11 +183,14 @@ Options:
 			summary: "apply version N again, as a new version",
 			help: `Plans the state files of version N against the live state, shows the
 plan, asks "Apply these changes? [y/N]" unless --yes, and applies them as a
-new version (origin "rollback"). History is kept: nothing is deleted.
+new version (origin "rollback"). History is kept: nothing is deleted. An
+account that comes back gets its archived mailbox back, with its messages,
+UIDs and UIDVALIDITY: IMAP clients resynchronise without a full download.
 
 Options:
   --yes, -y    do not ask
   -m MESSAGE   a message recorded with the version (default "rollback to version N")
+  --json       the plan and the result as one JSON document
 
 Exit status: 0 applied (or "no changes"); 1 error, refusal or cancelled.`,
 			run: (*cli).rollback,
@@ -199,10 +207,15 @@ with those of an archive, after checking that each one is valid.`,
 		{
 			name:    "status",
 			usage:   "status [accounts [DOMAIN] | servers] [--json]",
-			summary: "what the box leaves undone; each account's last login and mailbox; the daemon's servers",
-			help: `status prints the applied version and lists, one line each, the fields of
-its document that no reconciler applies yet ("not applied: network.dhcp.start
-— no reconciler yet (dhcp)").
+			summary: "the daemon's status, the fields not applied, its servers; each account's last login, messages and size",
+			help: `status says what mailfountaind does: the version in force, whether the
+state files are applied, invalid (their errors) or held (an edit that
+removes a domain, every account or most mailboxes with mail waits for a
+person: why, what it would archive, since when, and the command that
+applies it), and each reconciler's state. With or without the daemon, it
+lists the fields of the applied document that no reconciler applies yet,
+one line each ("not applied: network.dhcp.start — no reconciler yet
+(dhcp)").
 
 status accounts lists the accounts of DOMAIN (default: every domain) with
 their last login (time and service), the number of messages in their
@@ -219,8 +232,37 @@ Options:
   --json   machine-readable output
 
 Exit status: 0 listed; 1 error (no such domain, no data directory, no
-daemon for status servers).`,
+daemon for status or status servers).`,
 			run: (*cli).status,
+		},
+		{
+			name:    "archive",
+			usage:   "archive list|restore NAME|purge NAME...",
+			summary: "list, restore or delete the mailboxes of removed accounts",
+			help: `When an account is removed its mailbox moves, whole, to the archive
+(DATA/archive/DOMAIN/ACCOUNT-TIME). Archives are kept until a person purges
+them: nothing deletes mail on its own. An account created again (a
+rollback, or the same id added back) gets its newest archive back, with its
+UIDs and UIDVALIDITY.
+
+archive list             every archive: name, account, when it was archived,
+                         its messages and size; * marks each account's newest
+archive restore NAME     brings the archive back as the mailbox of its
+                         account, which must exist; it never overwrites a
+                         mailbox that holds mail (an empty one is archived
+                         in its place)
+archive purge NAME... [--yes]
+archive purge --older-than AGE [--yes]
+                         deletes archives and their mail, for good, after
+                         showing them and asking "[y/N]" (unless --yes;
+                         without a terminal --yes is required); AGE: 90d,
+                         2w, 36h
+
+Options:
+  --json   archive list: machine-readable output
+
+Exit status: 0 done; 1 error, refusal or cancelled.`,
+			run: (*cli).archive,
 		},
 		{
 			name:    "passwd",
@@ -291,7 +333,7 @@ Commands:
 Options (before or after the command):
   --data DIR   data directory (default %s; env MAILFOUNTAIN_DATA)
   --json       machine-readable output, errors included (validate, plan,
-               apply, history, show, diff, status)
+               apply, rollback, history, show, diff, status, archive list)
 
 When mailfountaind runs on the data directory, mfapply goes through its
 control socket (DIR/control.sock); otherwise it applies directly.

@@ -441,7 +441,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"show"}, "missing argument"},
 		{[]string{"show", "x"}, "want a version number"},
 		{[]string{"diff", "1", "2", "3"}, "unexpected argument"},
-		{[]string{"rollback", "1", "--json"}, "--json is for read commands"},
+		{[]string{"archive", "purge", "x", "--json"}, "--json is for read commands"},
+		{[]string{"archive", "purge"}, "needs archive NAMEs or --older-than AGE"},
+		{[]string{"archive", "purge", "--older-than", "90 days"}, "want an age like 90d"},
+		{[]string{"archive", "frob"}, `unknown archive command "frob"`},
 	} {
 		r := e.run("", tc.args...)
 		if r.code != 1 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {

@@ -71,6 +71,7 @@ func (c *cli) printPlan(p *applier.Plan) {
 	default:
 		fmt.Fprintln(c.stdout, "no changes")
 	}
+	c.printArchivePlan(p)
 }
 
 // printResult prints each reconciler's status and the version recorded.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/applier"
@@ -45,34 +46,48 @@ func unappliedList(us []reconcilers.UnappliedField) []unappliedJSON {
 	return out
 }
 
-// statusBox is "mfapply status": the applied version and the fields of
-// its document that no reconciler applies yet.
-func (c *cli) statusBox(ctx context.Context) int {
-	b, err := c.open(ctx, true)
-	if err != nil {
-		return c.fail("status", err)
-	}
-	defer b.Close()
-	n, us, err := b.Unapplied(ctx)
-	if err != nil {
-		return c.fail("status", err)
+// statusWithoutDaemon is `mfapply status` when no daemon runs: the
+// applied version and the fields of its document that nothing applies.
+func (c *cli) statusWithoutDaemon(ctx context.Context) int {
+	n, us := 0, []reconcilers.UnappliedField{}
+	if _, err := os.Stat(c.dataDir); err == nil {
+		b, err := c.open(ctx, true)
+		if err != nil {
+			return c.fail("status", err)
+		}
+		defer b.Close()
+		if n, us, err = b.Unapplied(ctx); err != nil {
+			return c.fail("status", err)
+		}
 	}
 	if c.json {
+		// The keys of the daemon's status (daemon.Status) that an
+		// applier alone knows.
+		if us == nil {
+			us = []reconcilers.UnappliedField{}
+		}
 		return c.printJSON(struct {
-			Version   int             `json:"version"`
-			Unapplied []unappliedJSON `json:"unapplied"`
-		}{n, unappliedList(us)})
+			Running   bool                         `json:"running"`
+			Version   int                          `json:"version"`
+			Unapplied []reconcilers.UnappliedField `json:"unapplied"`
+		}{false, n, us})
 	}
+	fmt.Fprintf(c.stdout, "mailfountaind does not run on %s: nothing watches the state files, nothing is held\n", c.dataDir)
 	if n == 0 {
-		fmt.Fprintln(c.stdout, "no version: nothing applied yet")
+		fmt.Fprintln(c.stdout, "version: none, nothing applied yet")
 		return exitOK
 	}
-	fmt.Fprintf(c.stdout, "version %d applied\n", n)
+	fmt.Fprintf(c.stdout, "version: %d\n", n)
+	c.printUnappliedStatus(us)
+	return exitOK
+}
+
+// printUnappliedStatus lists, in status, the fields of the applied
+// document that no reconciler applies yet.
+func (c *cli) printUnappliedStatus(us []reconcilers.UnappliedField) {
 	if len(us) == 0 {
-		fmt.Fprintln(c.stdout, "every field of its document is applied")
-		return exitOK
+		return
 	}
 	c.printUnapplied(us)
 	fmt.Fprintf(c.stdout, "%s of the applied document not applied: no reconciler applies them yet\n", plural(len(us), "field"))
-	return exitOK
 }

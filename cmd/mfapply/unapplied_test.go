@@ -9,6 +9,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
+	"mailfountain.dev/mailfountain/runtime/daemon"
 )
 
 // dhcpLine is what plan, apply and status say of network.dhcp.start.
@@ -32,7 +33,7 @@ type unappliedOut struct {
 // live state already matches".
 func TestNotApplied(t *testing.T) {
 	e := newEnv(t)
-	e.expect(e.run("", "status"), 1, "no data directory")
+	e.expect(e.run("", "status"), 0, "does not run", "version: none, nothing applied yet")
 	r := e.run("", "apply", "-f", e.file("v1.yaml", docV1), "--yes")
 	e.expect(r, 0, "applied: version 1", "not applied: network.mode — no reconciler yet (network)", "recorded but not carried out")
 	dhcp := e.file("dhcp.yaml", docDHCP)
@@ -70,28 +71,27 @@ func TestNotApplied(t *testing.T) {
 		Plan struct {
 			Unapplied []unappliedOut `json:"unapplied"`
 		} `json:"plan"`
-		Result struct {
-			Version int `json:"version"`
-		} `json:"result"`
+		Version int `json:"version"`
 	}
 	r = e.run("", "apply", "-f", end, "--json", "--yes")
 	e.expect(r, 0)
 	decodeJSON(t, r, &aj)
-	if len(aj.Plan.Unapplied) != 1 || aj.Plan.Unapplied[0].Message != "not applied: network.dhcp.end — no reconciler yet (dhcp)" || aj.Result.Version != 3 {
+	if len(aj.Plan.Unapplied) != 1 || aj.Plan.Unapplied[0].Message != "not applied: network.dhcp.end — no reconciler yet (dhcp)" || aj.Version != 3 {
 		t.Errorf("apply --json: %s", r)
 	}
 
 	// status lists the fields of the applied document that nothing applies.
 	r = e.run("", "status")
-	e.expect(r, 0, "version 3 applied\n", dhcpLine+"\n", "not applied: network.dhcp.end — no reconciler yet (dhcp)\n", "not applied: smtp.mode — no reconciler yet (smtp out)\n")
+	e.expect(r, 0, "version: 3\n", dhcpLine+"\n", "not applied: network.dhcp.end — no reconciler yet (dhcp)\n", "not applied: smtp.mode — no reconciler yet (smtp out)\n")
 	var sj struct {
+		Running   bool           `json:"running"`
 		Version   int            `json:"version"`
 		Unapplied []unappliedOut `json:"unapplied"`
 	}
 	r = e.run("", "status", "--json")
 	e.expect(r, 0)
 	decodeJSON(t, r, &sj)
-	if sj.Version != 3 || !slices.ContainsFunc(sj.Unapplied, func(u unappliedOut) bool { return u.Message == dhcpLine }) {
+	if sj.Running || sj.Version != 3 || !slices.Contains(sj.Unapplied, unappliedOut{Path: "network.dhcp.start", Section: "dhcp", Reason: "no reconciler yet"}) {
 		t.Errorf("status --json: %s", r)
 	}
 
@@ -105,6 +105,14 @@ func TestNotApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The daemon's status, as mailfountaind gives it to its socket.
+	srv.SetStatus(func() any {
+		n, us, err := a.Unapplied(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		return daemon.Status{Version: n, Unapplied: us}
+	})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	defer func() {
@@ -116,5 +124,11 @@ func TestNotApplied(t *testing.T) {
 	}()
 	r = e.run("", "plan", "-f", e.file("back.yaml", docV1))
 	e.expect(r, 2, "not applied: network.dhcp.start — no reconciler yet (dhcp)\nnot applied: network.dhcp.end — no reconciler yet (dhcp)\n"+onlyUnapplied)
-	e.expect(e.run("", "status"), 0, "version 3 applied\n", dhcpLine+"\n")
+	e.expect(e.run("", "status"), 0, "mailfountaind runs on", "version: 3\n", dhcpLine+"\n")
+	r = e.run("", "status", "--json")
+	e.expect(r, 0)
+	decodeJSON(t, r, &sj)
+	if !sj.Running || sj.Version != 3 || !slices.Contains(sj.Unapplied, unappliedOut{Path: "network.dhcp.start", Section: "dhcp", Reason: "no reconciler yet"}) {
+		t.Errorf("status --json through the daemon: %s", r)
+	}
 }

@@ -149,7 +149,8 @@ func phaseOf(p *payload) int {
 }
 
 // Apply writes changes in one transaction. Mailboxes of removed accounts
-// move to the archive with the commit; nothing is written on an error.
+// move to the archive with the commit, and an account created again gets
+// its newest archived mailbox back; nothing is written on an error.
 func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) error {
 	if len(changes) == 0 {
 		return nil
@@ -179,10 +180,16 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 	if err != nil {
 		return err
 	}
+	restored := 0
 	for _, a := range archived {
+		if a.Restored {
+			restored++
+			r.logger.Info("mailbox restored from the archive", "account", a.Account+"@"+a.Domain, "from", a.From)
+			continue
+		}
 		r.logger.Info("mailbox archived", "account", a.Account+"@"+a.Domain, "path", a.To)
 	}
-	r.logger.Info("directory updated", "changes", len(changes), "archived", len(archived))
+	r.logger.Info("directory updated", "changes", len(changes), "archived", len(archived)-restored, "restored", restored)
 	return nil
 }
 

@@ -54,8 +54,8 @@ type Applier struct {
 	// sem serialises applies within the process; the flock on lockFile
 	// does it across processes. A channel so waiting honours a context.
 	sem chan struct{}
-	// applied (capacity 1) tells that a version was recorded: Applied.
-	applied chan struct{}
+	// recorded signals the versions recorded (notify.go).
+	recorded recordedSignal
 	// appliedState is the latest version's state, decoded once for the
 	// plans that compare a document with it (unapplied.go).
 	appliedState appliedCache
@@ -81,6 +81,9 @@ type Plan struct {
 	// of them before the first apply) and that no reconciler applies yet:
 	// applying records them, and changes nothing for them.
 	Unapplied []reconcilers.UnappliedField
+	// Archive is what the plan does to mail: the mailboxes it archives
+	// and restores (guard.go). Informative: Apply does not read it.
+	Archive *ArchivePlan
 }
 
 // Result is what an Apply or Resync did.
@@ -156,7 +159,6 @@ func openWith(ctx context.Context, dataDir string, logger *slog.Logger, o option
 		logger:   logger,
 		settings: settings,
 		sem:      make(chan struct{}, 1),
-		applied:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -205,6 +207,9 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 		return nil, fmt.Errorf("plan: %w", err)
 	}
 	p := &Plan{Sources: srcs, State: st, Engine: ep, StateHash: hash, NewVersion: true}
+	if p.Archive, err = a.archivePlan(st, ep); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
 	if latest != nil {
 		p.BaseVersion = latest.N
 		p.NewVersion = latest.StateHash != hash
@@ -302,8 +307,8 @@ func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*
 		return res, fmt.Errorf("apply: record version: %w", err)
 	}
 	res.Version, res.Changed = n, true
+	a.recorded.notify()
 	a.logger.Info("applied", "version", n, "origin", origin, "changes", countChanges(fresh))
-	a.notifyApplied()
 	return res, nil
 }
 

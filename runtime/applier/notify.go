@@ -2,21 +2,38 @@ package applier
 
 import (
 	"context"
+	"sync"
 
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
 )
 
-// Applied delivers a value after an Apply recorded a new version, whoever
-// asked for it (the daemon's watcher, mfapply through the control socket,
-// a rollback): the daemon then makes the servers follow it. Notifications
-// coalesce; the receiver reads the latest version with LatestState.
-func (a *Applier) Applied() <-chan struct{} { return a.applied }
+// recordedSignal tells those who asked (the daemon) that a version was
+// recorded, whoever applied it: mfapply through the control socket too.
+type recordedSignal struct {
+	mu    sync.Mutex
+	chans []chan struct{}
+}
 
-func (a *Applier) notifyApplied() {
-	select {
-	case a.applied <- struct{}{}:
-	default:
+// VersionRecorded returns a channel that receives after each apply that
+// records a version. A receiver that lags gets one value for several:
+// the apply never waits for it.
+func (a *Applier) VersionRecorded() <-chan struct{} {
+	a.recorded.mu.Lock()
+	defer a.recorded.mu.Unlock()
+	c := make(chan struct{}, 1)
+	a.recorded.chans = append(a.recorded.chans, c)
+	return c
+}
+
+func (r *recordedSignal) notify() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.chans {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 }
 

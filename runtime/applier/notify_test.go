@@ -5,14 +5,15 @@ import (
 	"testing"
 )
 
-// TestApplied: every apply that records a version is told, a rollback's
+// TestVersionRecorded: every apply that records a version is told, a rollback's
 // included; one that records none is not. LatestState reads it back.
-func TestApplied(t *testing.T) {
+func TestVersionRecorded(t *testing.T) {
 	ctx := context.Background()
 	a := openTest(t, t.TempDir())
+	recorded := a.VersionRecorded()
 	notified := func() bool {
 		select {
-		case <-a.Applied():
+		case <-recorded:
 			return true
 		default:
 			return false

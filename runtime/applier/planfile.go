@@ -121,6 +121,9 @@ func (a *Applier) UnmarshalPlan(data []byte) (*Plan, error) {
 		return nil, fmt.Errorf("decode plan: its documents no longer give the planned state: %w", ErrStale)
 	}
 	p.State = st
+	if p.Archive, err = a.archivePlan(st, p.Engine); err != nil {
+		return nil, fmt.Errorf("decode plan: %w", err)
+	}
 	return p, nil
 }
 

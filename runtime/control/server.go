@@ -58,6 +58,8 @@ type Server struct {
 	uid    int // the daemon's own uid, allowed besides root
 	// servers lists the daemon's servers: ServeServers.
 	servers atomic.Pointer[func() []supervisor.ServerStatus]
+	// status gives the daemon's status (archive.go: SetStatus).
+	status atomic.Pointer[func() any]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -209,6 +211,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+pathImport, s.importArchive)
 	mux.HandleFunc("GET "+pathAccounts, s.accountStatus)
 	mux.HandleFunc("GET "+pathServers, s.serverStatus)
+	mux.HandleFunc("GET "+pathStatus, s.daemonStatus)
+	mux.HandleFunc("GET "+pathArchives, s.archives)
+	mux.HandleFunc("POST "+pathArchiveRestore, s.restoreArchive)
+	mux.HandleFunc("POST "+pathArchivePurge, s.purgeArchive)
 	mux.HandleFunc("GET "+pathUnapplied, s.unapplied)
 	return s.guard(mux)
 }

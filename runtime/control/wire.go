@@ -79,12 +79,14 @@ type wirePlan struct {
 	StateHash   string        `json:"state_hash"`
 	NewVersion  bool          `json:"new_version"`
 	Origin      string        `json:"origin,omitempty"`
+	// Archive is informative, as State is.
+	Archive *wireArchivePlan `json:"archive,omitempty"`
 	// Unapplied is informative, like State.
 	Unapplied []reconcilers.UnappliedField `json:"unapplied,omitempty"`
 }
 
 func toWirePlan(p *applier.Plan, withSources, withState bool) *wirePlan {
-	w := &wirePlan{BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Origin: p.Origin, Unapplied: p.Unapplied}
+	w := &wirePlan{BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Origin: p.Origin, Archive: toWireArchivePlan(p.Archive), Unapplied: p.Unapplied}
 	if withSources {
 		w.Sources = toWireSources(p.Sources)
 	}
@@ -105,7 +107,7 @@ func (w *wirePlan) plan(srcs []schema.Source) *applier.Plan {
 		srcs = fromWireSources(w.Sources)
 	}
 	p := &applier.Plan{Sources: srcs, State: w.State, Engine: &reconcilers.Plan{}, BaseVersion: w.BaseVersion,
-		StateHash: w.StateHash, NewVersion: w.NewVersion, Origin: w.Origin, Unapplied: w.Unapplied}
+		StateHash: w.StateHash, NewVersion: w.NewVersion, Origin: w.Origin, Archive: w.Archive.archivePlan(), Unapplied: w.Unapplied}
 	for _, s := range w.Steps {
 		p.Engine.Steps = append(p.Engine.Steps, reconcilers.Step{Reconciler: s.Reconciler, Fingerprint: s.Fingerprint, Changes: s.Changes})
 	}

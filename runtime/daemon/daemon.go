@@ -10,8 +10,11 @@
 // mfapply apply and rollback add versions through the control socket. A
 // timer re-applies the latest version to correct drift, and a reconciler
 // that asks to run again (an event it watches, a requeue) is re-applied
-// with the reconcilers that read its facts, not the whole box. An invalid edit is
-// logged, error by error, and the last good version stays in force.
+// with the reconcilers that read its facts, not the whole box. An invalid
+// edit is logged, error by error, and the last good version stays in
+// force. An edit that removes a domain, every account or most of the
+// mailboxes that hold mail is held, not applied, until a person applies it
+// (hold.go).
 package daemon
 
 import (
@@ -118,10 +121,14 @@ type Status struct {
 	// SourcesHash identifies the state files as last read.
 	SourcesHash string `json:"sources_hash,omitempty"`
 	// Pending is true when the state files differ from what is applied
-	// because they are invalid or could not be applied; Errors says why.
+	// because they are invalid or could not be applied (Errors says why),
+	// or are held (Held).
 	Pending bool `json:"pending"`
 	// Errors are the problems of the state files as last read.
 	Errors []string `json:"errors,omitempty"`
+	// Held is the version of the state files held for a person to apply
+	// (hold.go); nil when none is.
+	Held *Held `json:"held,omitempty"`
 	// Reconcilers is each reconciler's state after the last apply or
 	// resync that did something, or that failed.
 	Reconcilers []reconcilers.Status `json:"reconcilers"`
@@ -212,6 +219,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("watching state", "path", d.target.path, "dir", d.target.dir)
 
+	// Before the first apply, so that none is missed.
+	recorded := d.app.VersionRecorded()
 	d.start(ctx)
 	if ctx.Err() != nil {
 		return nil
@@ -272,9 +281,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.convergeServers(ctx)
 		case names := <-triggered:
 			d.resyncTriggered(ctx, names)
-		case <-d.app.Applied():
+		case <-recorded:
 			// A version recorded by the daemon or through the control
 			// socket (mfapply apply, rollback).
+			d.versionRecorded(ctx)
 			d.convergeServers(ctx)
 		}
 	}
@@ -330,6 +340,9 @@ func (d *Daemon) apply(ctx context.Context, force bool, why string) {
 // applySources applies srcs as a new version and reports whether the live
 // state now matches them.
 func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, why string) bool {
+	if h := d.Status().Held; h != nil && h.SourcesHash != hash {
+		d.unhold(ctx) // the held files changed: what they say now decides
+	}
 	d.log.Info("applying state", "path", d.target.path, "files", len(srcs), "trigger", why)
 	msg := fmt.Sprintf("mailfountaind: %s (%s)", d.target.path, why)
 	var (
@@ -341,6 +354,9 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 		p, err = d.app.Plan(ctx, srcs)
 		if err != nil {
 			break
+		}
+		if d.hold(ctx, p, hash) {
+			return false
 		}
 		// Once started, an apply runs to its end: stopping half-way
 		// would leave the box half-configured.
@@ -396,6 +412,7 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 	for _, u := range p.Unapplied {
 		d.log.Warn("not applied: "+u.Reason, "field", u.Path, "section", u.Section)
 	}
+	d.unhold(ctx)
 	d.setStatus(func(s *Status) {
 		s.SourcesHash, s.Pending, s.Errors = hash, false, nil
 		s.Reconcilers = res.Statuses

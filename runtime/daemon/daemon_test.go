@@ -276,11 +276,16 @@ func TestDaemonWatchesADirectory(t *testing.T) {
 		t.Errorf("version 2 has %d sources, want the 3 files", len(v.Sources))
 	}
 
-	// Removing a file is a change too.
+	// Removing a file is a change too: here one that removes a domain,
+	// which the daemon holds for a person to apply.
 	if err := os.Remove(filepath.Join(stateDir, "b.example.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	waitVersions(t, r, 3)
+	waitFor(t, "the removal of b.example held", func() bool { return r.d.Status().Held != nil })
+	if h := r.d.Status().Held; len(h.Reasons) != 1 || h.Reasons[0] != "it removes the domain b.example" {
+		t.Errorf("held for %q", h.Reasons)
+	}
+	waitVersions(t, r, 2)
 }
 
 func TestDaemonStart(t *testing.T) {

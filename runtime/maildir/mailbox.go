@@ -25,6 +25,19 @@ const (
 // files put there by hand, which are stat'd. It needs no Store (no spool),
 // so a status command does not make one.
 func MailboxUsage(root string) (Usage, error) {
+	return scanMailbox(root, false)
+}
+
+// MailboxHasMail reports whether the mailbox at root holds a message, in
+// any folder; false if it does not exist. It stops at the first message.
+func MailboxHasMail(root string) (bool, error) {
+	u, err := scanMailbox(root, true)
+	return u.Messages > 0, err
+}
+
+// scanMailbox counts what the mailbox at root holds; with first, it stops
+// at the first message.
+func scanMailbox(root string, first bool) (Usage, error) {
 	var u Usage
 	ents, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {
@@ -64,6 +77,9 @@ func MailboxUsage(root string) (Usage, error) {
 				}
 				u.Messages++
 				u.Bytes += size
+				if first {
+					return u, nil
+				}
 			}
 		}
 	}

@@ -190,9 +190,28 @@ func TestUsage(t *testing.T) {
 	if u, err := MailboxUsage(root); err != nil || u != (Usage{}) {
 		t.Fatalf("missing mailbox: %+v %v", u, err)
 	}
+	if has, err := MailboxHasMail(root); err != nil || has {
+		t.Fatalf("missing mailbox has mail: %v %v", has, err)
+	}
 	m := openBox(t, s, root)
 	if u, err := MailboxUsage(root); err != nil || u != (Usage{}) {
 		t.Fatalf("empty mailbox: %+v %v", u, err)
+	}
+	// Only a folder's message: mail all the same.
+	if err := m.Create("Drafts"); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := MailboxHasMail(root); err != nil || has {
+		t.Fatalf("empty mailbox has mail: %v %v", has, err)
+	}
+	if _, err := folder(t, m, "Drafts").Append(bytes.NewReader(msg("draft")), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := MailboxHasMail(root); err != nil || !has {
+		t.Fatalf("mailbox with a draft has mail: %v %v", has, err)
+	}
+	if err := m.Delete("Drafts"); err != nil {
+		t.Fatal(err)
 	}
 	deliver(t, s, []string{root}, "one")   // stays in new/
 	deliver(t, s, []string{root}, "two")   // taken into cur/ below

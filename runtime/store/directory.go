@@ -346,10 +346,12 @@ func (d *Directory) read(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// ArchivedMailbox is a mailbox that UpdateDirectory moved to the archive.
+// ArchivedMailbox is a mailbox that UpdateDirectory moved to the archive,
+// or, when Restored, moved back from the archive (From is the archive).
 type ArchivedMailbox struct {
 	Domain, Account string
 	From, To        string
+	Restored        bool
 }
 
 // ArchivePath is where the mailbox of account id of domain goes when the
@@ -361,21 +363,27 @@ func (s *Store) ArchivePath(domain, id string, at time.Time) string {
 // UpdateDirectory runs fn in one write transaction and commits what it
 // did. The mailboxes of the accounts it deletes move to the archive
 // before the commit and move back if the commit fails: mail is never
-// deleted, and a mailbox is in the archive exactly when its account is
-// gone. It returns the mailboxes archived.
+// deleted. An account it creates whose mailbox is not there gets its
+// newest archive back (restoreMailboxes). It returns the mailboxes
+// archived, then those restored.
 func (s *Store) UpdateDirectory(ctx context.Context, fn func(tx *DirectoryTx) error) ([]ArchivedMailbox, error) {
 	var dtx *DirectoryTx
 	var archived []ArchivedMailbox
 	err := s.writeTx(ctx, func(conn *sql.Conn) error {
-		dtx = &DirectoryTx{s: s, conn: conn, stmts: map[string]*sql.Stmt{}, archive: map[[2]string]bool{}}
+		dtx = &DirectoryTx{s: s, conn: conn, stmts: map[string]*sql.Stmt{}, archive: map[[2]string]bool{}, created: map[[2]string]bool{}}
 		defer dtx.closeStmts()
 		return fn(dtx)
 	}, func() (func() error, error) {
 		var err error
-		archived, err = s.archiveMailboxes(dtx.archiveList(), time.Now())
+		archived, err = s.archiveMailboxes(sortedAccounts(dtx.archive), time.Now())
 		if err != nil {
 			return nil, err
 		}
+		restored, err := s.restoreMailboxes(sortedAccounts(dtx.created))
+		if err != nil {
+			return nil, errors.Join(err, s.unarchive(archived))
+		}
+		archived = append(archived, restored...)
 		return func() error { return s.unarchive(archived) }, nil
 	})
 	if err != nil {
@@ -386,6 +394,7 @@ func (s *Store) UpdateDirectory(ctx context.Context, fn func(tx *DirectoryTx) er
 	for _, d := range dtx.deletedDomains {
 		os.Remove(filepath.Join(s.dir, "mail", d))
 	}
+	s.removeEmptyArchiveDirs(archived)
 	return archived, nil
 }
 
@@ -400,20 +409,31 @@ type DirectoryTx struct {
 	conn           *sql.Conn
 	stmts          map[string]*sql.Stmt
 	archive        map[[2]string]bool // accounts deleted: their mailboxes move
+	created        map[[2]string]bool // accounts created: their archives may come back
 	deletedDomains []string
 }
 
 func (tx *DirectoryTx) exec(ctx context.Context, query string, args ...any) error {
+	st, err := tx.stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx, args...)
+	return err
+}
+
+// stmt prepares query once per transaction: an apply of thousands of
+// accounts runs the same few statements thousands of times.
+func (tx *DirectoryTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	st, ok := tx.stmts[query]
 	if !ok {
 		var err error
 		if st, err = tx.conn.PrepareContext(ctx, query); err != nil {
-			return err
+			return nil, err
 		}
 		tx.stmts[query] = st
 	}
-	_, err := st.ExecContext(ctx, args...)
-	return err
+	return st, nil
 }
 
 func (tx *DirectoryTx) closeStmts() {
@@ -449,13 +469,38 @@ func (tx *DirectoryTx) PutAccount(ctx context.Context, a Account) error {
 	if err := checkNames("account", a.Domain, a.ID); err != nil {
 		return err
 	}
+	key := [2]string{a.Domain, a.ID}
+	if !tx.archive[key] {
+		exists, err := tx.accountExists(ctx, a.Domain, a.ID)
+		if err != nil {
+			return fmt.Errorf("put account %s@%s: %w", a.ID, a.Domain, err)
+		}
+		if !exists {
+			tx.created[key] = true
+		}
+	}
 	if err := tx.exec(ctx, `INSERT INTO accounts (domain, id, name, password_hash) VALUES (?, ?, ?, ?)
 		ON CONFLICT (domain, id) DO UPDATE SET name = excluded.name, password_hash = excluded.password_hash`,
 		a.Domain, a.ID, a.Name, a.PasswordHash); err != nil {
 		return fmt.Errorf("put account %s@%s: %w", a.ID, a.Domain, err)
 	}
-	delete(tx.archive, [2]string{a.Domain, a.ID})
+	delete(tx.archive, key)
 	return nil
+}
+
+// accountExists reports whether the account is in the directory, as the
+// transaction sees it.
+func (tx *DirectoryTx) accountExists(ctx context.Context, domain, id string) (bool, error) {
+	st, err := tx.stmt(ctx, "SELECT 1 FROM accounts WHERE domain = ? AND id = ?")
+	if err != nil {
+		return false, err
+	}
+	var one int
+	err = st.QueryRowContext(ctx, domain, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // DeleteAccount deletes an account; its mailbox, if it has one, moves to
@@ -465,7 +510,9 @@ func (tx *DirectoryTx) DeleteAccount(ctx context.Context, domain, id string) err
 		return fmt.Errorf("delete account %s@%s: %w", id, domain, err)
 	}
 	if checkNames("account", domain, id) == nil {
-		tx.archive[[2]string{domain, id}] = true
+		key := [2]string{domain, id}
+		delete(tx.created, key)
+		tx.archive[key] = true
 	}
 	return nil
 }
@@ -587,9 +634,10 @@ func (tx *DirectoryTx) DeleteManager(ctx context.Context, login string) error {
 	return nil
 }
 
-func (tx *DirectoryTx) archiveList() [][2]string {
-	l := make([][2]string, 0, len(tx.archive))
-	for k := range tx.archive {
+// sortedAccounts lists a set of accounts by domain, then id.
+func sortedAccounts(set map[[2]string]bool) [][2]string {
+	l := make([][2]string, 0, len(set))
+	for k := range set {
 		l = append(l, k)
 	}
 	slices.SortFunc(l, func(a, b [2]string) int {

@@ -482,6 +482,9 @@ func TestDeleteAccountArchivesMailbox(t *testing.T) {
 		if err != nil || len(archived) != 1 {
 			t.Fatalf("removal %d: %+v, %v", i+1, archived, err)
 		}
+		// A mailbox in place when the account comes back: it keeps it,
+		// and the archive stays.
+		makeMailbox(t, s, "ma-societe.fr", "andre.mouve")
 		if _, err := s.UpdateDirectory(ctx, func(tx *DirectoryTx) error {
 			return tx.PutAccount(ctx, Account{Domain: "ma-societe.fr", ID: "andre.mouve"})
 		}); err != nil {
