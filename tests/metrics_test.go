@@ -247,6 +247,16 @@ sys.exit(0 if n == 1 else 1)`, db)
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /: %s, want 404", resp.Status)
 	}
+
+	// An emptied state file is held, not applied (the mass-deletion
+	// guard): the metrics say one version is held.
+	if err := os.WriteFile(d.state, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitMetrics(t, url, map[string]float64{
+		`mailfountain_version_held`:        1,
+		`mailfountain_versions_held_total`: 1,
+	})
 	d.stop(t)
 }
 

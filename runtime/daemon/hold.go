@@ -64,6 +64,9 @@ func (d *Daemon) hold(ctx context.Context, p *applier.Plan, hash string) bool {
 		Bytes:           p.Archive.Bytes,
 		Apply:           "mfapply apply -f " + d.target.path,
 	}
+	if cur := d.Status().Held; cur == nil || cur.SourcesHash != hash {
+		d.cfg.Metrics.Held()
+	}
 	d.setStatus(func(s *Status) {
 		s.SourcesHash, s.Pending, s.Errors, s.Held = hash, true, nil, h
 	})
@@ -107,6 +110,7 @@ func (d *Daemon) unhold(ctx context.Context) {
 		return
 	}
 	d.setStatus(func(s *Status) { s.Held = nil })
+	d.cfg.Metrics.Unheld()
 	if err := d.app.Store().SetMeta(context.WithoutCancel(ctx), MetaHeld, ""); err != nil {
 		d.log.Warn("clear the held state files' date", "err", err)
 	}
