@@ -90,17 +90,29 @@ func readSource(name string) (Source, error) {
 // Several files merge into one document: their domains and managers lists
 // are joined; any other top-level section may appear in one file only.
 func Load(srcs []Source) (*State, error) {
-	doc, errs := parse(srcs)
+	st, errs := loadDocument(srcs, nil)
 	if len(errs) > 0 {
 		return nil, errs.sorted()
+	}
+	return st, nil
+}
+
+// loadDocument is Load, with what lc (if not nil) knows of earlier loads.
+func loadDocument(srcs []Source, lc *loadCache) (*State, Errors) {
+	doc, errs := parseWith(srcs, lc)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	st, errs := doc.validate()
 	if len(errs) > 0 {
-		return nil, errs.sorted()
+		return nil, errs
 	}
 	errs = doc.checkRules(st)
 	if len(errs) > 0 {
-		return nil, errs.sorted()
+		return nil, errs
+	}
+	if lc != nil {
+		lc.passed()
 	}
 	return st, nil
 }
@@ -112,13 +124,17 @@ type document struct {
 	fileOf map[*yaml.Node]string // file of top-level values and list items
 	modeOf map[string]fs.FileMode
 	first  string // file named when an error has no better place
+	cache  *loadCache
 }
 
-func parse(srcs []Source) (*document, Errors) {
+func parse(srcs []Source) (*document, Errors) { return parseWith(srcs, nil) }
+
+func parseWith(srcs []Source, lc *loadCache) (*document, Errors) {
 	d := &document{
 		root:   &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: 1, Column: 1},
 		fileOf: map[*yaml.Node]string{},
 		modeOf: map[string]fs.FileMode{},
+		cache:  lc,
 	}
 	if len(srcs) == 0 {
 		return d, Errors{{Message: "no state file given"}}
@@ -130,7 +146,7 @@ func parse(srcs []Source) (*document, Errors) {
 	for _, src := range srcs {
 		d.modeOf[src.Name] = src.Mode
 		var n yaml.Node
-		if err := yaml.Unmarshal(src.Data, &n); err != nil {
+		if err := lc.unmarshal(src.Data, &n); err != nil {
 			errs = append(errs, yamlSyntaxError(src.Name, src.Data, err))
 			continue
 		}
@@ -297,11 +313,16 @@ type converter struct {
 	nodes     int
 	errs      Errors
 	d         *document
+	pre       map[*yaml.Node]*part // nodes already converted (Cache)
 }
 
 // value turns a YAML node into plain Go values (map[string]any, []any,
 // string, int64, float64, bool, nil) for CUE.
 func (c *converter) value(n *yaml.Node, path []string, pattern string) any {
+	if p, ok := c.pre[n]; ok {
+		c.nodes += p.nodes
+		return json.RawMessage(p.json)
+	}
 	c.nodes++
 	if c.nodes > maxNodes {
 		if c.nodes == maxNodes+1 {

@@ -39,7 +39,9 @@ func load(t *testing.T, docs ...string) (*State, error) {
 	for i, d := range docs {
 		srcs = append(srcs, Source{Name: "doc" + string(rune('0'+i)) + ".yaml", Data: []byte(d), Mode: 0o600})
 	}
-	return Load(srcs)
+	st, err := Load(srcs)
+	sameThroughCache(t, srcs, st, err)
+	return st, err
 }
 
 func TestLoadDefaults(t *testing.T) {

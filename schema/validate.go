@@ -67,6 +67,9 @@ func compile() (*compiled, error) {
 // in parallel, each worker with its own CUE context.
 func (d *document) validate() (*State, Errors) {
 	conv := &converter{d: d}
+	if d.cache != nil {
+		conv.pre = d.cache.pre
+	}
 	raw := conv.value(d.root, nil, "")
 	if len(conv.errs) > 0 {
 		return nil, conv.errs
@@ -93,7 +96,22 @@ func (d *document) validate() (*State, Errors) {
 	ctxs := make([]*compiled, workers(len(domains)))
 	ctxs[0] = c
 	var compileErr error
+	lc := d.cache
+	if lc != nil {
+		lc.keys = make([][32]byte, len(domains))
+	}
 	forEach(len(domains), func(w, i int) {
+		data, ok := rawDomain(domains[i])
+		if !ok {
+			data = jsonBytes(domains[i])
+		}
+		if lc != nil {
+			lc.keys[i] = validationKey("domain", st.System.Language, data)
+			if v := lc.validated(lc.keys[i]); v != nil {
+				st.Domains[i] = v.domain.clone()
+				return
+			}
+		}
 		if ctxs[w] == nil {
 			cw, err := compile()
 			if err != nil {
@@ -104,7 +122,11 @@ func (d *document) validate() (*State, Errors) {
 		}
 		cw := ctxs[w]
 		lang := cw.ctx.CompileString(fmt.Sprintf("{language: *%q | _}", st.System.Language))
-		perDomain[i] = d.unify(cw, cw.domain.Unify(lang), domains[i], []string{"domains", fmt.Sprint(i)}, &st.Domains[i])
+		perDomain[i] = d.unifyJSON(cw, cw.domain.Unify(lang), data, []string{"domains", fmt.Sprint(i)}, &st.Domains[i])
+		if lc != nil && len(perDomain[i]) == 0 {
+			dom := st.Domains[i].clone()
+			lc.putValidated(lc.keys[i], &validated{domain: &dom})
+		}
 	})
 	if compileErr != nil {
 		return nil, Errors{{Message: compileErr.Error()}}
@@ -123,7 +145,12 @@ func (d *document) validate() (*State, Errors) {
 
 // unify validates data against schema and decodes it into out.
 func (d *document) unify(c *compiled, schema cue.Value, data any, prefix []string, out any) Errors {
-	v := schema.Unify(c.ctx.CompileBytes(jsonBytes(data)))
+	return d.unifyJSON(c, schema, jsonBytes(data), prefix, out)
+}
+
+// unifyJSON is unify of data already encoded.
+func (d *document) unifyJSON(c *compiled, schema cue.Value, data []byte, prefix []string, out any) Errors {
+	v := schema.Unify(c.ctx.CompileBytes(data))
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		errs := d.explain(c, err, prefix)
 		// CUE leaves out missing fields when it found other errors; look
