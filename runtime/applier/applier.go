@@ -56,9 +56,8 @@ type Applier struct {
 	sem chan struct{}
 	// recorded signals the versions recorded (notify.go).
 	recorded recordedSignal
-	// appliedState is the latest version's state, decoded once for the
-	// plans that compare a document with it (unapplied.go).
-	appliedState appliedCache
+	// docs is what loading documents learnt (cache.go).
+	docs *documents
 }
 
 // Plan is what applying a document would do. It is computed against the
@@ -159,6 +158,7 @@ func openWith(ctx context.Context, dataDir string, logger *slog.Logger, o option
 		logger:   logger,
 		settings: settings,
 		sem:      make(chan struct{}, 1),
+		docs:     newDocuments(),
 	}, nil
 }
 
@@ -190,15 +190,12 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 	if len(srcs) == 0 {
 		return nil, errors.New("plan: no state document")
 	}
-	st, err := schema.Load(srcs)
+	doc, err := a.docs.load(srcs)
 	if err != nil {
 		return nil, err
 	}
-	_, hash, err := canonical(st)
-	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
-	}
-	latest, err := a.store.LatestVersion(ctx)
+	st, hash := doc.state, doc.hash
+	latest, err := a.store.LatestVersionHead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("plan: read latest version: %w", err)
 	}
@@ -215,9 +212,15 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 		p.NewVersion = latest.StateHash != hash
 	}
 	if p.NewVersion {
-		if p.Unapplied, err = a.unappliedSince(latest, st); err != nil {
-			return nil, fmt.Errorf("plan: %w", err)
+		// The fields no reconciler applies that differ from the latest
+		// version's document (from nothing, on the first apply).
+		var old *schema.State
+		if latest != nil {
+			if _, old, err = a.latest(ctx); err != nil {
+				return nil, fmt.Errorf("plan: %w", err)
+			}
 		}
+		p.Unapplied = reconcilers.Unapplied(old, st)
 	}
 	return p, nil
 }
@@ -243,14 +246,11 @@ func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*
 	}
 	// The document is loaded again rather than p.State trusted: a plan
 	// may come from a file or a socket.
-	st, err := schema.Load(p.Sources)
+	doc, err := a.docs.load(p.Sources)
 	if err != nil {
 		return nil, fmt.Errorf("apply: %w", err)
 	}
-	stateJSON, hash, err := canonical(st)
-	if err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
-	}
+	st, stateJSON, hash := doc.state, doc.json, doc.hash
 	if p.StateHash != "" && hash != p.StateHash {
 		return nil, fmt.Errorf("apply: the document no longer gives the state it was planned with: %w", ErrStale)
 	}
@@ -308,6 +308,7 @@ func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*
 	}
 	res.Version, res.Changed = n, true
 	a.recorded.notify()
+	a.docs.remember(n, hash, st)
 	a.logger.Info("applied", "version", n, "origin", origin, "changes", countChanges(fresh))
 	return res, nil
 }
@@ -319,7 +320,7 @@ func (a *Applier) Verify(ctx context.Context, p *Plan) error {
 	if p == nil || p.Engine == nil || p.State == nil {
 		return errors.New("verify plan: no plan")
 	}
-	latest, err := a.store.LatestVersion(ctx)
+	latest, err := a.store.LatestVersionHead(ctx)
 	if err != nil {
 		return fmt.Errorf("verify plan: read latest version: %w", err)
 	}
@@ -463,22 +464,6 @@ func (a *Applier) PlanRollback(ctx context.Context, n int) (*Plan, error) {
 	}
 	p.Origin = OriginRollback
 	return p, nil
-}
-
-// latest returns the latest version and its state, or nils when none.
-func (a *Applier) latest(ctx context.Context) (*store.Version, *schema.State, error) {
-	v, err := a.store.LatestVersion(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read latest version: %w", err)
-	}
-	if v == nil {
-		return nil, nil, nil
-	}
-	st, err := decodeState(v)
-	if err != nil {
-		return nil, nil, err
-	}
-	return v, st, nil
 }
 
 func (a *Applier) versionState(ctx context.Context, n int) (*schema.State, error) {

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"mailfountain.dev/mailfountain/reconcilers"
-	"mailfountain.dev/mailfountain/runtime/store"
 )
 
 func paths(us []reconcilers.UnappliedField) []string {
@@ -74,26 +73,5 @@ func TestPlanUnapplied(t *testing.T) {
 	n, us, err := a.Unapplied(ctx)
 	if err != nil || n != 2 || !slices.Equal(paths(us), first) {
 		t.Fatalf("unapplied of version 2: %d %v %v, want %v", n, paths(us), err, first)
-	}
-}
-
-// TestAppliedCache: a version's state is decoded once, and again when the
-// number comes back with another state (a backup imported).
-func TestAppliedCache(t *testing.T) {
-	var c appliedCache
-	v1 := &store.Version{N: 1, StateHash: "h1", State: []byte(`{"system":{"hostname":"one"}}`)}
-	st, err := c.state(v1)
-	if err != nil || st.System.Hostname != "one" {
-		t.Fatalf("state of version 1: %+v %v", st, err)
-	}
-	if again, _ := c.state(v1); again != st {
-		t.Error("version 1 decoded twice")
-	}
-	imported := &store.Version{N: 1, StateHash: "h2", State: []byte(`{"system":{"hostname":"two"}}`)}
-	if st, err := c.state(imported); err != nil || st.System.Hostname != "two" {
-		t.Fatalf("state of the imported version 1: %+v %v", st, err)
-	}
-	if _, err := c.state(&store.Version{N: 2, StateHash: "h3", State: []byte(`{`)}); err == nil {
-		t.Error("a state that is not JSON decoded")
 	}
 }
