@@ -40,12 +40,17 @@ func (s *Store) AddVersion(ctx context.Context, v *Version) (int, error) {
 	if v == nil {
 		return 0, errors.New("add version: nil version")
 	}
+	// Compressed before the write lock is taken.
+	pv, err := packVersion(v)
+	if err != nil {
+		return 0, fmt.Errorf("add version: %w", err)
+	}
 	var n int
-	err := s.writeTx(ctx, func(conn *sql.Conn) error {
+	err = s.writeTx(ctx, func(conn *sql.Conn) error {
 		if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(n), 0) + 1 FROM versions").Scan(&n); err != nil {
 			return err
 		}
-		return insertVersion(ctx, conn, n, v)
+		return insertVersion(ctx, conn, n, pv)
 	}, nil)
 	if err != nil {
 		return 0, fmt.Errorf("add version: %w", err)
@@ -155,6 +160,9 @@ func (s *Store) readVersion(ctx context.Context, where string, args ...any) (*Ve
 	if err != nil {
 		return nil, err
 	}
+	if v.State, err = unpackBlob(v.State); err != nil {
+		return nil, fmt.Errorf("version %d: state: %w", v.N, err)
+	}
 	rows, err := tx.QueryContext(ctx, "SELECT name, data FROM version_sources WHERE n = ? ORDER BY position", v.N)
 	if err != nil {
 		return nil, err
@@ -167,6 +175,9 @@ func (s *Store) readVersion(ctx context.Context, where string, args ...any) (*Ve
 		}
 		if src.Data == nil {
 			src.Data = []byte{}
+		}
+		if src.Data, err = unpackBlob(src.Data); err != nil {
+			return nil, fmt.Errorf("version %d: source %s: %w", v.N, src.Name, err)
 		}
 		v.Sources = append(v.Sources, src)
 	}
@@ -190,12 +201,20 @@ func (s *Store) ImportVersions(ctx context.Context, vs []Version) error {
 		}
 		seen[v.N] = true
 	}
+	packed := make([]*Version, len(vs))
+	for i := range vs {
+		pv, err := packVersion(&vs[i])
+		if err != nil {
+			return fmt.Errorf("import versions: %w", err)
+		}
+		packed[i] = pv
+	}
 	err := s.writeTx(ctx, func(conn *sql.Conn) error {
 		if _, err := conn.ExecContext(ctx, "DELETE FROM versions"); err != nil {
 			return err
 		}
-		for i := range vs {
-			if err := insertVersion(ctx, conn, vs[i].N, &vs[i]); err != nil {
+		for i, pv := range packed {
+			if err := insertVersion(ctx, conn, vs[i].N, pv); err != nil {
 				return err
 			}
 		}
