@@ -372,7 +372,10 @@ func (s *Store) UpdateDirectory(ctx context.Context, fn func(tx *DirectoryTx) er
 	err := s.writeTx(ctx, func(conn *sql.Conn) error {
 		dtx = &DirectoryTx{s: s, conn: conn, stmts: map[string]*sql.Stmt{}, archive: map[[2]string]bool{}, created: map[[2]string]bool{}}
 		defer dtx.closeStmts()
-		return fn(dtx)
+		if err := fn(dtx); err != nil {
+			return err
+		}
+		return bumpDirectoryGeneration(ctx, conn)
 	}, func() (func() error, error) {
 		var err error
 		archived, err = s.archiveMailboxes(sortedAccounts(dtx.archive), time.Now())
