@@ -10,15 +10,13 @@ package accounts
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/store"
@@ -32,6 +30,11 @@ const Name = "accounts"
 type Reconciler struct {
 	st     *store.Store
 	logger *slog.Logger
+
+	mu sync.Mutex
+	// observed is the last observation, reused while the store's
+	// directory generation stays the same (observed.go).
+	observed *live
 }
 
 // New returns the reconciler of the mail directory kept in st.
@@ -59,22 +62,24 @@ func (r *Reconciler) Owns() []string {
 	}
 }
 
-// live is the directory as observed in the store.
-type live struct {
-	resources   []schema.Resource
-	fingerprint string
-}
-
-func (l *live) Fingerprint() string { return l.fingerprint }
-
-// Observe reads the whole directory in one read transaction.
+// Observe reads the whole directory in one read transaction, or returns
+// the last observation when this process has not changed the directory
+// since (see observed.go).
 func (r *Reconciler) Observe(ctx context.Context) (reconcilers.Live, error) {
+	gen, err := r.st.DirectoryGeneration(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if l := r.reuse(gen); l != nil {
+		return l, nil
+	}
 	dir, err := r.st.Directory(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res := directoryResources(stateOf(dir))
-	return &live{resources: res, fingerprint: fingerprint(res)}, nil
+	l := newLive(gen, directoryResources(stateOf(dir)))
+	r.keep(l)
+	return l, nil
 }
 
 // Plan lists the changes from the observed directory to desired's:
@@ -87,14 +92,18 @@ func (r *Reconciler) Plan(ctx context.Context, observed reconcilers.Live, desire
 	if desired == nil {
 		return nil, errors.New("no desired state")
 	}
-	diff := schema.DiffResources(l.resources, directoryResources(desired))
+	// Only the domains whose resources differ are compared resource by
+	// resource.
+	from, to, pt := l.changedGroups(directoryResources(desired))
+	diff := schema.DiffResources(from, to)
 	if len(diff) == 0 {
 		return nil, nil
 	}
+	pt.changes = len(diff)
 	rows := desiredRows(desired, diff)
 	changes := make([]reconcilers.Change, len(diff))
 	for i, d := range diff {
-		p := &payload{kind: d.Kind, name: d.Name}
+		p := &payload{kind: d.Kind, name: d.Name, patch: pt}
 		if d.Op != schema.OpDelete {
 			p.row = rows[resourceKey{d.Kind, d.Name}]
 			if p.row == nil {
@@ -116,6 +125,9 @@ func (r *Reconciler) Plan(ctx context.Context, observed reconcilers.Live, desire
 type payload struct {
 	kind, name string
 	row        any // store.Domain, store.Account, …; nil for a deletion
+	// patch turns the observation planned from into the directory after
+	// the plan's changes.
+	patch *patch
 }
 
 // Phases of Apply, in order. References are checked at each statement, so
@@ -177,6 +189,7 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 		}
 		return nil
 	})
+	r.applied(ctx, changes, err == nil)
 	if err != nil {
 		return err
 	}
@@ -360,33 +373,4 @@ func sortedSet(l []string) []string {
 	s := slices.Clone(l)
 	sort.Strings(s)
 	return slices.Compact(s)
-}
-
-// fingerprint is the SHA-256 of a canonical encoding of resources: kind,
-// name, then fields sorted by name, each string preceded by its length.
-func fingerprint(rs []schema.Resource) string {
-	h := sha256.New()
-	buf := make([]byte, 0, 512)
-	str := func(s string) {
-		buf = binary.AppendUvarint(buf, uint64(len(s)))
-		buf = append(buf, s...)
-	}
-	var keys []string
-	for _, r := range rs {
-		buf = buf[:0]
-		str(r.Kind)
-		str(r.Name)
-		keys = keys[:0]
-		for k := range r.Fields {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		buf = binary.AppendUvarint(buf, uint64(len(keys)))
-		for _, k := range keys {
-			str(k)
-			str(r.Fields[k])
-		}
-		h.Write(buf)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

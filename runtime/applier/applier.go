@@ -356,6 +356,8 @@ func (a *Applier) Resync(ctx context.Context) (*Result, error) {
 	if latest == nil {
 		return &Result{}, nil
 	}
+	// Drift happens behind the box's back: look afresh.
+	a.engine.Forget()
 	ep, err := a.engine.Plan(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("resync version %d: %w", latest.N, err)
