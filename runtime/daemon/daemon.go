@@ -6,7 +6,9 @@
 // The desired state is the latest applied version. The daemon adds
 // versions from the watched state files: on start when their content
 // changed since it last applied them, on every change it sees while it
-// runs (debounced file-system events), and when asked to reload (SIGHUP).
+// runs (debounced file-system events: a state file saved whole applies
+// after a short quiet time, see events.go), and when asked to reload
+// (SIGHUP).
 // mfapply apply and rollback add versions through the control socket. A
 // timer re-applies the latest version to correct drift, and a reconciler
 // that asks to run again (an event it watches, a requeue) is re-applied
@@ -24,8 +26,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/applier"
@@ -63,7 +63,11 @@ type Config struct {
 	// before they are applied, so that a burst of events applies once.
 	// Zero is DefaultDebounce.
 	Debounce time.Duration
-	Logger   *slog.Logger
+	// Settle replaces Debounce once a state file was saved whole (closed
+	// after writing, or renamed into place; see events.go). Zero is
+	// DefaultSettle.
+	Settle time.Duration
+	Logger *slog.Logger
 	// Metrics, if not nil, hears what the daemon corrects.
 	Metrics Metrics
 	// Servers, if not nil, runs the servers the applied document wants;
@@ -158,6 +162,9 @@ func New(cfg Config, app *applier.Applier) (*Daemon, error) {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
 	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = DefaultSettle
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -207,16 +214,14 @@ func (d *Daemon) Status() Status {
 // is done. It returns nil after a clean stop, and an error when it cannot
 // watch or a component stopped on its own.
 func (d *Daemon) Run(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch state: %w", err)
-	}
-	defer w.Close()
 	// Watch before the first read, so that an edit made while it applies
 	// is not missed.
-	if err := w.Add(d.target.dir); err != nil {
-		return fmt.Errorf("watch state directory %s: %w", d.target.dir, err)
+	w, err := newWatcher(d.target.dir)
+	if err != nil {
+		return err
 	}
+	defer w.Close()
+	q := newQuiet(d.cfg, d.target)
 	d.log.Info("watching state", "path", d.target.path, "dir", d.target.dir)
 
 	// Before the first apply, so that none is missed.
@@ -257,15 +262,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case err := <-g.failed():
 			d.log.Error("stopping: a component failed", "err", err)
 			return err
-		case ev, ok := <-w.Events:
+		case ev, ok := <-w.Events():
 			if !ok {
 				return errors.New("watch state: watcher closed")
 			}
-			if d.target.concerns(ev) {
-				d.log.Debug("state file event", "file", ev.Name, "op", ev.Op.String())
-				debounce.Reset(d.cfg.Debounce)
+			if d.target.concerns(ev.Event) {
+				d.log.Debug("state file event", "file", ev.Name, "op", ev.Op.String(), "saved", ev.saved)
+				debounce.Reset(q.after(ev))
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-w.Errors():
 			if !ok {
 				return errors.New("watch state: watcher closed")
 			}

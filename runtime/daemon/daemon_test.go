@@ -84,13 +84,19 @@ func startDaemon(t *testing.T, dataDir, statePath string, resync time.Duration, 
 // servers that servers returns, if not nil; it gets the daemon's logger.
 func startDaemonWith(t *testing.T, dataDir, statePath string, resync time.Duration, opts []applier.Option, servers func(*slog.Logger) *supervisor.Supervisor, cs ...Component) *running {
 	t.Helper()
+	return startDaemonConfig(t, dataDir, Config{StatePath: statePath, Resync: resync, Debounce: testDebounce, Settle: testDebounce}, opts, servers, cs...)
+}
+
+// startDaemonConfig is startDaemonWith with cfg (its Logger is the test's).
+func startDaemonConfig(t *testing.T, dataDir string, cfg Config, opts []applier.Option, servers func(*slog.Logger) *supervisor.Supervisor, cs ...Component) *running {
+	t.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app, err := applier.Open(t.Context(), dataDir, logger, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{StatePath: statePath, Resync: resync, Debounce: testDebounce, Logger: logger}
+	cfg.Logger = logger
 	if servers != nil {
 		cfg.Servers = servers(logger)
 	}
