@@ -35,6 +35,10 @@ type Reconciler struct {
 	// observed is the last observation, reused while the store's
 	// directory generation stays the same (observed.go).
 	observed *live
+	// memo holds desired domains' groups by domain content, plans counts
+	// the plans (observed.go).
+	memo  map[[32]byte]*memoGroup
+	plans uint64
 }
 
 // New returns the reconciler of the mail directory kept in st.
@@ -42,7 +46,7 @@ func New(st *store.Store, logger *slog.Logger) *Reconciler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{st: st, logger: logger.With("reconciler", Name)}
+	return &Reconciler{st: st, logger: logger.With("reconciler", Name), memo: map[[32]byte]*memoGroup{}}
 }
 
 // Name implements reconcilers.Reconciler.
@@ -94,7 +98,7 @@ func (r *Reconciler) Plan(ctx context.Context, observed reconcilers.Live, desire
 	}
 	// Only the domains whose resources differ are compared resource by
 	// resource.
-	from, to, pt := l.changedGroups(directoryResources(desired))
+	from, to, pt := l.changedGroups(r.desiredGroups(desired))
 	diff := schema.DiffResources(from, to)
 	if len(diff) == 0 {
 		return nil, nil

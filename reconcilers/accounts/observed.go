@@ -154,8 +154,7 @@ type patch struct {
 // changedGroups returns the observed and desired resources of the groups
 // whose digests differ, and the patch that applying their differences
 // makes.
-func (l *live) changedGroups(desired []schema.Resource) (from, to []schema.Resource, pt *patch) {
-	want := groups(desired)
+func (l *live) changedGroups(want map[string]*group) (from, to []schema.Resource, pt *patch) {
 	pt = &patch{base: l, groups: map[string]*group{}}
 	for name, g := range want {
 		if o := l.groups[name]; o == nil || o.sum != g.sum {
@@ -232,4 +231,127 @@ func (r *Reconciler) applied(ctx context.Context, changes []reconcilers.Change, 
 		}
 	}
 	r.observed = withGroups(gen, gs)
+}
+
+// desiredGroups returns the groups of desired's directory resources. A
+// domain's group is kept, by a hash of the domain's content, while the
+// last two plans used it: an edit of one account builds one domain's
+// resources again, not fifty.
+func (r *Reconciler) desiredGroups(desired *schema.State) map[string]*group {
+	gs := groups(directoryResources(&schema.State{Managers: desired.Managers}))
+	r.mu.Lock()
+	r.plans++
+	plans := r.plans
+	r.mu.Unlock()
+	for i := range desired.Domains {
+		d := &desired.Domains[i]
+		key := domainKey(d)
+		r.mu.Lock()
+		m := r.memo[key]
+		if m != nil {
+			m.used = plans
+		}
+		r.mu.Unlock()
+		if m == nil {
+			g := groups(directoryResources(&schema.State{Domains: []schema.Domain{*d}}))[d.Name]
+			if g == nil {
+				g = &group{}
+			}
+			m = &memoGroup{g: g, used: plans}
+			r.mu.Lock()
+			r.memo[key] = m
+			r.mu.Unlock()
+		}
+		if o := gs[d.Name]; o != nil { // a domain named twice: one group
+			merged := &group{res: append(append([]schema.Resource(nil), o.res...), m.g.res...), sum: o.sum}
+			merged.sum.add(m.g.sum)
+			gs[d.Name] = merged
+			continue
+		}
+		gs[d.Name] = m.g
+	}
+	r.mu.Lock()
+	for k, m := range r.memo {
+		if m.used+1 < r.plans {
+			delete(r.memo, k)
+		}
+	}
+	r.mu.Unlock()
+	return gs
+}
+
+// memoGroup is a domain's group and the plan that last used it.
+type memoGroup struct {
+	g    *group
+	used uint64
+}
+
+// domainKey hashes every field of a domain, each string preceded by its
+// length and each list by its count (TestDomainKeyCoversEveryField keeps
+// it so when the schema grows).
+func domainKey(d *schema.Domain) [32]byte {
+	h := sha256.New()
+	buf := make([]byte, 0, 4096)
+	str := func(s string) {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+		if len(buf) > 3072 {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	n := func(x int) { buf = binary.AppendUvarint(buf, uint64(x)) }
+	flag := func(b bool) {
+		if b {
+			buf = append(buf, 1)
+		} else {
+			buf = append(buf, 0)
+		}
+	}
+	strs := func(l []string) {
+		n(len(l))
+		for _, s := range l {
+			str(s)
+		}
+	}
+	str(d.Name)
+	str(d.Language)
+	flag(d.DNS.Delegated)
+	hosts := make([]string, 0, len(d.DNS.Hosts))
+	for k := range d.DNS.Hosts {
+		hosts = append(hosts, k)
+	}
+	sort.Strings(hosts)
+	n(len(hosts))
+	for _, k := range hosts {
+		str(k)
+		str(d.DNS.Hosts[k])
+	}
+	n(len(d.Accounts))
+	for i := range d.Accounts {
+		a := &d.Accounts[i]
+		str(a.ID)
+		str(a.Name)
+		str(a.PasswordHash)
+		strs(a.Aliases)
+	}
+	n(len(d.Redirections))
+	for _, r := range d.Redirections {
+		str(r.Address)
+		strs(r.To)
+	}
+	n(len(d.Mailings))
+	for _, m := range d.Mailings {
+		str(m.Name)
+		str(m.DisplayName)
+		str(m.Description)
+		flag(m.Confirm)
+		str(m.RepliesTo)
+		strs(m.Editors)
+		strs(m.Senders)
+	}
+	h.Write(buf)
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -200,4 +201,93 @@ func generation(t *testing.T, st *store.Store) uint64 {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// TestDomainKeyCoversEveryField changes each field of a domain, one at a
+// time, found through reflection: each change must change domainKey, or a
+// kept group would outlive an edit of that field.
+func TestDomainKeyCoversEveryField(t *testing.T) {
+	base := func() schema.Domain {
+		d := company().Domains[0]
+		d.DNS.Hosts = map[string]string{"www": "192.0.2.1"}
+		return d
+	}
+	b := base()
+	want := domainKey(&b)
+	type leaf struct {
+		path string
+		get  func(reflect.Value) reflect.Value // from the domain to the field
+	}
+	var leaves []leaf
+	var collect func(path string, v reflect.Value, get func(reflect.Value) reflect.Value)
+	collect = func(path string, v reflect.Value, get func(reflect.Value) reflect.Value) {
+		switch v.Kind() {
+		case reflect.Struct:
+			for i := range v.NumField() {
+				collect(path+"."+v.Type().Field(i).Name, v.Field(i), func(x reflect.Value) reflect.Value { return get(x).Field(i) })
+			}
+		case reflect.Slice:
+			if v.Len() == 0 {
+				t.Fatalf("%s: empty in the test's domain; give it an element", path)
+			}
+			collect(path+"[0]", v.Index(0), func(x reflect.Value) reflect.Value { return get(x).Index(0) })
+		case reflect.String, reflect.Bool, reflect.Map:
+			leaves = append(leaves, leaf{path, get})
+		default:
+			t.Errorf("%s: a field of kind %s; teach domainKey and this test about it", path, v.Kind())
+		}
+	}
+	collect("Domain", reflect.ValueOf(&b).Elem(), func(x reflect.Value) reflect.Value { return x })
+	for _, l := range leaves {
+		d := base()
+		x := l.get(reflect.ValueOf(&d).Elem())
+		switch x.Kind() {
+		case reflect.String:
+			x.SetString(x.String() + "x")
+		case reflect.Bool:
+			x.SetBool(!x.Bool())
+		case reflect.Map:
+			x.SetMapIndex(reflect.ValueOf("www"), reflect.ValueOf("192.0.2.2"))
+		}
+		if domainKey(&d) == want {
+			t.Errorf("changing %s leaves domainKey as it was", l.path)
+		}
+	}
+	if len(leaves) < 15 {
+		t.Errorf("only %d fields found", len(leaves))
+	}
+}
+
+// TestDesiredGroupsKept: the groups of desired states, some domains taken
+// from the kept ones, are those computed afresh.
+func TestDesiredGroupsKept(t *testing.T) {
+	st := openStore(t)
+	r := New(st, nil)
+	rng := rand.New(rand.NewPCG(3, 3))
+	s := large(4, 5, 2)
+	for k := range 60 {
+		editDirectory(rng, s, k)
+		if k%7 == 0 && len(s.Domains) > 1 { // a domain twice (Load refuses it; Plan copes)
+			s.Domains = append(s.Domains, s.Domains[0])
+		}
+		got, want := r.desiredGroups(s), groups(directoryResources(s))
+		if len(got) != len(want) {
+			t.Fatalf("edit %d: %d groups, want %d", k, len(got), len(want))
+		}
+		for name, w := range want {
+			g := got[name]
+			if g == nil || g.sum != w.sum {
+				t.Fatalf("edit %d: group %q differs", k, name)
+			}
+			if diff := schema.DiffResources(g.res, w.res); len(diff) != 0 {
+				t.Fatalf("edit %d: group %q: %+v", k, name, diff)
+			}
+		}
+		if k%7 == 0 && len(s.Domains) > 1 {
+			s.Domains = s.Domains[:len(s.Domains)-1]
+		}
+	}
+	if len(r.memo) > 2*len(s.Domains)+2 {
+		t.Errorf("%d domains kept for a document of %d", len(r.memo), len(s.Domains))
+	}
 }
