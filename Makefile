@@ -32,7 +32,7 @@ DEMO_LISTEN := --smtp 127.0.0.1:2525 --submission 127.0.0.1:2587 --submissions 1
 
 FUZZTIME ?= 10s
 
-.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-inbound fuzz build clean
+.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-edit bench-inbound fuzz build clean
 
 all: test
 
@@ -103,11 +103,15 @@ race:
 	@for m in $(PATCHED_MODS); do (cd "$$m" && $(GO) test -race ./...); done
 
 ## bench: every benchmark, each side by side with its peer (not part of `make test`)
-bench: bench-validate bench-inbound
+bench: bench-validate bench-edit bench-inbound
 
 ## bench-validate: validate and plan a large document, side by side with `cue vet`
 bench-validate:
 	bash bench/validate-plan.sh
+
+## bench-edit: an edit of one account in a large document, from the file's save to "state applied" in mailfountaind (BENCH_BASE=REV: that revision too)
+bench-edit:
+	bash bench/edit-apply.sh
 
 ## bench-inbound: SMTP in, 10 KB messages, 50 clients, fsync'd, side by side with Postfix (as root)
 bench-inbound:
