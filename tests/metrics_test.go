@@ -18,9 +18,7 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"mailfountain.dev/mailfountain/runtime/metrics"
 )
 
 // scrapeMetrics GETs url and returns every sample by series: the name and
@@ -40,35 +38,9 @@ func scrapeMetrics(url string) (map[string]float64, error) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		return nil, fmt.Errorf("GET %s: Content-Type %q, want the text format", url, ct)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	out, err := metrics.Samples(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("parse the metrics of %s: %w", url, err)
-	}
-	out := map[string]float64{}
-	for name, f := range fams {
-		for _, m := range f.GetMetric() {
-			var ls []string
-			for _, l := range m.GetLabel() {
-				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			slices.Sort(ls)
-			labels := ""
-			if len(ls) > 0 {
-				labels = "{" + strings.Join(ls, ",") + "}"
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				out[name+labels] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[name+labels] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[name+"_count"+labels] = float64(m.GetHistogram().GetSampleCount())
-				out[name+"_sum"+labels] = m.GetHistogram().GetSampleSum()
-			default:
-				out[name+labels] = m.GetUntyped().GetValue()
-			}
-		}
+		return nil, fmt.Errorf("%s: %w", url, err)
 	}
 	return out, nil
 }

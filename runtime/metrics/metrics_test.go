@@ -3,19 +3,14 @@ package metrics_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
@@ -57,35 +52,9 @@ func scrape(t *testing.T, url string) map[string]float64 {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	out, err := metrics.Samples(resp.Body)
 	if err != nil {
-		t.Fatalf("parse the metrics of %s: %v", url, err)
-	}
-	out := map[string]float64{}
-	for name, f := range fams {
-		for _, m := range f.GetMetric() {
-			var ls []string
-			for _, l := range m.GetLabel() {
-				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			slices.Sort(ls)
-			labels := ""
-			if len(ls) > 0 {
-				labels = "{" + strings.Join(ls, ",") + "}"
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				out[name+labels] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[name+labels] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[name+"_count"+labels] = float64(m.GetHistogram().GetSampleCount())
-				out[name+"_sum"+labels] = m.GetHistogram().GetSampleSum()
-			default:
-				out[name+labels] = m.GetUntyped().GetValue()
-			}
-		}
+		t.Fatalf("%s: %v", url, err)
 	}
 	return out
 }
