@@ -352,6 +352,7 @@ func (c *converter) value(n *yaml.Node, path []string, pattern string) any {
 		return c.value(n.Content[0], path, pattern)
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
+		given := map[string]string{} // lowercased key → as given, for keys lowercased
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if k.Kind != yaml.ScalarNode {
@@ -366,6 +367,14 @@ func (c *converter) value(n *yaml.Node, path []string, pattern string) any {
 			if lowercased[pattern+".{}"] {
 				key = strings.ToLower(key)
 				sub = pattern + ".{}"
+				if first, dup := given[key]; dup && first != k.Value {
+					// "WWW" and "www" are one name: the second would
+					// silently replace the first.
+					c.errs = append(c.errs, &Error{File: c.d.fileFor(path), Line: k.Line, Column: k.Column, Path: formatPath(append(path, k.Value)),
+						Message: fmt.Sprintf("%q is the same name as %q given above (names do not depend on case): keep one", k.Value, first)})
+					continue
+				}
+				given[key] = k.Value
 			}
 			m[key] = c.value(n.Content[i+1], append(path, k.Value), sub)
 		}

@@ -145,6 +145,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"gateway outside subnet", "wan: {method: dhcp}", "wan: {method: static, address: 203.0.113.10/24, gateway: 198.51.100.1, dns: [203.0.113.53]}", 5, "gateway 198.51.100.1 is outside 203.0.113.0/24"},
 		{"bad timezone", "model: M500", "model: M500\n  timezone: Europe/Lutece", 3, `unknown time zone "Europe/Lutece"`},
 		{"pppoe without password", "wan: {method: dhcp}", "wan: {method: pppoe, username: client42}", 5, "PPPoE needs password_file"},
+		{"host names differ only in case", "  - name: ma-societe.fr\n", "  - name: ma-societe.fr\n    dns: {hosts: {www: 198.51.100.7, WWW: 198.51.100.8}}\n", 12, `"WWW" is the same name as "www" given above`},
+		{"host names differ only in case, upper first", "  - name: ma-societe.fr\n", "  - name: ma-societe.fr\n    dns: {hosts: {Www: 198.51.100.7, www: 198.51.100.8}}\n", 12, `"www" is the same name as "Www" given above`},
 		{"yaml syntax", "smtp:\n  mode: direct", "smtp:\n  mode: [direct", 9, "the list in brackets [ that starts here is not closed"},
 	}
 	for _, tt := range tests {
