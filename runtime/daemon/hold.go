@@ -121,7 +121,7 @@ func (d *Daemon) unhold(ctx context.Context) {
 // the held files, and the hold clears.
 func (d *Daemon) versionRecorded(ctx context.Context) {
 	h := d.Status().Held
-	v, err := d.app.Store().LatestVersion(ctx)
+	v, err := d.app.Store().LatestVersionHead(ctx)
 	if err != nil {
 		d.log.Warn("read the latest version", "err", err)
 		return
