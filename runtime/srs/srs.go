@@ -98,10 +98,11 @@ func (r *Rewriter) Forward(sender string) (string, error) {
 		return sender, nil
 	}
 	if _, rest, ok := cutTag(local, "SRS1"); ok {
-		// rest is hash=first-forwarder=srs0-rest: the old hash is
-		// dropped and ours is put over the two others. Something that
-		// only looks like SRS1 is wrapped as a plain address below.
-		if parts := strings.SplitN(rest, "=", 3); len(parts) == 3 && parts[1] != "" && parts[2] != "" {
+		// rest is hash=first-forwarder=srs0-rest (srs0-rest starts with
+		// the SRS0 separator): the old hash is dropped and ours is put
+		// over the two others. Something that only looks like SRS1 is
+		// wrapped as a plain address below.
+		if parts := strings.SplitN(rest, "=", 3); len(parts) == 3 && parts[1] != "" && parts[2] != "" && isSep(parts[2][0]) {
 			return r.srs1(parts[1], parts[2]), nil
 		}
 	}
@@ -147,7 +148,7 @@ func (r *Rewriter) reverse(addr string) (string, error) {
 	}
 	if is1 {
 		parts := strings.SplitN(rest1, "=", 3)
-		if len(parts) != 3 || parts[1] == "" || len(parts[2]) < 2 || !isSep(parts[2][0]) {
+		if len(parts) != 3 || parts[1] == "" || parts[2] == "" || !isSep(parts[2][0]) {
 			return "", ErrMalformed
 		}
 		if err := r.verify(parts[0], parts[1], parts[2]); err != nil {
