@@ -38,8 +38,8 @@ type Config struct {
 	// Domain is the box's domain written after the '@' of every
 	// rewritten address, and the only one Reverse accepts.
 	Domain string
-	// MaxAge is how old, in whole days, a timestamp may be; 0 means
-	// DefaultMaxAge. It must stay under 1024 days, the timestamp's cycle.
+	// MaxAge is how old a timestamp may be, rounded down to whole days;
+	// 0 means DefaultMaxAge. It must stay under 1024 days, the timestamp's cycle.
 	MaxAge time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -120,9 +120,10 @@ func (r *Rewriter) srs1(host, user string) string {
 	return "SRS1=" + mac(r.secrets[0], host, user) + "=" + host + "=" + user + "@" + r.domain
 }
 
-// Reverse returns the address a bounce to addr goes to: the original
-// sender of an SRS0 address, the first forwarder's SRS0 address of an
-// SRS1 one. Its errors wrap ErrNotSRS, ErrForeignDomain, ErrMalformed,
+// Reverse returns the address a bounce to addr (without angle brackets)
+// goes to: the original sender of an SRS0 address, the first forwarder's
+// SRS0 address of an SRS1 one (which has no timestamp of its own: the
+// first forwarder checks the age). Its errors wrap ErrNotSRS, ErrForeignDomain, ErrMalformed,
 // ErrBadHash or ErrExpired; the bounce should then be refused.
 func (r *Rewriter) Reverse(addr string) (string, error) {
 	sender, err := r.reverse(addr)
