@@ -22,7 +22,12 @@ PATCHED_MODS := runtime/smtpd/go-smtp runtime/imapd/go-imap
 # Later issues add here: nft:nftables ip:iproute2 dnsmasq:dnsmasq
 # chromium:chromium ...
 TOOLS := gcc:gcc python3:python3 swaks:swaks,libnet-ssleay-perl,libio-socket-ssl-perl \
-	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl git:git
+	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl git:git srs:srs
+
+# Python modules the tests import from Debian's python3 (/usr/bin/python3,
+# not a python3 of a user's own), as module:debian-packages: independent
+# implementations that ours must agree with.
+PYMODS := SRS:python3-srs
 
 DEMO_DATA := ./.demo-data
 DEMO_STATE := examples/ma-societe.yaml
@@ -58,6 +63,9 @@ deps:
 		command -v "$${t%%:*}" >/dev/null 2>&1 || { p="$${t#*:}"; missing+=($${p//,/ }); }; \
 	done; \
 	perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl); \
+	for m in $(PYMODS); do \
+		/usr/bin/python3 -c "import $${m%%:*}" 2>/dev/null || { p="$${m#*:}"; missing+=($${p//,/ }); }; \
+	done; \
 	if (( $${#missing[@]} )); then \
 		if [[ $$(id -u) != 0 ]]; then \
 			echo "make: missing tools: $${missing[*]}; run as root to install them (apt-get)" >&2; exit 1; \
