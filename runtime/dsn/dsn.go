@@ -197,8 +197,7 @@ func (r *Report) Build() (*Message, error) {
 	b.WriteString("Content-Disposition: inline\r\n\r\n")
 	qp := quotedprintable.NewWriter(&b)
 	qp.Write([]byte(t.explain(r.ReportingMTA, decodedSubject(header), rcpts, full, tooBig)))
-	qp.Close()
-	b.WriteString("\r\n")
+	qp.Close() // the text ends with a line break: no blank line is added before the boundary
 
 	b.WriteString("\r\n--" + boundary + "\r\n")
 	b.WriteString("Content-Type: message/delivery-status\r\n\r\n")
@@ -264,13 +263,18 @@ func writeStatus(b *bytes.Buffer, r *Report, rcpts []Recipient) {
 }
 
 func checkRecipient(rc Recipient) (Recipient, error) {
-	if err := checkAddr(rc.Addr); err != nil || rc.Addr == "" {
-		return rc, fmt.Errorf("address %q: malformed", rc.Addr)
-	}
-	if rc.Original != "" {
-		if err := checkAddr(rc.Original); err != nil {
-			return rc, fmt.Errorf("original address: %w", err)
+	for _, a := range []string{rc.Addr, rc.Original} {
+		if err := checkAddr(a); err != nil {
+			return rc, err
 		}
+		if !isASCII([]byte(a)) {
+			// message/delivery-status is 7-bit; UTF-8 addresses need
+			// message/global-delivery-status (RFC 6533), not written here.
+			return rc, fmt.Errorf("address %q: non-ASCII addresses need RFC 6533, which this package does not write", a)
+		}
+	}
+	if rc.Addr == "" {
+		return rc, errors.New("no address")
 	}
 	switch rc.Action {
 	case Failed, Delayed, Delivered, Relayed, Expanded:

@@ -23,7 +23,7 @@ func ShouldReport(envelopeSender string, original []byte) (ok bool, why string) 
 	}
 	header := headerOf(original)
 	for _, v := range originalFields(header, "Auto-Submitted") {
-		kw, _, _ := strings.Cut(v, ";")
+		kw, _, _ := strings.Cut(stripComments(v), ";")
 		if kw = strings.ToLower(strings.TrimSpace(kw)); kw != "no" {
 			return false, "the message is automatic (Auto-Submitted: " + kw + ")"
 		}
@@ -34,6 +34,25 @@ func ShouldReport(envelopeSender string, original []byte) (ok bool, why string) 
 		}
 	}
 	return true, ""
+}
+
+// stripComments removes the RFC 5322 comments, "(…)", nested or not.
+func stripComments(s string) string {
+	var b strings.Builder
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && depth > 0:
+			i++
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 func isReport(contentType string) bool {
