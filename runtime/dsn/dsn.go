@@ -384,26 +384,38 @@ func writeField(b *bytes.Buffer, name, value string) {
 // space longer than hardLimit is cut, which adds one space when unfolded.
 func writeFolded(b *bytes.Buffer, name string, lines []string) {
 	cur := name
+	flush := func() {
+		if strings.TrimSpace(cur) != "" { // never a line of white space alone
+			b.WriteString(cur + "\r\n")
+		}
+		cur = ""
+	}
 	for i, l := range lines {
 		if i > 0 {
-			b.WriteString(cur + "\r\n")
-			cur = ""
+			flush()
 		}
 		start := true // nothing of this line on cur yet
 		for _, w := range strings.Split(l, " ") {
 			if !start && len(cur)+1+len(w) > foldAt {
-				b.WriteString(cur + "\r\n")
-				cur = ""
+				flush()
 			}
 			cur += " " + w
 			start = false
-			for len(cur) > hardLimit {
-				b.WriteString(cur[:hardLimit] + "\r\n")
-				cur = " " + cur[hardLimit:]
+			if len(cur) > hardLimit {
+				// Cut in slices of the string: a megabyte without a
+				// space costs one pass, not one copy per line.
+				b.WriteString(cur[:hardLimit])
+				cur = cur[hardLimit:]
+				for len(cur) > hardLimit-1 {
+					b.WriteString("\r\n " + cur[:hardLimit-1])
+					cur = cur[hardLimit-1:]
+				}
+				b.WriteString("\r\n")
+				cur = " " + cur
 			}
 		}
 	}
-	b.WriteString(cur + "\r\n")
+	flush()
 }
 
 // encodeWord encodes a header text as RFC 2047 when it is not ASCII.

@@ -174,8 +174,8 @@ func normalizeLines(b []byte, max int) []byte {
 		}
 		for len(line) > hardLimit {
 			field = append(field, line[:hardLimit]...)
-			field = append(field, "\r\n"...)
-			line = append([]byte(" "), line[hardLimit:]...)
+			field = append(field, "\r\n "...)
+			line = line[hardLimit:]
 		}
 		field = append(field, line...)
 		field = append(field, "\r\n"...)

@@ -100,6 +100,7 @@ func TestDiagnosticFolding(t *testing.T) {
 		long,
 		"550-5.7.1 first\n550-5.7.1   spaced   words  \r\n550 5.7.1 last",
 		strings.Repeat("y", 5000),
+		strings.Repeat("y", 1<<20), // one pass, not one copy per line
 	} {
 		r := Report{ReportingMTA: "mail.ma-societe.fr", Domain: "ma-societe.fr", Language: "en", Sender: "alice@ma-societe.fr",
 			Recipients: []Recipient{{Addr: "bob@example.net", Action: Failed, Diagnostic: answer}}}
