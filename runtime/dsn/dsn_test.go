@@ -149,6 +149,7 @@ func TestBuild(t *testing.T) {
 		third       string // content type of the third part
 		originalHas []string
 		maxSize     int
+		eightBit    bool
 	}{{
 		name: "failed en multi-line answer",
 		report: Report{Language: "en", Return: ReturnHeaders, Original: []byte(origHeader + "\r\nbody\r\n"),
@@ -248,6 +249,17 @@ func TestBuild(t *testing.T) {
 		third:    "text/rfc822-headers",
 		maxSize:  MaxHeader + 8<<10,
 	}, {
+		name: "raw UTF-8 in the original header (RFC 6532)",
+		report: Report{Language: "fr", Original: []byte("From: Hélène <helene@ma-societe.fr>\r\nSubject: Réunion à 10 h\r\n\r\nbody"),
+			Recipients: []Recipient{{Addr: "bob@example.net", Action: Failed, Diagnostic: "550 5.1.1 no"}}},
+		actions:     []string{"failed"},
+		statuses:    []string{"5.1.1"},
+		diag:        []string{"smtp; 550 5.1.1 no"},
+		textHas:     []string{"Objet de votre message : Réunion à 10 h"},
+		third:       "text/rfc822-headers",
+		originalHas: []string{"Subject: Réunion à 10 h", "From: Hélène"},
+		eightBit:    true,
+	}, {
 		name: "delivered (NOTIFY=SUCCESS)",
 		report: Report{Language: "en", Original: []byte(origHeader),
 			Recipients: []Recipient{{Addr: "bob@example.net", Action: Delivered, RemoteMTA: "mx.example.net", Diagnostic: "250 2.0.0 OK queued as 12345"}}},
@@ -271,6 +283,9 @@ func TestBuild(t *testing.T) {
 				t.Errorf("report is %d octets, want at most %d", len(m.Data), c.maxSize)
 			}
 			checkLines(t, m.Data)
+			if m.EightBit != c.eightBit {
+				t.Errorf("EightBit = %v, want %v", m.EightBit, c.eightBit)
+			}
 
 			py := readWithPython(t, m.Data)
 			if py.ContentType != "multipart/report" || py.ReportType != "delivery-status" {
