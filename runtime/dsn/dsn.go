@@ -22,7 +22,16 @@
 // message that is itself automatic (ShouldReport says why). The remote
 // server's answer and the original header come from outside; they are
 // written so that the report stays valid mail: CRLF lines of at most 998
-// octets, the answer's non-ASCII or control bytes replaced by '?'.
+// octets, the answer's non-ASCII or control bytes replaced by '?'. A
+// multi-line answer is one Diagnostic-Code field, each line of the answer
+// a continuation line, so that unfolding joins them with a space; a run
+// of more than 990 octets without a space is cut, which adds a space.
+//
+// The caller gives the real envelope sender (an SRS address already
+// reversed). Recipient addresses must be ASCII: UTF-8 addresses need
+// message/global-delivery-status (RFC 6533), which is not written here.
+// A report whose original part holds non-ASCII octets is marked EightBit
+// for the queue (BODY=8BITMIME).
 //
 // The package does no I/O and keeps no state: when to send a report
 // (after lifetime, after delay_warning, on a 5xx), the retry schedule and
@@ -169,8 +178,16 @@ func (r *Report) Build() (*Message, error) {
 	}
 
 	header := headerOf(r.Original)
-	full := r.Return == ReturnFull && len(r.Original) <= MaxFull
-	tooBig := r.Return == ReturnFull && !full
+	full := r.Return == ReturnFull && len(r.Original) > 0 && len(r.Original) <= MaxFull
+	note := t.hdrs
+	switch {
+	case len(r.Original) == 0:
+		note = ""
+	case full:
+		note = t.full
+	case r.Return == ReturnFull:
+		note = t.tooBig
+	}
 
 	boundary := randomHex(16)
 	var b bytes.Buffer
@@ -196,7 +213,7 @@ func (r *Report) Build() (*Message, error) {
 	b.WriteString("Content-Transfer-Encoding: quoted-printable\r\n")
 	b.WriteString("Content-Disposition: inline\r\n\r\n")
 	qp := quotedprintable.NewWriter(&b)
-	qp.Write([]byte(t.explain(r.ReportingMTA, decodedSubject(header), rcpts, full, tooBig)))
+	qp.Write([]byte(t.explain(r.ReportingMTA, decodedSubject(header), rcpts, note)))
 	qp.Close() // the text ends with a line break: no blank line is added before the boundary
 
 	b.WriteString("\r\n--" + boundary + "\r\n")

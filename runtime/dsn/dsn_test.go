@@ -150,6 +150,7 @@ func TestBuild(t *testing.T) {
 		originalHas []string
 		maxSize     int
 		eightBit    bool
+		textLacks   []string
 	}{{
 		name: "failed en multi-line answer",
 		report: Report{Language: "en", Return: ReturnHeaders, Original: []byte(origHeader + "\r\nbody\r\n"),
@@ -260,6 +261,15 @@ func TestBuild(t *testing.T) {
 		originalHas: []string{"Subject: Réunion à 10 h", "From: Hélène"},
 		eightBit:    true,
 	}, {
+		name: "no original, full asked",
+		report: Report{Language: "en", Return: ReturnFull,
+			Recipients: []Recipient{{Addr: "bob@example.net", Action: Failed, Diagnostic: "550 5.1.1 no"}}},
+		actions:   []string{"failed"},
+		statuses:  []string{"5.1.1"},
+		diag:      []string{"smtp; 550 5.1.1 no"},
+		third:     "text/rfc822-headers",
+		textLacks: []string{"attached", "too large"},
+	}, {
 		name: "delivered (NOTIFY=SUCCESS)",
 		report: Report{Language: "en", Original: []byte(origHeader),
 			Recipients: []Recipient{{Addr: "bob@example.net", Action: Delivered, RemoteMTA: "mx.example.net", Diagnostic: "250 2.0.0 OK queued as 12345"}}},
@@ -339,6 +349,11 @@ func TestBuild(t *testing.T) {
 			for _, s := range c.textHas {
 				if !strings.Contains(strings.ReplaceAll(py.Text, "\n", " "), strings.ReplaceAll(s, "\n", " ")) {
 					t.Errorf("python text part lacks %q:\n%s", s, py.Text)
+				}
+			}
+			for _, s := range c.textLacks {
+				if strings.Contains(py.Text, s) {
+					t.Errorf("python text part has %q:\n%s", s, py.Text)
 				}
 			}
 			orig := py.Original + py.OrigBody

@@ -100,8 +100,8 @@ var texts = map[string]language{
 }
 
 // explain writes the text/plain part, LF lines (the quoted-printable
-// writer makes them CRLF).
-func (l language) explain(host, subject string, rcpts []Recipient, full, tooBig bool) string {
+// writer makes them CRLF); note says what of the original is attached.
+func (l language) explain(host, subject string, rcpts []Recipient, note string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, l.greeting+"\n\n", host)
 	if subject != "" {
@@ -136,13 +136,8 @@ func (l language) explain(host, subject string, rcpts []Recipient, full, tooBig 
 			b.WriteString("\n")
 		}
 	}
-	switch {
-	case full:
-		b.WriteString(l.full + "\n")
-	case tooBig:
-		b.WriteString(l.tooBig + "\n")
-	default:
-		b.WriteString(l.hdrs + "\n")
+	if note != "" {
+		b.WriteString(note + "\n")
 	}
 	return b.String()
 }
