@@ -1,0 +1,125 @@
+package dkimsign
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/emersion/go-msgauth/dkim"
+)
+
+// SignedFields are the header fields signed, From twice: the second,
+// absent, From in h= makes a From added in transit break the signature
+// (RFC 6376 section 8.15). A listed field the message lacks is signed as
+// absent, so that adding it breaks the signature too.
+var signedFields = []string{
+	"From", "From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+	"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+	"In-Reply-To", "References",
+}
+
+// Signatures reads a whole message and returns the two DKIM-Signature
+// header fields (ed25519, then RSA; each ending in CRLF) to put before it.
+// Both signatures are computed in the one read: the message goes by in
+// pieces, and only its header is held in memory.
+func Signatures(msg io.Reader, k Keys) (string, error) {
+	if k.Ed25519.Signer == nil || k.RSA.Signer == nil {
+		return "", errors.New("dkim sign: no keys")
+	}
+	var signers []*dkim.Signer
+	defer func() {
+		for _, s := range signers {
+			s.Close() // ends its goroutine; the error that matters is checked below
+		}
+	}()
+	ws := make([]io.Writer, 0, 2)
+	for _, key := range []Key{k.Ed25519, k.RSA} {
+		s, err := dkim.NewSigner(&dkim.SignOptions{
+			Domain:                 k.Domain,
+			Selector:               key.Selector,
+			Signer:                 key.Signer,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			HeaderKeys:             signedFields,
+		})
+		if err != nil {
+			return "", fmt.Errorf("dkim sign with %s: %w", key.Selector, err)
+		}
+		signers = append(signers, s)
+		ws = append(ws, s)
+	}
+	if _, err := io.Copy(io.MultiWriter(ws...), msg); err != nil {
+		return "", fmt.Errorf("dkim sign: %w", err)
+	}
+	var out string
+	for i, s := range signers {
+		if err := s.Close(); err != nil {
+			return "", fmt.Errorf("dkim sign with %s: %w", []Key{k.Ed25519, k.RSA}[i].Selector, err)
+		}
+		out += s.Signature()
+	}
+	return out, nil
+}
+
+// Sign writes to w the message msg signed: the two DKIM-Signature fields,
+// then the message, its bare LFs made CRLF (SMTP's line end; the
+// signatures hold either way, relaxed canonicalization reads LF as CRLF).
+//
+// msg is read twice, the second time after a seek to its start: a spooled
+// file, not a buffer. Memory is the header and copy buffers, whatever the
+// size of the body.
+func Sign(w io.Writer, msg io.ReadSeeker, k Keys) error {
+	start, err := msg.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("dkim sign: %w", err)
+	}
+	sigs, err := Signatures(msg, k)
+	if err != nil {
+		return err
+	}
+	if _, err := msg.Seek(start, io.SeekStart); err != nil {
+		return fmt.Errorf("dkim sign: %w", err)
+	}
+	if _, err := io.WriteString(w, sigs); err != nil {
+		return fmt.Errorf("dkim sign: %w", err)
+	}
+	cw := &crlfWriter{w: w}
+	if _, err := io.Copy(cw, msg); err != nil {
+		return fmt.Errorf("dkim sign: %w", err)
+	}
+	return nil
+}
+
+// crlfWriter passes on what it is given with a CR put before each bare LF.
+// (runtime/smtpd has its own, unexported, for the spool.)
+type crlfWriter struct {
+	w      io.Writer
+	lastCR bool // the last byte written ended in CR
+	buf    []byte
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	c.buf = c.buf[:0]
+	rest := p
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			c.buf = append(c.buf, rest...)
+			break
+		}
+		c.buf = append(c.buf, rest[:i]...)
+		if !(i > 0 && rest[i-1] == '\r' || i == 0 && c.lastCR) {
+			c.buf = append(c.buf, '\r')
+		}
+		c.buf = append(c.buf, '\n')
+		rest = rest[i+1:]
+	}
+	if len(p) > 0 {
+		c.lastCR = p[len(p)-1] == '\r'
+	}
+	if _, err := c.w.Write(c.buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
