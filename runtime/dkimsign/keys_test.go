@@ -229,7 +229,9 @@ func TestLoadRefuses(t *testing.T) {
 		spoil func(ddir string) error
 	}{
 		{"readable by others", func(ddir string) error { return os.Chmod(filepath.Join(ddir, "mf20261204e.key"), 0o644) }},
-		{"not PEM", func(ddir string) error { return os.WriteFile(filepath.Join(ddir, "mf20261204r.key"), []byte("junk"), 0o600) }},
+		{"not PEM", func(ddir string) error {
+			return os.WriteFile(filepath.Join(ddir, "mf20261204r.key"), []byte("junk"), 0o600)
+		}},
 		{"wrong algorithm", func(ddir string) error {
 			return os.Rename(filepath.Join(ddir, "mf20261204r.key"), filepath.Join(ddir, "mf20261204e.key"))
 		}},

@@ -49,7 +49,16 @@ func Signatures(msg io.Reader, k Keys) (string, error) {
 		signers = append(signers, s)
 		ws = append(ws, s)
 	}
-	if _, err := io.Copy(io.MultiWriter(ws...), msg); err != nil {
+	// A first line that starts with white space would continue the last
+	// DKIM-Signature field put before it, and break that signature.
+	var first [1]byte
+	if _, err := io.ReadFull(msg, first[:]); err != nil {
+		return "", fmt.Errorf("dkim sign: reading the message: %w", err)
+	}
+	if first[0] == ' ' || first[0] == '\t' {
+		return "", errors.New("dkim sign: the message starts with a continuation line")
+	}
+	if _, err := io.Copy(io.MultiWriter(ws...), io.MultiReader(bytes.NewReader(first[:]), msg)); err != nil {
 		return "", fmt.Errorf("dkim sign: %w", err)
 	}
 	var out string

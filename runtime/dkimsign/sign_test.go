@@ -26,7 +26,7 @@ var testKeys = sync.OnceValues(func() (Keys, error) {
 	return Ensure(dir, "example.com", day1)
 })
 
-func keysForTest(t *testing.T) (Keys, map[string]string) {
+func keysForTest(t testing.TB) (Keys, map[string]string) {
 	t.Helper()
 	k, err := testKeys()
 	if err != nil {
@@ -298,13 +298,21 @@ func TestSignLargeSpooledMessage(t *testing.T) {
 	}
 }
 
-func TestSignWithoutKeys(t *testing.T) {
+func TestSignRefuses(t *testing.T) {
 	if err := Sign(io.Discard, strings.NewReader(messages[0].msg), Keys{}); err == nil {
 		t.Error("Sign without keys succeeded")
 	}
 	k, _ := keysForTest(t)
-	if _, err := Signatures(strings.NewReader("no header end"), k); err == nil {
-		t.Error("a message without a header end was signed")
+	for _, msg := range []string{
+		"no header end",
+		"",
+		// it would continue the last DKIM-Signature field (found by FuzzSign)
+		" 0\n\n",
+		"\tSubject: x\r\nFrom: a@example.com\r\n\r\nbody\r\n",
+	} {
+		if err := Sign(io.Discard, strings.NewReader(msg), k); err == nil {
+			t.Errorf("%q was signed", msg)
+		}
 	}
 }
 
