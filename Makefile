@@ -27,7 +27,7 @@ TOOLS := gcc:gcc python3:python3 swaks:swaks,libnet-ssleay-perl,libio-socket-ssl
 # Python modules the tests import from Debian's python3 (/usr/bin/python3,
 # not a python3 of a user's own), as module:debian-packages: independent
 # implementations that ours must agree with.
-PYMODS := SRS:python3-srs
+PYMODS := SRS:python3-srs dkim:python3-dkim nacl:python3-nacl
 
 DEMO_DATA := ./.demo-data
 DEMO_STATE := examples/ma-societe.yaml
