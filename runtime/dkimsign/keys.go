@@ -20,8 +20,12 @@
 //
 // Signing reads the message twice (Sign) or once (Signatures), never
 // holding more than its header in memory. The package keeps no state
-// between calls; what to sign, when to rotate and publishing the records
-// in DNS are its caller's business.
+// between calls: the keys are read from disk by Ensure or Load, and a
+// caller keeps the Keys it signs with. Ensure, Rotate and Remove of one
+// domain are meant for one owner (the mail reconciler): two processes
+// making the same domain's keys at once could each sign with a key the
+// other replaced. What to sign, when to rotate and publishing the records
+// in DNS are the caller's business.
 package dkimsign
 
 import (
@@ -108,7 +112,7 @@ func (k Keys) Records() ([]TXT, error) {
 			return nil, fmt.Errorf("dkim record of %s: %w", key.Selector, err)
 		}
 		if key.Algorithm == Ed25519 {
-			// RFC 8463 section 4.2: the raw 32-byte key, not SubjectPublicKeyInfo.
+			// RFC 8463: the raw 32-byte key, not a SubjectPublicKeyInfo.
 			pub = key.Signer.Public().(ed25519.PublicKey)
 		}
 		text := "v=DKIM1; k=" + key.Algorithm + "; p=" + base64.StdEncoding.EncodeToString(pub)

@@ -9,7 +9,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 )
 
-// SignedFields are the header fields signed, From twice: the second,
+// signedFields are the header fields signed, From twice: the second,
 // absent, From in h= makes a From added in transit break the signature
 // (RFC 6376 section 8.15). A listed field the message lacks is signed as
 // absent, so that adding it breaks the signature too.
@@ -22,7 +22,9 @@ var signedFields = []string{
 // Signatures reads a whole message and returns the two DKIM-Signature
 // header fields (ed25519, then RSA; each ending in CRLF) to put before it.
 // Both signatures are computed in the one read: the message goes by in
-// pieces, and only its header is held in memory.
+// pieces to go-msgauth's two signers, each of which keeps a copy of the
+// header (not of the body) until it is done. The header's size is not
+// bounded here: the caller's message size limit bounds it.
 func Signatures(msg io.Reader, k Keys) (string, error) {
 	if k.Ed25519.Signer == nil || k.RSA.Signer == nil {
 		return "", errors.New("dkim sign: no keys")
