@@ -11,12 +11,13 @@
 //
 // The file's name is the selector: "mf", the UTC date the key was made
 // (YYYYMMDD), then "e" for ed25519 or "r" for RSA. The keys of one date are
-// a pair; the newest complete pair signs. A rotation (Rotate) adds the pair
-// of a later date; the older pairs stay on disk and in Records, so that
-// mail signed before the rotation still verifies while it is in transit
-// and the new records can be published before they are used, until the
-// caller removes them (Remove). One rotation a day at most: the date is the
-// whole selector.
+// a pair; the newest complete pair signs. A rotation (Rotate) adds the
+// pair of a later date, which signs from then on: its caller publishes the
+// new records (in Records as soon as Rotate returns) before it hands the
+// new Keys to the signer. The older pairs stay on disk and in Records, so
+// that mail signed before the rotation still verifies while it is in
+// transit, until the caller removes them (Remove). One rotation a day at
+// most: the date is the whole selector.
 //
 // Signing reads the message twice (Sign) or once (Signatures), never
 // holding more than its header in memory. The package keeps no state
