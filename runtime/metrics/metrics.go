@@ -50,7 +50,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -257,10 +256,14 @@ func (m *Metrics) Reply(service string, code int) {
 	}
 	class := "other"
 	if code >= 200 && code < 600 {
-		class = strconv.Itoa(code/100) + "xx"
+		class = replyClasses[code/100-2]
 	}
 	m.smtpReplies.WithLabelValues(service, class).Inc()
 }
+
+// replyClasses are the class labels of codes 2xx to 5xx, made once: Reply
+// is called for every reply and builds no string.
+var replyClasses = [...]string{"2xx", "3xx", "4xx", "5xx"}
 
 // Delivery records what became of a message an SMTP server received
 // whole (result: delivered, duplicate, refused, failed).

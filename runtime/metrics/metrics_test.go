@@ -258,3 +258,22 @@ func TestRegisterTwice(t *testing.T) {
 		t.Error("New without a registry: no error")
 	}
 }
+
+// The hooks the servers call per connection and per reply allocate
+// nothing once their series exists.
+func TestHooksDoNotAllocate(t *testing.T) {
+	m := newMetrics(t)
+	hooks := map[string]func(){
+		"Reply":    func() { m.Reply("mx", 250) },
+		"Session":  func() { m.Session("mx") },
+		"Refused":  func() { m.Refused("mx", connlimit.TooMany) },
+		"Delivery": func() { m.Delivery("mx", smtpd.DeliveryDelivered) },
+		"Login":    func() { m.Login("smtp", "ok") },
+	}
+	for name, f := range hooks {
+		f()
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s: %v allocations per call, want 0", name, n)
+		}
+	}
+}
