@@ -103,7 +103,8 @@ func Sign(w io.Writer, msg io.ReadSeeker, k Keys) error {
 }
 
 // crlfWriter passes on what it is given with a CR put before each bare LF.
-// (runtime/smtpd has its own, unexported, for the spool.)
+// runtime/smtpd has its own (crlf, crlfWriter), unexported, for the spool:
+// a server package, which this library must not import.
 type crlfWriter struct {
 	w      io.Writer
 	lastCR bool // the last byte written ended in CR
@@ -117,6 +118,7 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
 			c.buf = append(c.buf, rest...)
+			c.lastCR = rest[len(rest)-1] == '\r'
 			break
 		}
 		c.buf = append(c.buf, rest[:i]...)
@@ -124,10 +126,9 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 			c.buf = append(c.buf, '\r')
 		}
 		c.buf = append(c.buf, '\n')
+		// Only the LF right after the previous piece's CR is paired with it.
+		c.lastCR = false
 		rest = rest[i+1:]
-	}
-	if len(p) > 0 {
-		c.lastCR = p[len(p)-1] == '\r'
 	}
 	if _, err := c.w.Write(c.buf); err != nil {
 		return 0, err

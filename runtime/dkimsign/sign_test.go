@@ -324,6 +324,7 @@ func TestCRLFWriter(t *testing.T) {
 		{[]string{"a\nb\r\nc"}, "a\r\nb\r\nc"},
 		{[]string{"a\r", "\nb\n"}, "a\r\nb\r\n"},
 		{[]string{"\n", "\n"}, "\r\n\r\n"},
+		{[]string{"a\r", "\n\nb"}, "a\r\n\r\nb"},
 		{[]string{"a\r", "b\n"}, "a\rb\r\n"},
 		{[]string{"", "x"}, "x"},
 	} {
