@@ -5,42 +5,13 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/emersion/go-sasl"
 
 	"mailfountain.dev/mailfountain/runtime/connlimit"
+	"mailfountain.dev/mailfountain/runtime/metrics/metricstest"
 )
-
-// countingMetrics counts the calls of the Metrics hooks, each by its
-// arguments ("reply mx 2xx").
-type countingMetrics struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (m *countingMetrics) add(format string, args ...any) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.n == nil {
-		m.n = map[string]int{}
-	}
-	m.n[fmt.Sprintf(format, args...)]++
-}
-
-func (m *countingMetrics) Session(service string)         { m.add("session %s", service) }
-func (m *countingMetrics) Refused(service, reason string) { m.add("refused %s %s", service, reason) }
-func (m *countingMetrics) Reply(service string, code int) {
-	m.add("reply %s %dxx", service, code/100)
-}
-func (m *countingMetrics) Delivery(service, result string) { m.add("delivery %s %s", service, result) }
-
-func (m *countingMetrics) counts() map[string]int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return maps.Clone(m.n)
-}
 
 func format(n map[string]int) string {
 	var lines []string
@@ -149,7 +120,7 @@ func TestMetrics(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m := &countingMetrics{}
+			m := &metricstest.Counts{}
 			e := newEnv(t, func(c *Config) {
 				c.Metrics = m
 				if tt.edit != nil {
@@ -160,7 +131,7 @@ func TestMetrics(t *testing.T) {
 			// Serve returns once every connection is over: every hook
 			// has been called.
 			e.stop()
-			if got, want := format(m.counts()), format(tt.want); got != want {
+			if got, want := format(m.Counts()), format(tt.want); got != want {
 				t.Errorf("metrics:\n got %s\nwant %s", got, want)
 			}
 		})

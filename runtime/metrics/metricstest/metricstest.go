@@ -1,0 +1,39 @@
+// Package metricstest is a stand-in for *metrics.Metrics in the servers'
+// tests: it counts the calls of their Metrics hooks.
+package metricstest
+
+import (
+	"fmt"
+	"maps"
+	"sync"
+)
+
+// Counts counts the calls of the hooks by their arguments: "session mx",
+// "refused pop3 <reason>", "reply mx 2xx", "delivery mx delivered",
+// "login smtp ok". Its zero value is ready; it is safe for concurrent use.
+type Counts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (m *Counts) add(format string, args ...any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == nil {
+		m.n = map[string]int{}
+	}
+	m.n[fmt.Sprintf(format, args...)]++
+}
+
+func (m *Counts) Session(service string)          { m.add("session %s", service) }
+func (m *Counts) Refused(service, reason string)  { m.add("refused %s %s", service, reason) }
+func (m *Counts) Reply(service string, code int)  { m.add("reply %s %dxx", service, code/100) }
+func (m *Counts) Delivery(service, result string) { m.add("delivery %s %s", service, result) }
+func (m *Counts) Login(protocol, result string)   { m.add("login %s %s", protocol, result) }
+
+// Counts returns a copy of the counts so far.
+func (m *Counts) Counts() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.n)
+}
