@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 
-	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
@@ -36,7 +35,6 @@ type backend interface {
 	Archives(ctx context.Context) ([]applier.ArchiveInfo, error)
 	RestoreArchive(ctx context.Context, name string) (*applier.ArchiveInfo, error)
 	PurgeArchive(ctx context.Context, name string) (*applier.ArchiveInfo, error)
-	Unapplied(ctx context.Context) (int, []reconcilers.UnappliedField, error)
 	Close() error
 }
 
@@ -61,12 +59,18 @@ func (c *cli) open(ctx context.Context, mustExist bool) (backend, error) {
 			return nil, fmt.Errorf("no data directory %s: nothing was applied there (--data DIR or MAILFOUNTAIN_DATA)", c.dataDir)
 		}
 	}
-	// Warnings and errors of the applier go to stderr; its progress is
-	// what mfapply prints itself.
-	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := applier.Open(ctx, c.dataDir, logger)
+	a, err := c.openHere(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// openHere opens the data directory in this process, whether or not a
+// daemon serves it.
+func (c *cli) openHere(ctx context.Context) (*applier.Applier, error) {
+	// Warnings and errors of the applier go to stderr; its progress is
+	// what mfapply prints itself.
+	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return applier.Open(ctx, c.dataDir, logger)
 }

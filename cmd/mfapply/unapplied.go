@@ -51,12 +51,14 @@ func unappliedList(us []reconcilers.UnappliedField) []unappliedJSON {
 func (c *cli) statusWithoutDaemon(ctx context.Context) int {
 	n, us := 0, []reconcilers.UnappliedField{}
 	if _, err := os.Stat(c.dataDir); err == nil {
-		b, err := c.open(ctx, true)
+		// Read the data directory here: the daemon serves no route for
+		// this (its status carries the same fields).
+		a, err := c.openHere(ctx)
 		if err != nil {
 			return c.fail("status", err)
 		}
-		defer b.Close()
-		if n, us, err = b.Unapplied(ctx); err != nil {
+		defer a.Close()
+		if n, us, err = a.Unapplied(ctx); err != nil {
 			return c.fail("status", err)
 		}
 	}

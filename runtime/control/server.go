@@ -215,7 +215,6 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+pathArchives, s.archives)
 	mux.HandleFunc("POST "+pathArchiveRestore, s.restoreArchive)
 	mux.HandleFunc("POST "+pathArchivePurge, s.purgeArchive)
-	mux.HandleFunc("GET "+pathUnapplied, s.unapplied)
 	return s.guard(mux)
 }
 
