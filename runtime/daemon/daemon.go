@@ -230,7 +230,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	d.convergeServers(ctx)
+	v, st, err := d.latest(ctx)
+	d.convergeServers(ctx, v, st, err)
 
 	cctx, cancel := context.WithCancel(ctx)
 	g := startGroup(cctx, d.components)
@@ -282,15 +283,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-d.reload:
 			d.apply(ctx, true, "reload")
 		case <-resync:
-			d.resync(ctx, false)
-			d.convergeServers(ctx)
+			v, st, err := d.resync(ctx, false)
+			d.convergeServers(ctx, v, st, err)
 		case names := <-triggered:
 			d.resyncTriggered(ctx, names)
 		case <-recorded:
 			// A version recorded by the daemon or through the control
 			// socket (mfapply apply, rollback).
-			d.versionRecorded(ctx)
-			d.convergeServers(ctx)
+			v, st, err := d.versionRecorded(ctx)
+			d.convergeServers(ctx, v, st, err)
 		}
 	}
 }
@@ -428,15 +429,16 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 
 // resync re-applies the latest version. The applier logs what it
 // corrected; the daemon logs its status when something changed or failed,
-// or always if asked.
-func (d *Daemon) resync(ctx context.Context, logAlways bool) {
+// or always if asked. It returns the latest version and its state, as
+// latest does.
+func (d *Daemon) resync(ctx context.Context, logAlways bool) (*store.Version, *schema.State, error) {
 	res, err := d.app.Resync(context.WithoutCancel(ctx))
-	d.currentVersion(ctx)
+	v, st, lerr := d.latest(ctx)
 	if res != nil {
 		d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
-		for _, st := range res.Statuses {
-			if st.State == reconcilers.StateChanged {
-				d.cfg.Metrics.DriftCorrected(st.Reconciler, st.Changes)
+		for _, rs := range res.Statuses {
+			if rs.State == reconcilers.StateChanged {
+				d.cfg.Metrics.DriftCorrected(rs.Reconciler, rs.Changes)
 			}
 		}
 	}
@@ -446,18 +448,37 @@ func (d *Daemon) resync(ctx context.Context, logAlways bool) {
 	if logAlways || err != nil || res.Changed {
 		d.logStatus()
 	}
+	return v, st, lerr
 }
 
 // currentVersion reads the latest version number and records it in the
 // status, with the fields of its document that nothing applies yet.
 func (d *Daemon) currentVersion(ctx context.Context) int {
-	n, unapplied, err := d.app.Unapplied(ctx)
+	v, _, err := d.latest(ctx)
 	if err != nil {
-		d.log.Warn("read the latest version", "err", err)
 		return d.Status().Version
 	}
+	if v == nil {
+		return 0
+	}
+	return v.N
+}
+
+// latest reads the latest version and its state (nils when nothing was
+// applied yet) and records in the status what currentVersion does, so
+// that one read serves the status and the servers.
+func (d *Daemon) latest(ctx context.Context) (*store.Version, *schema.State, error) {
+	v, st, err := d.app.LatestState(ctx)
+	if err != nil {
+		d.log.Warn("read the latest version", "err", err)
+		return nil, nil, err
+	}
+	n, unapplied := 0, []reconcilers.UnappliedField(nil)
+	if v != nil {
+		n, unapplied = v.N, reconcilers.Unapplied(nil, st)
+	}
 	d.setStatus(func(s *Status) { s.Version, s.Unapplied = n, unapplied })
-	return n
+	return v, st, nil
 }
 
 func (d *Daemon) setPending(errs []string) {

@@ -9,6 +9,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/schema"
 )
 
 // MetaHeld is the store meta key holding the hash of the state files the
@@ -118,20 +119,13 @@ func (d *Daemon) unhold(ctx context.Context) {
 
 // versionRecorded follows a version recorded by anyone (mfapply through
 // the control socket too): when it is the held state, a person applied
-// the held files, and the hold clears.
-func (d *Daemon) versionRecorded(ctx context.Context) {
+// the held files, and the hold clears. It returns the latest version and
+// its state, as latest does.
+func (d *Daemon) versionRecorded(ctx context.Context) (*store.Version, *schema.State, error) {
 	h := d.Status().Held
-	v, err := d.app.Store().LatestVersionHead(ctx)
-	if err != nil {
-		d.log.Warn("read the latest version", "err", err)
-		return
-	}
-	if v == nil {
-		return
-	}
-	d.currentVersion(ctx) // the version, and the fields of it not applied
-	if h == nil || v.StateHash != h.StateHash {
-		return
+	v, st, err := d.latest(ctx) // the version, and the fields of it not applied
+	if err != nil || v == nil || h == nil || v.StateHash != h.StateHash {
+		return v, st, err
 	}
 	// The files are applied: a restart must not take them for an edit.
 	if err := d.app.Store().SetMeta(context.WithoutCancel(ctx), MetaSourcesHash, h.SourcesHash); err != nil {
@@ -145,4 +139,5 @@ func (d *Daemon) versionRecorded(ctx context.Context) {
 	})
 	d.log.Info("held state files applied by a person; hold cleared", "version", v.N, "origin", v.Origin, slog.String("path", d.target.path))
 	d.logStatus()
+	return v, st, nil
 }

@@ -3,7 +3,9 @@ package daemon
 import (
 	"context"
 
+	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/runtime/supervisor"
+	"mailfountain.dev/mailfountain/schema"
 )
 
 // served is the version the daemon's servers were last converged on.
@@ -16,13 +18,13 @@ type served struct {
 
 // convergeServers makes the servers follow the latest applied version:
 // after an apply or rollback, whoever asked for it, and at a resync, which
-// also tries again what failed to start (a port in use).
-func (d *Daemon) convergeServers(ctx context.Context) {
+// also tries again what failed to start (a port in use). v, st and err
+// are the caller's read of the latest version (latest).
+func (d *Daemon) convergeServers(ctx context.Context, v *store.Version, st *schema.State, err error) {
 	sup := d.cfg.Servers
 	if sup == nil {
 		return
 	}
-	v, st, err := d.app.LatestState(ctx)
 	if err != nil {
 		d.log.Error("servers: read the latest version", "err", err)
 		return
