@@ -101,10 +101,7 @@ func (c *cli) archiveList(ctx context.Context) int {
 		return c.fail("archive list", err)
 	}
 	if c.json {
-		if as == nil {
-			as = []applier.ArchiveInfo{}
-		}
-		return c.printJSON(as)
+		return c.printJSON(nonNil(as))
 	}
 	if len(as) == 0 {
 		fmt.Fprintln(c.stdout, "no archives: no removed account left mail")

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
-	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
@@ -323,10 +322,7 @@ func (c *cli) diff(ctx context.Context, args []string) int {
 	if c.json {
 		out := make([]changeJSON, len(cs))
 		for i, ch := range cs {
-			out[i] = changeJSON{Op: ch.Op, Kind: ch.Kind, Name: ch.Name, Changed: ch.Changed}
-			if out[i].Changed == nil {
-				out[i].Changed = []string{}
-			}
+			out[i] = changeJSON{Op: ch.Op, Kind: ch.Kind, Name: ch.Name, Changed: nonNil(ch.Changed)}
 		}
 		return c.printJSON(out)
 	}
@@ -495,11 +491,7 @@ func planJSON(p *applier.Plan, saved string) planOutput {
 	out := planOutput{Changes: hasChanges(p), BaseVersion: p.BaseVersion, StateHash: p.StateHash, NewVersion: p.NewVersion, Steps: []stepJSON{}, Unapplied: unappliedList(p.Unapplied), Saved: saved, Warnings: warnings(p.State), Archive: archivePlanJSON(p)}
 	if p.Engine != nil {
 		for _, s := range p.Engine.Steps {
-			st := stepJSON{Reconciler: s.Reconciler, Fingerprint: s.Fingerprint, Changes: s.Changes}
-			if st.Changes == nil {
-				st.Changes = []reconcilers.Change{}
-			}
-			out.Steps = append(out.Steps, st)
+			out.Steps = append(out.Steps, stepJSON{Reconciler: s.Reconciler, Fingerprint: s.Fingerprint, Changes: nonNil(s.Changes)})
 		}
 	}
 	return out
@@ -537,10 +529,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		return c.fail("status accounts", err)
 	}
 	if c.json {
-		if as == nil {
-			as = []accountstatus.Account{}
-		}
-		return c.printJSON(as)
+		return c.printJSON(nonNil(as))
 	}
 	if len(as) == 0 {
 		fmt.Fprintln(c.stdout, "no accounts")

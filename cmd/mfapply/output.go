@@ -102,6 +102,15 @@ func (c *cli) printResult(res *applier.Result) {
 	}
 }
 
+// nonNil is xs, or an empty list for nil: --json shows [] rather than
+// null.
+func nonNil[T any](xs []T) []T {
+	if xs == nil {
+		return []T{}
+	}
+	return xs
+}
+
 // printJSON writes v as indented JSON to stdout.
 func (c *cli) printJSON(v any) int {
 	b, err := json.MarshalIndent(v, "", "  ")

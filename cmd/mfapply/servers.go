@@ -25,10 +25,7 @@ func (c *cli) statusServers(ctx context.Context) int {
 		return c.fail("status servers", err)
 	}
 	if c.json {
-		if ss == nil {
-			ss = []supervisor.ServerStatus{}
-		}
-		return c.printJSON(ss)
+		return c.printJSON(nonNil(ss))
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVER\tENDPOINT\tSTATE\tADDRESS\tDETAIL")

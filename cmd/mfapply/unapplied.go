@@ -65,14 +65,11 @@ func (c *cli) statusWithoutDaemon(ctx context.Context) int {
 	if c.json {
 		// The keys of the daemon's status (daemon.Status) that an
 		// applier alone knows.
-		if us == nil {
-			us = []reconcilers.UnappliedField{}
-		}
 		return c.printJSON(struct {
 			Running   bool                         `json:"running"`
 			Version   int                          `json:"version"`
 			Unapplied []reconcilers.UnappliedField `json:"unapplied"`
-		}{false, n, us})
+		}{false, n, nonNil(us)})
 	}
 	fmt.Fprintf(c.stdout, "mailfountaind does not run on %s: nothing watches the state files, nothing is held\n", c.dataDir)
 	if n == 0 {

@@ -10,11 +10,7 @@ import (
 // warnings returns st's warnings, an empty list rather than none, for
 // --json.
 func warnings(st *schema.State) []string {
-	ws := st.Warnings()
-	if ws == nil {
-		ws = []string{}
-	}
-	return ws
+	return nonNil(st.Warnings())
 }
 
 // warn prints st's warnings on stderr: they change no exit status.
