@@ -117,18 +117,7 @@ func TestDaemonSettlesABurst(t *testing.T) {
 			saveInPlace(t, state, doc("a.example", "bob", fmt.Sprintf("user%d", i)))
 		}
 	}
-	vs := waitVersions(t, r, 2)
-	time.Sleep(3 * testDebounce) // a second apply would come by now
-	if n := r.logs.count("trigger=changed"); n != 1 {
-		t.Errorf("the burst was applied %d times, want once:\n%s", n, r.logs)
-	}
-	v, err := r.app.Show(context.Background(), vs[1].N)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(v.Sources[0].Data), "user4") {
-		t.Errorf("version 2 is not the last save of the burst:\n%s", v.Sources[0].Data)
-	}
+	burstAppliedOnce(t, r, "user4")
 }
 
 func TestQuiet(t *testing.T) {
