@@ -5,23 +5,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"mailfountain.dev/mailfountain/runtime/daemon"
 	"mailfountain.dev/mailfountain/runtime/metrics"
+	"mailfountain.dev/mailfountain/runtime/supervisor"
 )
-
-// metricsOff says whether --metrics leaves the metrics unserved.
-func metricsOff(addr string) bool { return addr == "" || strings.EqualFold(addr, "off") }
 
 // metricsServer listens on addr (--metrics) and returns the metrics the
 // servers and the daemon report to, with the component that serves them
 // and a function that closes the listener if it is never served. Without
 // --metrics nothing listens, and the metrics are nil: they record nothing.
 func metricsServer(ctx context.Context, addr string, logger *slog.Logger) (*metrics.Metrics, daemon.Component, func(), error) {
-	if metricsOff(addr) {
+	if supervisor.IsOff(addr) { // like the listen flags
 		return nil, nil, func() {}, nil
 	}
 	m, err := metrics.New(prometheus.NewRegistry(), logger.With("component", "metrics"))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 
 	"mailfountain.dev/mailfountain/runtime/applier"
@@ -53,7 +52,7 @@ func (l *listeners) register(fs *flag.FlagSet) {
 	}
 }
 
-func (l *listener) off() bool { return l.addr == "" || strings.EqualFold(l.addr, supervisor.Off) }
+func (l *listener) off() bool { return supervisor.IsOff(l.addr) }
 
 // overrides are the listen flags as the supervisor takes them: they
 // override the addresses the servers' rules give.

@@ -90,6 +90,9 @@ type Instance interface {
 // Off is the listen address that turns an endpoint off.
 const Off = "off"
 
+// IsOff says whether addr turns an endpoint off: Off, in any case, or "".
+func IsOff(addr string) bool { return addr == "" || strings.EqualFold(addr, Off) }
+
 // Config is how a Supervisor runs.
 type Config struct {
 	// Listen overrides the addresses of endpoints, by name (the listen
@@ -238,7 +241,7 @@ func (s *Supervisor) convergeKind(ctx context.Context, ks *kindState, st *schema
 				ep.Addr = a
 			}
 			order = append(order, ep.Name)
-			if ep.Addr == "" || strings.EqualFold(ep.Addr, Off) {
+			if IsOff(ep.Addr) {
 				offEps[ep.Name] = "turned off by --" + ep.Name
 				continue
 			}
