@@ -65,21 +65,6 @@ type Config struct {
 	Retry Backoff
 }
 
-// NewEngine returns an engine over rs, in the given order where their
-// facts allow. It panics where Build fails: it is for reconcilers whose
-// relations a test or the code fixes.
-func NewEngine(logger *slog.Logger, rs ...Reconciler) *Engine {
-	specs := make([]Spec, len(rs))
-	for i, r := range rs {
-		specs[i] = Spec{Reconciler: r}
-	}
-	e, err := Build(Config{Logger: logger}, specs...)
-	if err != nil {
-		panic(err)
-	}
-	return e
-}
-
 // Build returns an engine over specs. The apply order is derived from
 // each spec's After and from the facts the reconcilers read and publish:
 // a reconciler applies after those it depends on, and otherwise in the

@@ -109,7 +109,7 @@ func engineOf(fs []*fake) *reconcilers.Engine {
 	for i, f := range fs {
 		rs[i] = f
 	}
-	return reconcilers.NewEngine(nil, rs...)
+	return reconcilers.NewEngine(rs...)
 }
 
 func states(ss []reconcilers.Status) []string {
@@ -357,7 +357,7 @@ func TestEngineRestoresTheDirectory(t *testing.T) {
 	defer st.Close()
 	j := &journal{}
 	later := &fake{name: "later", j: j, live: "", failOn: "v2"}
-	e := reconcilers.NewEngine(nil, accounts.New(st, nil), later)
+	e := reconcilers.NewEngine(accounts.New(st, nil), later)
 
 	domain := func(version string, ids ...string) *schema.State {
 		s := doc(version)

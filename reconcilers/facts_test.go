@@ -182,7 +182,7 @@ func TestFactMovedDuringApplyReplansAReaderInSync(t *testing.T) {
 	j := &journal{}
 	net := &lease{j: j, addr: "192.0.2.1", offer: "192.0.2.9"}
 	dns := &zone{j: j, record: "192.0.2.1"}
-	e := reconcilers.NewEngine(nil, net, dns)
+	e := reconcilers.NewEngine(net, dns)
 	p, err := e.Plan(ctx, doc("v2"))
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestFactInReadersFingerprint(t *testing.T) {
 	j := &journal{}
 	net := &lease{j: j, addr: "192.0.2.1", hidden: true}
 	dns := &zone{j: j, record: "192.0.2.1"}
-	e := reconcilers.NewEngine(nil, net, dns)
+	e := reconcilers.NewEngine(net, dns)
 	before, err := e.Plan(ctx, doc("v2"))
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +250,7 @@ func (s *sneak) Reads() []reconcilers.FactKey { return nil }
 
 func TestFactReadUndeclared(t *testing.T) {
 	j := &journal{}
-	e := reconcilers.NewEngine(nil, &lease{j: j, addr: "192.0.2.1"}, &sneak{zone{j: j}})
+	e := reconcilers.NewEngine(&lease{j: j, addr: "192.0.2.1"}, &sneak{zone{j: j}})
 	if _, err := e.Plan(context.Background(), doc("v1")); err == nil || !strings.Contains(err.Error(), "read fact test-address") {
 		t.Fatalf("plan of an undeclared read: %v", err)
 	}
@@ -468,7 +468,7 @@ func TestPlanOnly(t *testing.T) {
 	mail := &fake{name: "mail", j: j, live: "v1"}
 	net := &lease{j: j, addr: "192.0.2.1", offer: "192.0.2.1"}
 	dns := &zone{j: j, record: "192.0.2.5"} // drifted
-	e := reconcilers.NewEngine(nil, net, dns, mail)
+	e := reconcilers.NewEngine(net, dns, mail)
 	if got, err := e.Dependents([]string{"net"}); err != nil || !slices.Equal(got, []string{"net", "dns"}) {
 		t.Fatalf("Dependents(net) = %q, %v", got, err)
 	}

@@ -44,7 +44,7 @@ func TestTriggers(t *testing.T) {
 	dns := &zone{j: j}
 	cert := &expiring{fake: fake{name: "mail", j: j, live: "v1"}, after: time.Hour}
 	other := &fake{name: "accounts", j: j, live: "v1"}
-	e := reconcilers.NewEngine(nil, other, net, dns, cert)
+	e := reconcilers.NewEngine(other, net, dns, cert)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	// A wide window: a loaded machine must not split a burst.

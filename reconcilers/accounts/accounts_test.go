@@ -31,6 +31,16 @@ func openStore(t testing.TB) *store.Store {
 	return st
 }
 
+// engine is an engine over r alone.
+func engine(t testing.TB, r *Reconciler) *reconcilers.Engine {
+	t.Helper()
+	e, err := reconcilers.Build(reconcilers.Config{}, reconcilers.Spec{Reconciler: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // company is the manual's company as Load would give it (defaults filled,
 // abuse and postmaster added).
 func company() *schema.State {
@@ -276,7 +286,7 @@ func TestSameDocumentTwice(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	r := New(st, nil)
-	e := reconcilers.NewEngine(nil, r)
+	e := engine(t, r)
 	p, err := e.Plan(ctx, company())
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"testing"
 
-	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
 )
@@ -112,7 +111,7 @@ func TestObservationForgotten(t *testing.T) {
 	if _, lines := plan(t, r, company()); len(lines) != 0 {
 		t.Fatalf("the kept observation changed by itself: %q", lines)
 	}
-	reconcilers.NewEngine(nil, r).Forget()
+	engine(t, r).Forget()
 	if _, lines := plan(t, r, company()); len(lines) != 1 || lines[0] != "~ account rene.ricard@ma-societe.fr (name)" {
 		t.Fatalf("after Forget: %q", lines)
 	}
