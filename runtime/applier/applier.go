@@ -216,7 +216,7 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 		// version's document (from nothing, on the first apply).
 		var old *schema.State
 		if latest != nil {
-			if _, old, err = a.latest(ctx); err != nil {
+			if _, old, err = a.stateOf(ctx, latest); err != nil {
 				return nil, fmt.Errorf("plan: %w", err)
 			}
 		}

@@ -99,15 +99,20 @@ func (d *documents) remember(n int, hash string, st *schema.State) {
 	d.good = &goodState{n: n, hash: hash, state: st}
 }
 
-// latest returns the head of the latest version (without its documents)
-// and its state, or nils when there is none: the state from memory when it
-// is that of the version this applier last recorded or read, else read
-// from the store.
+// latest returns the latest version and its state, or nils when there is
+// none: the version's head (without its documents) and the state from
+// memory when it is that of the version this applier last recorded or
+// read, else the version and its state read from the store.
 func (a *Applier) latest(ctx context.Context) (*store.Version, *schema.State, error) {
 	head, err := a.store.LatestVersionHead(ctx)
 	if err != nil || head == nil {
 		return nil, nil, err
 	}
+	return a.stateOf(ctx, head)
+}
+
+// stateOf is latest for the version whose head is head.
+func (a *Applier) stateOf(ctx context.Context, head *store.Version) (*store.Version, *schema.State, error) {
 	a.docs.mu.Lock()
 	good := a.docs.good
 	a.docs.mu.Unlock()
