@@ -192,11 +192,11 @@ func (a *Applier) archivePlan(st *schema.State, ep *reconcilers.Plan) (*ArchiveP
 			if !ok || mailboxExists(a.store, acc) {
 				continue
 			}
-			u, err := maildir.MailboxUsage(arch.Path)
+			info, err := archiveInfo(arch)
 			if err != nil {
-				return nil, fmt.Errorf("what the archive %s holds: %w", arch.Name, err)
+				return nil, err
 			}
-			ap.Restored = append(ap.Restored, MailboxSummary{Account: acc[1] + "@" + acc[0], Messages: u.Messages, Bytes: u.Bytes, Archive: arch.Name})
+			ap.Restored = append(ap.Restored, MailboxSummary{Account: info.Account, Messages: info.Messages, Bytes: info.Bytes, Archive: info.Name})
 		}
 	}
 	return ap, nil
