@@ -2,7 +2,6 @@ package reconcilers
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"time"
 )
@@ -15,7 +14,6 @@ import (
 type Triggers struct {
 	e        *Engine
 	coalesce time.Duration
-	log      *slog.Logger
 	out      chan []string
 	poke     chan struct{} // capacity 1: a Watcher's event
 
@@ -29,7 +27,6 @@ func (e *Engine) Triggers(coalesce time.Duration) *Triggers {
 	return &Triggers{
 		e:        e,
 		coalesce: coalesce,
-		log:      e.logger,
 		out:      make(chan []string),
 		poke:     make(chan struct{}, 1),
 		pending:  map[string]bool{},
@@ -66,7 +63,7 @@ func (t *Triggers) Run(ctx context.Context) {
 			if ctx.Err() == nil {
 				// Its events are lost until the daemon restarts; the
 				// periodic resync still corrects what they would have.
-				t.log.Error("a reconciler's watch stopped", "reconciler", name, "err", err)
+				t.e.logger.Error("a reconciler's watch stopped", "reconciler", name, "err", err)
 			}
 		})
 	}
@@ -135,7 +132,7 @@ func (t *Triggers) take() []string {
 		if _, ok := t.e.index[n]; ok {
 			names = append(names, n)
 		} else {
-			t.log.Error("a trigger for no such reconciler", "reconciler", n)
+			t.e.logger.Error("a trigger for no such reconciler", "reconciler", n)
 		}
 	}
 	clear(t.pending)
