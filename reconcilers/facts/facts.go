@@ -5,8 +5,9 @@
 // moves during an apply.
 //
 // No reconciler publishes these yet: the network, DNS and DHCP
-// reconcilers that will are to come (issue 9). A key is added here with
-// its type and publisher when a reconciler first publishes it.
+// reconcilers that will are to come (issue 9). Each key names its type
+// and its publisher to be; a reconciler can read it only once that
+// publisher publishes it (the engine refuses a fact with no publisher).
 package facts
 
 import (
