@@ -118,20 +118,6 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 	for _, f := range opts {
 		f(&o)
 	}
-	return openWith(ctx, dataDir, logger, o)
-}
-
-// open is Open with extra reconcilers after the built-in ones; tests use
-// it to make an apply fail.
-func open(ctx context.Context, dataDir string, logger *slog.Logger, extra ...reconcilers.Reconciler) (*Applier, error) {
-	var o options
-	for _, r := range extra {
-		o.extra = append(o.extra, reconcilers.Spec{Reconciler: r})
-	}
-	return openWith(ctx, dataDir, logger, o)
-}
-
-func openWith(ctx context.Context, dataDir string, logger *slog.Logger, o options) (*Applier, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -60,7 +60,11 @@ func sources(doc string) []schema.Source {
 
 func openTest(t *testing.T, dir string, extra ...reconcilers.Reconciler) *Applier {
 	t.Helper()
-	a, err := open(context.Background(), dir, nil, extra...)
+	specs := make([]reconcilers.Spec, len(extra))
+	for i, r := range extra {
+		specs[i] = reconcilers.Spec{Reconciler: r}
+	}
+	a, err := Open(context.Background(), dir, nil, WithReconcilers(specs...))
 	if err != nil {
 		t.Fatalf("open %s: %v", dir, err)
 	}
