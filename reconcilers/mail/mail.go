@@ -98,7 +98,8 @@ type live struct {
 func (l *live) Fingerprint() string { return l.encoded }
 
 // ExpiryWarning is how long before its certificate expires the reconciler
-// starts warning, once a day, that it must be renewed.
+// starts warning that it must be renewed: at every observation (each plan,
+// apply and resync), and at least daily through RequeueAfter.
 const ExpiryWarning = 14 * 24 * time.Hour
 
 // Observe reads the settings in the store, and when the certificate they
