@@ -357,7 +357,7 @@ type ArchivedMailbox struct {
 // ArchivePath is where the mailbox of account id of domain goes when the
 // account is removed at a given time: DATA/archive/<domain>/<id>-<UTC time>.
 func (s *Store) ArchivePath(domain, id string, at time.Time) string {
-	return filepath.Join(s.dir, "archive", domain, id+"-"+at.UTC().Format("20060102T150405Z"))
+	return filepath.Join(s.archiveDir(), domain, id+"-"+at.UTC().Format(archiveStamp))
 }
 
 // UpdateDirectory runs fn in one write transaction and commits what it
