@@ -41,16 +41,14 @@ type part struct {
 	node  *yaml.Node // the domain's node; the document node of the rest
 	json  []byte     // a domain's value as the converter encodes it for CUE
 	nodes int        // YAML nodes under node
-	used  uint64
+	stamp
 }
 
-// validated is a domain, or the sections other than the domains, that
-// passed the schema.
+// validated is a domain that passed the schema.
 type validated struct {
 	domain  *Domain // as decoded, before the required accounts are added
-	top     *State  // the sections other than domains
 	rulesOK bool    // the domain's own rules (names, references, hashes) passed
-	used    uint64
+	stamp
 }
 
 // NewCache returns an empty cache.
@@ -84,14 +82,28 @@ func (c *Cache) Load(srcs []Source) (*State, error) {
 func (c *Cache) sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, p := range c.parts {
-		if p.used+1 < c.loads {
-			delete(c.parts, k)
-		}
-	}
-	for k, v := range c.valid {
-		if v.used+1 < c.loads {
-			delete(c.valid, k)
+	forgetStale(c.parts, c.loads)
+	forgetStale(c.valid, c.loads)
+}
+
+// stamp is the last load that used an entry of the cache.
+type stamp struct{ used uint64 }
+
+func (s *stamp) mark(load uint64) { s.used = load }
+
+// stale reports whether neither load nor the one before used the entry.
+func (s *stamp) stale(load uint64) bool { return s.used+1 < load }
+
+// entry is what a Cache keeps: a *part or a *validated.
+type entry interface {
+	mark(load uint64)
+	stale(load uint64) bool
+}
+
+func forgetStale[E entry](m map[[32]byte]E, load uint64) {
+	for k, e := range m {
+		if e.stale(load) {
+			delete(m, k)
 		}
 	}
 }
@@ -110,38 +122,23 @@ type loadCache struct {
 	keys [][32]byte
 }
 
-func (lc *loadCache) part(key [32]byte) *part {
+// get returns m's entry of key, or nil, and marks it used by this load.
+func get[E entry](lc *loadCache, m map[[32]byte]E, key [32]byte) E {
 	lc.c.mu.Lock()
 	defer lc.c.mu.Unlock()
-	p := lc.c.parts[key]
-	if p != nil {
-		p.used = lc.load
+	e, ok := m[key]
+	if ok {
+		e.mark(lc.load)
 	}
-	return p
+	return e
 }
 
-func (lc *loadCache) putPart(key [32]byte, p *part) {
+// put keeps e as m's entry of key, used by this load.
+func put[E entry](lc *loadCache, m map[[32]byte]E, key [32]byte, e E) {
 	lc.c.mu.Lock()
 	defer lc.c.mu.Unlock()
-	p.used = lc.load
-	lc.c.parts[key] = p
-}
-
-func (lc *loadCache) validated(key [32]byte) *validated {
-	lc.c.mu.Lock()
-	defer lc.c.mu.Unlock()
-	v := lc.c.valid[key]
-	if v != nil {
-		v.used = lc.load
-	}
-	return v
-}
-
-func (lc *loadCache) putValidated(key [32]byte, v *validated) {
-	lc.c.mu.Lock()
-	defer lc.c.mu.Unlock()
-	v.used = lc.load
-	lc.c.valid[key] = v
+	e.mark(lc.load)
+	m[key] = e
 }
 
 // rulesOK reports whether domain i's own rules are known to pass.
@@ -204,24 +201,24 @@ func (lc *loadCache) assemble(data []byte) *yaml.Node {
 	}
 	rest := make([]byte, 0, len(sp.header)+len(sp.trailer)+1)
 	rest = append(append(append(rest, 'R'), sp.header...), sp.trailer...)
-	rp := lc.part(sha256.Sum256(rest))
+	rp := get(lc, lc.c.parts, sha256.Sum256(rest))
 	if rp == nil {
 		rp = parseRest(rest[1:], sp.domainsLine)
 		if rp == nil {
 			return nil
 		}
-		lc.putPart(sha256.Sum256(rest), rp)
+		put(lc, lc.c.parts, sha256.Sum256(rest), rp)
 	}
 	items := make([]*yaml.Node, len(sp.items))
 	total := rp.nodes
 	for i, text := range sp.items {
 		key := sha256.Sum256(text)
-		p := lc.part(key)
+		p := get(lc, lc.c.parts, key)
 		if p == nil {
 			if p = parseDomainPart(text); p == nil {
 				return nil
 			}
-			lc.putPart(key, p)
+			put(lc, lc.c.parts, key, p)
 		}
 		items[i] = p.node
 		lc.pre[p.node] = p

@@ -107,7 +107,7 @@ func (d *document) validate() (*State, Errors) {
 		}
 		if lc != nil {
 			lc.keys[i] = validationKey("domain", st.System.Language, data)
-			if v := lc.validated(lc.keys[i]); v != nil {
+			if v := get(lc, lc.c.valid, lc.keys[i]); v != nil {
 				st.Domains[i] = v.domain.clone()
 				return
 			}
@@ -125,7 +125,7 @@ func (d *document) validate() (*State, Errors) {
 		perDomain[i] = d.unifyJSON(cw, cw.domain.Unify(lang), data, []string{"domains", fmt.Sprint(i)}, &st.Domains[i])
 		if lc != nil && len(perDomain[i]) == 0 {
 			dom := st.Domains[i].clone()
-			lc.putValidated(lc.keys[i], &validated{domain: &dom})
+			put(lc, lc.c.valid, lc.keys[i], &validated{domain: &dom})
 		}
 	})
 	if compileErr != nil {
