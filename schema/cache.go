@@ -115,7 +115,7 @@ type loadCache struct {
 	// assembled: a source was put together from parts parsed alone.
 	assembled bool
 	// pre holds the domains of assembled sources, whose converted value
-	// is known.
+	// is known and which give no key twice.
 	pre map[*yaml.Node]*part
 	// keys are, per domain of the document, the key of its validated
 	// entry.
@@ -275,7 +275,7 @@ func parseRest(text []byte, domainsLine int) *part {
 }
 
 // parseDomainPart parses the text of one item of the domains list alone,
-// and converts it as validate does.
+// checks that it gives no key twice, and converts it as validate does.
 func parseDomainPart(text []byte) *part {
 	n, ok := parseAlone(text)
 	if !ok || n.Kind != yaml.DocumentNode || len(n.Content) != 1 {
@@ -288,6 +288,14 @@ func parseDomainPart(text []byte) *part {
 	item := seq.Content[0]
 	nodes, plain := countNodes(item)
 	if !plain {
+		return nil
+	}
+	// Checked once here, so that duplicateFields skips the part's nodes:
+	// a part with a key given twice is not kept, and its file is parsed
+	// whole.
+	dup := false
+	duplicateKeys(item, nil, nil, func([]string, *yaml.Node, *yaml.Node) { dup = true })
+	if dup {
 		return nil
 	}
 	conv := &converter{d: &document{root: &yaml.Node{Kind: yaml.MappingNode}}}

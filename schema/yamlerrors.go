@@ -845,8 +845,13 @@ func trailing(text string, i int) inlineEnd {
 
 // duplicateKeys reports keys given twice in one mapping of n, at path:
 // YAML forbids it, and the loader would silently keep the last one. It
-// does not follow aliases (their anchors are checked where they are).
-func duplicateKeys(n *yaml.Node, path []string, report func(path []string, key, first *yaml.Node)) {
+// does not follow aliases (their anchors are checked where they are), nor
+// enter the nodes of checked (domains from a Cache, checked when their
+// part was parsed).
+func duplicateKeys(n *yaml.Node, path []string, checked map[*yaml.Node]*part, report func(path []string, key, first *yaml.Node)) {
+	if _, ok := checked[n]; ok {
+		return
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		seen := make(map[string]*yaml.Node, len(n.Content)/2)
@@ -859,11 +864,11 @@ func duplicateKeys(n *yaml.Node, path []string, report func(path []string, key, 
 					seen[k.Value] = k
 				}
 			}
-			duplicateKeys(n.Content[i+1], append(path[:len(path):len(path)], k.Value), report)
+			duplicateKeys(n.Content[i+1], append(path[:len(path):len(path)], k.Value), checked, report)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			duplicateKeys(c, append(path[:len(path):len(path)], strconv.Itoa(i)), report)
+			duplicateKeys(c, append(path[:len(path):len(path)], strconv.Itoa(i)), checked, report)
 		}
 	}
 }
@@ -873,9 +878,13 @@ func duplicateKeys(n *yaml.Node, path []string, report func(path []string, key, 
 // reported, or its lists joined, by parse, as across files.)
 func (d *document) duplicateFields() Errors {
 	var errs Errors
+	var checked map[*yaml.Node]*part
+	if d.cache != nil {
+		checked = d.cache.pre
+	}
 	for i := 0; i+1 < len(d.root.Content); i += 2 {
 		key := d.root.Content[i].Value
-		duplicateKeys(d.root.Content[i+1], []string{key}, func(path []string, k, first *yaml.Node) {
+		duplicateKeys(d.root.Content[i+1], []string{key}, checked, func(path []string, k, first *yaml.Node) {
 			e := d.at(path, "")
 			e.Line, e.Column = k.Line, k.Column
 			e.Message = fmt.Sprintf("%q is given twice in the same block (first on line %d): keep one", k.Value, first.Line)
