@@ -189,7 +189,7 @@ func (s *Store) archive(name string) (Archive, error) {
 	if err != nil {
 		return Archive{}, err
 	}
-	a.Path = filepath.Join(s.archiveDir(), a.Domain, strings.TrimPrefix(a.Name, a.Domain+"/"))
+	a.Path = filepath.Join(s.archiveDir(), filepath.FromSlash(a.Name))
 	fi, err := os.Lstat(a.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Archive{}, fmt.Errorf("archive %s: %w (see mfapply archive list)", name, ErrNotFound)
