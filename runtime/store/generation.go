@@ -18,13 +18,12 @@ const MetaDirectoryGeneration = "directory_generation"
 // (with the sqlite3 shell, or by restoring a file): that is drift, which
 // only a fresh read finds. 0 before the first update.
 func (s *Store) DirectoryGeneration(ctx context.Context) (uint64, error) {
-	var v string
-	err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", MetaDirectoryGeneration).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
+	v, err := s.Meta(ctx, MetaDirectoryGeneration)
+	if errors.Is(err, ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read directory generation: %w", err)
+		return 0, fmt.Errorf("directory generation: %w", err)
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
