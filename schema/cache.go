@@ -163,13 +163,10 @@ func (lc *loadCache) passed() {
 	}
 }
 
-// validationKey identifies what validating data gives: the kind of value
-// (a domain, or the other sections), the language a domain defaults to,
-// and the JSON given to CUE.
-func validationKey(kind, language string, data []byte) [32]byte {
+// validationKey identifies what validating a domain's data gives: the
+// language it defaults to, and the JSON given to CUE.
+func validationKey(language string, data []byte) [32]byte {
 	h := sha256.New()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
 	h.Write([]byte(language))
 	h.Write([]byte{0})
 	h.Write(data)

@@ -106,7 +106,7 @@ func (d *document) validate() (*State, Errors) {
 			data = jsonBytes(domains[i])
 		}
 		if lc != nil {
-			lc.keys[i] = validationKey("domain", st.System.Language, data)
+			lc.keys[i] = validationKey(st.System.Language, data)
 			if v := get(lc, lc.c.valid, lc.keys[i]); v != nil {
 				st.Domains[i] = v.domain.clone()
 				return
