@@ -5,7 +5,7 @@
 //	mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL]
 //	              [--smtp ADDR] [--submission ADDR] [--submissions ADDR]
 //	              [--pop3 ADDR] [--pop3s ADDR] [--imap ADDR] [--imaps ADDR]
-//	              [--metrics ADDR]
+//	              [--metrics ADDR] [--resolver ADDR] [--remote-port N]
 //
 // It serves SMTP (MX, port 25), submission (587 with STARTTLS, 465 over
 // TLS), POP3 (110, 995) and IMAP (143, 993) once the applied document has
@@ -14,6 +14,12 @@
 // and shown in the status, and tried again at the next apply or resync.
 // --metrics ADDR serves Prometheus metrics over HTTP at /metrics
 // (runtime/metrics lists them); without it nothing listens.
+//
+// Mail to other domains goes to the MX hosts that DNS names: --resolver
+// ADDR (host:port) is the DNS server asked for MX, A, AAAA and MTA-STS
+// names instead of those of /etc/resolv.conf, and --remote-port N the
+// port of the remote MX hosts instead of 25. Both exist for tests and
+// benchmarks on loopback; a box in service leaves them unset.
 //
 // SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
 // the daemon cleanly (exit 0).
@@ -26,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -71,6 +78,11 @@ type options struct {
 	level     slog.Level
 	listen    listeners
 	metrics   string // --metrics: listen address of the metrics, "" for none
+	// resolver is --resolver: the DNS server of outbound delivery, ""
+	// for the system's.
+	resolver string
+	// remotePort is --remote-port: the port of remote MX hosts.
+	remotePort int
 }
 
 func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -86,9 +98,11 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	fs.DurationVar(&o.resync, "resync", daemon.DefaultResync, "interval of drift correction (re-apply of the latest version); 0 disables it")
 	o.listen.register(fs)
 	fs.StringVar(&o.metrics, "metrics", "", "listen address of the Prometheus metrics (HTTP, path /metrics); none if empty")
+	fs.StringVar(&o.resolver, "resolver", "", "DNS server (host:port) asked for the MX, A, AAAA and MTA-STS names of outbound mail; the system's if empty")
+	fs.IntVar(&o.remotePort, "remote-port", 25, "port of the remote MX hosts outbound mail is sent to")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--metrics ADDR]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--metrics ADDR] [--resolver ADDR] [--remote-port N]\n\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nSIGHUP reloads the state files; SIGTERM or SIGINT stops the daemon.\n")
 	}
@@ -106,6 +120,14 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	}
 	if o.resync < 0 {
 		return nil, fmt.Errorf("--resync %s: must not be negative", o.resync)
+	}
+	if o.resolver != "" {
+		if _, _, err := net.SplitHostPort(o.resolver); err != nil {
+			return nil, fmt.Errorf("--resolver %q: want host:port, e.g. 127.0.0.1:53", o.resolver)
+		}
+	}
+	if o.remotePort < 1 || o.remotePort > 65535 {
+		return nil, fmt.Errorf("--remote-port %d: want a port from 1 to 65535", o.remotePort)
 	}
 	if err := o.level.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)

@@ -16,12 +16,15 @@ func TestParseArgs(t *testing.T) {
 		want    options
 		wantErr string
 	}{
-		{"defaults", []string{"-f", "s.yaml"}, "", options{dataDir: defaultDataDir, statePath: "s.yaml", resync: time.Minute, level: slog.LevelInfo}, ""},
-		{"env sets the data directory", []string{"-f", "s.yaml"}, "/env", options{dataDir: "/env", statePath: "s.yaml", resync: time.Minute}, ""},
-		{"flag beats env", []string{"--data", "/flag", "-f", "s.yaml"}, "/env", options{dataDir: "/flag", statePath: "s.yaml", resync: time.Minute}, ""},
-		{"resync and level", []string{"-f", "d", "--resync", "5s", "--log-level", "debug"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: 5 * time.Second, level: slog.LevelDebug}, ""},
-		{"resync 0 disables", []string{"-f", "d", "--resync", "0"}, "", options{dataDir: defaultDataDir, statePath: "d"}, ""},
-		{"metrics", []string{"-f", "d", "--metrics", "127.0.0.1:9100"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, metrics: "127.0.0.1:9100"}, ""},
+		{"defaults", []string{"-f", "s.yaml"}, "", options{dataDir: defaultDataDir, statePath: "s.yaml", resync: time.Minute, level: slog.LevelInfo, remotePort: 25}, ""},
+		{"env sets the data directory", []string{"-f", "s.yaml"}, "/env", options{dataDir: "/env", statePath: "s.yaml", resync: time.Minute, remotePort: 25}, ""},
+		{"flag beats env", []string{"--data", "/flag", "-f", "s.yaml"}, "/env", options{dataDir: "/flag", statePath: "s.yaml", resync: time.Minute, remotePort: 25}, ""},
+		{"resync and level", []string{"-f", "d", "--resync", "5s", "--log-level", "debug"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: 5 * time.Second, level: slog.LevelDebug, remotePort: 25}, ""},
+		{"resync 0 disables", []string{"-f", "d", "--resync", "0"}, "", options{dataDir: defaultDataDir, statePath: "d", remotePort: 25}, ""},
+		{"metrics", []string{"-f", "d", "--metrics", "127.0.0.1:9100"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, metrics: "127.0.0.1:9100", remotePort: 25}, ""},
+		{"outbound for tests", []string{"-f", "d", "--resolver", "127.0.0.1:5353", "--remote-port", "2525"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, resolver: "127.0.0.1:5353", remotePort: 2525}, ""},
+		{"resolver without port", []string{"-f", "d", "--resolver", "127.0.0.1"}, "", options{}, "want host:port"},
+		{"remote port 0", []string{"-f", "d", "--remote-port", "0"}, "", options{}, "want a port from 1 to 65535"},
 		{"no -f", []string{"--data", "/x"}, "", options{}, "-f PATH is required"},
 		{"negative resync", []string{"-f", "d", "--resync", "-1s"}, "", options{}, "must not be negative"},
 		{"bad level", []string{"-f", "d", "--log-level", "loud"}, "", options{}, "--log-level"},
