@@ -1,6 +1,3 @@
-// Package queue is the outbound queue: mail for addresses outside the
-// box waits here, on disk, until smtpout delivers it, it expires or an
-// administrator deletes it.
 package queue
 
 import "time"
