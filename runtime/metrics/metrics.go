@@ -4,8 +4,8 @@
 // The daemon creates a registry, New registers the metrics on it, and the
 // *Metrics is handed to what reports: the reconciler engine (Planned,
 // Applied), the daemon (DriftCorrected, Held, Unheld), the SMTP, IMAP and
-// POP3 servers (Session, Refused, Reply, Delivery) and the authenticator
-// (Login). Those packages declare the small interfaces they call and do
+// POP3 servers (Session, Refused, Reply, Delivery), the authenticator
+// (Login) and the outbound queue (Enqueued, Recipients, QueueSize). Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
 //
@@ -33,6 +33,12 @@
 //	mailfountain_connections_refused_total{service,limit}   counter  connections refused by a limit: limit="total" (the server's pool is full) or "per_address" (the client address has its share)
 //	mailfountain_smtp_replies_total{service,class}          counter  SMTP replies by code class: class="2xx", "3xx", "4xx", "5xx"
 //	mailfountain_smtp_deliveries_total{service,result}      counter  messages received whole: result="delivered" (stored, 250), "duplicate" (already stored before a restart, 250), "refused" (refused for their content or size, 5xx), "failed" (could not be stored, 451)
+//
+// The outbound queue (runtime/queue):
+//
+//	mailfountain_queue_enqueued_total            counter  messages that entered the queue
+//	mailfountain_queue_recipients_total{result}  counter  recipients by result: delivered, deferred (a temporary failure, tried again later), bounced, relayed (the destination refused the box's address: retried through the smarthost), deleted (by the administrator)
+//	mailfountain_queue_messages                  gauge    messages in the queue, held ones included
 //
 // Logins, as the authenticator checks them for every server (label
 // protocol: smtp, imap, pop3):
@@ -91,6 +97,9 @@ type Metrics struct {
 	sessions, refused           *prometheus.CounterVec
 	smtpReplies, smtpDeliveries *prometheus.CounterVec
 	logins                      *prometheus.CounterVec
+	queueEnqueued               prometheus.Counter
+	queueRecipients             *prometheus.CounterVec
+	queueMessages               prometheus.Gauge
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -144,11 +153,22 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			"Messages an SMTP server received whole, by result: delivered, duplicate, refused, failed.", "service", "result"),
 		logins: counter("mailfountain_logins_total",
 			"Logins checked, by protocol and result: ok, bad_password, unknown_user, locked, error.", "protocol", "result"),
+		queueEnqueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_queue_enqueued_total",
+			Help: "Messages that entered the outbound queue.",
+		}),
+		queueRecipients: counter("mailfountain_queue_recipients_total",
+			"Recipients of the outbound queue by result: delivered, deferred, bounced, relayed, deleted.", "result"),
+		queueMessages: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_queue_messages",
+			Help: "Messages in the outbound queue, held ones included.",
+		}),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
 		m.versionHeld, m.versionsHeld,
 		m.sessions, m.refused, m.smtpReplies, m.smtpDeliveries, m.logins,
+		m.queueEnqueued, m.queueRecipients, m.queueMessages,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -280,6 +300,31 @@ func (m *Metrics) Login(protocol, result string) {
 		return
 	}
 	m.logins.WithLabelValues(protocol, result).Inc()
+}
+
+// Enqueued records a message that entered the outbound queue.
+func (m *Metrics) Enqueued() {
+	if m == nil {
+		return
+	}
+	m.queueEnqueued.Inc()
+}
+
+// Recipients records n recipients of the outbound queue with result
+// (queue.ResultDelivered...).
+func (m *Metrics) Recipients(result string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.queueRecipients.WithLabelValues(result).Add(float64(n))
+}
+
+// QueueSize records the number of messages in the outbound queue.
+func (m *Metrics) QueueSize(messages int) {
+	if m == nil {
+		return
+	}
+	m.queueMessages.Set(float64(messages))
 }
 
 // Handler answers with the metrics of the registry, in the format the

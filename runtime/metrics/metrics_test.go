@@ -18,6 +18,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
+	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/smtpd"
 )
 
@@ -36,6 +37,7 @@ var (
 	_ pop3d.Metrics  = (*metrics.Metrics)(nil)
 	_ auth.Observer  = (*metrics.Metrics)(nil)
 	_ daemon.Metrics = (*metrics.Metrics)(nil)
+	_ queue.Metrics  = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
@@ -126,6 +128,12 @@ func TestScrape(t *testing.T) {
 	m.Login("smtp", auth.LoginBadPassword)
 	m.Login("imap", auth.LoginOK)
 	m.Login("imap", auth.LoginOK)
+	m.Enqueued()
+	m.Enqueued()
+	m.Recipients(queue.ResultDelivered, 3)
+	m.Recipients(queue.ResultBounced, 1)
+	m.Recipients(queue.ResultDeferred, 0) // nothing: no series
+	m.QueueSize(7)
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -158,6 +166,10 @@ func TestScrape(t *testing.T) {
 		`mailfountain_smtp_deliveries_total{result="refused",service="submission"}`:  1,
 		`mailfountain_logins_total{protocol="smtp",result="bad_password"}`:           1,
 		`mailfountain_logins_total{protocol="imap",result="ok"}`:                     2,
+		`mailfountain_queue_enqueued_total`:                                          2,
+		`mailfountain_queue_recipients_total{result="delivered"}`:                    3,
+		`mailfountain_queue_recipients_total{result="bounced"}`:                      1,
+		`mailfountain_queue_messages`:                                                7,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -242,6 +254,9 @@ func TestNil(t *testing.T) {
 	m.Reply("mx", 250)
 	m.Delivery("mx", smtpd.DeliveryDelivered)
 	m.Login("imap", auth.LoginOK)
+	m.Enqueued()
+	m.Recipients(queue.ResultDelivered, 1)
+	m.QueueSize(1)
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says
@@ -264,11 +279,14 @@ func TestRegisterTwice(t *testing.T) {
 func TestHooksDoNotAllocate(t *testing.T) {
 	m := newMetrics(t)
 	hooks := map[string]func(){
-		"Reply":    func() { m.Reply("mx", 250) },
-		"Session":  func() { m.Session("mx") },
-		"Refused":  func() { m.Refused("mx", connlimit.TooMany) },
-		"Delivery": func() { m.Delivery("mx", smtpd.DeliveryDelivered) },
-		"Login":    func() { m.Login("smtp", "ok") },
+		"Reply":      func() { m.Reply("mx", 250) },
+		"Session":    func() { m.Session("mx") },
+		"Refused":    func() { m.Refused("mx", connlimit.TooMany) },
+		"Delivery":   func() { m.Delivery("mx", smtpd.DeliveryDelivered) },
+		"Login":      func() { m.Login("smtp", "ok") },
+		"Enqueued":   func() { m.Enqueued() },
+		"Recipients": func() { m.Recipients(queue.ResultDelivered, 1) },
+		"QueueSize":  func() { m.QueueSize(3) },
 	}
 	for name, f := range hooks {
 		f()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/runtime/dsn"
+	"mailfountain.dev/mailfountain/runtime/metrics/metricstest"
 	"mailfountain.dev/mailfountain/runtime/smtpout"
 )
 
@@ -208,10 +209,12 @@ func (s staticSigner) Sign(r io.ReadSeeker) ([]byte, error) {
 
 func TestDeliverGroups(t *testing.T) {
 	s := &fakeSender{}
+	met := &metricstest.Counts{}
 	q := openTest(t, Config{
-		Sender: s,
-		Signer: staticSigner("DKIM-Signature: v=1; test\r\n"),
-		SRS:    func(from string) (string, error) { return "SRS0=xx=yy=box.example=a@fwd.example", nil },
+		Sender:  s,
+		Metrics: met,
+		Signer:  staticSigner("DKIM-Signature: v=1; test\r\n"),
+		SRS:     func(from string) (string, error) { return "SRS0=xx=yy=box.example=a@fwd.example", nil },
 	})
 	id := enqueue(t, q, Envelope{
 		From:    "a@box.example",
@@ -239,6 +242,9 @@ func TestDeliverGroups(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("sends:\n%v\nwant\n%v", got, want)
+	}
+	if c := met.Counts(); c["enqueued"] != 1 || c["recipients delivered"] != 4 {
+		t.Errorf("metrics %v", c)
 	}
 }
 

@@ -608,6 +608,7 @@ func (s *sched) finalize(a *active) {
 	if werr != nil {
 		q.log.Error("queue: record the attempt", "id", a.id, "err", werr)
 	}
+	q.crash("deferred-recorded")
 	next := now.Add(backoff(set, m.step))
 	if end := m.created.Add(set.Lifetime); next.After(end) {
 		next = end

@@ -30,6 +30,13 @@ func (m *Counts) Refused(service, reason string)  { m.add("refused %s %s", servi
 func (m *Counts) Reply(service string, code int)  { m.add("reply %s %dxx", service, code/100) }
 func (m *Counts) Delivery(service, result string) { m.add("delivery %s %s", service, result) }
 func (m *Counts) Login(protocol, result string)   { m.add("login %s %s", protocol, result) }
+func (m *Counts) Enqueued()                       { m.add("enqueued") }
+func (m *Counts) Recipients(result string, n int) {
+	for range n {
+		m.add("recipients %s", result)
+	}
+}
+func (m *Counts) QueueSize(messages int) {}
 
 // Counts returns a copy of the counts so far.
 func (m *Counts) Counts() map[string]int {
