@@ -57,11 +57,16 @@ func (q *Queue) info(id, path string, m *msgFile) Info {
 }
 
 // List calls fn for each message, held ones first, then in the order
-// they are due, until fn returns false. It reads one message at a time.
+// they are due, until fn returns false. It reads one message at a time
+// (and the names of one bucket: the messages due in one second).
 func (q *Queue) List(ctx context.Context, fn func(Info) bool) error {
 	stop := errors.New("stop")
-	each := func(dir string) error {
-		return eachName(dir, func(id string) error {
+	each := func(dir string, sorted bool) error {
+		names := eachName
+		if sorted {
+			names = eachSorted
+		}
+		return names(dir, func(id string) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -80,12 +85,12 @@ func (q *Queue) List(ctx context.Context, fn func(Info) bool) error {
 			return nil
 		})
 	}
-	err := each(q.path(dirHold))
+	err := each(q.path(dirHold), false)
 	if err == nil {
 		var bs []string
 		if bs, err = q.buckets(); err == nil {
 			for _, b := range bs {
-				if err = each(q.path(dirSched, b)); err != nil {
+				if err = each(q.path(dirSched, b), true); err != nil {
 					break
 				}
 			}

@@ -278,9 +278,25 @@ func eachName(dir string, fn func(name string) error) error {
 	}
 }
 
-// buckets returns the names of sched/'s buckets, in time order.
-func (q *Queue) buckets() ([]string, error) {
-	d, err := os.Open(q.path(dirSched))
+// eachSorted calls fn for each name in dir, in order: for a bucket,
+// whose names are the messages due in one second.
+func eachSorted(dir string, fn func(name string) error) error {
+	names, err := sortedNames(dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := fn(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sortedNames returns the names in dir, sorted: for sched/ (one name a
+// second in which something is due) and for one bucket.
+func sortedNames(dir string) ([]string, error) {
+	d, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -292,6 +308,9 @@ func (q *Queue) buckets() ([]string, error) {
 	slices.Sort(names)
 	return names, nil
 }
+
+// buckets returns the names of sched/'s buckets, in time order.
+func (q *Queue) buckets() ([]string, error) { return sortedNames(q.path(dirSched)) }
 
 // bucketName is the bucket of a due time: its Unix second, fixed width
 // so that names sort as times.

@@ -484,6 +484,16 @@ func TestAdminWithoutRun(t *testing.T) {
 	a := enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{"x@far.example"}})
 	b := enqueue(t, q, Envelope{From: "b@box.example", Rcpts: []string{"y@far.example"}, Forward: []string{"z@far.example"}})
 	c := enqueue(t, q, Envelope{From: "c@box.example", Rcpts: []string{"y@far.example"}})
+	// Crashes after the flag of a Hold or a Delete was set, before the
+	// file moved: the flag is enough.
+	d := enqueue(t, q, Envelope{From: "d@box.example", Rcpts: []string{"d@far.example"}})
+	e := enqueue(t, q, Envelope{From: "e@box.example", Rcpts: []string{"e@far.example"}})
+	if err := setFlag(mustLocate(t, q, d), flagHeld, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := setFlag(mustLocate(t, q, e), flagDeleted, true); err != nil {
+		t.Fatal(err)
+	}
 	if err := q.Hold(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +513,7 @@ func TestAdminWithoutRun(t *testing.T) {
 	q = openTest(t, Config{Dir: dir, Sender: s})
 	var got []string
 	q.List(t.Context(), func(i Info) bool { got = append(got, i.ID+" "+string(i.State)); return true })
-	if want := []string{b + " held", a + " waiting"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{b + " held", a + " waiting", d + " held", e + " waiting"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("list %v, want %v", got, want)
 	}
 	inf, err := q.Show(t.Context(), b)
@@ -513,8 +523,14 @@ func TestAdminWithoutRun(t *testing.T) {
 	run(t, q)
 	waitFor(t, "a sent", func() bool { return s.accepted("x@far.example") == 1 })
 	time.Sleep(100 * time.Millisecond)
-	if s.accepted("y@far.example") != 0 {
-		t.Errorf("held message sent")
+	if s.accepted("y@far.example") != 0 || s.accepted("d@far.example") != 0 || s.accepted("e@far.example") != 0 {
+		t.Errorf("held or deleted message sent")
+	}
+	if p := mustLocate(t, q, d); filepath.Dir(p) != filepath.Join(dir, dirHold) {
+		t.Errorf("held message at %s", p)
+	}
+	if _, err := q.Show(t.Context(), e); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleted message: %v", err)
 	}
 	if err := q.Release(t.Context(), b); err != nil {
 		t.Fatal(err)

@@ -142,12 +142,7 @@ func (s *sched) refill() {
 		if b > due || s.ctx.Err() != nil {
 			return
 		}
-		d, err := os.Open(q.path(dirSched, b))
-		if err != nil {
-			continue
-		}
-		names, err := d.Readdirnames(-1)
-		d.Close()
+		names, err := sortedNames(q.path(dirSched, b))
 		if err != nil {
 			continue
 		}
@@ -157,7 +152,6 @@ func (s *sched) refill() {
 			os.Remove(q.path(dirSched, b))
 			continue
 		}
-		slices.Sort(names)
 		for _, id := range names {
 			if room == 0 {
 				s.dirty = true // more is due
