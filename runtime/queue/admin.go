@@ -195,6 +195,10 @@ func (q *Queue) Release(ctx context.Context, id string) error {
 func (q *Queue) Retry(ctx context.Context, id string) error {
 	err := q.admin(id, "retry", func(a *active) error {
 		a.retry = true
+		if a.hold {
+			a.hold = false
+			return setFlag(a.path, flagHeld, false)
+		}
 		return nil
 	}, func(p string, m *msgFile) error {
 		if err := appendRecord(p, m.end, encodeRecord(0, m.rcpts, nil)); err != nil {

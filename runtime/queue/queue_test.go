@@ -540,9 +540,13 @@ func TestAdminWithoutRun(t *testing.T) {
 
 func TestAdminWhileSending(t *testing.T) {
 	s := &fakeSender{block: make(chan struct{}), answer: func(m *smtpout.Message, rcpt string) smtpout.Result {
+		if rcpt == "y@far.example" {
+			return smtpout.Result{Rcpt: rcpt, Code: 550, Text: "550 no", Permanent: true}
+		}
 		return smtpout.Result{Rcpt: rcpt, Code: 450, Text: "450 try later"}
 	}}
-	q := openTest(t, Config{Sender: s})
+	n := &fakeNotifier{}
+	q := openTest(t, Config{Sender: s, Notifier: n})
 	id := enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{"x@far.example"}})
 	del := enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{"y@far.example"}})
 	run(t, q)
@@ -559,6 +563,9 @@ func TestAdminWhileSending(t *testing.T) {
 		return err == nil && inf.State == Held && inf.Recipients[0].Attempts == 1
 	})
 	waitFor(t, "deleted", func() bool { _, err := q.Show(t.Context(), del); return errors.Is(err, ErrNotFound) })
+	if ks := n.keys(); len(ks) != 0 {
+		t.Errorf("a deleted message bounced: %v", ks)
+	}
 	if err := q.Retry(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}

@@ -476,6 +476,22 @@ func (s *sched) send(j *job) {
 	q.log.Debug("queue: sent", "id", a.id, "domain", j.domain, "delivered", delivered, "bounced", bounced, "deferred", deferred)
 }
 
+// settings are the live settings, with the defaults for what is unset:
+// a zero backoff would retry in a loop.
+func (q *Queue) settings() Settings {
+	set := q.cfg.Settings()
+	if set.MinBackoff <= 0 {
+		set.MinBackoff = DefaultSettings.MinBackoff
+	}
+	if set.MaxBackoff < set.MinBackoff {
+		set.MaxBackoff = set.MinBackoff
+	}
+	if set.Lifetime <= 0 {
+		set.Lifetime = DefaultSettings.Lifetime
+	}
+	return set
+}
+
 // backoff is the delay before the attempt after step deferrals: from
 // MinBackoff doubling to MaxBackoff, ±20% so that messages deferred
 // together do not come back together.
@@ -506,8 +522,21 @@ func (s *sched) finalize(a *active) {
 		drop() // stays due: tried again at the next start
 		return
 	}
+	q.mu.Lock()
+	del := a.del
+	if del {
+		// Deleted while it was being sent: no report, nothing more.
+		if q.remove(a.id, a.path, a.m) == nil {
+			q.met.QueueSize(int(q.count.Add(-1)))
+		}
+		delete(q.active, a.id)
+	}
+	q.mu.Unlock()
+	if del {
+		return
+	}
 	now := q.now()
-	set := q.cfg.Settings()
+	set := q.settings()
 	m := a.m
 	f, err := os.OpenFile(a.path, os.O_RDWR, 0)
 	if err != nil {
@@ -643,7 +672,7 @@ func (q *Queue) report(ctx context.Context, f *os.File, a *active, idx []int, ac
 	if _, err := f.ReadAt(orig, m.dataOff); err != nil && err != io.EOF {
 		return fmt.Errorf("read the original: %w", err)
 	}
-	set := q.cfg.Settings()
+	set := q.settings()
 	rep := &dsn.Report{
 		ReportingMTA: q.cfg.Hostname(),
 		Sender:       m.from,
