@@ -369,12 +369,10 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 			return "", fmt.Errorf("enqueue: sender: %w", err)
 		}
 	}
-	utf8 := !isASCII(env.From)
 	for _, a := range slices.Concat(env.Rcpts, env.Forward) {
 		if err := checkAddr(a); err != nil {
 			return "", fmt.Errorf("enqueue: recipient: %w", err)
 		}
-		utf8 = utf8 || !isASCII(a)
 	}
 	if env.Key != "" {
 		if id, ok := q.byKey(env.Key); ok {

@@ -127,7 +127,10 @@ func (s *sched) refill() {
 	q.mu.Lock()
 	room := q.cfg.MaxActive - len(q.active)
 	q.mu.Unlock()
-	if room <= 0 {
+	// A scan reads the names of the due buckets, the active messages'
+	// among them: with a backlog, it waits for an eighth of the set to
+	// be free (or a second) rather than run for each slot.
+	if room <= 0 || room < q.cfg.MaxActive/8 && now.Sub(s.lastRefill) < time.Second {
 		return
 	}
 	s.lastRefill, s.dirty = now, false
