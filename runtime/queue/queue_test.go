@@ -609,3 +609,88 @@ func mustLocate(t *testing.T, q *Queue, id string) string {
 	}
 	return p
 }
+
+// A destination that holds its sends does not fill the active set: the
+// other destinations' messages still go.
+func TestSlowDestinationDoesNotStall(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	s := &fakeSender{}
+	slow := senderFunc(func(ctx context.Context, m *smtpout.Message) []smtpout.Result {
+		if m.Domain == "slow.example" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return s.Send(ctx, m)
+	})
+	q := openTest(t, Config{Sender: slow, MaxActive: 20, PerDomain: 2})
+	for i := range 40 {
+		enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{fmt.Sprintf("s%d@slow.example", i)}})
+	}
+	for i := range 5 {
+		enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{fmt.Sprintf("f%d@fast.example", i)}})
+	}
+	run(t, q)
+	waitFor(t, "the other destination", func() bool {
+		for i := range 5 {
+			if s.accepted(fmt.Sprintf("f%d@fast.example", i)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	// The postponed ones wait without an attempt counted.
+	waitFor(t, "postponed messages", func() bool {
+		n := 0
+		q.List(t.Context(), func(i Info) bool {
+			if i.Next.After(time.Now().Add(30*time.Second)) && i.Recipients[0].Attempts == 0 {
+				n++
+			}
+			return true
+		})
+		return n > 0
+	})
+}
+
+// A destination that does not answer is suspended after a few tries.
+func TestUnreachableDestinationSuspended(t *testing.T) {
+	var mu sync.Mutex
+	tries := 0
+	snd := senderFunc(func(ctx context.Context, m *smtpout.Message) []smtpout.Result {
+		mu.Lock()
+		tries++
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		res := make([]smtpout.Result, len(m.Rcpts))
+		for i, r := range m.Rcpts {
+			res[i] = smtpout.Result{Rcpt: r, Text: "dial tcp: i/o timeout"}
+		}
+		return res
+	})
+	q := openTest(t, Config{Sender: snd, PerDomain: 1})
+	for i := range 20 {
+		enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{fmt.Sprintf("d%d@down.example", i)}})
+	}
+	run(t, q)
+	waitFor(t, "every message deferred", func() bool {
+		n := 0
+		q.List(t.Context(), func(i Info) bool {
+			if i.Next.After(time.Now().Add(30 * time.Second)) {
+				n++
+			}
+			return true
+		})
+		return n == 20
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if tries != suspendAfter {
+		t.Errorf("%d tries, want %d before the suspension", tries, suspendAfter)
+	}
+}
+
+type senderFunc func(ctx context.Context, m *smtpout.Message) []smtpout.Result
+
+func (f senderFunc) Send(ctx context.Context, m *smtpout.Message) []smtpout.Result { return f(ctx, m) }

@@ -28,11 +28,11 @@ type active struct {
 
 	jobs int // owned by the loop
 
-	mu          sync.Mutex             // guards m.rcpts and what follows while jobs run
-	failed      map[int]smtpout.Result // refused for good in this round
-	hosts       map[int]string         // the host that last answered
-	tried       map[int]bool           // recipients tried in this round
-	interrupted bool                   // a send was cut by the end of Run
+	mu        sync.Mutex             // guards m.rcpts and what follows while jobs run
+	failed    map[int]smtpout.Result // refused for good in this round
+	hosts     map[int]string         // the host that last answered
+	tried     map[int]bool           // recipients tried in this round
+	postponed bool                   // a job was not sent: its destination is busy or down
 
 	// Admin commands on a message being sent, done when the round ends;
 	// guarded by Queue.mu.
@@ -48,6 +48,9 @@ type job struct {
 	relay  bool
 	rcpts  []int
 	follow *job // the recipients to retry through the smarthost
+	// unreachable: no server answered for any recipient (connection
+	// failures, timeouts): a run of them suspends the destination.
+	unreachable bool
 }
 
 // dest is the jobs of one destination (a domain, or the smarthost).
@@ -56,6 +59,12 @@ type dest struct {
 	waiting []*job
 	inRing  bool
 }
+
+// A destination that did not answer suspendAfter jobs in a row is
+// suspended for MinBackoff: its jobs are postponed without a try, as
+// Postfix does with a dead destination, so that its timeouts do not hold
+// the active set.
+const suspendAfter = 5
 
 // sched is the state of one Run.
 type sched struct {
@@ -72,6 +81,9 @@ type sched struct {
 
 	lastRefill time.Time
 	dirty      bool // something may be due: scan the buckets
+
+	unreachable map[string]int       // jobs in a row without an answer, by destination
+	suspended   map[string]time.Time // suspended destinations, until when
 }
 
 // tick is how often the loop looks whether something is due; buckets
@@ -88,7 +100,10 @@ func (q *Queue) Run(ctx context.Context) error {
 		return errors.New("run queue: already running")
 	}
 	defer q.running.Store(false)
-	s := &sched{q: q, ctx: ctx, dests: map[string]*dest{}, wakeCh: make(chan struct{}, 1), dirty: true}
+	s := &sched{
+		q: q, ctx: ctx, dests: map[string]*dest{}, wakeCh: make(chan struct{}, 1), dirty: true,
+		unreachable: map[string]int{}, suspended: map[string]time.Time{},
+	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -239,6 +254,17 @@ func (s *sched) plan(a *active) {
 		a.jobs++
 		s.queueJob(j)
 	}
+	if a.jobs == 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.finalize(a) }()
+	}
+}
+
+// postpone ends a job without sending it: the message is deferred
+// without counting an attempt.
+func (s *sched) postpone(j *job) {
+	j.a.postponed = true
+	j.a.jobs--
 }
 
 // reversePath is the reverse path of a forward: From rewritten by SRS.
@@ -266,12 +292,26 @@ func (j *job) destKey() string {
 	return j.domain
 }
 
+// queueJob queues a job for its destination, or postpones it when the
+// destination is suspended or has a quarter of the active set waiting
+// already: a slow destination does not fill the active set.
 func (s *sched) queueJob(j *job) {
 	k := j.destKey()
+	if until, ok := s.suspended[k]; ok {
+		if s.q.now().Before(until) {
+			s.postpone(j)
+			return
+		}
+		delete(s.suspended, k)
+	}
 	d := s.dests[k]
 	if d == nil {
 		d = &dest{}
 		s.dests[k] = d
+	}
+	if len(d.waiting) >= max(1, s.q.cfg.MaxActive/4) {
+		s.postpone(j)
+		return
 	}
 	d.waiting = append(d.waiting, j)
 	if !d.inRing && d.running < s.q.cfg.PerDomain {
@@ -332,6 +372,13 @@ func (s *sched) collect() {
 			delete(s.dests, k)
 		}
 		a := j.a
+		if j.unreachable {
+			if s.unreachable[k]++; s.unreachable[k] >= suspendAfter {
+				s.suspend(k)
+			}
+		} else {
+			delete(s.unreachable, k)
+		}
 		if j.follow != nil && s.ctx.Err() == nil {
 			a.jobs++
 			s.queueJob(j.follow)
@@ -341,6 +388,28 @@ func (s *sched) collect() {
 			go func() { defer s.wg.Done(); s.finalize(a) }()
 		}
 	}
+}
+
+// suspend suspends a destination for MinBackoff and postpones its
+// waiting jobs.
+func (s *sched) suspend(k string) {
+	q := s.q
+	s.suspended[k] = q.now().Add(q.settings().MinBackoff)
+	delete(s.unreachable, k)
+	q.log.Warn("queue: destination not answering: suspended", "destination", k, "until", s.suspended[k].UTC().Format(time.RFC3339))
+	d := s.dests[k]
+	if d == nil {
+		return
+	}
+	for _, j := range d.waiting {
+		s.postpone(j)
+		if j.a.jobs == 0 {
+			a := j.a
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.finalize(a) }()
+		}
+	}
+	d.waiting = nil
 }
 
 // sectionAt reads the message as sent: the signature fields, then the
@@ -420,6 +489,7 @@ func (s *sched) send(j *job) {
 	q.crash("sent")
 	relay := q.cfg.Settings().Relay
 	var delivered, bounced, deferred int
+	answered := false
 	var follow []int
 	var werr error
 	a.mu.Lock()
@@ -429,6 +499,7 @@ func (s *sched) send(j *job) {
 			r = res[k]
 		}
 		rc := &m.rcpts[i]
+		answered = answered || r.Code != 0
 		switch {
 		case r.Delivered():
 			rc.status |= rcptDelivered
@@ -438,8 +509,7 @@ func (s *sched) send(j *job) {
 			}
 			delivered++
 		case s.ctx.Err() != nil:
-			a.interrupted = true // cut by the end of Run: not an attempt
-			continue
+			continue // cut by the end of Run: not an attempt
 		case r.Blocked && relay && !j.relay:
 			rc.status |= rcptViaRelay
 			f.WriteAt([]byte{rc.status}, m.statusOff+int64(i))
@@ -460,6 +530,7 @@ func (s *sched) send(j *job) {
 		}
 	}
 	a.mu.Unlock()
+	j.unreachable = !answered && s.ctx.Err() == nil
 	if delivered > 0 {
 		if werr == nil {
 			werr = unix.Fdatasync(int(f.Fd()))
@@ -619,23 +690,25 @@ func (s *sched) finalize(a *active) {
 		tried = append(tried, i)
 	}
 	slices.Sort(tried)
-	step := m.step + 1
-	if a.interrupted && len(tried) == 0 {
-		step = m.step
+	// Nothing tried (postponed, or cut by the end of Run): no attempt
+	// to record, the backoff stays, the next try comes after MinBackoff.
+	step, delay := m.step+1, backoff(set, m.step)
+	if len(tried) == 0 {
+		step, delay = m.step, backoff(set, 0)
 	}
-	if werr == nil {
+	if werr == nil && len(tried) > 0 {
 		rec := encodeRecord(step, m.rcpts, tried)
 		_, werr = f.WriteAt(rec, m.end)
 		m.end += int64(len(rec))
 	}
-	if werr == nil {
+	if werr == nil && (len(tried) > 0 || len(bounce) > 0 || len(warn) > 0) {
 		werr = unix.Fdatasync(int(f.Fd()))
 	}
 	if werr != nil {
 		q.log.Error("queue: record the attempt", "id", a.id, "err", werr)
 	}
 	q.crash("deferred-recorded")
-	next := now.Add(backoff(set, m.step))
+	next := now.Add(delay)
 	if end := m.created.Add(set.Lifetime); next.After(end) {
 		next = end
 		if next.Before(now) {
