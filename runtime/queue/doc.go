@@ -60,7 +60,13 @@
 // and reverse path (Forward recipients go with the SRS form of From), one
 // smtpout.Message per group. At most PerDomain sends run to one
 // destination and MaxConcurrent in all, destinations served in turn, so
-// that a slow or refusing one does not stall the others. A 250 is
+// that a slow or refusing one does not stall the others; nor does it fill
+// the active set: when a quarter of the set waits for one destination,
+// its further messages are postponed (deferred for MinBackoff, no attempt
+// counted), and a destination that answered none of five sends in a row
+// (timeouts, refused connections) is suspended for MinBackoff, its
+// waiting messages postponed, as Postfix does with a dead destination. A
+// 250 is
 // recorded; a permanent refusal bounces at the end of the round; a
 // temporary one is retried after a backoff from MinBackoff doubling up to
 // MaxBackoff, ±20%; a recipient still refused after Lifetime bounces. A
