@@ -694,3 +694,45 @@ func TestUnreachableDestinationSuspended(t *testing.T) {
 type senderFunc func(ctx context.Context, m *smtpout.Message) []smtpout.Result
 
 func (f senderFunc) Send(ctx context.Context, m *smtpout.Message) []smtpout.Result { return f(ctx, m) }
+
+// failingNotifier fails its first calls: the bounce is not recorded, and
+// is handed again at the next round.
+type failingNotifier struct {
+	fakeNotifier
+	fails int
+}
+
+func (n *failingNotifier) Notify(ctx context.Context, key string, m *dsn.Message) error {
+	n.mu.Lock()
+	if n.fails > 0 {
+		n.fails--
+		n.mu.Unlock()
+		return errors.New("injector down")
+	}
+	n.mu.Unlock()
+	return n.fakeNotifier.Notify(ctx, key, m)
+}
+
+func TestBounceNotHandedOver(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	s := &fakeSender{answer: func(m *smtpout.Message, rcpt string) smtpout.Result {
+		return smtpout.Result{Rcpt: rcpt, Code: 550, Text: "550 5.1.1 no", Permanent: true}
+	}}
+	n := &failingNotifier{fails: 1}
+	q := openTest(t, Config{Sender: s, Notifier: n, Now: clk.Now})
+	id := enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{"x@far.example"}})
+	run(t, q)
+	waitFor(t, "the deferral", func() bool {
+		inf, err := q.Show(t.Context(), id)
+		return err == nil && inf.Next.After(clk.Now()) && inf.Recipients[0].Attempts == 1
+	})
+	if inf, _ := q.Show(t.Context(), id); inf.Recipients[0].Status != "pending" || len(n.keys()) != 0 {
+		t.Errorf("after a failed Notify: %+v, reports %v", inf.Recipients[0], n.keys())
+	}
+	clk.Add(2 * time.Minute)
+	q.wake()
+	waitFor(t, "the bounce", func() bool { _, err := q.Show(t.Context(), id); return errors.Is(err, ErrNotFound) })
+	if ks := n.keys(); len(ks) != 1 || ks[0] != id+"/failed/0" {
+		t.Errorf("reports %v", ks)
+	}
+}
