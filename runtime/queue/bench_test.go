@@ -77,6 +77,7 @@ func BenchmarkEnqueueDrain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer q.Close()
 	ctx, cancel := context.WithCancel(b.Context())
 	done := make(chan error)
 	go func() { done <- q.Run(ctx) }()
@@ -104,6 +105,7 @@ func TestMemoryFlat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer q.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- q.Run(ctx) }()

@@ -143,11 +143,19 @@ type Queue struct {
 	mu      sync.Mutex
 	active  map[string]*active
 	running atomic.Bool
+
+	lockMu sync.Mutex
+	lock   *os.File // holds the directory's lock until Close
 }
+
+// ErrBusy is returned by Open for a queue another process has open: the
+// daemon's queue is reached through its control socket.
+var ErrBusy = errors.New("the queue is open in another process")
 
 // Open opens (creating) the queue in cfg.Dir and recovers it after a
 // crash: files of Enqueues that never returned are removed, held
 // messages that were released are put back in line. It sends nothing.
+// One process at a time has a queue open (ErrBusy), until Close.
 func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("open queue: no directory")
@@ -189,11 +197,38 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 			return nil, fmt.Errorf("open queue: %w", err)
 		}
 	}
+	// One process at a time: Open removes what is in tmp/, which would
+	// be another process's Enqueues in progress.
+	lock, err := os.OpenFile(q.path("lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			err = ErrBusy
+		}
+		return nil, fmt.Errorf("open queue %s: %w", cfg.Dir, err)
+	}
+	q.lock = lock
 	if err := q.recover(ctx); err != nil {
+		q.Close()
 		return nil, fmt.Errorf("open queue %s: %w", cfg.Dir, err)
 	}
 	q.met.QueueSize(int(q.count.Load()))
 	return q, nil
+}
+
+// Close releases the queue's directory; call it after Run returned.
+func (q *Queue) Close() error {
+	q.lockMu.Lock()
+	defer q.lockMu.Unlock()
+	if q.lock == nil {
+		return nil
+	}
+	err := q.lock.Close()
+	q.lock = nil
+	return err
 }
 
 func (q *Queue) path(parts ...string) string {

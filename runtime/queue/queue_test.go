@@ -150,6 +150,7 @@ func openTest(t *testing.T, cfg Config) *Queue {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { q.Close() })
 	return q
 }
 
@@ -509,6 +510,7 @@ func TestAdminWithoutRun(t *testing.T) {
 		}
 	}
 	// The hold survives a restart, and Run leaves it alone.
+	q.Close()
 	s := &fakeSender{}
 	q = openTest(t, Config{Dir: dir, Sender: s})
 	var got []string
@@ -582,6 +584,7 @@ func TestOpenRecovers(t *testing.T) {
 	f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	f.Write([]byte{0, 0, 0, 40, 1, 2})
 	f.Close()
+	q.Close()
 	q = openTest(t, Config{Dir: dir})
 	if ents, _ := os.ReadDir(filepath.Join(dir, dirTmp)); len(ents) != 0 {
 		t.Errorf("tmp/ not emptied: %v", ents)
@@ -735,4 +738,18 @@ func TestBounceNotHandedOver(t *testing.T) {
 	if ks := n.keys(); len(ks) != 1 || ks[0] != id+"/failed/0" {
 		t.Errorf("reports %v", ks)
 	}
+}
+
+func TestOpenOneProcess(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, Config{Dir: dir})
+	if _, err := Open(t.Context(), Config{Dir: dir}); !errors.Is(err, ErrBusy) {
+		t.Errorf("second Open: %v, want ErrBusy", err)
+	}
+	q.Close()
+	q2, err := Open(t.Context(), Config{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	q2.Close()
 }
