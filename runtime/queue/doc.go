@@ -79,5 +79,8 @@
 //
 // List, Show, Hold, Release, Retry and Delete work on the files, with or
 // without Run. On a message being sent, Hold and Delete set a flag in
-// its file (durable at once) and take effect when its round ends.
+// its file (durable at once) and take effect when its round ends. One
+// process at a time opens a queue (a lock on its directory; ErrBusy for
+// the second): while the daemon runs, mfapply reaches the queue through
+// the control socket.
 package queue
