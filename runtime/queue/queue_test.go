@@ -753,3 +753,38 @@ func TestOpenOneProcess(t *testing.T) {
 	}
 	q2.Close()
 }
+
+// Past the lifetime, a message whose destination is suspended bounces
+// rather than come back at once, again and again.
+func TestExpiredWhileSuspended(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	snd := senderFunc(func(ctx context.Context, m *smtpout.Message) []smtpout.Result {
+		res := make([]smtpout.Result, len(m.Rcpts))
+		for i, r := range m.Rcpts {
+			res[i] = smtpout.Result{Rcpt: r, Text: "dial tcp: connection refused"}
+		}
+		return res
+	})
+	n := &fakeNotifier{}
+	q := openTest(t, Config{Sender: snd, Notifier: n, Now: clk.Now, PerDomain: 1})
+	for i := range 10 {
+		enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{fmt.Sprintf("d%d@down.example", i)}})
+	}
+	run(t, q)
+	waitFor(t, "every message deferred", func() bool {
+		k := 0
+		q.List(t.Context(), func(i Info) bool {
+			if i.Next.After(clk.Now()) {
+				k++
+			}
+			return true
+		})
+		return k == 10
+	})
+	clk.Add(2 * time.Hour)
+	q.wake()
+	waitFor(t, "every message bounced", func() bool { return count(t, q) == 0 })
+	if ks := n.keys(); len(ks) != 10 {
+		t.Errorf("%d bounces, want 10", len(ks))
+	}
+}

@@ -627,7 +627,9 @@ func (s *sched) finalize(a *active) {
 		case r.done():
 		case a.failed[i].Permanent:
 			bounce = append(bounce, i)
-		case expired && a.tried[i]:
+		case expired:
+			// Tried in this round or not (its destination suspended):
+			// the lifetime is over.
 			bounce = append(bounce, i)
 		default:
 			pending = append(pending, i)
