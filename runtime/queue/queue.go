@@ -95,8 +95,10 @@ type Config struct {
 	Sender   smtpout.Sender
 	Settings func() Settings // nil: DefaultSettings
 	Signer   Signer          // nil: no DKIM signature
-	// SRS rewrites the reverse path of Forward recipients; nil: sent
-	// with From as is.
+	// SRS rewrites the reverse path of Forward recipients (srs's
+	// Rewriter.Forward, wrapped by the caller to keep the box's own
+	// domains as they are); nil: sent with From as is. Never called
+	// for <>.
 	SRS      func(from string) (string, error)
 	Notifier Notifier // nil: reports are logged, not sent
 	// Reports gives the domain a report to sender comes from and its
