@@ -222,12 +222,19 @@ func TestDeliverGroups(t *testing.T) {
 		Rcpts:   []string{"x@far.example", "y@FAR.example", "z@other.example"},
 		Forward: []string{"w@far.example"},
 	})
+	nullID := enqueue(t, q, Envelope{From: "", Forward: []string{"v@null.example"}})
 	run(t, q)
 	waitFor(t, "delivery", func() bool { return count(t, q) == 0 })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	got := map[string]string{}
 	for i, m := range s.sends {
+		if m.ID == nullID {
+			if m.From != "" {
+				t.Errorf("a forward from <> sent from %q", m.From)
+			}
+			continue
+		}
 		got[m.From+" "+m.Domain] = strings.Join(m.Rcpts, ",")
 		if m.ID != id {
 			t.Errorf("send %d: id %s, want %s", i, m.ID, id)
@@ -244,7 +251,7 @@ func TestDeliverGroups(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("sends:\n%v\nwant\n%v", got, want)
 	}
-	if c := met.Counts(); c["enqueued"] != 1 || c["recipients delivered"] != 4 {
+	if c := met.Counts(); c["enqueued"] != 2 || c["recipients delivered"] != 5 {
 		t.Errorf("metrics %v", c)
 	}
 }
