@@ -1,11 +1,13 @@
 package mailauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +31,11 @@ type DNSError struct {
 	Name     string // the name asked
 	Type     string // "TXT", "A", ...
 	NotFound bool   // NXDOMAIN or NODATA; otherwise the failure is temporary
-	Err      error  // the cause of a temporary failure
+	// NXDomain: the name does not exist at all (NXDOMAIN, or a name that
+	// cannot be asked); NotFound without NXDomain is NODATA. Mail
+	// delivery tells them apart: NODATA for MX means the implicit MX.
+	NXDomain bool
+	Err      error // the cause of a temporary failure
 }
 
 func (e *DNSError) Error() string {
@@ -166,6 +172,40 @@ func (r *Resolver) LookupMX(ctx context.Context, name string) ([]string, error) 
 	return out, nil
 }
 
+// MX is one MX record.
+type MX struct {
+	Host string // the exchange without the trailing dot; "" for RFC 7505's null MX "."
+	Pref uint16
+}
+
+// LookupMXRecords returns name's MX records sorted by preference (equal
+// preferences in the order of the answer), for mail delivery, which must
+// tell apart what LookupMX folds together: a null MX (RFC 7505) is a
+// record with Host ""; a name without MX records (NODATA: the implicit MX
+// applies, RFC 5321 §5.1) gives an error matching ErrNotFound whose
+// DNSError has NXDomain false; a name that does not exist gives one with
+// NXDomain true.
+func (r *Resolver) LookupMXRecords(ctx context.Context, name string) ([]MX, error) {
+	rrs, err := r.query(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]MX, 0, len(rrs))
+	for _, rr := range rrs {
+		mx := rr.(*dns.MX)
+		out = append(out, MX{Host: strings.TrimSuffix(mx.Mx, "."), Pref: mx.Preference})
+	}
+	slices.SortStableFunc(out, func(a, b MX) int { return cmp.Compare(a.Pref, b.Pref) })
+	return out, nil
+}
+
+// IsNXDomain reports whether err is the error of a lookup of a name that
+// does not exist (NXDOMAIN), as opposed to NODATA or a temporary failure.
+func IsNXDomain(err error) bool {
+	var de *DNSError
+	return errors.As(err, &de) && de.NXDomain
+}
+
 // LookupPTR returns the names of addr's PTR records, without the trailing
 // dot.
 func (r *Resolver) LookupPTR(ctx context.Context, addr netip.Addr) ([]string, error) {
@@ -196,7 +236,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 	fqdn := dns.Fqdn(name)
 	if !validQueryName(fqdn) {
 		// A name that cannot go on the wire exists nowhere.
-		return nil, &DNSError{Name: name, Type: tname, NotFound: true}
+		return nil, &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: true}
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(fqdn, qtype)
@@ -221,7 +261,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 				}
 				return rrs, nil
 			case dns.RcodeNameError:
-				return nil, &DNSError{Name: name, Type: tname, NotFound: true}
+				return nil, &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: true}
 			default:
 				lastErr = fmt.Errorf("ask %s: rcode %s", srv, dns.RcodeToString[resp.Rcode])
 			}

@@ -219,3 +219,41 @@ func TestUnescapeTXT(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupMXRecords: mail delivery tells a null MX, NODATA, NXDOMAIN
+// and a failure apart.
+func TestLookupMXRecords(t *testing.T) {
+	z := startDNS(t,
+		`mx.test. MX 20 b.mx.test.`,
+		`mx.test. MX 10 a.mx.test.`,
+		`mx.test. MX 20 c.mx.test.`,
+		`null.test. MX 0 .`,
+		`nomx.test. A 192.0.2.1`,
+	)
+	z.set(z.servfail, "broken.test")
+	r := NewResolver([]string{z.Addr}, 500*time.Millisecond)
+	ctx := t.Context()
+
+	got, err := r.LookupMXRecords(ctx, "mx.test")
+	if want := []MX{{"a.mx.test", 10}, {"b.mx.test", 20}, {"c.mx.test", 20}}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("mx.test: got %v %v, want %v", got, err, want)
+	}
+	got, err = r.LookupMXRecords(ctx, "null.test")
+	if want := []MX{{"", 0}}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("null.test: got %v %v, want %v", got, err, want)
+	}
+	for _, c := range []struct {
+		name               string
+		notFound, nxdomain bool
+	}{
+		{"nomx.test", true, false},    // NODATA: the implicit MX applies
+		{"nowhere.test", true, true},  // NXDOMAIN
+		{"bad..name", true, true},     // cannot be asked
+		{"broken.test", false, false}, // SERVFAIL: temporary
+	} {
+		_, err := r.LookupMXRecords(ctx, c.name)
+		if err == nil || errors.Is(err, ErrNotFound) != c.notFound || IsNXDomain(err) != c.nxdomain {
+			t.Errorf("%s: got %v (NXDomain %v), want not found %v, NXDOMAIN %v", c.name, err, IsNXDomain(err), c.notFound, c.nxdomain)
+		}
+	}
+}
