@@ -10,7 +10,9 @@ import (
 
 // Counts counts the calls of the hooks by their arguments: "session mx",
 // "refused pop3 <reason>", "reply mx 2xx", "delivery mx delivered",
-// "login smtp ok". Its zero value is ready; it is safe for concurrent use.
+// "login smtp ok", "outbound connection opened tls", "outbound recipient
+// direct delivered", "outbound mta-sts refused". Its zero value is ready;
+// it is safe for concurrent use.
 type Counts struct {
 	mu sync.Mutex
 	n  map[string]int
@@ -37,6 +39,21 @@ func (m *Counts) Recipients(result string, n int) {
 	}
 }
 func (m *Counts) QueueSize(messages int) {}
+
+func (m *Counts) OutboundConnection(reused, tls bool) {
+	state, enc := "opened", "plain"
+	if reused {
+		state = "reused"
+	}
+	if tls {
+		enc = "tls"
+	}
+	m.add("outbound connection %s %s", state, enc)
+}
+func (m *Counts) OutboundRecipient(route, result string) {
+	m.add("outbound recipient %s %s", route, result)
+}
+func (m *Counts) MTASTSRefused() { m.add("outbound mta-sts refused") }
 
 // Counts returns a copy of the counts so far.
 func (m *Counts) Counts() map[string]int {
