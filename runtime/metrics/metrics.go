@@ -5,7 +5,9 @@
 // *Metrics is handed to what reports: the reconciler engine (Planned,
 // Applied), the daemon (DriftCorrected, Held, Unheld), the SMTP, IMAP and
 // POP3 servers (Session, Refused, Reply, Delivery), the authenticator
-// (Login) and the outbound queue (Enqueued, Recipients, QueueSize). Those packages declare the small interfaces they call and do
+// (Login), the outbound queue (Enqueued, Recipients, QueueSize) and the
+// outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused).
+// Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
 //
@@ -44,6 +46,12 @@
 // protocol: smtp, imap, pop3):
 //
 //	mailfountain_logins_total{protocol,result}  counter  result="ok", "bad_password", "unknown_user", "locked" (too many failures: refused without a check), "error" (the store failed, or the client left)
+//
+// Outbound delivery (runtime/smtpout; label route: direct, relay):
+//
+//	mailfountain_smtpout_connections_total{state,tls}     counter  connections to remote servers: state="opened" or "reused" (an idle one sent another message), tls="yes" or "no"
+//	mailfountain_smtpout_recipients_total{route,result}   counter  recipients of delivery attempts: result="delivered", "temporary", "permanent", "blocked" (a block answer: refused for the box's address)
+//	mailfountain_smtpout_mtasts_refusals_total            counter  MX hosts not used because the destination's MTA-STS policy (mode enforce) refused them
 //
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
@@ -100,6 +108,8 @@ type Metrics struct {
 	queueEnqueued               prometheus.Counter
 	queueRecipients             *prometheus.CounterVec
 	queueMessages               prometheus.Gauge
+	outConns, outRcpts          *prometheus.CounterVec
+	mtastsRefusals              prometheus.Counter
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -163,12 +173,21 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			Name: "mailfountain_queue_messages",
 			Help: "Messages in the outbound queue, held ones included.",
 		}),
+		outConns: counter("mailfountain_smtpout_connections_total",
+			"Connections to remote SMTP servers: opened or reused, with TLS or not.", "state", "tls"),
+		outRcpts: counter("mailfountain_smtpout_recipients_total",
+			"Recipients of outbound delivery attempts, by route (direct, relay) and result: delivered, temporary, permanent, blocked.", "route", "result"),
+		mtastsRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_smtpout_mtasts_refusals_total",
+			Help: "MX hosts not used because the destination's MTA-STS policy in mode enforce refused them.",
+		}),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
 		m.versionHeld, m.versionsHeld,
 		m.sessions, m.refused, m.smtpReplies, m.smtpDeliveries, m.logins,
 		m.queueEnqueued, m.queueRecipients, m.queueMessages,
+		m.outConns, m.outRcpts, m.mtastsRefusals,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -325,6 +344,39 @@ func (m *Metrics) QueueSize(messages int) {
 		return
 	}
 	m.queueMessages.Set(float64(messages))
+}
+
+// OutboundConnection records a connection to a remote SMTP server, opened
+// or reused, with TLS or not.
+func (m *Metrics) OutboundConnection(reused, tls bool) {
+	if m == nil {
+		return
+	}
+	state, enc := "opened", "no"
+	if reused {
+		state = "reused"
+	}
+	if tls {
+		enc = "yes"
+	}
+	m.outConns.WithLabelValues(state, enc).Inc()
+}
+
+// OutboundRecipient records what became of one recipient of an outbound
+// delivery attempt.
+func (m *Metrics) OutboundRecipient(route, result string) {
+	if m == nil {
+		return
+	}
+	m.outRcpts.WithLabelValues(route, result).Inc()
+}
+
+// MTASTSRefused records an MX host an MTA-STS policy refused.
+func (m *Metrics) MTASTSRefused() {
+	if m == nil {
+		return
+	}
+	m.mtastsRefusals.Inc()
 }
 
 // Handler answers with the metrics of the registry, in the format the

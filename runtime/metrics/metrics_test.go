@@ -20,6 +20,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/pop3d"
 	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/smtpd"
+	"mailfountain.dev/mailfountain/runtime/smtpout"
 )
 
 // observer is the reconciler engine's reconcilers.Observer, as the engine
@@ -31,13 +32,14 @@ type observer interface {
 
 // The hooks *Metrics implements, those of the packages that call them.
 var (
-	_ observer       = (*metrics.Metrics)(nil)
-	_ smtpd.Metrics  = (*metrics.Metrics)(nil)
-	_ imapd.Metrics  = (*metrics.Metrics)(nil)
-	_ pop3d.Metrics  = (*metrics.Metrics)(nil)
-	_ auth.Observer  = (*metrics.Metrics)(nil)
-	_ daemon.Metrics = (*metrics.Metrics)(nil)
-	_ queue.Metrics  = (*metrics.Metrics)(nil)
+	_ observer        = (*metrics.Metrics)(nil)
+	_ smtpd.Metrics   = (*metrics.Metrics)(nil)
+	_ imapd.Metrics   = (*metrics.Metrics)(nil)
+	_ pop3d.Metrics   = (*metrics.Metrics)(nil)
+	_ auth.Observer   = (*metrics.Metrics)(nil)
+	_ daemon.Metrics  = (*metrics.Metrics)(nil)
+	_ queue.Metrics   = (*metrics.Metrics)(nil)
+	_ smtpout.Metrics = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
@@ -134,6 +136,14 @@ func TestScrape(t *testing.T) {
 	m.Recipients(queue.ResultBounced, 1)
 	m.Recipients(queue.ResultDeferred, 0) // nothing: no series
 	m.QueueSize(7)
+	m.OutboundConnection(false, true)
+	m.OutboundConnection(true, true)
+	m.OutboundConnection(true, true)
+	m.OutboundConnection(false, false)
+	m.OutboundRecipient("direct", "delivered")
+	m.OutboundRecipient("direct", "blocked")
+	m.OutboundRecipient("relay", "delivered")
+	m.MTASTSRefused()
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -170,6 +180,13 @@ func TestScrape(t *testing.T) {
 		`mailfountain_queue_recipients_total{result="delivered"}`:                    3,
 		`mailfountain_queue_recipients_total{result="bounced"}`:                      1,
 		`mailfountain_queue_messages`:                                                7,
+		`mailfountain_smtpout_connections_total{state="opened",tls="yes"}`:           1,
+		`mailfountain_smtpout_connections_total{state="reused",tls="yes"}`:           2,
+		`mailfountain_smtpout_connections_total{state="opened",tls="no"}`:            1,
+		`mailfountain_smtpout_recipients_total{result="delivered",route="direct"}`:   1,
+		`mailfountain_smtpout_recipients_total{result="blocked",route="direct"}`:     1,
+		`mailfountain_smtpout_recipients_total{result="delivered",route="relay"}`:    1,
+		`mailfountain_smtpout_mtasts_refusals_total`:                                 1,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -257,6 +274,9 @@ func TestNil(t *testing.T) {
 	m.Enqueued()
 	m.Recipients(queue.ResultDelivered, 1)
 	m.QueueSize(1)
+	m.OutboundConnection(true, false)
+	m.OutboundRecipient("relay", "temporary")
+	m.MTASTSRefused()
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says
