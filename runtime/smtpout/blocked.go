@@ -7,11 +7,11 @@ import (
 )
 
 // blockListWords name a block list, or say that the client is on one.
-var blockListWords = regexp.MustCompile(`(?i)\b(blocked|block ?list(ed)?|black ?list(ed)?|listed (at|on|in)|spamhaus|spamcop|barracuda|rbl|dnsbl|banned sending ip)\b`)
+var blockListWords = regexp.MustCompile(`(?i)\b(blocked|block ?list(ed)?|black ?list(ed)?|listed (at|on|in)|spamhaus|spamcop|barracuda|rbl|dnsbl|banned sending ip|(poor|bad|low) reputation)\b`)
 
 // policyPhrases, with a 5.7.1 status, refuse the client rather than the
 // message or the recipient.
-var policyPhrases = regexp.MustCompile(`(?i)(not authori[sz]ed|not permitted|client host rejected|sender ip|your ip|ip address|reverse dns|\bptr\b|rdns|poor reputation|bad reputation)`)
+var policyPhrases = regexp.MustCompile(`(?i)(not authori[sz]ed|not permitted|client host rejected|sender ip|your ip|ip address|reverse dns|\bptr\b|rdns)`)
 
 // blockAnswer reports whether a 5xx reply refuses the box's address
 // itself (the issue's "block answer", manual 5.4): it names the client
