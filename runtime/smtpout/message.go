@@ -1,14 +1,30 @@
-// Package smtpout sends mail to other servers: it finds where a domain's
-// mail goes (MX records in RFC 5321 order, the implicit MX, RFC 7505's
-// null MX), connects with STARTTLS whenever offered, enforces the MTA-STS
-// policy of the destination (RFC 8461, through runtime/mtasts), keeps
-// connections open to send several messages over one, pipelines the
-// envelope (RFC 2920), and in relay mode sends everything through the
-// smarthost with a verified certificate and AUTH.
+// Package smtpout sends mail to other servers. In direct mode it finds
+// where a domain's mail goes (MX records in RFC 5321 §5.1 order, equal
+// preferences shuffled; the implicit MX from A/AAAA when there is no MX;
+// RFC 7505's null MX and NXDOMAIN refused at once), tries each MX host and
+// each of its addresses until one answers the transaction, uses STARTTLS
+// whenever offered (opportunistic, RFC 7435: any certificate; a failed
+// handshake is tried again without TLS), and enforces the destination's
+// MTA-STS policy (RFC 8461, through runtime/mtasts): in mode enforce an MX
+// host outside the policy, or without TLS and a certificate valid for its
+// name, is not used; mode testing only logs. In relay mode (Config.Relay),
+// or for a message marked ViaRelay, it sends through the smarthost:
+// implicit TLS on port 465 (RFC 8314), STARTTLS required elsewhere, the
+// certificate always verified, AUTH PLAIN or LOGIN.
 //
-// It tells, for each recipient, what the remote server answered and
-// whether to retry. It keeps nothing on disk: when to try again, bounces
-// and the record of what was sent belong to the caller (runtime/queue).
+// It speaks SMTP with its own client: EHLO (HELO when EHLO is not
+// understood), PIPELINING (RFC 2920: MAIL, every RCPT and DATA in one
+// write), SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), a
+// deadline on every command and on each connection's use. Idle
+// connections are kept a few seconds per host and address, and serve the
+// next message after RSET.
+//
+// It tells, for each recipient, what the remote server answered (the whole
+// reply), whether to retry, and whether the answer refused the box's
+// address itself (a block answer, which the caller may retry through the
+// smarthost). It keeps nothing on disk and never retries by itself: when
+// to try again, bounces, DKIM and the record of what was sent belong to
+// the caller (runtime/queue).
 package smtpout
 
 import (
