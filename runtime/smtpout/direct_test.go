@@ -3,6 +3,7 @@ package smtpout
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +199,38 @@ func TestTransaction(t *testing.T) {
 					t.Fatalf("want %q, got %s", final, describe(res))
 				}
 			}
+		}
+	})
+	t.Run("MAIL parameters", func(t *testing.T) {
+		cl, s := setup(t, &sink{}, Config{})
+		m := msg("a@dest.test")
+		m.EightBit, m.SMTPUTF8 = true, true
+		res := send(t, cl, m)
+		txs := s.transactions()
+		if !res[0].Delivered() || len(txs) != 1 {
+			t.Fatalf("%s %+v", describe(res), txs)
+		}
+		if want := fmt.Sprintf("MAIL FROM:<a@box.test> SIZE=%d BODY=8BITMIME SMTPUTF8", m.Size); txs[0].Mail != want {
+			t.Fatalf("got %q, want %q", txs[0].Mail, want)
+		}
+	})
+	t.Run("too large for the server", func(t *testing.T) {
+		cl, s := setup(t, &sink{}, Config{})
+		big := strings.Repeat("x", 1000001)
+		m := msg("a@dest.test")
+		m.Body, m.Size = strings.NewReader(big), int64(len(big))
+		res := send(t, cl, m)
+		if !res[0].Permanent || res[0].Enhanced != "5.3.4" || len(s.transactions()) != 0 {
+			t.Fatal(describe(res))
+		}
+	})
+	t.Run("SMTPUTF8 not offered", func(t *testing.T) {
+		cl, s := setup(t, &sink{NoUTF8: true}, Config{})
+		m := msg("pépé@dest.test")
+		m.SMTPUTF8 = true
+		res := send(t, cl, m)
+		if !res[0].Permanent || res[0].Enhanced != "5.6.7" || len(s.transactions()) != 0 {
+			t.Fatal(describe(res))
 		}
 	})
 	t.Run("pipelining used when offered", func(t *testing.T) {

@@ -168,6 +168,7 @@ func (ca *testCA) leaf(t *testing.T, names ...string) tls.Certificate {
 type sinkTx struct {
 	Conn      int // which connection of the sink (1, 2...)
 	From      string
+	Mail      string   // the whole MAIL command
 	Rcpts     []string // accepted
 	Data      string
 	TLS       bool
@@ -189,6 +190,7 @@ type sink struct {
 	Final      string                   // the reply to the final dot; default 250
 	BrokenTLS  bool                     // answers STARTTLS 220 then garbage
 	Stall      bool                     // accepts and never answers
+	NoUTF8     bool                     // does not offer SMTPUTF8
 
 	Addr string
 	ln   net.Listener
@@ -299,7 +301,10 @@ func (s *sink) serve(c net.Conn, n int) {
 				}
 				lines = append(lines, "250-AUTH "+mechs)
 			}
-			lines = append(lines, "250 SMTPUTF8")
+			if !s.NoUTF8 {
+				lines = append(lines, "250-SMTPUTF8")
+			}
+			lines = append(lines, "250 HELP")
 			say(lines...)
 		case "HELO":
 			say("250 sink")
@@ -345,7 +350,7 @@ func (s *sink) serve(c net.Conn, n int) {
 			from, _, _ = strings.Cut(from, ">")
 			// Pipelined: the rest of the envelope came with MAIL.
 			buffered, _ := r.Peek(r.Buffered())
-			tx = &sinkTx{Conn: n, From: from, TLS: tlsOn, Auth: auth, Pipelined: strings.Contains(string(buffered), "DATA\r\n")}
+			tx = &sinkTx{Conn: n, From: from, Mail: line, TLS: tlsOn, Auth: auth, Pipelined: strings.Contains(string(buffered), "DATA\r\n")}
 			say("250 2.1.0 Ok")
 		case "RCPT":
 			rcpt := strings.TrimPrefix(arg, "TO:<")

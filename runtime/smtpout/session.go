@@ -178,8 +178,11 @@ func (sc *session) reset() bool {
 // close ends the connection, politely when it still works.
 func (sc *session) close() {
 	if !sc.broken {
+		// A second for QUIT and its reply, writes included: a server
+		// that stopped reading does not hold us.
 		sc.mu.Lock()
-		_ = sc.nc.SetDeadline(time.Now().Add(time.Second))
+		sc.deadline = time.Now().Add(time.Second)
+		_ = sc.nc.SetDeadline(sc.deadline)
 		sc.mu.Unlock()
 		if _, err := sc.w.WriteString("QUIT\r\n"); err == nil && sc.w.Flush() == nil {
 			_, _ = readReply(sc.r)
@@ -399,6 +402,8 @@ func (sc *session) send(m *Message) ([]Result, *failure) {
 	if _, ok := sc.ext["SIZE"]; ok {
 		mail += " SIZE=" + strconv.FormatInt(m.Size, 10)
 	}
+	// Without 8BITMIME an 8-bit body goes as it is, as Postfix does
+	// (smtp_send_8bitmime): nearly every server takes it.
 	if _, ok := sc.ext["8BITMIME"]; ok && m.EightBit {
 		mail += " BODY=8BITMIME"
 	}
@@ -483,7 +488,7 @@ func (sc *session) send(m *Message) ([]Result, *failure) {
 		if errors.Is(err, errBody) {
 			// Our side failed: nothing the server can take as a message
 			// was sent; the connection is closed.
-			return nil, &failure{text: fmt.Sprintf("reading message %s: %v", m.ID, err)}
+			return nil, &failure{final: true, text: fmt.Sprintf("reading message %s: %v", m.ID, err)}
 		}
 		return nil, sc.fail("sending the message", err)
 	}
