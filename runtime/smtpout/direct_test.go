@@ -332,8 +332,30 @@ func TestTransaction(t *testing.T) {
 		if res[0].Delivered() || res[0].Permanent {
 			t.Fatal(describe(res))
 		}
-		if d := time.Since(start); d > 10*time.Second {
+		if d := time.Since(start); d > 3*time.Second {
 			t.Fatalf("took %v", d)
+		}
+	})
+	t.Run("an idle connection the server closed is replaced", func(t *testing.T) {
+		cl, s := setup(t, &sink{HangUp: true}, Config{})
+		for i := range 2 {
+			if res := send(t, cl, msg("a@dest.test")); !res[0].Delivered() {
+				t.Fatalf("message %d: %s", i, describe(res))
+			}
+		}
+		if n, txs := s.connections(), len(s.transactions()); n != 2 || txs != 2 {
+			t.Fatalf("%d connections, %d transactions", n, txs)
+		}
+	})
+	t.Run("Close says QUIT to the idle connections", func(t *testing.T) {
+		cl, s := setup(t, &sink{}, Config{})
+		send(t, cl, msg("a@dest.test"))
+		if n := s.quitCount(); n != 0 {
+			t.Fatalf("%d QUIT before Close", n)
+		}
+		cl.Close()
+		if n := s.quitCount(); n != 1 {
+			t.Fatalf("%d QUIT after Close", n)
 		}
 	})
 	t.Run("block answer", func(t *testing.T) {

@@ -191,12 +191,14 @@ type sink struct {
 	BrokenTLS  bool                     // answers STARTTLS 220 then garbage
 	Stall      bool                     // accepts and never answers
 	NoUTF8     bool                     // does not offer SMTPUTF8
+	HangUp     bool                     // closes the connection after each transaction, without a word
 
 	Addr string
 	ln   net.Listener
 
 	mu    sync.Mutex
 	conns int
+	quits int
 	txs   []sinkTx
 	wg    sync.WaitGroup
 }
@@ -230,6 +232,12 @@ func (s *sink) transactions() []sinkTx {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]sinkTx(nil), s.txs...)
+}
+
+func (s *sink) quitCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.quits
 }
 
 func (s *sink) connections() int {
@@ -396,12 +404,18 @@ func (s *sink) serve(c net.Conn, n int) {
 			}
 			tx = nil
 			say(final)
+			if s.HangUp {
+				return
+			}
 		case "RSET":
 			tx = nil
 			say("250 2.0.0 Ok")
 		case "NOOP":
 			say("250 2.0.0 Ok")
 		case "QUIT":
+			s.mu.Lock()
+			s.quits++
+			s.mu.Unlock()
 			say("221 2.0.0 Bye")
 			return
 		default:
