@@ -307,9 +307,7 @@ func (c *Client) sendDirect(ctx context.Context, m *Message) []Result {
 		if policy != nil && !policy.MatchMX(host) {
 			d := mtasts.Decide(policy, host, false)
 			if d.Action == mtasts.Refuse {
-				c.met.MTASTSRefused()
-				c.log.Warn("MX host refused by MTA-STS", "id", m.ID, "domain", m.Domain, "host", host, "reason", d.Reason)
-				fs.add(&failure{enhanced: "4.7.5", text: "MTA-STS policy of " + m.Domain + " (mode enforce): " + d.Reason, host: host})
+				fs.add(c.mtastsRefusal(&target{host: host, domain: m.Domain}, d))
 				continue
 			}
 			c.log.Warn("MTA-STS policy in mode testing violated", "id", m.ID, "domain", m.Domain, "host", host, "reason", d.Reason)

@@ -161,6 +161,8 @@ func TestMTASTS(t *testing.T) {
 		{name: "enforce: listed MX with a valid certificate", mode: "enforce", mx: "mx1.dest.test", sink: &sink{TLS: mxCert}, ok: true, conns: 1},
 		{name: "enforce: MX not in the policy", mode: "enforce", mx: "mx.other.test", sink: &sink{TLS: mxCert}, text: "not listed in the MTA-STS policy", refuse: 1},
 		{name: "enforce: certificate for another name", mode: "enforce", mx: "mx1.dest.test", sink: &sink{TLS: wrongCert}, text: "no TLS with a valid certificate", refuse: 1, conns: 1},
+		{name: "enforce: TLS handshake fails", mode: "enforce", mx: "mx1.dest.test", sink: &sink{TLS: mxCert, BrokenTLS: true}, text: "no TLS with a valid certificate", refuse: 1, conns: 1},
+		{name: "testing: TLS handshake fails, delivers without", mode: "testing", mx: "mx1.dest.test", sink: &sink{TLS: mxCert, BrokenTLS: true}, ok: true, conns: 2},
 		{name: "enforce: no STARTTLS", mode: "enforce", mx: "*.dest.test", sink: &sink{}, text: "no TLS with a valid certificate", refuse: 1, conns: 1},
 		{name: "testing: MX not in the policy delivers", mode: "testing", mx: "mx.other.test", sink: &sink{TLS: wrongCert}, ok: true, conns: 1},
 		{name: "testing: no STARTTLS delivers", mode: "testing", mx: "mx1.dest.test", sink: &sink{}, ok: true, conns: 1},

@@ -261,7 +261,14 @@ func (c *Client) handshake(sc *session, tryTLS bool) *failure {
 			if f := c.startTLS(sc); f != nil {
 				// A failed handshake leaves the connection unusable:
 				// try again without TLS when nothing requires it.
-				f.retryPlain = relay == nil && mtasts.Decide(t.policy, t.host, false).Action != mtasts.Refuse
+				if relay == nil {
+					if d := mtasts.Decide(t.policy, t.host, false); d.Action == mtasts.Refuse {
+						r := c.mtastsRefusal(t, d)
+						r.text += " (" + f.text + ")"
+						return r
+					}
+					f.retryPlain = true
+				}
 				return f
 			}
 			if f := c.ehlo(sc); f != nil {
@@ -274,9 +281,7 @@ func (c *Client) handshake(sc *session, tryTLS bool) *failure {
 	if relay == nil && t.policy != nil {
 		switch d := mtasts.Decide(t.policy, t.host, sc.verified); d.Action {
 		case mtasts.Refuse:
-			c.met.MTASTSRefused()
-			c.log.Warn("MX host refused by MTA-STS", "domain", t.domain, "host", t.host, "reason", d.Reason)
-			return &failure{enhanced: "4.7.5", text: "MTA-STS policy of " + t.domain + " (mode enforce): " + d.Reason}
+			return c.mtastsRefusal(t, d)
 		case mtasts.DeliverAndLog:
 			c.log.Warn("MTA-STS policy in mode testing violated", "domain", t.domain, "host", t.host, "reason", d.Reason)
 		}
@@ -285,6 +290,14 @@ func (c *Client) handshake(sc *session, tryTLS bool) *failure {
 		return c.auth(sc)
 	}
 	return nil
+}
+
+// mtastsRefusal is the failure of an MX host the destination's MTA-STS
+// policy refuses: temporary (RFC 8461 §5: try another MX, or later).
+func (c *Client) mtastsRefusal(t *target, d mtasts.Decision) *failure {
+	c.met.MTASTSRefused()
+	c.log.Warn("MX host refused by MTA-STS", "domain", t.domain, "host", t.host, "reason", d.Reason)
+	return &failure{enhanced: "4.7.5", host: t.host, text: "MTA-STS policy of " + t.domain + " (mode enforce): " + d.Reason}
 }
 
 // startTLS runs the TLS handshake over sc. Mail to the smarthost needs a
