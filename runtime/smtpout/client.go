@@ -304,13 +304,16 @@ func (c *Client) sendDirect(ctx context.Context, m *Message) []Result {
 	}
 	var fs failures
 	for _, host := range hosts {
+		// A host outside the policy is refused before connecting; one
+		// inside it is judged once its TLS is known (handshake).
 		if policy != nil && !policy.MatchMX(host) {
-			d := mtasts.Decide(policy, host, false)
-			if d.Action == mtasts.Refuse {
+			switch d := mtasts.Decide(policy, host, false); d.Action {
+			case mtasts.Refuse:
 				fs.add(c.mtastsRefusal(&target{host: host, domain: m.Domain}, d))
 				continue
+			case mtasts.DeliverAndLog:
+				c.log.Warn("MTA-STS policy in mode testing violated", "id", m.ID, "domain", m.Domain, "host", host, "reason", d.Reason)
 			}
-			c.log.Warn("MTA-STS policy in mode testing violated", "id", m.ID, "domain", m.Domain, "host", host, "reason", d.Reason)
 		}
 		addrs, err := c.addrs(ctx, host)
 		if err != nil {
