@@ -55,6 +55,9 @@ func TestLoadDefaults(t *testing.T) {
 	if st.SMTP.LegacyPlainAuth {
 		t.Error("legacy_plain_auth defaults to false")
 	}
+	if want := (Queue{MinBackoff: "5m", MaxBackoff: "1h", Lifetime: "5d", DelayWarning: "4h"}); st.SMTP.Queue != want {
+		t.Errorf("queue defaults: %+v, want %+v", st.SMTP.Queue, want)
+	}
 	dom := st.Domains[0]
 	if dom.Language != "fr" {
 		t.Errorf("domain language defaults to the system's: %q", dom.Language)
@@ -148,6 +151,14 @@ func TestLoadInvalid(t *testing.T) {
 		{"host names differ only in case", "  - name: ma-societe.fr\n", "  - name: ma-societe.fr\n    dns: {hosts: {www: 198.51.100.7, WWW: 198.51.100.8}}\n", 12, `"WWW" is the same name as "www" given above`},
 		{"host names differ only in case, upper first", "  - name: ma-societe.fr\n", "  - name: ma-societe.fr\n    dns: {hosts: {Www: 198.51.100.7, www: 198.51.100.8}}\n", 12, `"www" is the same name as "Www" given above`},
 		{"yaml syntax", "smtp:\n  mode: direct", "smtp:\n  mode: [direct", 9, "the list in brackets [ that starts here is not closed"},
+		{"duration without unit", "mode: direct", "mode: direct\n  queue: {min_backoff: \"5\"}", 10, "expected a duration such as 5m, 1h30m or 5d"},
+		{"duration with a unit Go knows but not the document", "mode: direct", "mode: direct\n  queue: {lifetime: 5ms}", 10, "expected a duration"},
+		{"duration as a bare number", "mode: direct", "mode: direct\n  queue: {lifetime: 5}", 10, "expected a string; got a number 5"},
+		{"zero min_backoff", "mode: direct", "mode: direct\n  queue: {min_backoff: 0s}", 10, "min_backoff must be longer than 0"},
+		{"max_backoff below min_backoff", "mode: direct", "mode: direct\n  queue: {min_backoff: 10m, max_backoff: 5m}", 10, "max_backoff (5m) must not be shorter than min_backoff (10m)"},
+		{"max_backoff below the default min_backoff", "mode: direct", "mode: direct\n  queue: {max_backoff: 1m}", 10, "max_backoff (1m) must not be shorter than min_backoff (5m)"},
+		{"zero lifetime", "mode: direct", "mode: direct\n  queue: {lifetime: \"0\"}", 10, "lifetime must be longer than 0"},
+		{"duration too long", "mode: direct", "mode: direct\n  queue: {lifetime: 200000d}", 10, `duration "200000d" is too long`},
 	}
 	for _, tt := range tests {
 		if tt.name == "bad language" {

@@ -114,6 +114,8 @@ func (d *document) checkRules(st *State) Errors {
 		st.Network.DHCP.Enabled = false
 	}
 
+	errs = append(errs, d.checkQueue(&st.SMTP.Queue)...)
+
 	// Inline secrets only in files that others cannot read.
 	for _, s := range []struct {
 		path   []string
@@ -135,6 +137,35 @@ func (d *document) checkRules(st *State) Errors {
 	}
 	if st.Network.WAN.Method == "pppoe" && st.Network.WAN.Password == "" && st.Network.WAN.PasswordFile == "" {
 		add(p("network", "wan"), "PPPoE needs password_file (or an inline password in a file only its owner can read)")
+	}
+	return errs
+}
+
+// checkQueue checks the outbound queue's durations: the schema checks
+// their form, this their values (a second is allowed: tests use it).
+func (d *document) checkQueue(q *Queue) Errors {
+	var errs Errors
+	at := func(field string) []string { return []string{"smtp", "queue", field} }
+	parse := func(field, v string) (time.Duration, bool) {
+		t, err := ParseDuration(v)
+		if err != nil {
+			errs = append(errs, d.at(at(field), err.Error()))
+			return 0, false
+		}
+		return t, true
+	}
+	minB, okMin := parse("min_backoff", q.MinBackoff)
+	maxB, okMax := parse("max_backoff", q.MaxBackoff)
+	life, okLife := parse("lifetime", q.Lifetime)
+	parse("delay_warning", q.DelayWarning)
+	if okMin && minB <= 0 {
+		errs = append(errs, d.at(at("min_backoff"), "min_backoff must be longer than 0 (the wait after a first failure)"))
+	}
+	if okMin && okMax && minB > 0 && maxB < minB {
+		errs = append(errs, d.at(at("max_backoff"), fmt.Sprintf("max_backoff (%s) must not be shorter than min_backoff (%s)", q.MaxBackoff, q.MinBackoff)))
+	}
+	if okLife && life <= 0 {
+		errs = append(errs, d.at(at("lifetime"), "lifetime must be longer than 0 (how long a message is retried before it bounces)"))
 	}
 	return errs
 }

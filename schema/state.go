@@ -87,6 +87,17 @@ type SMTP struct {
 	Relay           *Relay `json:"relay,omitempty"`
 	LegacyPlainAuth bool   `json:"legacy_plain_auth"`
 	MaxMessageMB    int    `json:"max_message_mb"`
+	Queue           Queue  `json:"queue"`
+}
+
+// Queue are the outbound queue's durations, as the document writes them
+// (schema.DurationPattern; read them with ParseDuration, which the rules
+// have already checked).
+type Queue struct {
+	MinBackoff   string `json:"min_backoff"`
+	MaxBackoff   string `json:"max_backoff"`
+	Lifetime     string `json:"lifetime"`
+	DelayWarning string `json:"delay_warning"` // "0": no delay warning
 }
 
 type Relay struct {

@@ -40,6 +40,7 @@ var formatNames = map[string]string{
 	"#IP":           "an IP address",
 	"#Port":         "a port number from 1 to 65535",
 	"#Path":         "an absolute file path",
+	"#Duration":     `a duration such as 5m, 1h30m or 5d (units s, m, h, d; "0" for none)`,
 	"#PasswordHash": "an argon2id or bcrypt password hash (make one with `mfapply passwd`)",
 }
 
