@@ -20,9 +20,12 @@
 // most: the date is the whole selector.
 //
 // Signing reads the message twice (Sign) or once (Signatures), never
-// holding more than its header in memory. The package keeps no state
+// holding more than its header in memory. The functions keep no state
 // between calls: the keys are read from disk by Ensure or Load, and a
-// caller keeps the Keys it signs with. Ensure, Rotate and Remove of one
+// caller keeps the Keys it signs with. A Signer (the outbound queue's)
+// signs a message with the keys of its From's domain, and keeps the keys
+// it read until their directory changes, which one stat per message
+// tells. Ensure, Rotate and Remove of one
 // domain are meant for one owner (the mail reconciler): two processes
 // making the same domain's keys at once could each sign with a key the
 // other replaced. What to sign, when to rotate and publishing the records

@@ -1,15 +1,22 @@
 // Package mailconf owns the settings of the mail servers that come from
-// the desired state: the box's host name, the LAN, TLS files, limits. The
-// mail reconciler converges them into the store and publishes them here;
-// the servers read them on every connection (IMAP's APPENDLIMIT at every
-// command), so a change applies without a restart.
+// the desired state: the box's host name, the LAN, TLS files, limits, and
+// how mail leaves the box (direct or through a relay, the queue's
+// durations). The mail reconciler converges them into the store and
+// publishes them here; the servers read them on every connection (IMAP's
+// APPENDLIMIT at every command), the outbound queue and sender at every
+// use, so a change applies without a restart.
 package mailconf
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultMaxMessageBytes is the largest message accepted unless the state
@@ -39,12 +46,94 @@ type Settings struct {
 	// MaxMessageBytes is the largest message (smtp.max_message_mb): SMTP's
 	// SIZE and IMAP's APPENDLIMIT, so that a draft saved can be sent.
 	MaxMessageBytes int64 `json:"max_message_bytes"`
+
+	// Mode is how mail leaves the box (smtp.mode): ModeDirect, to the
+	// destination's MX, or ModeRelay, everything through Relay.
+	Mode string `json:"mode"`
+	// Relay is the ISP's smarthost (smtp.relay), nil when there is none.
+	// In direct mode it is the fallback for mail a destination refuses
+	// because of the box's address (manual 5.4).
+	Relay *Relay `json:"relay,omitempty"`
+	// The outbound queue's durations (smtp.queue): the first wait after a
+	// temporary failure, the longest wait (the waits double in between),
+	// how long a message is retried before it bounces, and when its
+	// sender is warned that it is delayed (0: never).
+	MinBackoff   time.Duration `json:"min_backoff"`
+	MaxBackoff   time.Duration `json:"max_backoff"`
+	Lifetime     time.Duration `json:"lifetime"`
+	DelayWarning time.Duration `json:"delay_warning"`
+}
+
+// The values of Settings.Mode.
+const (
+	ModeDirect = "direct"
+	ModeRelay  = "relay"
+)
+
+// The defaults of the outbound queue's durations, as in the schema.
+const (
+	DefaultMinBackoff   = 5 * time.Minute
+	DefaultMaxBackoff   = time.Hour
+	DefaultLifetime     = 5 * 24 * time.Hour
+	DefaultDelayWarning = 4 * time.Hour
+)
+
+// Relay is a smarthost. Its password is given inline (Password) or by a
+// file (PasswordFile) that RelayPassword reads when the password is
+// needed, so that a password changed in the file applies at the next
+// connection, and the settings (stored, and compared at every plan)
+// hold the file's name, not its content.
+type Relay struct {
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Username string `json:"username,omitempty"`
+	// Password is an inline password (smtp.relay.password).
+	Password string `json:"password,omitempty"`
+	// PasswordFile is the file holding it (smtp.relay.password_file).
+	PasswordFile string `json:"password_file,omitempty"`
 }
 
 // Default are the settings before any state is applied.
 func Default() Settings {
-	return Settings{Hostname: "localhost", MaxMessageBytes: DefaultMaxMessageBytes}
+	return Settings{
+		Hostname:        "localhost",
+		MaxMessageBytes: DefaultMaxMessageBytes,
+		Mode:            ModeDirect,
+		MinBackoff:      DefaultMinBackoff,
+		MaxBackoff:      DefaultMaxBackoff,
+		Lifetime:        DefaultLifetime,
+		DelayWarning:    DefaultDelayWarning,
+	}
 }
+
+// RelayPassword is the relay's password: the inline one, or the first
+// line of its password file, read now; "" when the relay has none (or
+// there is no relay). An unreadable or empty file is an error.
+func (s *Settings) RelayPassword() (string, error) {
+	if s.Relay == nil {
+		return "", nil
+	}
+	return s.Relay.ReadPassword()
+}
+
+// ReadPassword is the relay's password, as RelayPassword says.
+func (r *Relay) ReadPassword() (string, error) {
+	if r.PasswordFile == "" {
+		return r.Password, nil
+	}
+	b, err := os.ReadFile(r.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("read the relay's password: %w", err)
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimSuffix(pw, "\r")
+	if pw == "" {
+		return "", fmt.Errorf("read the relay's password: %s: %w", r.PasswordFile, errEmptyPassword)
+	}
+	return pw, nil
+}
+
+var errEmptyPassword = errors.New("the first line is empty")
 
 // MessageLimit is MaxMessageBytes, or the default when it is not set.
 func (s *Settings) MessageLimit() int64 {
