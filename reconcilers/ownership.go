@@ -28,7 +28,6 @@ const (
 	SectionFirewall = "firewall"
 	SectionDHCP     = "dhcp"
 	SectionDNS      = "dns"
-	SectionSMTPOut  = "smtp out"
 )
 
 // ReasonNoReconciler is what plan and status say of a changed field that
@@ -53,11 +52,10 @@ type Unowned struct {
 // a section's reconciler arrives, its fields move from here to its Owns.
 func NotApplied() []Unowned {
 	const (
-		netlink  = "the network reconciler (netlink) does not exist yet: the box's ports are configured outside MailFountain"
-		nft      = "the firewall reconciler (nftables) does not exist yet: no port is forwarded"
-		dhcpd    = "the built-in DHCP server and its reconciler do not exist yet"
-		dnsd     = "the built-in DNS server and its reconciler do not exist yet: no zone is served"
-		outbound = "the outbound queue does not exist yet (issue 10): the box delivers no mail to other servers, directly or through a relay"
+		netlink = "the network reconciler (netlink) does not exist yet: the box's ports are configured outside MailFountain"
+		nft     = "the firewall reconciler (nftables) does not exist yet: no port is forwarded"
+		dhcpd   = "the built-in DHCP server and its reconciler do not exist yet"
+		dnsd    = "the built-in DNS server and its reconciler do not exist yet: no zone is served"
 	)
 	return []Unowned{
 		{"system.timezone", SectionSystem, "the time zone of the box's clock; nothing sets it yet (the servers write times in UTC)"},
@@ -75,9 +73,6 @@ func NotApplied() []Unowned {
 
 		{"domains[].dns.delegated", SectionDNS, dnsd},
 		{"domains[].dns.hosts", SectionDNS, dnsd},
-
-		{"smtp.mode", SectionSMTPOut, outbound},
-		{"smtp.relay", SectionSMTPOut, outbound},
 	}
 }
 

@@ -54,7 +54,7 @@ func TestOwnershipRefuses(t *testing.T) {
 		{
 			name: "no mail reconciler",
 			rs:   []reconcilers.Reconciler{accounts.New(nil, nil)},
-			want: []string{"field system.hostname has no owner", "field smtp.max_message_mb has no owner", "field system.tls.key has no owner"},
+			want: []string{"field system.hostname has no owner", "field smtp.max_message_mb has no owner", "field system.tls.key has no owner", "field smtp.relay.password_file has no owner", "field smtp.queue.delay_warning has no owner"},
 		},
 		{
 			name: "the same reconciler twice",
@@ -173,14 +173,11 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 			want: []string{"not applied: domains[a.example].dns.hosts — no reconciler yet (dns)"},
 		},
 		{
-			name: "a relay",
+			// The mail reconciler applies the outbound settings.
+			name: "a relay and the queue",
 			old:  base,
-			new:  strings.Replace(base, "{mode: direct}", "{mode: relay, relay: {host: smtp.example.net}}", 1),
-			want: []string{
-				"not applied: smtp.mode — no reconciler yet (smtp out)",
-				"not applied: smtp.relay.host — no reconciler yet (smtp out)",
-				"not applied: smtp.relay.port — no reconciler yet (smtp out)",
-			},
+			new:  strings.Replace(base, "{mode: direct}", "{mode: relay, relay: {host: smtp.example.net}, queue: {lifetime: 2d}}", 1),
+			want: []string{},
 		},
 		{
 			name: "the first apply",
@@ -197,7 +194,6 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 				"not applied: network.forwards[tcp/8080].protocol — no reconciler yet (firewall)",
 				"not applied: network.forwards[tcp/8080].to — no reconciler yet (firewall)",
 				"not applied: network.forwards[tcp/8080].to_port — no reconciler yet (firewall)",
-				"not applied: smtp.mode — no reconciler yet (smtp out)",
 				"not applied: domains[a.example].dns.delegated — no reconciler yet (dns)",
 				"not applied: domains[a.example].dns.hosts — no reconciler yet (dns)",
 			},
@@ -224,6 +220,9 @@ func TestEngineOwner(t *testing.T) {
 	for field, want := range map[string]string{
 		"system.hostname":              "mail",
 		"system.tls.key":               "mail",
+		"smtp.mode":                    "mail",
+		"smtp.relay.password_file":     "mail",
+		"smtp.queue.min_backoff":       "mail",
 		"domains[].accounts[].aliases": "accounts",
 		"managers[].login":             "accounts",
 		"domains[].dns.hosts":          "",

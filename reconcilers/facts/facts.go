@@ -4,10 +4,11 @@
 // after it (the engine derives the order) and are planned again when it
 // moves during an apply.
 //
-// No reconciler publishes these yet: the network, DNS and DHCP
-// reconcilers that will are to come (issue 9). Each key names its type
-// and its publisher to be; a reconciler can read it only once that
-// publisher publishes it (the engine refuses a fact with no publisher).
+// The mail reconciler publishes DKIMKeys; the network reconciler, which
+// will publish the others, and the DNS and DHCP reconcilers that will
+// read them are to come (issue 9). Each key names its type and its
+// publisher; a reconciler can read it only once that publisher publishes
+// it (the engine refuses a fact with no publisher).
 package facts
 
 import (
@@ -28,8 +29,10 @@ var (
 	// UpstreamResolvers are the resolvers the WAN link was given, that the
 	// DNS server forwards to. Publisher: network.
 	UpstreamResolvers = reconcilers.NewFact[[]netip.Addr]("upstream-resolvers")
-	// DKIMKeys are the DKIM public keys the DNS zone publishes, by record
-	// name ("mf1._domainkey.ma-societe.fr") to TXT value ("v=DKIM1; k=…").
-	// Publisher: mail.
+	// DKIMKeys are the DKIM public keys the DNS zones publish, by record
+	// name ("mf20261204e._domainkey.ma-societe.fr") to TXT value
+	// ("v=DKIM1; k=ed25519; p=…"): those of every domain with keys on
+	// disk, a domain no longer in the document included (a reader keeps
+	// those of its zones). Publisher: mail.
 	DKIMKeys = reconcilers.NewFact[map[string]string]("dkim-keys")
 )

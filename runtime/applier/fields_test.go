@@ -190,6 +190,10 @@ func mutations() map[string]mutation {
 			s["legacy_plain_auth"] = !s["legacy_plain_auth"].(bool)
 			return true
 		},
+		"smtp.queue.min_backoff":   setOther("smtp.queue", "min_backoff", "1m", "2m"),
+		"smtp.queue.max_backoff":   setOther("smtp.queue", "max_backoff", "2h", "3h"),
+		"smtp.queue.lifetime":      setOther("smtp.queue", "lifetime", "1d", "2d"),
+		"smtp.queue.delay_warning": setOther("smtp.queue", "delay_warning", "0", "1h"),
 		"smtp.max_message_mb": func(d obj, _ tlsFiles) bool {
 			s := sec(d, "smtp")
 			s["max_message_mb"] = s["max_message_mb"].(float64) + 1
@@ -338,15 +342,16 @@ func otherHost(p netip.Prefix, cur, avoid netip.Addr) netip.Addr {
 
 // secretFile and secretInline change a secret's file or inline value, or
 // switch to one from the other (a secret has one or the other). method,
-// when not empty, is the WAN method the secret belongs to.
+// when not empty, is the WAN method the secret belongs to. The files
+// exist (writeTLS): the mail reconciler reads the relay's at plan.
 func secretFile(path, method string) mutation {
-	return func(d obj, _ tlsFiles) bool {
+	return func(d obj, tf tlsFiles) bool {
 		s := sec(d, path)
 		if s == nil || method != "" && s["method"] != method {
 			return false
 		}
 		delete(s, "password")
-		s["password_file"] = other(s["password_file"], "/etc/mailfountain/one.secret", "/etc/mailfountain/two.secret")
+		s["password_file"] = other(s["password_file"], filepath.Join(tf.dir, "one.secret"), filepath.Join(tf.dir, "two.secret"))
 		return true
 	}
 }
@@ -513,6 +518,11 @@ func writeTLS(t *testing.T) tlsFiles {
 		write(name, "CERTIFICATE", der)
 	}
 	write("key.pem", "PRIVATE KEY", kder)
+	for _, name := range []string{"one.secret", "two.secret"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return tlsFiles{dir: dir, cert2: filepath.Join(dir, "cert2.pem"), keyCopy: write("key-copy.pem", "PRIVATE KEY", kder)}
 }
 
