@@ -102,7 +102,7 @@ grouped by reconciler. With -out, saves the plan: "mfapply apply FILE"
 applies exactly it, and refuses if the live state moved since.
 
 A changed field that no reconciler applies yet (the network, firewall, DHCP
-and DNS sections, outbound SMTP) is listed, one line each:
+and DNS sections) is listed, one line each:
   not applied: network.dhcp.start — no reconciler yet (dhcp)
 Applying records it with the document, and changes nothing on the box for it.
 
@@ -265,6 +265,25 @@ Exit status: 0 done; 1 error, refusal or cancelled.`,
 			run: (*cli).archive,
 		},
 		{
+			name:    "dkim",
+			usage:   "dkim show DOMAIN [--json]",
+			summary: "the DKIM records to publish in DOMAIN's zone",
+			help: `Prints the DNS TXT records of the DKIM keys of DOMAIN, in zone file syntax,
+ready to paste in the zone: the ed25519 and RSA keys that sign the mail
+the box sends (selector mfYYYYMMDDe and mfYYYYMMDDr, the date the keys were
+made), then any older keys still on disk. The mail reconciler makes the
+keys of every domain of the applied document (DATA/dkim/DOMAIN); they are
+read from the data directory, with or without the daemon.
+
+Options:
+  --json   machine-readable output: each record's name, type, value (and
+           its strings of 255 bytes at most), selector and algorithm
+
+Exit status: 0 printed; 1 error (no keys for DOMAIN: apply a document with
+that domain first).`,
+			run: (*cli).dkim,
+		},
+		{
 			name:    "passwd",
 			usage:   "passwd",
 			summary: "hash a password for the state document",
@@ -333,7 +352,8 @@ Commands:
 Options (before or after the command):
   --data DIR   data directory (default %s; env MAILFOUNTAIN_DATA)
   --json       machine-readable output, errors included (validate, plan,
-               apply, rollback, history, show, diff, status, archive list)
+               apply, rollback, history, show, diff, status, archive list,
+               dkim show)
 
 When mailfountaind runs on the data directory, mfapply goes through its
 control socket (DIR/control.sock); otherwise it applies directly.
