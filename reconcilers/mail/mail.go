@@ -461,6 +461,11 @@ func orSelfSigned(f string) string {
 func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) error {
 	for _, c := range changes {
 		if d, ok := c.Payload.(makeKeys); ok {
+			// An RSA key takes tens of milliseconds: the first apply
+			// of many domains stops when asked to.
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("apply %s: %w", c.Resource, err)
+			}
 			k, err := dkimsign.Ensure(r.dkimDir, string(d), r.now())
 			if err != nil {
 				return fmt.Errorf("apply %s: %w", c.Resource, err)
