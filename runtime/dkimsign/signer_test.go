@@ -185,3 +185,35 @@ func BenchmarkSignerKeys(b *testing.B) {
 		}
 	}
 }
+
+// The queue signs from several goroutines with one Signer, while the
+// keys of a domain are made.
+func TestSignerConcurrent(t *testing.T) {
+	dir := signerDir(t)
+	s := NewSigner(dir)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var err error
+			for i := 0; i < 20 && err == nil; i++ {
+				from := "alice@example.com"
+				if g%2 == 1 {
+					from = "carol@example.org"
+				}
+				_, err = s.Sign(strings.NewReader("From: " + from + "\r\n\r\nHello.\r\n"))
+			}
+			errs <- err
+		}()
+	}
+	if _, err := Ensure(dir, "example.org", day1); err != nil {
+		t.Fatal(err)
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if f, err := s.Sign(strings.NewReader("From: carol@example.org\r\n\r\nHello.\r\n")); f == nil || err != nil {
+		t.Errorf("after the keys were made: Sign = %q, %v", f, err)
+	}
+}
