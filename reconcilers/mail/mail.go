@@ -20,8 +20,10 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
@@ -459,18 +461,17 @@ func orSelfSigned(f string) string {
 // document stay on disk: mail of that domain may still be in the queue,
 // signed with them, and their records published.
 func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) error {
+	var domains []string
 	for _, c := range changes {
 		if d, ok := c.Payload.(makeKeys); ok {
-			// An RSA key takes tens of milliseconds: the first apply
-			// of many domains stops when asked to.
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("apply %s: %w", c.Resource, err)
-			}
-			k, err := dkimsign.Ensure(r.dkimDir, string(d), r.now())
-			if err != nil {
-				return fmt.Errorf("apply %s: %w", c.Resource, err)
-			}
-			r.log.Info("dkim keys made; publish their records (mfapply dkim show)", "domain", k.Domain, "selectors", k.Ed25519.Selector+" "+k.RSA.Selector)
+			domains = append(domains, string(d))
+		}
+	}
+	if err := r.makeKeys(ctx, domains); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if _, ok := c.Payload.(makeKeys); ok {
 			continue
 		}
 		s, ok := c.Payload.(mailconf.Settings)
@@ -482,6 +483,45 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 		}
 		r.Publish(s)
 		r.log.Info("mail settings applied", "hostname", s.Hostname, "legacy_plain_auth", s.LegacyPlainAuth, "smtp_mode", s.Mode)
+	}
+	return nil
+}
+
+// makeKeys makes the DKIM keys of domains, one worker per CPU: an RSA
+// key takes about 50 ms, and the first apply of a box may have a
+// thousand domains. It stops at the first error, or when ctx is done;
+// the keys made until then stay (the next plan makes the others).
+func (r *Reconciler) makeKeys(ctx context.Context, domains []string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(domains)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range next {
+				k, err := dkimsign.Ensure(r.dkimDir, d, r.now())
+				if err != nil {
+					cancel(fmt.Errorf("apply dkim keys of %s: %w", d, err))
+					continue
+				}
+				r.log.Info("dkim keys made; publish their records (mfapply dkim show)", "domain", k.Domain, "selectors", k.Ed25519.Selector+" "+k.RSA.Selector)
+			}
+		}()
+	}
+feed:
+	for _, d := range domains {
+		select {
+		case next <- d:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
 	}
 	return nil
 }

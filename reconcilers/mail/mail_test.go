@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -387,5 +388,52 @@ func TestDKIMKeysFact(t *testing.T) {
 		if !strings.HasSuffix(name, "._domainkey.ma-societe.fr") || !strings.HasPrefix(v, "v=DKIM1; k=") {
 			t.Errorf("record %s = %s", name, v)
 		}
+	}
+}
+
+// The keys of many domains are made by several workers; one domain whose
+// keys cannot be made fails the apply, naming it, and the keys made
+// stay: the next plan asks only for the missing ones.
+func TestApplyKeysOfManyDomains(t *testing.T) {
+	ctx := context.Background()
+	r, st, _ := newReconciler(t)
+	desired := &schema.State{System: schema.System{Hostname: "mail"}}
+	for i := range 6 {
+		desired.Domains = append(desired.Domains, schema.Domain{Name: "d" + strconv.Itoa(i) + ".example"})
+	}
+	desired.Domains = append(desired.Domains, schema.Domain{Name: "broken.example"})
+	// A file where broken.example's directory must go.
+	if err := os.MkdirAll(dkimsign.Dir(st.Dir()), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dkimsign.Dir(st.Dir()), "broken.example"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	changes := plan(t, r, desired)
+	if len(changes) != 8 {
+		t.Fatalf("Plan = %v", changes)
+	}
+	if err := r.Apply(ctx, changes); err == nil || !strings.Contains(err.Error(), "dkim keys of broken.example") {
+		t.Fatalf("Apply err = %v, want one naming broken.example", err)
+	}
+	if err := os.Remove(filepath.Join(dkimsign.Dir(st.Dir()), "broken.example")); err != nil {
+		t.Fatal(err)
+	}
+	changes = plan(t, r, desired)
+	var left []string
+	for _, c := range changes {
+		left = append(left, c.Resource)
+	}
+	if !slices.Contains(left, "dkim keys of broken.example") || len(left) > 8 {
+		t.Fatalf("after the failed apply: Plan = %v", left)
+	}
+	if err := r.Apply(ctx, changes); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range desired.Domains {
+		keysOf(t, st, d.Name)
+	}
+	if changes := plan(t, r, desired); len(changes) != 0 {
+		t.Errorf("in sync: Plan = %v", changes)
 	}
 }
