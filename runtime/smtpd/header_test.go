@@ -224,7 +224,7 @@ func TestDeliverFromTheInternet(t *testing.T) {
 			t.Fatal(err)
 		}
 		tx := &transaction{from: "x@remote.test", helo: "mail.remote.test", rcpts: []string{"alice@example.test"}, roots: []string{"/r/alice"}}
-		if dup, err := sess.deliver(tx, msg, "id.1", "0123456789abcdef0123456789abcdef"); err != nil || dup {
+		if dup, _, err := sess.deliver(tx, msg, "id.1", "0123456789abcdef0123456789abcdef"); err != nil || dup {
 			t.Fatal(dup, err)
 		}
 		msg.release()

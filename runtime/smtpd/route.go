@@ -14,15 +14,75 @@ type route struct {
 	boxDomain bool     // the address's domain is one of the box's
 	found     bool     // the address exists
 	roots     []string // mailbox roots, each once
-	remote    []string // addresses outside the box, each once
-	mailing   bool     // a mailing list is reached
-	missing   []string // redirection targets of box domains that do not exist
-	tooDeep   bool     // some redirection nested deeper than MaxRedirectDepth
+	remote    []string // outside targets of redirections, each once (Envelope.Forward)
+	// out is the original sender a bounce to one of the box's SRS
+	// addresses goes back to, when outside the box (Envelope.Rcpts).
+	out     []string
+	bounce  bool     // the address is an SRS address, reversed
+	mailing bool     // a mailing list is reached
+	missing []string // redirection targets of box domains that do not exist
+	tooDeep bool     // some redirection nested deeper than MaxRedirectDepth
 }
 
 // route resolves local@domain (lowercase) against the directory,
-// expanding redirections.
-func (s *Server) route(ctx context.Context, local, domain string) (*route, error) {
+// expanding redirections. addr is the address as given: an SRS address
+// of the box that no account holds is reversed from it (see
+// reverseRoute), as its local part's case may matter.
+func (s *Server) route(ctx context.Context, addr, local, domain string) (*route, error) {
+	r, err := s.lookup(ctx, local, domain)
+	if err != nil || !r.boxDomain || r.found || s.cfg.SRS == nil || !srsTagged(local) {
+		return r, err
+	}
+	return s.reverseRoute(ctx, addr, domain)
+}
+
+// srsTagged says whether a local part starts like an SRS address: SRS0
+// or SRS1 (any case) and a separator, as runtime/srs reads them.
+func srsTagged(local string) bool {
+	if len(local) < 5 || !strings.EqualFold(local[:3], "srs") || (local[3] != '0' && local[3] != '1') {
+		return false
+	}
+	switch local[4] {
+	case '=', '+', '-':
+		return true
+	}
+	return false
+}
+
+// reverseRoute routes a bounce to an SRS address of the box (its local
+// part as given, then '@' and domain): to the original sender, outside
+// (route.out) or, when the reversed address is of a box domain, to its
+// mailboxes (looked up once: no second reversal). A forged, malformed or
+// expired address routes nowhere, like an unknown user: the same answer
+// (550 5.1.1) after the same directory lookups, one HMAC apart.
+func (s *Server) reverseRoute(ctx context.Context, addr, domain string) (*route, error) {
+	given := addr[:strings.LastIndexByte(addr, '@')] + "@" + domain
+	orig, err := s.cfg.SRS.Reverse(given)
+	if err != nil {
+		s.log.Info("smtp SRS address refused", "to", printable(addr), "err", err)
+		return &route{boxDomain: true}, nil
+	}
+	local, odomain, ok := splitAddress(orig)
+	if !ok {
+		s.log.Info("smtp SRS address refused", "to", printable(addr), "reversed", printable(orig))
+		return &route{boxDomain: true}, nil
+	}
+	r, err := s.lookup(ctx, local, odomain)
+	if err != nil {
+		return nil, err
+	}
+	r.bounce = true
+	if !r.boxDomain {
+		// The sender's own spelling: a remote local part may be
+		// case-sensitive.
+		r.boxDomain, r.found, r.out = true, true, []string{orig}
+	}
+	return r, nil
+}
+
+// lookup resolves local@domain (lowercase) against the directory,
+// expanding redirections; SRS addresses are left to route.
+func (s *Server) lookup(ctx context.Context, local, domain string) (*route, error) {
 	r := &route{}
 	a, err := s.cfg.Directory.LookupAddress(ctx, local, domain)
 	if errors.Is(err, store.ErrNotFound) {

@@ -18,6 +18,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
+	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/store"
 )
 
@@ -54,12 +55,22 @@ type Verifier interface {
 	Verify(ctx context.Context, in mailauth.Input, msg io.Reader) (header string)
 }
 
-// Queue takes mail for addresses outside the box: the outbound queue, a
-// later issue. Enqueue returns once the message is durably queued for
-// rcpts (full addresses of other domains); msg has the Received field the
-// server added but no Return-Path.
+// Queue takes mail for addresses outside the box; *queue.Queue is one.
+// Enqueue returns once the message is durably queued (on disk, fsync'd)
+// for env's recipients; msg has the Received field the server added but
+// no Return-Path. It must be idempotent by env.Key: a message whose key
+// is already queued adds nothing (and returns nil), so that a client
+// that lost the 250 and sends again gets no second copy out.
 type Queue interface {
-	Enqueue(ctx context.Context, from string, rcpts []string, msg io.Reader) error
+	Enqueue(ctx context.Context, env queue.Envelope, msg io.Reader) (id string, err error)
+}
+
+// SRS reverses the box's SRS addresses (bounces to mail the box
+// forwarded); *srs.Rewriter is one. Reverse returns the address the
+// bounce goes to, or an error for an address that is forged, malformed,
+// expired or of another domain.
+type SRS interface {
+	Reverse(addr string) (string, error)
 }
 
 // Resolver looks up the name of a client address (reverse DNS);
@@ -146,9 +157,13 @@ type Config struct {
 	// tests, and for a box that receives its mail through a relay on
 	// the same host.
 	VerifyLoopback bool
-	// Queue, if not nil, takes mail for other domains (submission, and
-	// redirections that point outside); nil answers 451 4.3.0.
+	// Queue, if not nil, takes mail for other domains (submission,
+	// redirections that point outside, bounces to SRS addresses); nil
+	// answers 451 4.3.0.
 	Queue Queue
+	// SRS, if not nil, reverses the SRS addresses of the box's domains
+	// that bounces come back to; nil: they are unknown users (550).
+	SRS SRS
 	// Resolver does reverse DNS of clients; nil means net.DefaultResolver.
 	Resolver Resolver
 	Logger   *slog.Logger

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
+	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/store"
 )
 
@@ -104,7 +107,8 @@ type transaction struct {
 	principal *auth.Principal
 	rcpts     []string // as the client gave them, accepted
 	roots     []string // mailbox roots, each once
-	remote    []string // addresses for the queue, each once
+	out       []string // outside recipients named (or bounced to), each once
+	forward   []string // outside targets of redirections, each once
 	start     time.Time
 	// routes holds the routes resolved in this transaction, so that a
 	// recipient given twice is looked up once; never kept longer, so
@@ -117,15 +121,15 @@ type txRoute struct {
 	r    *route
 }
 
-// route resolves local@domain once per transaction.
-func (tx *transaction) route(ctx context.Context, s *Server, local, domain string) (*route, error) {
+// route resolves local@domain (addr as given) once per transaction.
+func (tx *transaction) route(ctx context.Context, s *Server, addr, local, domain string) (*route, error) {
 	for _, tr := range tx.routes {
 		if len(tr.addr) == len(local)+1+len(domain) && tr.addr[:len(local)] == local &&
 			tr.addr[len(local)] == '@' && tr.addr[len(local)+1:] == domain {
 			return tr.r, nil
 		}
 	}
-	r, err := s.route(ctx, local, domain)
+	r, err := s.route(ctx, addr, local, domain)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +282,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		s.refuse("rcpt", "bad address", "to", printable(to))
 		return errBadAddress
 	}
-	r, err := tx.route(s.c.ctx, s.c.s, local, domain)
+	r, err := tx.route(s.c.ctx, s.c.s, to, local, domain)
 	if err != nil {
 		s.c.s.log.Warn("smtp recipient lookup", "to", printable(to), "err", err)
 		return errLookup
@@ -289,35 +293,43 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if r.tooDeep {
 		s.c.s.log.Warn("smtp redirections nested too deep", "to", printable(to), "max_depth", MaxRedirectDepth)
 	}
-	queue := s.c.s.cfg.Queue
-	remote := r.remote
+	q := s.c.s.cfg.Queue
+	out := r.out
 	switch {
 	case !r.boxDomain:
 		if s.principal == nil {
 			s.refuse("rcpt", "relay access denied", "from", printable(tx.from), "to", printable(to))
 			return errRelayDenied
 		}
-		if queue == nil {
+		if q == nil {
 			s.refuse("rcpt", "no outbound queue", "to", printable(to))
 			return errNoOutboundQueue
 		}
-		remote = []string{to} // a remote local part may be case-sensitive
+		out = []string{to} // a remote local part may be case-sensitive
 	case !r.found:
 		s.refuse("rcpt", "user unknown", "from", printable(tx.from), "to", printable(to))
 		return errUnknownUser
 	case r.mailing:
 		s.refuse("rcpt", "mailing list, no campaign engine", "to", printable(to))
 		return errNoCampaigns
-	case len(r.remote) > 0 && queue == nil:
+	case len(r.remote) > 0 && q == nil:
 		s.refuse("rcpt", "redirection outside the box, no outbound queue", "to", printable(to))
 		return errNoForwarding
-	case len(r.roots) == 0 && len(r.remote) == 0:
+	case len(r.out) > 0 && q == nil:
+		s.refuse("rcpt", "bounce to a sender outside the box, no outbound queue", "to", printable(to))
+		return errNoForwarding
+	case len(r.roots) == 0 && len(r.remote) == 0 && len(r.out) == 0:
 		s.refuse("rcpt", "redirection reaches no mailbox", "to", printable(to))
 		return errUnknownUser
 	}
+	if r.bounce {
+		s.c.s.log.Info("smtp bounce to an SRS address", "listener", s.c.kind.String(), "remote", s.c.remote.String(),
+			"from", printable(tx.from), "to", printable(to), "mailboxes", len(r.roots), "out", out)
+	}
 	tx.rcpts = append(tx.rcpts, to)
 	tx.roots = appendNew(tx.roots, r.roots...)
-	tx.remote = appendNew(tx.remote, remote...)
+	tx.out = appendNew(tx.out, out...)
+	tx.forward = appendNew(tx.forward, r.remote...)
 	return nil
 }
 
@@ -396,9 +408,9 @@ func (s *session) Data(r io.Reader) error {
 
 	id := c.s.newID()
 	key := st.deliveryKey()
-	duplicate, err := s.deliver(tx, msg, id, key)
+	duplicate, queueID, err := s.deliver(tx, msg, id, key)
 	if err != nil {
-		c.s.log.Error("smtp delivery failed", "id", id, "from", printable(tx.from), "rcpts", tx.rcpts, "err", err)
+		c.s.log.Error("smtp delivery failed", "id", id, "from", printable(tx.from), "rcpts", tx.rcpts, "key", key, "err", err)
 		s.delivery(DeliveryFailed)
 		if c.ctx.Err() != nil {
 			return errClosing
@@ -414,6 +426,9 @@ func (s *session) Data(r io.Reader) error {
 			slog.Int64("ms", time.Since(tx.start).Milliseconds()))
 		if tx.principal != nil {
 			attrs = append(attrs, slog.String("user", tx.principal.Address))
+		}
+		if queueID != "" {
+			attrs = append(attrs, slog.String("queue_id", queueID))
 		}
 		if duplicate {
 			// The client did not get our 250 before the crash and sent
@@ -478,10 +493,21 @@ func (s *session) checkContent(tx *transaction, msg *message) error {
 	return nil
 }
 
-// deliver stores msg in the mailboxes of tx and hands it to the queue for
-// the remote recipients. duplicate says that the mailboxes had it already
-// (see Deliverer); the queue gets it all the same, as it cannot tell.
-func (s *session) deliver(tx *transaction, msg *message, id, key string) (duplicate bool, err error) {
+// deliver hands msg to the queue for the outside recipients of tx, then
+// stores it in its mailboxes: one transaction, 250 only when both took
+// it. duplicate says that the mailboxes had it already (see Deliverer).
+//
+// The queue goes first because it is idempotent by key for as long as it
+// holds the message, while the mailboxes are only across a restart (a
+// key Recover found): if the mailboxes went first and the queue failed,
+// the client's retry would put a second copy in them. This way a failing
+// queue leaves nothing anywhere, and a failing delivery after the queue
+// took the message leaves it queued once, which the retry (same key)
+// does not queue again. A retry after the queue delivered the message
+// and forgot its key would send it twice: only when the mailboxes fail,
+// which is rare (a full disk), and only if the queue keeps no key of
+// what it delivered.
+func (s *session) deliver(tx *transaction, msg *message, id, key string) (duplicate bool, queueID string, err error) {
 	c := s.c
 	host := c.settings.Hostname
 	var ar string
@@ -513,18 +539,43 @@ func (s *session) deliver(tx *transaction, msg *message, id, key string) (duplic
 	})
 	hdr, _ := msg.header() // whole: see checkContent
 	drop := forgedAuthResults(hdr, host)
-	if len(tx.roots) > 0 {
-		duplicate, err = c.s.cfg.Deliverer.DeliverOnce(c.ctx, tx.roots, key, msg.reader(head, drop))
+	return c.s.store(c.ctx, envelope(tx.from, tx.out, tx.forward, key), tx.roots, msg, head, trace, drop)
+}
+
+// store is deliver's second half, shared with Inject: the queue, then the
+// mailboxes (see deliver for why in that order). head is the trace
+// fields to prepend, of which the first trace bytes (Return-Path) are
+// for the mailboxes only; drop are byte ranges of msg to leave out.
+func (s *Server) store(ctx context.Context, env queue.Envelope, roots []string, msg *message, head []byte, trace int, drop [][2]int) (duplicate bool, queueID string, err error) {
+	if len(env.Rcpts) > 0 || len(env.Forward) > 0 {
+		queueID, err = s.cfg.Queue.Enqueue(ctx, env, msg.reader(head[trace:], drop))
 		if err != nil {
-			return false, err
+			return false, "", fmt.Errorf("queue for %d outside recipients: %w", len(env.Rcpts)+len(env.Forward), err)
 		}
 	}
-	if len(tx.remote) > 0 {
-		if err := c.s.cfg.Queue.Enqueue(c.ctx, tx.from, tx.remote, msg.reader(head[trace:], drop)); err != nil {
-			return false, err
+	if len(roots) > 0 {
+		duplicate, err = s.cfg.Deliverer.DeliverOnce(ctx, roots, env.Key, msg.reader(head, drop))
+		if err != nil {
+			if queueID != "" {
+				return false, queueID, fmt.Errorf("deliver to %d mailboxes (queued as %s): %w", len(roots), queueID, err)
+			}
+			return false, "", fmt.Errorf("deliver to %d mailboxes: %w", len(roots), err)
 		}
 	}
-	return duplicate, nil
+	return duplicate, queueID, nil
+}
+
+// envelope is the queue's envelope of a message: out as the recipients
+// named, the targets of redirections that are not among them to forward
+// (one copy per address, sent as named).
+func envelope(from string, out, forward []string, key string) queue.Envelope {
+	env := queue.Envelope{From: from, Rcpts: out, Key: key}
+	for _, f := range forward {
+		if !slices.Contains(out, f) {
+			env.Forward = append(env.Forward, f)
+		}
+	}
+	return env
 }
 
 // dataState is what receiving one message needs beyond the message

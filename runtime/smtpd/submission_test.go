@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -244,29 +243,6 @@ func TestDirectoryChangesApplyAtOnce(t *testing.T) {
 	e.submit("alice@example.test", newPassword)
 }
 
-// recordingQueue is the stand-in of the outbound queue, a later issue.
-type recordingQueue struct {
-	mu   sync.Mutex
-	msgs []queued
-}
-
-type queued struct {
-	from  string
-	rcpts []string
-	msg   string
-}
-
-func (q *recordingQueue) Enqueue(ctx context.Context, from string, rcpts []string, msg io.Reader) error {
-	b, err := io.ReadAll(msg)
-	if err != nil {
-		return err
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.msgs = append(q.msgs, queued{from, rcpts, string(b)})
-	return nil
-}
-
 func TestQueueHook(t *testing.T) {
 	t.Parallel()
 	q := &recordingQueue{}
@@ -292,11 +268,11 @@ func TestQueueHook(t *testing.T) {
 	if len(q.msgs) != 2 {
 		t.Fatalf("queued %d messages, want 2", len(q.msgs))
 	}
-	if m := q.msgs[0]; m.from != "alice@example.test" || strings.Join(m.rcpts, ",") != "Someone@Remote.test,someone@remote.test" ||
+	if m := q.msgs[0]; m.env.From != "alice@example.test" || strings.Join(m.env.Rcpts, ",") != "Someone@Remote.test,someone@remote.test" || m.env.Forward != nil ||
 		!strings.HasPrefix(m.msg, "Received: from localhost (localhost [127.0.0.1])\r\n") || !strings.HasSuffix(m.msg, messageFrom("alice@example.test", "out")) {
 		t.Errorf("queued %+v", m)
 	}
-	if m := q.msgs[1]; m.from != "x@elsewhere.test" || strings.Join(m.rcpts, ",") != "someone@remote.test" || strings.Contains(m.msg, "Return-Path") {
+	if m := q.msgs[1]; m.env.From != "x@elsewhere.test" || m.env.Rcpts != nil || strings.Join(m.env.Forward, ",") != "someone@remote.test" || strings.Contains(m.msg, "Return-Path") {
 		t.Errorf("queued %+v", m)
 	}
 }
