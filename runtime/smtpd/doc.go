@@ -25,8 +25,29 @@
 //   - a mailing-list address, or a redirection that reaches one: 451 4.3.0
 //     until the campaign engine takes them;
 //   - a redirection that reaches addresses of other domains: 451 4.3.0 while
-//     Config.Queue is nil (the outbound queue is a later issue); with a
-//     Queue, the remote part is handed to it.
+//     Config.Queue is nil; with a Queue, those addresses are handed to it
+//     as queue.Envelope.Forward (the queue rewrites the sender with SRS);
+//   - an SRS address of the box (see below): 250 when Config.SRS reverses
+//     it, 550 5.1.1 like an unknown user otherwise.
+//
+// # Bounces to SRS addresses
+//
+// Mail the box forwards outside leaves with its sender rewritten by SRS
+// (runtime/srs) into the box's domain; bounces come back to that address.
+// A recipient of a box domain that no account, alias or redirection
+// holds, whose local part starts with SRS0 or SRS1 (any case) and a
+// separator ('=', '+' or '-', as runtime/srs reads them), is reversed by
+// Config.SRS (*srs.Rewriter), from the local part as given (its case may
+// matter for the hash and for the sender behind it). Valid, the bounce is
+// accepted without AUTH and goes to the address behind it, with the
+// envelope sender as received (usually <>): to the queue as named
+// (queue.Envelope.Rcpts), or, when that address is of a box domain, to
+// its mailboxes (looked up like any recipient, never reversed twice; one
+// that does not exist is an unknown user). Forged, malformed, expired or
+// of a domain other than the Rewriter's: 550 5.1.1 like an unknown user,
+// after the same directory lookups (one HMAC apart), the reason logged.
+// With no SRS, or no Queue for an outside sender (451 4.3.0), as for any
+// other address.
 //
 // "RCPT TO:<postmaster>" without a domain (RFC 5321 4.5.1) is the
 // postmaster of the box's first domain (mailconf.Settings.Domain; our
@@ -51,13 +72,30 @@
 // comments and encoded words are parsed (net/mail) and do not count.
 // Otherwise 550 5.7.1, and so for a message with no From field, several,
 // an empty group or one net/mail cannot parse. Local recipients are
-// delivered at once like on the MX; other domains go to Config.Queue, and
-// get 451 4.3.0 while it is nil.
+// delivered at once like on the MX; other domains go to Config.Queue
+// (queue.Envelope.Rcpts, as the client wrote them), and get 451 4.3.0
+// while it is nil.
 //
 // # Delivery
 //
 // One Deliverer.DeliverOnce call per message with every mailbox of the
-// transaction: all or nothing, and 250 only once it returned nil.
+// transaction, and one Queue.Enqueue call with every outside recipient
+// (queue.Envelope: Rcpts named by the client or behind an SRS address,
+// Forward reached through redirections and not named, From as received,
+// Key the delivery key below): all or nothing, and 250 only once both
+// returned nil. A mixed message (mailboxes and outside recipients) is
+// one transaction: if either fails, 451 4.3.0, and the client's retry
+// delivers neither twice.
+//
+// The queue goes first, then the mailboxes. The queue is idempotent by
+// key for as long as it holds the message; the mailboxes are only across
+// a restart (see below). Mailboxes first, a failing queue would leave a
+// copy in them that the retry would write again; queue first, a failing
+// queue leaves nothing anywhere, and a failing delivery after the queue
+// took the message leaves it queued once, which the retry (same key)
+// does not queue again. A message is sent twice only if the mailboxes
+// fail, the queue delivers the message and forgets its key, and the
+// client then retries.
 //
 // A crash between the delivery and the 250 leaves the client without an
 // answer, and it sends the message again: the delivery key tells it from a
@@ -99,6 +137,21 @@
 // "with ESMTP" even after HELO: go-smtp does not tell the session which
 // greeting it got.
 //
+// # The box's own messages
+//
+// Server.Inject delivers a message the box makes (a bounce, later a
+// campaign's confirmation) as a submission of the box: each recipient
+// routed as above (mailboxes, redirections, outside addresses and the
+// senders behind SRS addresses to the queue), the same two stores in the
+// same order, and "Received: by <host> (MailFountain) with local id
+// <id>" (plus Return-Path in the mailboxes); the From field is not
+// checked. A recipient that routes nowhere (a deleted account, a mailing
+// list, an outside address without a Queue) is logged and dropped, so
+// that a bounce to a deleted account does not loop; Inject fails with
+// ErrNoRoute only when none routes. Its key makes it idempotent as the
+// delivery key does (a key that is not 16 to 64 lowercase hex digits is
+// hashed into 32).
+//
 // # Line ends
 //
 // CR and LF occur in a message only together, as CRLF (RFC 5321 2.3.8,
@@ -132,9 +185,11 @@
 // # Logs
 //
 // One Info line per accepted message (id, listener, client, from, rcpts,
-// size, ms since MAIL, user on submission; a duplicate's says so, with
-// its key); every refusal at Info with its reason, or with the reply when
-// go-smtp refused by itself. Passwords and message contents are never
+// size, ms since MAIL, user on submission, the queue's id when queued; a
+// duplicate's says so, with its key), and per injected one; every refusal
+// at Info with its reason, or with the reply when go-smtp refused by
+// itself, an SRS address refused with runtime/srs's reason; a recipient
+// Inject dropped at Warn. Passwords and message contents are never
 // logged.
 //
 // # Limits (defaults in the Default* constants, each overridable in Config)
