@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -409,5 +410,58 @@ func TestInjectKey(t *testing.T) {
 		if !c.same && (len(got) != 32 || injectKey(got) != got) {
 			t.Errorf("injectKey(%q) = %q, not 32 hex digits", c.key, got)
 		}
+	}
+}
+
+// pythonMixed sends one message to a mailbox and an outside address
+// through submission with python3's smtplib, as a mail client does, until
+// it is accepted, and prints the codes of the attempts.
+const pythonMixed = `
+import json, smtplib, ssl, sys
+port, pw = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+msg = "From: Alice <alice@example.test>\r\nTo: bob@example.test, Cust <cust@Remote.test>\r\nSubject: mixed\r\n\r\nHello.\r\n"
+codes = []
+for attempt in range(3):
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname="py.test", timeout=10)
+    s.starttls(context=ctx)
+    s.login("alice@example.test", pw)
+    try:
+        refused = s.sendmail("alice@example.test", ["bob@example.test", "cust@Remote.test"], msg)
+        codes.append(250 if not refused else 0)
+        s.quit()
+        break
+    except smtplib.SMTPResponseException as e:
+        codes.append(e.smtp_code)
+        s.quit()
+print(json.dumps(codes))
+`
+
+// TestPythonMixed: a mail client's message to a mailbox and a customer
+// outside, while the queue fails once: 451 for the whole message, then
+// one copy in the mailbox and one in the queue.
+func TestPythonMixed(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("no python3")
+	}
+	q := &recordingQueue{}
+	q.failNext(1)
+	e := newEnv(t, func(c *Config) { c.Queue = q })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "python3", "-c", pythonMixed, port(t, e.sub), alicePassword).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "[451, 250]" {
+		t.Fatalf("attempts answered %s, want [451, 250]", got)
+	}
+	e.wantMailbox("example.test", "bob", 1)
+	msgs := q.queued()
+	if len(msgs) != 1 || !slices.Equal(msgs[0].env.Rcpts, []string{"cust@Remote.test"}) || msgs[0].env.From != "alice@example.test" {
+		t.Fatalf("queued %+v", msgs)
 	}
 }
