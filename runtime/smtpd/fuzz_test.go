@@ -57,13 +57,18 @@ func FuzzForgedAuthResults(f *testing.F) {
 // FuzzAddress checks the handling of envelope addresses and EHLO
 // arguments: splitting, and what goes into the trace fields.
 func FuzzAddress(f *testing.F) {
-	for _, s := range []string{"alice@example.test", "John Doe@x.test", `a"b\c@x`, "a@b@c.", "@", "", "é@x", "a\x00b@c", "<a>@b>"} {
+	for _, s := range []string{"SRS0=abcd=JX=remote.test=x@example.test", "srs1+y@x", "alice@example.test", "John Doe@x.test", `a"b\c@x`, "a@b@c.", "@", "", "é@x", "a\x00b@c", "<a>@b>"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, addr string) {
 		if local, domain, ok := splitAddress(addr); ok {
 			if local == "" || domain == "" || strings.Contains(domain, "@") || local != strings.ToLower(local) || domain != strings.ToLower(domain) {
 				t.Fatalf("splitAddress(%q) = %q, %q", addr, local, domain)
+			}
+			// An SRS address is a tag, then a separator.
+			tagged := len(local) > 4 && (strings.HasPrefix(local, "srs0") || strings.HasPrefix(local, "srs1")) && strings.ContainsRune("=+-", rune(local[4]))
+			if srsTagged(local) != tagged {
+				t.Fatalf("srsTagged(%q) = %v", local, !tagged)
 			}
 		}
 		p := formatPath(addr)
