@@ -17,6 +17,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/applier"
+	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/safeio"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
@@ -320,6 +321,10 @@ func decodeError(resp *http.Response) error {
 		return &remoteError{msg: we.Error, target: applier.ErrLocked}
 	case kindNotFound:
 		return &remoteError{msg: we.Error, target: store.ErrNotFound}
+	case kindNoMessage:
+		return &remoteError{msg: we.Error, target: queue.ErrNotFound}
+	case kindNoQueue:
+		return &remoteError{msg: we.Error, target: ErrNoQueue}
 	case kindDenied:
 		return &remoteError{msg: we.Error, target: ErrDenied}
 	}

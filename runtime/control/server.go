@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/runtime/applier"
+	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/runtime/supervisor"
 	"mailfountain.dev/mailfountain/schema"
@@ -60,6 +61,8 @@ type Server struct {
 	servers atomic.Pointer[func() []supervisor.ServerStatus]
 	// status gives the daemon's status (archive.go: SetStatus).
 	status atomic.Pointer[func() any]
+	// queue is the outbound queue's administration (queue.go: ServeQueue).
+	queue atomic.Pointer[queueSlot]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -215,6 +218,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+pathArchives, s.archives)
 	mux.HandleFunc("POST "+pathArchiveRestore, s.restoreArchive)
 	mux.HandleFunc("POST "+pathArchivePurge, s.purgeArchive)
+	mux.HandleFunc("GET "+pathQueue, s.queueList)
+	mux.HandleFunc("GET "+pathQueueMessage, s.queueShow)
+	mux.HandleFunc("DELETE "+pathQueueMessage, s.queueDelete)
+	mux.HandleFunc("POST "+pathQueueAction, s.queueAction)
 	return s.guard(mux)
 }
 
@@ -500,6 +507,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error, res *ap
 		we.Kind, code = kindLocked, http.StatusServiceUnavailable
 	case errors.Is(err, store.ErrNotFound):
 		we.Kind, code = kindNotFound, http.StatusNotFound
+	case errors.Is(err, queue.ErrNotFound):
+		we.Kind, code = kindNoMessage, http.StatusNotFound
+	case errors.Is(err, ErrNoQueue):
+		we.Kind, code = kindNoQueue, http.StatusServiceUnavailable
 	case errors.As(err, &br):
 		we.Kind, code = kindBadRequest, http.StatusBadRequest
 	}

@@ -217,6 +217,8 @@ const (
 	kindLocked     = "locked"      // applier.ErrLocked
 	kindNotFound   = "not_found"   // store.ErrNotFound
 	kindBadRequest = "bad_request" // a malformed request
+	kindNoMessage  = "no_message"  // queue.ErrNotFound
+	kindNoQueue    = "no_queue"    // ErrNoQueue
 	kindDenied     = "denied"      // peer not allowed
 	kindFailed     = "failed"      // anything else
 )
