@@ -284,6 +284,35 @@ that domain first).`,
 			run: (*cli).dkim,
 		},
 		{
+			name:    "queue",
+			usage:   "queue list|show|hold|release|retry|delete [ID]",
+			summary: "the outbound queue: list, show, hold, release, retry or delete a message",
+			help: `The outbound queue holds the mail for addresses outside the box until it
+is delivered, bounced or deleted.
+
+queue list         every message: id, age, size, state (waiting or held),
+                   next attempt, sender, recipients pending/total, and the
+                   last error, shortened
+queue show ID      the message and every recipient: status, attempts, the
+                   sender it is sent with (its SRS form for a redirection),
+                   the last error in full, and "via smarthost" when the
+                   destination refused the box's address and the recipient
+                   goes through the smarthost
+queue hold ID      the message is not tried until released
+queue release ID   the message is tried again, when its next attempt is due
+queue retry ID     the message is tried now
+queue delete ID    the message is removed, for good, without a bounce
+
+It needs mailfountaind (for now).
+
+Options:
+  --json   machine-readable output: list, an array of messages; show, the
+           message; the others, {"id", "action"}
+
+Exit status: 0 done; 1 error (no message with this ID, a bad ID, no daemon).`,
+			run: (*cli).queueCmd,
+		},
+		{
 			name:    "passwd",
 			usage:   "passwd",
 			summary: "hash a password for the state document",
@@ -353,7 +382,7 @@ Options (before or after the command):
   --data DIR   data directory (default %s; env MAILFOUNTAIN_DATA)
   --json       machine-readable output, errors included (validate, plan,
                apply, rollback, history, show, diff, status, archive list,
-               dkim show)
+               dkim show, queue)
 
 When mailfountaind runs on the data directory, mfapply goes through its
 control socket (DIR/control.sock); otherwise it applies directly.
