@@ -272,8 +272,8 @@ func TestQueueCommands(t *testing.T) {
 		{[]string{"queue", "hold", ""}, `bad message id ""`},
 	} {
 		r := e.run("", tc.args...)
-		if r.code != 1 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
-			t.Errorf("mfapply %q: want exit 1 and one line with %q, got %s", tc.args, tc.want, r)
+		if r.code != 1 || !strings.Contains(r.stderr, tc.want) || !strings.HasSuffix(r.stderr, "(see 'mfapply queue -h')\n") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("mfapply %q: want exit 1 and one usage line with %q, got %s", tc.args, tc.want, r)
 		}
 	}
 	if calls := q.Calls(); len(calls) != before {
@@ -362,6 +362,52 @@ func TestShorten(t *testing.T) {
 	} {
 		if got := shorten(tc.s, tc.n); got != tc.want {
 			t.Errorf("shorten(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}
+
+// countingWriter counts the bytes written to it.
+type countingWriter struct{ n int }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n += len(p)
+	return len(p), nil
+}
+
+// streamQueue lists n messages and notes how much mfapply had written
+// when it had been given half of them.
+type streamQueue struct {
+	memQueue
+	n         int
+	out       *countingWriter
+	atHalfway int
+}
+
+func (s *streamQueue) List(_ context.Context, fn func(queue.Info) bool) error {
+	for i := range s.n {
+		if i == s.n/2 {
+			s.atHalfway = s.out.n
+		}
+		if !fn(queue.Info{ID: fmt.Sprintf("M%06d", i), State: queue.Waiting}) {
+			break
+		}
+	}
+	return nil
+}
+
+// TestQueueListWritesAsItGoes: the table and the JSON are written while
+// the list comes, not gathered first, so that mfapply's memory stays flat
+// on a long queue (a unit test: the daemon's side is control's).
+func TestQueueListWritesAsItGoes(t *testing.T) {
+	for _, asJSON := range []bool{false, true} {
+		out := &countingWriter{}
+		q := &streamQueue{n: 5 * tableBlock, out: out}
+		c := &cli{stdout: out, stderr: out, json: asJSON}
+		if code := c.queueList(t.Context(), q); code != exitOK {
+			t.Fatalf("json %v: exit %d", asJSON, code)
+		}
+		if q.atHalfway < out.n/4 {
+			t.Errorf("json %v: %d bytes written at half the list, of %d: the list is gathered before it is written", asJSON, q.atHalfway, out.n)
 		}
 	}
 }
