@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -355,4 +356,20 @@ func rawRequest(t *testing.T, dir, method, path string) (int, string) {
 	}
 	_, body, _ := strings.Cut(resp, "\r\n\r\n")
 	return code, body
+}
+
+// FuzzCheckQueueID: an id that passes is bounded, names no path and
+// goes into a URL path as it is.
+func FuzzCheckQueueID(f *testing.F) {
+	for _, s := range []string{"0123ABC", "../x", "a/b", "", "..", "x%2Fy", "é", "A_b-9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if CheckQueueID(id) != nil {
+			return
+		}
+		if id == "" || len(id) > maxQueueID || strings.ContainsAny(id, "/.\\%?#\x00") || url.PathEscape(id) != id {
+			t.Fatalf("CheckQueueID accepted %q", id)
+		}
+	})
 }
