@@ -46,6 +46,10 @@ type QueueAdmin interface {
 	Delete(ctx context.Context, id string) error
 }
 
+// The client side offers the same methods: mfapply is written once for
+// the daemon's queue and for one it opens itself.
+var _ QueueAdmin = (*QueueClient)(nil)
+
 // queueSlot holds the served queue behind one pointer (an interface
 // cannot be stored atomically on its own).
 type queueSlot struct{ q QueueAdmin }

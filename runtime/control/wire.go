@@ -32,8 +32,8 @@ const (
 	pathAccounts = "/v1/status/accounts"
 )
 
-// exportErrorTrailer carries an export error found after the archive
-// started streaming.
+// exportErrorTrailer carries an error found after the answer started
+// streaming: an export's archive, a queue list.
 const exportErrorTrailer = "Mailfountain-Error"
 
 type wireSource struct {
