@@ -128,6 +128,12 @@ var serverFlags = []string{"smtp", "submission", "submissions", "pop3", "pop3s",
 // name are off, so that tests never take the standard ports.
 func startDaemonProc(t *testing.T, args ...string) *daemonProc {
 	t.Helper()
+	return startDaemonProcEnv(t, nil, args...)
+}
+
+// startDaemonProcEnv is startDaemonProc with more environment variables.
+func startDaemonProcEnv(t *testing.T, env []string, args ...string) *daemonProc {
+	t.Helper()
 	for _, f := range serverFlags {
 		named := false
 		for _, a := range args {
@@ -142,7 +148,7 @@ func startDaemonProc(t *testing.T, args ...string) *daemonProc {
 	p := &daemonProc{stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin(t, "mailfountaind"), args...)
 	p.cmd.Stderr = p.stderr
-	p.cmd.Env = append(os.Environ(), "MAILFOUNTAIN_DATA=")
+	p.cmd.Env = append(append(os.Environ(), "MAILFOUNTAIN_DATA="), env...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

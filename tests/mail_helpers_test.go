@@ -63,6 +63,28 @@ type stateOpts struct {
 	RenePasswordHash string // reneHash if empty
 	Extra            []extraAccount
 	MaxMessageMB     int // smtp.max_message_mb; the default if 0
+	// Mail out (outbound_*_test.go); unset, the document has none of it.
+	Mode         string        // smtp.mode; "direct" if empty
+	Relay        *relayOpts    // smtp.relay
+	Queue        *queueOpts    // smtp.queue
+	Redirections []redirection // more redirections of the domain
+}
+
+// relayOpts are smtp.relay's fields.
+type relayOpts struct {
+	Host               string
+	Port               int
+	Username, Password string
+}
+
+// queueOpts are smtp.queue's fields, CUE durations ("1s", "5d"; "0" for
+// no delay warning); an empty one is left to its default.
+type queueOpts struct{ MinBackoff, MaxBackoff, Lifetime, DelayWarning string }
+
+// redirection is a redirection of the domain: a local part to addresses.
+type redirection struct {
+	Address string
+	To      []string
 }
 
 type extraAccount struct{ ID, PasswordHash string }
@@ -92,6 +114,7 @@ type mailDaemon struct {
 	dir, data, state string
 	servers          []string
 	args             []string // more flags of mailfountaind
+	env              []string // more environment variables of mailfountaind
 	proc             *daemonProc
 	addrs            map[string]string // server flag → host:port of the running process
 }
@@ -101,8 +124,15 @@ type mailDaemon struct {
 // choice, and waits until they serve the applied state.
 func startMail(t *testing.T, o stateOpts, servers ...string) *mailDaemon {
 	t.Helper()
+	return startMailWith(t, o, nil, nil, servers...)
+}
+
+// startMailWith is startMail with more flags and environment variables
+// of mailfountaind, kept for its restarts.
+func startMailWith(t *testing.T, o stateOpts, args, env []string, servers ...string) *mailDaemon {
+	t.Helper()
 	dir := t.TempDir()
-	m := &mailDaemon{dir: dir, data: filepath.Join(dir, "data"), state: filepath.Join(dir, "state.yaml"), servers: servers}
+	m := &mailDaemon{dir: dir, data: filepath.Join(dir, "data"), state: filepath.Join(dir, "state.yaml"), servers: servers, args: args, env: env}
 	if err := os.WriteFile(m.state, []byte(stateYAML(t, o)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +154,7 @@ func (m *mailDaemon) start(t *testing.T) {
 		args = append(args, "--"+s, "127.0.0.1:0")
 	}
 	args = append(args, m.args...)
-	m.proc = startDaemonProc(t, args...)
+	m.proc = startDaemonProcEnv(t, m.env, args...)
 	m.addrs = map[string]string{}
 	p := m.proc
 	waitFor(t, "the mail servers to start", func() error {
