@@ -4,8 +4,10 @@ package tests
 // independent clients: dig, python's smtplib, swaks, Go's net/smtp.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -273,8 +275,8 @@ func TestHarnessSink(t *testing.T) {
 	if acc[0].Conn != acc[1].Conn || len(p.connections()) != 1 {
 		t.Errorf("two messages over one connection: conns %d and %d, %d connections", acc[0].Conn, acc[1].Conn, len(p.connections()))
 	}
-	if acc[0].TLS {
-		t.Error("TLS recorded on a plain connection")
+	if acc[0].TLS || acc[0].Pipelined {
+		t.Errorf("recorded TLS or PIPELINING on a plain net/smtp connection: %+v", acc[0])
 	}
 
 	// A held answer dropped: recorded, not accepted; the client sees the
@@ -491,5 +493,137 @@ func writeFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHarnessPipelining: the sink records whether the envelope came
+// pipelined: commands written at once are, net/smtp's one by one are not.
+func TestHarnessPipelining(t *testing.T) {
+	t.Parallel()
+	w := newOutside(t)
+	s := w.net.sink(t, sinkOpts{})
+	conn, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	expect := func(code string) {
+		t.Helper()
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading %s: %v", code, err)
+			}
+			if !strings.HasPrefix(l, code) {
+				t.Fatalf("got %q, want %s", l, code)
+			}
+			if l[3] == ' ' {
+				return
+			}
+		}
+	}
+	expect("220")
+	fmt.Fprint(conn, "EHLO pipe.test\r\n")
+	expect("250")
+	fmt.Fprint(conn, "MAIL FROM:<a@b.example> BODY=8BITMIME\r\nRCPT TO:<c@client.example>\r\nRCPT TO:<d@client.example>\r\nDATA\r\n")
+	for _, c := range []string{"250", "250", "250", "354"} {
+		expect(c)
+	}
+	fmt.Fprint(conn, "Subject: pipe\r\n\r\n..dot\r\n.\r\nQUIT\r\n")
+	expect("250")
+	expect("221")
+	if err := sendPlain(s.addr, "a@b.example", []string{"e@client.example"}, "Subject: plain\r\n\r\nx\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	got := s.waitAccepted(t, 2, 10*time.Second)
+	if x := got[0]; !x.Pipelined || x.Params != "BODY=8BITMIME" || len(x.Rcpts) != 2 || string(x.Data) != "Subject: pipe\r\n\r\n.dot\r\n" {
+		t.Errorf("pipelined transaction recorded as %+v", x)
+	}
+	if got[1].Pipelined {
+		t.Errorf("net/smtp's transaction recorded as pipelined")
+	}
+}
+
+// TestHarnessTrustCA: a Go program run with outside.daemonEnv trusts the
+// test CA as its system roots (SSL_CERT_FILE), as the daemon will for
+// the smarthost and MTA-STS; without it, it does not. The program is
+// this test binary, run again as TestHarnessTLSProbe.
+func TestHarnessTrustCA(t *testing.T) {
+	t.Parallel()
+	w := newOutside(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", w.ca.serverTLS(t, "smtp.isp.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	probe := func(env []string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHarnessTLSProbe$", "-test.count=1")
+		cmd.Env = append(append(os.Environ(), "MF_TLS_PROBE="+ln.Addr().String()), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v\n%s", err, out)
+		}
+		return nil
+	}
+	if err := probe(w.daemonEnv()); err != nil {
+		t.Errorf("with SSL_CERT_FILE: the test CA is not trusted: %v", err)
+	}
+	if err := probe([]string{"SSL_CERT_FILE=/nonexistent", "SSL_CERT_DIR=/nonexistent"}); err == nil {
+		t.Errorf("without the test CA the probe still trusts the server: the check proves nothing")
+	}
+}
+
+// TestHarnessTLSProbe is TestHarnessTrustCA's client: when run with
+// MF_TLS_PROBE=addr it verifies addr's certificate as smtp.isp.example
+// against the system roots.
+func TestHarnessTLSProbe(t *testing.T) {
+	addr := os.Getenv("MF_TLS_PROBE")
+	if addr == "" {
+		t.Skip("run by TestHarnessTrustCA")
+	}
+	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "smtp.isp.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+// TestHarnessMTASTSServer: the MTA-STS policy server, found through the
+// DNS server and fetched by curl over HTTPS checked against the test CA.
+func TestHarnessMTASTSServer(t *testing.T) {
+	t.Parallel()
+	curl := needTool(t, "curl")
+	w := newOutside(t)
+	policy := "version: STSv1\r\nmode: enforce\r\nmx: mx2.sts.example\r\nmax_age: 86400\r\n"
+	mtaSTSServer(t, w, "sts.example", policy)
+	ips := w.dns.lookup(t, "mta-sts.sts.example", "A")
+	if len(ips) != 1 {
+		t.Fatalf("mta-sts.sts.example A: %v", ips)
+	}
+	if txt := strings.Join(w.dns.lookup(t, "_mta-sts.sts.example", "TXT"), ""); !strings.Contains(txt, "v=STSv1; id=") {
+		t.Errorf("_mta-sts TXT: %q", txt)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, curl, "-sS", "--fail", "--cacert", w.ca.file,
+		"--resolve", "mta-sts.sts.example:443:"+ips[0], "https://mta-sts.sts.example/.well-known/mta-sts.txt").CombinedOutput()
+	if err != nil || string(out) != policy {
+		t.Errorf("curl the policy: %v: %q", err, out)
 	}
 }
