@@ -68,6 +68,13 @@ type stateOpts struct {
 	Relay        *relayOpts    // smtp.relay
 	Queue        *queueOpts    // smtp.queue
 	Redirections []redirection // more redirections of the domain
+	Domains      []extraDomain // more domains
+}
+
+// extraDomain is another domain of the box.
+type extraDomain struct {
+	Name, Language string
+	Accounts       []extraAccount
 }
 
 // relayOpts are smtp.relay's fields.

@@ -472,10 +472,12 @@ func TestHarnessDocument(t *testing.T) {
 	}
 	doc := stateYAML(t, stateOpts{Mode: "relay", Relay: &relayOpts{Host: "smtp.isp.example", Port: 2525, Username: "box", Password: "s3cret"},
 		Queue:        &queueOpts{MinBackoff: "1s", MaxBackoff: "2s", Lifetime: "1m", DelayWarning: "0"},
-		Redirections: []redirection{{Address: "partenaire", To: []string{"contact@client.example"}}}})
+		Redirections: []redirection{{Address: "partenaire", To: []string{"contact@client.example"}}},
+		Domains:      []extraDomain{{Name: "office.example", Language: "en", Accounts: []extraAccount{{ID: "jane", PasswordHash: lowCostHash}}}}})
 	for _, want := range []string{"  mode: relay\n", "  relay:\n    host: smtp.isp.example\n    port: 2525\n    username: \"box\"\n    password: \"s3cret\"\n",
 		"  queue:\n    min_backoff: \"1s\"\n    max_backoff: \"2s\"\n    lifetime: \"1m\"\n    delay_warning: \"0\"\n",
-		"      - address: partenaire\n        to:\n          - \"contact@client.example\"\n"} {
+		"      - address: partenaire\n        to:\n          - \"contact@client.example\"\n",
+		"  - name: office.example\n    language: en\n    accounts:\n      - id: jane\n"} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q:\n%s", want, doc)
 		}
@@ -483,7 +485,8 @@ func TestHarnessDocument(t *testing.T) {
 	// What the schema knows today validates: the relay and a redirection outside.
 	f := t.TempDir() + "/state.yaml"
 	writeFile(t, f, stateYAML(t, stateOpts{Mode: "relay", Relay: &relayOpts{Host: "smtp.isp.example", Port: 2525, Username: "box", Password: "s3cret"},
-		Redirections: []redirection{{Address: "partenaire", To: []string{"contact@client.example"}}}}))
+		Redirections: []redirection{{Address: "partenaire", To: []string{"contact@client.example"}}},
+		Domains:      []extraDomain{{Name: "office.example", Language: "en", Accounts: []extraAccount{{ID: "jane", PasswordHash: lowCostHash}}}}}))
 	if code, out, errOut := mfapply(t, "", "validate", "-f", f); code != 0 {
 		t.Errorf("mfapply validate: exit %d\n%s%s", code, out, errOut)
 	}

@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -36,6 +37,9 @@ import (
 const (
 	// The sender of the tests: his password is hashed at a low cost.
 	sender = "andre.mouve"
+	// andre-demo hashed at a low cost: andre.mouve's hash in the
+	// template, for the accounts of other domains.
+	lowCostHash = "$argon2id$v=19$m=8192,t=1,p=1$bWFpbHRlc3QtYW5kcmUtcw$LSVZL4+tu8x28oe24qkIhekrm3bgxU++gR2ZoY5PJAI"
 	// How long a delivery or a report may take: the first attempt is at
 	// once, retries after 1-2 s; generous for a loaded machine.
 	deliveryWait = 30 * time.Second
@@ -304,6 +308,38 @@ func TestOutboundPermanentFailure(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestOutboundBounceLanguage: the report is in the language of the
+// sender's domain: English for an "en" domain.
+func TestOutboundBounceLanguage(t *testing.T) {
+	t.Parallel()
+	w := newOutside(t)
+	s := w.net.sink(t, sinkOpts{})
+	s.answer("RCPT", "", "550 5.1.1 no such user")
+	w.mx(t, "client.example", s.ip())
+	d := w.daemon(t, stateOpts{Queue: fastQueue("1h"),
+		Domains: []extraDomain{{Name: "office.example", Language: "en", Accounts: []extraAccount{{ID: "jane", PasswordHash: lowCostHash}}}}},
+		"submission")
+	submit(t, d.addr("submission"), "jane@office.example", andrePassword, "jane@office.example", []string{"nosuch@client.example"},
+		message("jane@office.example", "nosuch@client.example", "in-english", "Hello\n"))
+	jane := filepath.Join(d.data, "mail", "office.example", "jane")
+	var rep dsnReport
+	waitUntil(t, "a report in jane@office.example's inbox", deliveryWait, func() error {
+		for _, m := range folderMessages(t, jane, "") {
+			if strings.HasPrefix(m.header("Content-Type"), "multipart/report") {
+				rep = readDSN(t, m.data)
+				return nil
+			}
+		}
+		return fmt.Errorf("none")
+	})
+	if !strings.Contains(rep.Text, "Subject of your message: in-english") || strings.Contains(rep.Text, "Objet de votre message") {
+		t.Errorf("the report to an \"en\" domain's sender is not in English:\n%s", rep.Text)
+	}
+	if !strings.Contains(rep.From, "postmaster@office.example") {
+		t.Errorf("report From %q, want postmaster of the sender's domain", rep.From)
+	}
 }
 
 // TestOutboundDelayWarning: after delay_warning the sender gets one
