@@ -189,6 +189,34 @@ func TestOutboundConnectionReuse(t *testing.T) {
 	}
 }
 
+// TestOutboundSlowDestination: a destination that holds its answer does
+// not stall the mail to another.
+func TestOutboundSlowDestination(t *testing.T) {
+	t.Parallel()
+	w := newOutside(t)
+	slow := w.net.sink(t, sinkOpts{})
+	fast := w.net.sink(t, sinkOpts{})
+	w.mx(t, "slow.example", slow.ip())
+	w.mx(t, "fast.example", fast.ip())
+	d := w.daemon(t, stateOpts{Queue: fastQueue("1h")}, "submission")
+	release := slow.holdData()
+	defer release(true)
+	sendOut(t, d, "slow", "bob@slow.example")
+	waitUntil(t, "the slow destination holding the message", deliveryWait, func() error {
+		if slow.heldNow() != 1 {
+			return fmt.Errorf("not held:%s", slow.describe())
+		}
+		return nil
+	})
+	sendOut(t, d, "fast", "bob@fast.example")
+	fast.waitAccepted(t, 1, deliveryWait)
+	if slow.heldNow() != 1 {
+		t.Errorf("the slow destination's answer was meant to be still held")
+	}
+	release(true)
+	slow.waitAccepted(t, 1, deliveryWait)
+}
+
 // TestOutboundRetry: 4xx answers are retried after the backoff until
 // accepted; the message is delivered once, with no report.
 func TestOutboundRetry(t *testing.T) {
