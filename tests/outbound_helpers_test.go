@@ -456,7 +456,7 @@ func startSink(t *testing.T, ip string, port int, opts sinkOpts) *sink {
 	return s
 }
 
-// sinkOn runs a sink on a new address of n.
+// sink runs a sink on a new address of n.
 func (n *remoteNet) sink(t *testing.T, opts sinkOpts) *sink {
 	t.Helper()
 	return startSink(t, n.ip(), n.port, opts)
