@@ -459,6 +459,8 @@ func runSink(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
+	// The bench waits for this line before it starts a relay.
+	fmt.Fprintln(os.Stderr, "sink: listening on", ln.Addr())
 	s := newSink(*expect)
 	go func() {
 		for {
