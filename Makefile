@@ -37,7 +37,7 @@ DEMO_LISTEN := --smtp 127.0.0.1:2525 --submission 127.0.0.1:2587 --submissions 1
 
 FUZZTIME ?= 10s
 
-.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-edit bench-inbound fuzz build clean
+.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-edit bench-inbound bench-outbound fuzz build clean
 
 all: test
 
@@ -111,7 +111,7 @@ race:
 	@for m in $(PATCHED_MODS); do (cd "$$m" && $(GO) test -race ./...); done
 
 ## bench: every benchmark, each side by side with its peer (not part of `make test`)
-bench: bench-validate bench-edit bench-inbound
+bench: bench-validate bench-edit bench-inbound bench-outbound
 
 ## bench-validate: validate and plan a large document, side by side with `cue vet`
 bench-validate:
@@ -124,6 +124,10 @@ bench-edit:
 ## bench-inbound: SMTP in, 10 KB messages, 50 clients, fsync'd, side by side with Postfix (as root)
 bench-inbound:
 	bash bench/inbound.sh
+
+## bench-outbound: SMTP out, 100,000 10 KB messages to 1,000 domains relayed into one sink, side by side with Postfix, and the queue's memory (as root; COUNT, DOMAINS, SIZE override)
+bench-outbound:
+	bash bench/outbound.sh
 
 ## fuzz: fuzz every target for FUZZTIME each (not part of `make test`)
 fuzz:

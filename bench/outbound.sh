@@ -136,9 +136,10 @@ fail() {
 	exit 1
 }
 
-mf_ready=1
-if ! "$mfd" -h 2>&1 | grep -q -- '-resolver' || ! "$mfd" -h 2>&1 | grep -q -- '-remote-port'; then
-	mf_ready=0
+mf_ready=0
+mf_help=$("$mfd" -h 2>&1 || true)
+if [[ $mf_help == *-resolver* && $mf_help == *-remote-port* ]]; then
+	mf_ready=1
 fi
 
 "$drive" dns -listen 127.0.0.1:53 -domains "$domains" 2>"$work/dns.err" &
@@ -154,6 +155,15 @@ fi
 
 # cpu_of PID: the CPU seconds of a live process (utime + stime).
 cpu_of() { awk '{sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / 100}' "/proc/$1/stat"; }
+# tree_cpu PID: the CPU seconds of PID and its descendants, those alive and
+# those reaped (a reaped child's time is in its parent's cutime, cstime).
+tree_cpu() {
+	# cat fails on the processes that ended since the glob: no matter.
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '{
+		pid = $1; sub(/^.*\) /, ""); ppid[pid] = $2; cpu[pid] = $12 + $13 + $14 + $15 }
+		END { for (p in cpu) for (q = p; q > 1; q = ppid[q]) if (q == root) { t += cpu[p]; break }
+			printf "%.2f\n", t / 100 }'
+}
 # busy: the CPU seconds all CPUs were busy since boot (not idle, iowait, steal).
 busy() { awk 'NR==1{printf "%.2f\n", ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
 
@@ -238,6 +248,7 @@ measure() {
 	postfix)
 		postfix_start "$dir"
 		server_log=$dir/maillog
+		relay_pid=$(tr -d ' \n' <"$dir/queue/pid/master.pid")
 		;;
 	mailfountain)
 		mf_start "$dir" "$sink_port"
@@ -249,7 +260,7 @@ measure() {
 	echo "$side: $count messages: ${cmd[*]}" >&2
 	read -r dns0 < <("$drive" dnsstats | tr ' ' ,)
 	busy0=$(busy) dnscpu0=$(cpu_of "$dns_pid")
-	if [[ -n $relay_pid ]]; then relay_cpu=$(cpu_of "$relay_pid"); fi
+	if [[ -n $relay_pid ]]; then relay_cpu=$(tree_cpu "$relay_pid"); fi
 	inj=$("${cmd[@]}") || fail "$side: the injection failed"
 	local rc=0
 	wait "$sink_pid" || rc=$?
@@ -259,8 +270,8 @@ measure() {
 	busy1=$(busy) dnscpu1=$(cpu_of "$dns_pid")
 	read -r dns1 < <("$drive" dnsstats | tr ' ' ,)
 	if [[ -n $relay_pid ]]; then
-		relay_cpu=$(awk -v a="$relay_cpu" -v b="$(cpu_of "$relay_pid")" 'BEGIN{printf "%.2f", b-a}')
-		rss=$(awk '/^VmHWM:/{print $2}' "/proc/$relay_pid/status")
+		relay_cpu=$(awk -v a="$relay_cpu" -v b="$(tree_cpu "$relay_pid")" 'BEGIN{printf "%.2f", b-a}')
+		if [[ $side == mailfountain ]]; then rss=$(awk '/^VmHWM:/{print $2}' "/proc/$relay_pid/status"); fi
 	fi
 	case $side in
 	postfix)
@@ -307,8 +318,8 @@ measure_queued() {
 	sent=$warm
 	echo 5 >"/proc/$mf_pid/clear_refs" # VmHWM := VmRSS
 	{
-		echo "0 $(awk '/^VmHWM:/{h=$2} /^VmRSS:/{r=$2} END{print h, r}' "/proc/$mf_pid/status") $(du -sk "$dir/data" | cut -f1)"
-	} >"$work/queued"
+		echo "0 $(awk '/^VmHWM:/{h=$2} /^VmRSS:/{r=$2} END{print h, r}' "/proc/$mf_pid/status") $( (du -sk "$dir/data" 2>/dev/null || echo 0) | cut -f1)"
+	} >"$work/queued.txt"
 	for target in $queued; do
 		((target > sent - warm)) || continue
 		cmd=("${base[@]}" -count "$((target - (sent - warm)))" -first "$sent")
@@ -316,7 +327,7 @@ measure_queued() {
 		"${cmd[@]}" >/dev/null || fail "queued: the injection up to $target failed"
 		sent=$((warm + target))
 		sleep 2 # what the daemon does right after its 250s (first delivery attempts) shows too
-		echo "$target $(awk '/^VmHWM:/{h=$2} /^VmRSS:/{r=$2} END{print h, r}' "/proc/$mf_pid/status") $(du -sk "$dir/data" | cut -f1)" >>"$work/queued"
+		echo "$target $(awk '/^VmHWM:/{h=$2} /^VmRSS:/{r=$2} END{print h, r}' "/proc/$mf_pid/status") $( (du -sk "$dir/data" 2>/dev/null || echo 0) | cut -f1)" >>"$work/queued.txt"
 	done
 	echo "${mf_cmd[*]}" >"$work/server-queued"
 	echo "${base[*]} -count N -first M" >"$work/cmd-queued"
@@ -328,7 +339,9 @@ for side in $sides; do
 	ceiling | postfix) measure "$side" ;;
 	mailfountain | queued)
 		if ((!mf_ready)); then
-			echo "mailfountaind lacks --resolver: skipping MailFountain's side" >&2
+			if [[ $side == mailfountain || $sides != *mailfountain* ]]; then
+				echo "mailfountaind lacks --resolver: skipping MailFountain's side" >&2
+			fi
 			continue
 		fi
 		if [[ $side == queued ]]; then measure_queued; else measure mailfountain; fi
@@ -346,8 +359,8 @@ mkdir -p bench/out
 	echo "machine: $(nproc) CPUs ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), data on $(df -T "$work" | awk 'NR==2{print $2" ("$1")"}')"
 	echo "postfix $(postconf -d -h mail_version) (bench/outbound/postfix-main.cf: delivery at its defaults); mailfountaind at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
 	echo "delivered/s = messages / (injector's first message .. sink's last message); accepted/s = messages / injector's own time;"
-	echo "CPU seconds meanwhile: the injector's, the sink's, the DNS server's, the relay's (mailfountaind; '-' for Postfix, in"
-	echo "'rest'), and the rest of the machine's busy time (the relay's, and anything else running)"
+	echo "CPU seconds meanwhile: the injector's, the sink's, the DNS server's, the relay's (Postfix's master and its daemons;"
+	echo "mailfountaind), and the rest of the machine's busy time (anything else running: it skews the rates); rss: mailfountaind's VmHWM"
 	echo
 	if [[ -s $work/results ]]; then
 		printf '%-13s %9s %11s %10s %9s %8s %8s %8s %8s %8s %7s %6s %7s %7s\n' run elapsed_s delivered/s accepted/s sink_conn parallel inj_cpu sink_cpu dns_cpu relay_cpu rest_cpu dns_mx dns_a rss_MiB
@@ -359,6 +372,7 @@ mkdir -p bench/out
 	if [[ -n $c ]]; then echo "ceiling (injector straight into the sink): $c msg/s"; fi
 	if [[ -n $p ]]; then echo "postfix: $p msg/s"; fi
 	if [[ -n $m ]]; then echo "mailfountain: $m msg/s"; fi
+	[[ ! -s $work/results ]] || awk '$16 != "-" {printf "%s: %.2f ms of relay CPU per message; DNS server: %.0f us of CPU per query\n", $1, 1000*$16/n, ($8+$9+$10) ? 1e6*$6/($8+$9+$10) : 0}' n="$count" "$work/results"
 	if [[ -n $p && -n $m ]]; then
 		awk -v m="$m" -v p="$p" 'BEGIN{printf "ratio mailfountain/postfix: %.2f (target: at least 5)\n", m/p}'
 	fi
@@ -372,12 +386,12 @@ mkdir -p bench/out
 	if ((!mf_ready)); then
 		echo "mailfountaind lacks --resolver: skipping MailFountain's side"
 	fi
-	if [[ -s $work/queued ]]; then
+	if [[ -s $work/queued.txt ]]; then
 		echo
 		echo "mailfountaind's memory with messages queued, every delivery deferred (--remote-port $dead_port: nothing listens);"
 		echo "peak reset after a 100-message warm-up (the login's argon2id hash), read 2 s after the last 250:"
 		printf '%8s %10s %10s %12s\n' queued VmHWM_MiB VmRSS_MiB data_dir_MiB
-		awk '{printf "%8d %10.0f %10.0f %12.0f\n", $1, $2/1024, $3/1024, $4/1024}' "$work/queued"
+		awk '{printf "%8d %10.0f %10.0f %12.0f\n", $1, $2/1024, $3/1024, $4/1024}' "$work/queued.txt"
 	fi
 	echo
 	echo "every run: each message received once (by its X-Bench-Seq number), none missing"
