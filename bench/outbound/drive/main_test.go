@@ -150,3 +150,29 @@ func TestResolver(t *testing.T) {
 		t.Errorf("counted %d queries, want %d", got, len(tests))
 	}
 }
+
+func TestReadData(t *testing.T) {
+	tests := []struct {
+		name, data string
+		seq, size  int
+	}{
+		{"numbered", "Subject: x\r\nX-Bench-Seq: 7\r\n\r\nbody\r\n.\r\n", 7, 36},
+		{"field name in any case", "x-bench-seq:  12 \r\n\r\nb\r\n.\r\n", 12, 24},
+		{"unnumbered", "Subject: x\r\n\r\nX-Bench-Seq: 3\r\n.\r\n", -1, 30},
+		{"bad number", "X-Bench-Seq: 3a\r\n\r\n.\r\n", -1, 19},
+		{"short lines starting with a dot are not the end", "X-Bench-Seq: 1\r\n\r\n.a\n..\r\n.b\r\n.\r\n", 1, 29},
+		{"bare LF end", "X-Bench-Seq: 2\r\n\r\nb\n.\n", 2, 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := bufio.NewReader(strings.NewReader(tt.data + "NEXT COMMAND\r\n"))
+			seq, size, err := readData(r)
+			if err != nil || seq != tt.seq || size != tt.size {
+				t.Fatalf("readData = %d, %d, %v; want %d, %d, nil", seq, size, err, tt.seq, tt.size)
+			}
+			if rest, _ := r.ReadString('\n'); rest != "NEXT COMMAND\r\n" {
+				t.Errorf("left %q after the message, want the next command", rest)
+			}
+		})
+	}
+}
