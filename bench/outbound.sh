@@ -38,6 +38,9 @@
 #   queued        mailfountaind with --remote-port where nothing listens, so
 #                 that every delivery is deferred: its VmHWM (peak) and VmRSS
 #                 once QUEUED messages are queued.
+# The mailfountain and queued runs need mailfountaind's --resolver ADDR and
+# --remote-port N; a mailfountaind without them is skipped with the line
+# "mailfountaind lacks --resolver: skipping MailFountain's side".
 # The rate is COUNT / (the injector's first message .. the sink's last
 # message), so a relay's whole queue is counted; accepted/s is COUNT / the
 # injector's own time. The summary goes to stdout and bench/out/outbound.txt.
@@ -219,9 +222,20 @@ mf_start() {
 	fail "mailfountaind did not apply its state within 60 s"
 }
 
+# mf_stop: SIGTERM, then SIGKILL (and failure) after 60 s.
 mf_stop() {
 	kill -TERM "$mf_pid" 2>/dev/null || true
 	local rc=0
+	for _ in $(seq 600); do
+		# A zombie (exited, not yet waited for) has State Z.
+		grep -qs '^State:[[:space:]]*[^Z]' "/proc/$mf_pid/status" || break
+		sleep 0.1
+	done
+	if grep -qs '^State:[[:space:]]*[^Z]' "/proc/$mf_pid/status"; then
+		echo "outbound: mailfountaind did not stop within 60 s of SIGTERM: killed" >&2
+		kill -KILL "$mf_pid" 2>/dev/null || true
+		rc=1
+	fi
 	wait "$mf_pid" || rc=$?
 	mf_pid=""
 	return "$rc"
@@ -383,6 +397,9 @@ mkdir -p bench/out
 			fi
 		done
 	fi
+	# Other processes' share of the CPUs over the relays' runs, as a warning.
+	[[ ! -s $work/results ]] || awk -v cpus="$(nproc)" '$1 != "ceiling" {rest = $7-$4-$5-$6-$16; other += rest; avail += cpus*$2}
+		END{ if (avail > 0 && other > 0.1*avail) printf "warning: other processes used %.0f%% of the CPUs during the relays'"'"' runs: the rates understate what the relays do on a quiet machine\n", 100*other/avail }' "$work/results"
 	if ((!mf_ready)); then
 		echo "mailfountaind lacks --resolver: skipping MailFountain's side"
 	fi
