@@ -763,6 +763,7 @@ func (s *sink) serve(c net.Conn) {
 		case "DATA":
 			if ss.txn == nil || len(ss.txn.Rcpts) == 0 {
 				answer = "554 5.5.1 no valid recipients"
+				ss.endTxn() // a pipelining client sends DATA anyway: the transaction is over
 				break
 			}
 			if !ss.data() {

@@ -722,7 +722,9 @@ func TestOutboundQueueAdmin(t *testing.T) {
 	if got := d.queueShow(t, info.ID); got.State != queue.Held {
 		t.Errorf("after hold: state %q, want held", got.State)
 	}
-	d.queueCmd(t, "retry", info.ID) // held wins: no attempt (an error or a no-op)
+	if code, _, errOut := d.queueCmd(t, "retry", info.ID); code == 0 || !strings.Contains(errOut, "held") {
+		t.Errorf("mfapply queue retry of a held message: exit %d %s, want a refusal saying it is held", code, errOut)
+	}
 	quietFor(t, "while held", 3*time.Second, func() error {
 		if n := s.rcptAttempts("bob@client.example"); n != 1 {
 			return fmt.Errorf("%d attempts on a held message, want still 1", n)

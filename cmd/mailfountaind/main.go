@@ -199,7 +199,16 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	defer ctl.Close()
 
-	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(app, &o.listen, m, logger)...)
+	deps := &mailDeps{app: app, metrics: m, logger: logger}
+	out, err := openOutbound(ctx, o, app, &injector{server: deps.injectServer, log: logger.With("component", "queue")}, m, logger)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	deps.out = out
+	ctl.ServeQueue(out.queue)
+
+	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(deps, &o.listen)...)
 	if err != nil {
 		return err
 	}
@@ -212,6 +221,7 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	ctl.SetStatus(func() any { return d.Status() })
 	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
+	d.Host(daemon.ComponentFunc{ComponentName: "queue", Serve: out.queue.Run})
 	if metricsComponent != nil {
 		d.Host(metricsComponent)
 	}

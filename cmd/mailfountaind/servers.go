@@ -100,8 +100,7 @@ func mailWanted(st *schema.State) bool { return len(st.Domains) > 0 }
 // one more entry: the DNS server, wanted when a domain has
 // dns.delegated: true; the DHCP server, in router mode with
 // network.dhcp.enabled.
-func serverKinds(app *applier.Applier, l *listeners, m *metrics.Metrics, logger *slog.Logger) []supervisor.Kind {
-	deps := &mailDeps{app: app, metrics: m, logger: logger}
+func serverKinds(deps *mailDeps, l *listeners) []supervisor.Kind {
 	mail := func(eps ...supervisor.Endpoint) func(*schema.State) (supervisor.Spec, string) {
 		return func(st *schema.State) (supervisor.Spec, string) {
 			if !mailWanted(st) {
@@ -139,12 +138,19 @@ type mailDeps struct {
 	app     *applier.Applier
 	metrics *metrics.Metrics // nil without --metrics: its methods then do nothing
 	logger  *slog.Logger
+	// out is mail out, set before any server is built: the queue takes
+	// the mail for other domains, and SRS reverses bounces to forwarded
+	// mail.
+	out *outbound
 
 	mu    sync.Mutex
 	ready bool
 	md    *maildir.Store
 	certs *tlscert.Manager
 	authn *auth.Authenticator
+	// inject is the SMTP server that delivers the box's own messages
+	// (the queue's reports); it serves no listener.
+	inject *smtpd.Server
 }
 
 func (m *mailDeps) get(ctx context.Context) error {
@@ -176,23 +182,47 @@ func (m *mailDeps) smtp(ctx context.Context, _ supervisor.Spec) (supervisor.Inst
 	if err := m.get(ctx); err != nil {
 		return nil, err
 	}
+	srv, err := smtpd.New(m.smtpConfig())
+	if err != nil {
+		return nil, err
+	}
+	return instance{"smtp": srv.ServeMX, "submission": srv.ServeSubmission, "submissions": srv.ServeSubmissions}, nil
+}
+
+// smtpConfig is the SMTP server's configuration; get must have run.
+func (m *mailDeps) smtpConfig() smtpd.Config {
 	st := m.app.Store()
 	resolver := mailauth.NewResolver(nil, 0)
-	srv, err := smtpd.New(smtpd.Config{
+	return smtpd.Config{
 		Settings:  m.app.Settings(),
 		TLS:       m.certs.Config(),
 		Directory: st,
 		Deliverer: m.md,
 		Auth:      m.authn,
 		Verifier:  mailauth.NewVerifier(resolver, 0, m.logger.With("component", "mailauth")),
+		Queue:     m.out.queue,
+		SRS:       m.out.srs,
 		TempDir:   st.Dir(),
 		Logger:    m.logger.With("component", "smtp"),
 		Metrics:   m.metrics,
-	})
-	if err != nil {
+	}
+}
+
+// injectServer is the server that delivers the queue's reports, made once.
+func (m *mailDeps) injectServer(ctx context.Context) (*smtpd.Server, error) {
+	if err := m.get(ctx); err != nil {
 		return nil, err
 	}
-	return instance{"smtp": srv.ServeMX, "submission": srv.ServeSubmission, "submissions": srv.ServeSubmissions}, nil
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.inject == nil {
+		srv, err := smtpd.New(m.smtpConfig())
+		if err != nil {
+			return nil, err
+		}
+		m.inject = srv
+	}
+	return m.inject, nil
 }
 
 func (m *mailDeps) pop3(ctx context.Context, _ supervisor.Spec) (supervisor.Instance, error) {

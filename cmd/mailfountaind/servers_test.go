@@ -19,7 +19,7 @@ func TestMailServersWanted(t *testing.T) {
 	if err := fs.Parse([]string{"--smtp", "127.0.0.1:2525", "--imaps", "off"}); err != nil {
 		t.Fatal(err)
 	}
-	kinds := serverKinds(nil, &l, nil, nil)
+	kinds := serverKinds(&mailDeps{}, &l)
 	want := map[string][]supervisor.Endpoint{
 		"smtp": {{Name: "smtp", Addr: ":25", NoKeepAlive: true}, {Name: "submission", Addr: ":587", NoKeepAlive: true}, {Name: "submissions", Addr: ":465", NoKeepAlive: true}},
 		"pop3": {{Name: "pop3", Addr: ":110"}, {Name: "pop3s", Addr: ":995"}},

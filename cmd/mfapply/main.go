@@ -300,16 +300,16 @@ queue show ID      the message and every recipient: status, attempts, the
                    goes through the smarthost
 queue hold ID      the message is not tried until released
 queue release ID   the message is tried again, when its next attempt is due
-queue retry ID     the message is tried now
+queue retry ID     the message is tried now (a held one: release it)
 queue delete ID    the message is removed, for good, without a bounce
 
-It needs mailfountaind (for now).
+Through mailfountaind when it runs; otherwise on DIR/queue directly.
 
 Options:
   --json   machine-readable output: list, an array of messages; show, the
            message; the others, {"id", "action"}
 
-Exit status: 0 done; 1 error (no message with this ID, a bad ID, no daemon).`,
+Exit status: 0 done; 1 error (no message with this ID, a bad ID).`,
 			run: (*cli).queueCmd,
 		},
 		{

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,7 +31,10 @@ type queueBackend interface {
 	Delete(ctx context.Context, id string) error
 }
 
-var _ queueBackend = (*control.QueueClient)(nil)
+var (
+	_ queueBackend = (*control.QueueClient)(nil)
+	_ queueBackend = (*queue.Queue)(nil)
+)
 
 // openQueue returns the daemon's queue when one serves the data
 // directory, else the queue opened here, and what closes it.
@@ -44,15 +49,18 @@ func (c *cli) openQueue(ctx context.Context) (queueBackend, func() error, error)
 	return c.openQueueHere(ctx)
 }
 
-// openQueueHere opens the queue directory of the data directory in this
-// process, when no daemon runs.
-//
-// TO BE WIRED (issue 10, by the lead once runtime/queue is merged): open
-// the queue with queue.Open, without Run (its admin methods work on a
-// queue that does not send), and return it with its Close. Until then
-// mfapply queue needs the daemon.
-func (c *cli) openQueueHere(_ context.Context) (queueBackend, func() error, error) {
-	return nil, nil, fmt.Errorf("mailfountaind does not run on %s: mfapply queue needs the daemon for now", c.dataDir)
+// openQueueHere opens the queue of the data directory in this process,
+// when no daemon runs: its admin methods work on a queue that does not
+// send. A missing data directory is an error, not a new empty queue.
+func (c *cli) openQueueHere(ctx context.Context) (queueBackend, func() error, error) {
+	if _, err := os.Stat(c.dataDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("no data directory %s: nothing was applied there (--data DIR or MAILFOUNTAIN_DATA)", c.dataDir)
+	}
+	q, err := queue.Open(ctx, queue.Config{Dir: queue.Dir(c.dataDir)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the queue of %s: %w", c.dataDir, err)
+	}
+	return q, q.Close, nil
 }
 
 // queueAction is a command that changes a message, with the line it

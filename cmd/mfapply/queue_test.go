@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -281,12 +284,20 @@ func TestQueueCommands(t *testing.T) {
 	}
 }
 
-// TestQueueEmptyAndAbsent: an empty queue, a daemon without a queue, and
-// no daemon at all.
+// TestQueueEmptyAndAbsent: no data directory, the queue of a data
+// directory opened without a daemon, a daemon without a queue, an empty
+// queue.
 func TestQueueEmptyAndAbsent(t *testing.T) {
 	e := newEnv(t)
-	e.expect(e.run("", "queue", "list"), 1, "mfapply queue list: mailfountaind does not run on "+e.data)
-	e.expect(e.run("", "queue", "show", "0123ABC"), 1, "mailfountaind does not run on")
+	e.expect(e.run("", "queue", "list"), 1, "mfapply queue list: no data directory "+e.data)
+	if _, err := os.Stat(e.data); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("mfapply queue list made the data directory: %v", err)
+	}
+	if err := os.MkdirAll(e.data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.expect(e.run("", "queue", "list"), 0, "the queue is empty")
+	e.expect(e.run("", "queue", "show", "0123ABC"), 1, "no message 0123ABC in the queue")
 
 	startQueueDaemon(t, e, nil)
 	e.expect(e.run("", "queue", "list"), 1, "mfapply queue list: mailfountaind serves no outbound queue")

@@ -33,7 +33,18 @@ func (q *Queue) info(id, path string, m *msgFile) Info {
 	} else if t, ok := bucketTime(dir); ok {
 		inf.Next = t
 	}
-	for _, r := range m.rcpts {
+	rcpts := m.rcpts
+	q.mu.Lock()
+	a := q.active[id]
+	q.mu.Unlock()
+	if a != nil {
+		// Being sent: the attempts of this round are in memory until
+		// the round ends (only a delivery is written at once).
+		a.mu.Lock()
+		rcpts = append([]rcpt(nil), a.m.rcpts...)
+		a.mu.Unlock()
+	}
+	for _, r := range rcpts {
 		rc := Recipient{
 			Addr:      r.addr,
 			From:      m.from,
@@ -190,24 +201,21 @@ func (q *Queue) Release(ctx context.Context, id string) error {
 	return err
 }
 
-// Retry makes a message due now and resets its backoff; a held message
-// is released.
+// Retry makes a message due now and resets its backoff. A held message
+// stays held (ErrHeld): an administrator held it, Release lets it go.
 func (q *Queue) Retry(ctx context.Context, id string) error {
 	err := q.admin(id, "retry", func(a *active) error {
-		a.retry = true
 		if a.hold {
-			a.hold = false
-			return setFlag(a.path, flagHeld, false)
+			return ErrHeld
 		}
+		a.retry = true
 		return nil
 	}, func(p string, m *msgFile) error {
+		if m.flags&flagHeld != 0 {
+			return ErrHeld
+		}
 		if err := appendRecord(p, m.end, encodeRecord(0, m.rcpts, nil)); err != nil {
 			return err
-		}
-		if m.flags&flagHeld != 0 {
-			if err := setFlag(p, flagHeld, false); err != nil {
-				return err
-			}
 		}
 		return q.moveDue(id, p, q.now())
 	})
@@ -217,6 +225,9 @@ func (q *Queue) Retry(ctx context.Context, id string) error {
 	}
 	return err
 }
+
+// ErrHeld is Retry's answer for a held message.
+var ErrHeld = errors.New("the message is held: release it first")
 
 // Delete removes a message without a report to its sender.
 func (q *Queue) Delete(ctx context.Context, id string) error {

@@ -1,6 +1,9 @@
 package queue
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Envelope is what Enqueue takes with a message.
 type Envelope struct {
@@ -53,3 +56,9 @@ type Recipient struct {
 	// recipient is now tried through the smarthost.
 	ViaRelay bool `json:"via_relay,omitempty"`
 }
+
+// DirName is the queue's directory in the data directory.
+const DirName = "queue"
+
+// Dir is the queue's directory of the data directory dataDir (DATA/queue).
+func Dir(dataDir string) string { return filepath.Join(dataDir, DirName) }

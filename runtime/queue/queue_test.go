@@ -575,7 +575,10 @@ func TestAdminWhileSending(t *testing.T) {
 	if ks := n.keys(); len(ks) != 0 {
 		t.Errorf("a deleted message bounced: %v", ks)
 	}
-	if err := q.Retry(t.Context(), id); err != nil {
+	if err := q.Retry(t.Context(), id); !errors.Is(err, ErrHeld) {
+		t.Fatalf("Retry of a held message: %v, want ErrHeld", err)
+	}
+	if err := q.Release(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the retry", func() bool { inf, err := q.Show(t.Context(), id); return err == nil && inf.Recipients[0].Attempts == 2 })
