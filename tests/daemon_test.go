@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -145,6 +147,12 @@ func startDaemonProcEnv(t *testing.T, env []string, args ...string) *daemonProc 
 			args = append(args, "--"+f, "off")
 		}
 	}
+	if !slices.ContainsFunc(args, func(a string) bool { return a == "--resolver" || strings.HasPrefix(a, "--resolver=") }) {
+		// Mail a test sends outside must never reach the Internet: the
+		// resolver is a socket that answers nothing, so that it waits
+		// in the queue.
+		args = append(args, "--resolver", silentResolver(t))
+	}
 	p := &daemonProc{stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin(t, "mailfountaind"), args...)
 	p.cmd.Stderr = p.stderr
@@ -164,6 +172,18 @@ func startDaemonProcEnv(t *testing.T, env []string, args ...string) *daemonProc 
 		}
 	})
 	return p
+}
+
+// silentResolver is the address of a UDP socket, open until the test
+// ends, that reads nothing: DNS queries sent there time out.
+func silentResolver(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc.LocalAddr().String()
 }
 
 func (p *daemonProc) running() bool {

@@ -183,9 +183,10 @@ sys.exit(0 if n == 1 else 1)`, db)
 		`mailfountain_logins_total{protocol="smtp",result="ok"}`:                      0,
 		`mailfountain_reconciler_drift_corrected_total{reconciler="accounts"}`:        1,
 		`mailfountain_reconciler_drift_corrected_total{reconciler="mail"}`:            0,
-		// The first apply's changes, then the drift's.
+		// The first apply's changes, then the drift's; mail's are the
+		// settings and the domain's DKIM keys.
 		`mailfountain_reconciler_changes_applied_total{reconciler="accounts"}`: firstApply + 1,
-		`mailfountain_reconciler_changes_applied_total{reconciler="mail"}`:     1,
+		`mailfountain_reconciler_changes_applied_total{reconciler="mail"}`:     2,
 		`mailfountain_version_held`:        0,
 		`mailfountain_versions_held_total`: 0,
 	})

@@ -735,10 +735,29 @@ func TestOutboundQueueAdmin(t *testing.T) {
 	if got := d.queueShow(t, info.ID); got.State != queue.Waiting {
 		t.Errorf("after release: state %q, want waiting", got.State)
 	}
-	run("retry", info.ID)
-	waitUntil(t, "an attempt after retry", deliveryWait, func() error {
+	// Released, it is due at once.
+	waitUntil(t, "an attempt after release", deliveryWait, func() error {
 		if n := s.rcptAttempts("bob@client.example"); n < 2 {
 			return fmt.Errorf("%d attempts", n)
+		}
+		return nil
+	})
+	waitUntil(t, "the message deferred again", deliveryWait, func() error {
+		if l := d.queueList(t); len(l) != 1 || l[0].Recipients[0].Attempts != 2 || l[0].Next.Before(time.Now().Add(10*time.Minute)) {
+			return fmt.Errorf("queue %+v", l)
+		}
+		return nil
+	})
+	run("retry", info.ID)
+	waitUntil(t, "an attempt after retry", deliveryWait, func() error {
+		if n := s.rcptAttempts("bob@client.example"); n < 3 {
+			return fmt.Errorf("%d attempts", n)
+		}
+		return nil
+	})
+	waitUntil(t, "the message deferred after the retry", deliveryWait, func() error {
+		if l := d.queueList(t); len(l) != 1 || l[0].Recipients[0].Attempts != 3 {
+			return fmt.Errorf("queue %+v", l)
 		}
 		return nil
 	})
