@@ -22,7 +22,8 @@ PATCHED_MODS := runtime/smtpd/go-smtp runtime/imapd/go-imap
 # Later issues add here: nft:nftables ip:iproute2 dnsmasq:dnsmasq
 # chromium:chromium ...
 TOOLS := gcc:gcc python3:python3 swaks:swaks,libnet-ssleay-perl,libio-socket-ssl-perl \
-	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl git:git srs:srs
+	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl git:git srs:srs \
+	smtp-sink:postfix dig:bind9-dnsutils
 
 # Python modules the tests import from Debian's python3 (/usr/bin/python3,
 # not a python3 of a user's own), as module:debian-packages: independent

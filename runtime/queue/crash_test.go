@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -133,9 +134,16 @@ func appendLine(path, line string) {
 // logSender accepts ok-*, refuses perm-* for good and temp-* once (a file
 // remembers it across the children), and logs what it accepted before it
 // answers.
-type logSender struct{ dir string }
+type logSender struct {
+	dir string
+	// inWindow counts the sends from their start to the queue's record
+	// of them (the crash point "recorded"): a kill meanwhile, wherever
+	// it comes from, falls in the documented window of that send.
+	inWindow *atomic.Int64
+}
 
 func (s logSender) Send(ctx context.Context, m *smtpout.Message) []smtpout.Result {
+	s.inWindow.Add(1)
 	res := make([]smtpout.Result, len(m.Rcpts))
 	for i, r := range m.Rcpts {
 		res[i] = smtpout.Result{Rcpt: r, Code: 250, Text: "250 ok"}
@@ -172,9 +180,10 @@ func TestCrashChild(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv(envCrashN))
 	var mu sync.Mutex
 	seen := 0
+	var inWindow atomic.Int64
 	cfg := Config{
 		Dir:           filepath.Join(dir, "queue"),
-		Sender:        logSender{dir},
+		Sender:        logSender{dir: dir, inWindow: &inWindow},
 		Notifier:      logNotifier{dir},
 		Hostname:      func() string { return "mail.box.example" },
 		MaxConcurrent: 1, // one send in the window at a time
@@ -182,7 +191,12 @@ func TestCrashChild(t *testing.T) {
 			return Settings{MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, Lifetime: time.Hour}
 		},
 		crash: func(p string) {
-			if p != point {
+			if p == "recorded" {
+				inWindow.Add(-1)
+			}
+			// Another goroutine's send in its window would make a kill
+			// here a kill in the window: only the point "sent" may.
+			if p != point || p != "sent" && inWindow.Load() > 0 {
 				return
 			}
 			mu.Lock()

@@ -640,7 +640,9 @@ func (s *sched) finalize(a *active) {
 	}
 	mark := func(idx []int, bit byte) error {
 		for _, i := range idx {
+			a.mu.Lock() // Show reads the recipients of an active message
 			m.rcpts[i].status |= bit
+			a.mu.Unlock()
 			if _, err := f.WriteAt([]byte{m.rcpts[i].status}, m.statusOff+int64(i)); err != nil {
 				return err
 			}
