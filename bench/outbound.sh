@@ -12,7 +12,7 @@
 #   CONNS        the injector's parallel connections (default 50)
 #   QUEUED       queue sizes at which MailFountain's memory is read
 #                (default "10000 100000")
-#   BENCH_SIDES  what to run (default "ceiling postfix mailfountain queued")
+#   BENCH_SIDES  what to run (default "ceiling postfix mailfountain nodkim queued")
 #
 # Everything runs in a network namespace of its own (mfbench-PID, deleted
 # at the end), so that the sink may listen on port 25 of every loopback
@@ -35,12 +35,14 @@
 #                 PLAIN without TLS from loopback: legacy_plain_auth),
 #                 smtp.mode direct, --resolver the bench's DNS server,
 #                 --remote-port 25 (the sink);
+#   nodkim        the mailfountain run with the domain's DKIM keys removed
+#                 after the apply (and --resync 0, so that the mail
+#                 reconciler does not make them again): the same work as
+#                 Postfix, which signs nothing here; mailfountain signs
+#                 every message twice (ed25519 and RSA-2048);
 #   queued        mailfountaind with --remote-port where nothing listens, so
 #                 that every delivery is deferred: its VmHWM (peak) and VmRSS
 #                 once QUEUED messages are queued.
-# The mailfountain and queued runs need mailfountaind's --resolver ADDR and
-# --remote-port N; a mailfountaind without them is skipped with the line
-# "mailfountaind lacks --resolver: skipping MailFountain's side".
 # The rate is COUNT / (the injector's first message .. the sink's last
 # message), so a relay's whole queue is counted; accepted/s is COUNT / the
 # injector's own time. The summary goes to stdout and bench/out/outbound.txt.
@@ -53,7 +55,7 @@ domains=${DOMAINS:-1000}
 size=${SIZE:-10240}
 conns=${CONNS:-50}
 queued=${QUEUED:-10000 100000}
-sides=${BENCH_SIDES:-ceiling postfix mailfountain queued}
+sides=${BENCH_SIDES:-ceiling postfix mailfountain nodkim queued}
 out=bench/out/outbound.txt
 user=bench@mf-bench.test
 pass=bench-password
@@ -139,12 +141,6 @@ fail() {
 	exit 1
 }
 
-mf_ready=0
-mf_help=$("$mfd" -h 2>&1 || true)
-if [[ $mf_help == *-resolver* && $mf_help == *-remote-port* ]]; then
-	mf_ready=1
-fi
-
 "$drive" dns -listen 127.0.0.1:53 -domains "$domains" 2>"$work/dns.err" &
 dns_pid=$!
 for _ in $(seq 100); do
@@ -202,15 +198,17 @@ postfix_stop() {
 	pf_dir=""
 }
 
-# mf_start DIR REMOTE_PORT: mailfountaind with its data under DIR,
-# submission on 127.0.0.1:mf_port and nothing else; waits for its state.
+# mf_start DIR REMOTE_PORT [ARGS...]: mailfountaind with its data under
+# DIR, submission on 127.0.0.1:mf_port and nothing else, and ARGS; waits
+# for its state.
 mf_start() {
 	local dir=$1 remote=$2
+	shift 2
 	mkdir -p "$dir"
 	install -m 600 bench/outbound/state.yaml "$dir/state.yaml"
 	mf_cmd=("$mfd" --data "$dir/data" -f "$dir/state.yaml" --submission "127.0.0.1:$mf_port"
 		--smtp off --submissions off --pop3 off --pop3s off --imap off --imaps off
-		--resolver 127.0.0.1:53 --remote-port "$remote")
+		--resolver 127.0.0.1:53 --remote-port "$remote" "$@")
 	server_log=$dir/mailfountaind.log
 	"${mf_cmd[@]}" >"$server_log" 2>&1 &
 	mf_pid=$!
@@ -247,7 +245,7 @@ inject_cmd() {
 	case $1 in
 	ceiling) echo "$drive" inject -addr "127.1.0.1:$sink_port" "${args[@]}" ;;
 	postfix) echo "$drive" inject -addr "127.0.0.1:$pf_port" "${args[@]}" ;;
-	mailfountain) echo "$drive" inject -addr "127.0.0.1:$mf_port" -user "$user" -pass "$pass" "${args[@]}" ;;
+	mailfountain | nodkim) echo "$drive" inject -addr "127.0.0.1:$mf_port" -user "$user" -pass "$pass" "${args[@]}" ;;
 	esac
 }
 
@@ -268,6 +266,11 @@ measure() {
 		mf_start "$dir" "$sink_port"
 		relay_pid=$mf_pid
 		;;
+	nodkim)
+		mf_start "$dir" "$sink_port" --resync 0
+		rm -r "$dir/data/dkim/mf-bench.test"
+		relay_pid=$mf_pid
+		;;
 	esac
 	read -ra cmd <<<"$(inject_cmd "$side")"
 	echo "${cmd[*]}" >"$work/cmd-$side"
@@ -285,7 +288,7 @@ measure() {
 	read -r dns1 < <("$drive" dnsstats | tr ' ' ,)
 	if [[ -n $relay_pid ]]; then
 		relay_cpu=$(awk -v a="$relay_cpu" -v b="$(tree_cpu "$relay_pid")" 'BEGIN{printf "%.2f", b-a}')
-		if [[ $side == mailfountain ]]; then rss=$(awk '/^VmHWM:/{print $2}' "/proc/$relay_pid/status"); fi
+		if [[ $side == mailfountain || $side == nodkim ]]; then rss=$(awk '/^VmHWM:/{print $2}' "/proc/$relay_pid/status"); fi
 	fi
 	case $side in
 	postfix)
@@ -295,7 +298,7 @@ measure() {
 			fail "postfix logged problems: $(grep -Em3 'status=(deferred|bounced)|fatal:|panic:' "$server_log")"
 		fi
 		;;
-	mailfountain)
+	mailfountain | nodkim)
 		echo "${mf_cmd[*]}" >"$work/server-$side"
 		mf_stop || fail "mailfountaind exited with an error"
 		if grep -q 'level=ERROR' "$server_log"; then
@@ -351,16 +354,9 @@ measure_queued() {
 for side in $sides; do
 	case $side in
 	ceiling | postfix) measure "$side" ;;
-	mailfountain | queued)
-		if ((!mf_ready)); then
-			if [[ $side == mailfountain || $sides != *mailfountain* ]]; then
-				echo "mailfountaind lacks --resolver: skipping MailFountain's side" >&2
-			fi
-			continue
-		fi
-		if [[ $side == queued ]]; then measure_queued; else measure mailfountain; fi
-		;;
-	*) fail "unknown side $side (ceiling, postfix, mailfountain, queued)" ;;
+	mailfountain | nodkim) measure "$side" ;;
+	queued) measure_queued ;;
+	*) fail "unknown side $side (ceiling, postfix, mailfountain, nodkim, queued)" ;;
 	esac
 done
 
@@ -382,16 +378,20 @@ mkdir -p bench/out
 			printf "%-13s %9.1f %11.0f %10.0f %9d %8d %8.1f %8.1f %8.1f %8s %8.1f %7d %6d %7s\n", $1, $2, n/$2, n/$3, $11, $12, $4, $5, $6, $16, rest, $8, $9, ($17 == "-" ? "-" : sprintf("%.0f", $17/1024))}' "$work/results"
 		echo
 	fi
-	p=$(rate postfix) m=$(rate mailfountain) c=$(rate ceiling)
+	p=$(rate postfix) m=$(rate mailfountain) c=$(rate ceiling) u=$(rate nodkim)
 	if [[ -n $c ]]; then echo "ceiling (injector straight into the sink): $c msg/s"; fi
 	if [[ -n $p ]]; then echo "postfix: $p msg/s"; fi
 	if [[ -n $m ]]; then echo "mailfountain: $m msg/s"; fi
+	if [[ -n $u ]]; then echo "mailfountain without DKIM signatures: $u msg/s"; fi
 	[[ ! -s $work/results ]] || awk '$16 != "-" {printf "%s: %.2f ms of relay CPU per message; DNS server: %.0f us of CPU per query\n", $1, 1000*$16/n, ($8+$9+$10) ? 1e6*$6/($8+$9+$10) : 0}' n="$count" "$work/results"
 	if [[ -n $p && -n $m ]]; then
 		awk -v m="$m" -v p="$p" 'BEGIN{printf "ratio mailfountain/postfix: %.2f (target: at least 5)\n", m/p}'
 	fi
+	if [[ -n $p && -n $u ]]; then
+		awk -v m="$u" -v p="$p" 'BEGIN{printf "ratio mailfountain without DKIM/postfix: %.2f\n", m/p}'
+	fi
 	if [[ -n $c ]]; then
-		for r in "$p" "$m"; do
+		for r in "$p" "$m" "$u"; do
 			if [[ -n $r ]]; then
 				awk -v r="$r" -v c="$c" 'BEGIN{ if (r > 0.5*c) print "warning: a relay reached more than half the ceiling: the injector or the sink may bound it" }'
 			fi
@@ -400,9 +400,6 @@ mkdir -p bench/out
 	# Other processes' share of the CPUs over the relays' runs, as a warning.
 	[[ ! -s $work/results ]] || awk -v cpus="$(nproc)" '$1 != "ceiling" {rest = $7-$4-$5-$6-$16; other += rest; avail += cpus*$2}
 		END{ if (avail > 0 && other > 0.1*avail) printf "warning: other processes used %.0f%% of the CPUs during the relays'"'"' runs: the rates understate what the relays do on a quiet machine\n", 100*other/avail }' "$work/results"
-	if ((!mf_ready)); then
-		echo "mailfountaind lacks --resolver: skipping MailFountain's side"
-	fi
 	if [[ -s $work/queued.txt ]]; then
 		echo
 		echo "mailfountaind's memory with messages queued, every delivery deferred (--remote-port $dead_port: nothing listens);"
@@ -413,7 +410,7 @@ mkdir -p bench/out
 	echo
 	echo "every run: each message received once (by its X-Bench-Seq number), none missing"
 	echo "commands:"
-	for side in ceiling postfix mailfountain queued; do
+	for side in ceiling postfix mailfountain nodkim queued; do
 		[[ -r $work/cmd-$side ]] || continue
 		echo "  $side: $(sed "s|$work/|\$WORK/|g" "$work/cmd-$side")"
 		if [[ -r $work/server-$side ]]; then echo "    server: $(sed "s|$work/|\$WORK/|g" "$work/server-$side")"; fi
