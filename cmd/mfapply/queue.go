@@ -18,18 +18,11 @@ import (
 	"mailfountain.dev/mailfountain/runtime/queue"
 )
 
-// queueBackend is what `mfapply queue` needs of the outbound queue.
-// *control.QueueClient is the daemon's queue behind its control socket;
-// *queue.Queue, opened on the data directory when no daemon runs, has the
-// same methods. An unknown id is an error matching queue.ErrNotFound.
-type queueBackend interface {
-	List(ctx context.Context, fn func(queue.Info) bool) error
-	Show(ctx context.Context, id string) (*queue.Info, error)
-	Hold(ctx context.Context, id string) error
-	Release(ctx context.Context, id string) error
-	Retry(ctx context.Context, id string) error
-	Delete(ctx context.Context, id string) error
-}
+// queueBackend is what `mfapply queue` needs of the outbound queue: the
+// control socket's QueueAdmin. *control.QueueClient is the daemon's queue
+// behind its control socket; *queue.Queue, opened on the data directory
+// when no daemon runs, has the same methods.
+type queueBackend = control.QueueAdmin
 
 var (
 	_ queueBackend = (*control.QueueClient)(nil)
