@@ -23,6 +23,7 @@ type testDNS struct {
 	truncate map[string]bool     // names whose UDP answers are truncated
 	lose     map[string]int      // names whose next n queries are not answered
 	delay    time.Duration       // before every answer
+	soa      dns.RR              // put in the authority section of negative answers
 	dropAll  bool
 
 	queries atomic.Int64
@@ -111,7 +112,7 @@ func (z *testDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	name := strings.ToLower(q.Name)
 
 	z.mu.Lock()
-	delay, dropAll, drop := z.delay, z.dropAll, z.drop[name]
+	delay, dropAll, drop, soa := z.delay, z.dropAll, z.drop[name], z.soa
 	servfail, trunc := z.servfail[name], z.truncate[name]
 	if z.lose[name] > 0 {
 		z.lose[name]--
@@ -155,6 +156,9 @@ func (z *testDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.Rcode = dns.RcodeNameError
 	default:
 		m.Answer = target
+	}
+	if soa != nil && m.Rcode != dns.RcodeServerFailure && len(m.Answer) == 0 {
+		m.Ns = []dns.RR{soa}
 	}
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp && trunc {
 		m.Truncated = true

@@ -62,11 +62,21 @@ func (e *DNSError) Temporary() bool { return !e.NotFound }
 
 var _ net.Error = (*DNSError)(nil)
 
-// Resolver sends DNS queries with miekg/dns to recursive servers. It keeps
-// no state between queries, so it serves any number of concurrent callers.
+// Resolver sends DNS queries with miekg/dns to recursive servers, and
+// keeps their answers in a bounded cache (DefaultCacheEntries entries) by
+// name and type: positive answers for the smallest TTL of their records
+// (at most an hour), NXDOMAIN and NODATA for the SOA minimum of RFC 2308
+// (60 s without a SOA, at most 15 minutes); failures are not kept. Every
+// method returns slices of its own. It serves any number of concurrent
+// callers.
 type Resolver struct {
 	servers []string
 	timeout time.Duration
+	cache   *answerCache
+
+	// Now is the clock of the cache; nil means time.Now. Set it before
+	// the first lookup.
+	Now func() time.Time
 }
 
 // NewResolver returns a resolver asking servers ("ip:port", tried in
@@ -81,7 +91,14 @@ func NewResolver(servers []string, timeout time.Duration) *Resolver {
 	if len(servers) == 0 {
 		servers = systemServers("/etc/resolv.conf")
 	}
-	return &Resolver{servers: append([]string(nil), servers...), timeout: timeout}
+	return &Resolver{servers: append([]string(nil), servers...), timeout: timeout, cache: newAnswerCache(DefaultCacheEntries)}
+}
+
+func (r *Resolver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 func systemServers(path string) []string {
@@ -229,8 +246,9 @@ func (r *Resolver) LookupPTR(ctx context.Context, addr netip.Addr) ([]string, er
 // "attempts", default 2).
 const queryAttempts = 2
 
-// query asks each server in turn, queryAttempts rounds, until one answers
-// with NOERROR or NXDOMAIN, and returns the answer records of qtype.
+// query returns the answer records of qtype for name, from the cache or
+// else from the servers. The records are shared with the cache: callers
+// read them and copy what they return.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	tname := dns.TypeToString[qtype]
 	fqdn := dns.Fqdn(name)
@@ -238,6 +256,32 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 		// A name that cannot go on the wire exists nowhere.
 		return nil, &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: true}
 	}
+	key := cacheKeyFor(fqdn, qtype)
+	if r.cache != nil {
+		if e, ok := r.cache.get(key, r.now()); ok {
+			if e.rrs == nil {
+				return nil, &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: e.nxdomain}
+			}
+			return e.rrs, nil
+		}
+	}
+	rrs, ttl, err := r.ask(ctx, name, fqdn, qtype)
+	if r.cache != nil && ttl > 0 {
+		e := cacheEntry{rrs: rrs, expires: r.now().Add(ttl)}
+		var de *DNSError
+		if errors.As(err, &de) {
+			e.nxdomain = de.NXDomain
+		}
+		r.cache.put(key, e, r.now())
+	}
+	return rrs, err
+}
+
+// ask asks each server in turn, queryAttempts rounds, until one answers
+// with NOERROR or NXDOMAIN, and returns the answer records of qtype and
+// how long the answer (or its absence) may be kept; 0 for failures.
+func (r *Resolver) ask(ctx context.Context, name, fqdn string, qtype uint16) ([]dns.RR, time.Duration, error) {
+	tname := dns.TypeToString[qtype]
 	m := new(dns.Msg)
 	m.SetQuestion(fqdn, qtype)
 	m.SetEdns0(1232, false)
@@ -246,7 +290,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 	for range queryAttempts {
 		for _, srv := range r.servers {
 			if err := ctx.Err(); err != nil {
-				return nil, &DNSError{Name: name, Type: tname, Err: err}
+				return nil, 0, &DNSError{Name: name, Type: tname, Err: err}
 			}
 			resp, err := r.exchange(ctx, m, srv)
 			if err != nil {
@@ -257,11 +301,11 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 			case dns.RcodeSuccess:
 				rrs := answersFor(resp, fqdn, qtype)
 				if len(rrs) == 0 {
-					return nil, &DNSError{Name: name, Type: tname, NotFound: true}
+					return nil, negativeTTL(resp), &DNSError{Name: name, Type: tname, NotFound: true}
 				}
-				return rrs, nil
+				return rrs, positiveTTL(resp), nil
 			case dns.RcodeNameError:
-				return nil, &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: true}
+				return nil, negativeTTL(resp), &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: true}
 			default:
 				lastErr = fmt.Errorf("ask %s: rcode %s", srv, dns.RcodeToString[resp.Rcode])
 			}
@@ -270,7 +314,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 	if lastErr == nil {
 		lastErr = errors.New("no DNS server configured")
 	}
-	return nil, &DNSError{Name: name, Type: tname, Err: lastErr}
+	return nil, 0, &DNSError{Name: name, Type: tname, Err: lastErr}
 }
 
 // exchange sends m over UDP, and again over TCP when the answer is

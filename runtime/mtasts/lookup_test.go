@@ -86,12 +86,16 @@ func (z *txtServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	case servfail:
 		m.Rcode = dns.RcodeServerFailure
 	case len(txts) == 0:
+		// TTL 0 everywhere: the tests change records at will, and
+		// mailauth's resolver must keep none of them.
 		m.Rcode = dns.RcodeNameError
+		m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "example.com.", Rrtype: dns.TypeSOA, Class: dns.ClassINET},
+			Ns: "ns.example.com.", Mbox: "hostmaster.example.com.", Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400}}
 	default:
 		q := req.Question[0]
 		for _, s := range txts {
 			m.Answer = append(m.Answer, &dns.TXT{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 0},
 				Txt: []string{s},
 			})
 		}
