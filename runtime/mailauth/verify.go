@@ -3,14 +3,16 @@
 // (RFC 8601) the SMTP server prepends. It only records results: what to do
 // with a failing message is not its business.
 //
-// Every DNS query goes through Resolver (miekg/dns). DKIM signatures are
-// checked by go-msgauth; SPF is evaluated here (go-msgauth has none);
-// DMARC records are parsed by go-msgauth and evaluated here. The
-// organisational domain of DMARC is the public suffix plus one label,
+// Every DNS query goes through Resolver (miekg/dns), which keeps answers
+// for their TTL in a bounded cache, negative ones per RFC 2308, failures
+// never; it serves outbound delivery (smtpout, mtasts) too. DKIM
+// signatures are checked by go-msgauth; SPF is evaluated here (go-msgauth
+// has none); DMARC records are parsed by go-msgauth and evaluated here.
+// The organisational domain of DMARC is the public suffix plus one label,
 // from golang.org/x/net/publicsuffix.
 //
-// Nothing is cached between calls and no lock is held: any number of SMTP
-// sessions call Verify at once.
+// Apart from the Resolver's DNS cache, nothing is kept between calls:
+// any number of SMTP sessions call Verify at once.
 package mailauth
 
 import (
