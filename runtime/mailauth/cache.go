@@ -1,6 +1,7 @@
 package mailauth
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -32,15 +33,75 @@ type cacheEntry struct {
 	expires  time.Time
 }
 
-// answerCache is a bounded map of answers, safe for concurrent use.
+func newCacheEntry(rrs []dns.RR, err error, expires time.Time) cacheEntry {
+	e := cacheEntry{rrs: rrs, expires: expires}
+	var de *DNSError
+	if errors.As(err, &de) {
+		e.nxdomain = de.NXDomain
+	}
+	return e
+}
+
+// result is what query returns for e, the error naming name as asked.
+func (e cacheEntry) result(name, tname string) ([]dns.RR, error) {
+	if e.rrs == nil {
+		return nil, &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: e.nxdomain}
+	}
+	return e.rrs, nil
+}
+
+// answerCache is a bounded map of answers, safe for concurrent use. A
+// question asked while the same one is on the wire waits for its answer
+// (inflight) rather than asking again.
 type answerCache struct {
-	mu      sync.Mutex
-	max     int
-	entries map[cacheKey]cacheEntry
+	mu       sync.Mutex
+	max      int
+	entries  map[cacheKey]cacheEntry
+	inflight map[cacheKey]*flight
+}
+
+// flight is a question on the wire; done is closed when its answer is in
+// (entry, when ok: a failure is not shared, each waiter asks itself).
+type flight struct {
+	done  chan struct{}
+	entry cacheEntry
+	ok    bool
 }
 
 func newAnswerCache(max int) *answerCache {
-	return &answerCache{max: max, entries: make(map[cacheKey]cacheEntry)}
+	return &answerCache{max: max, entries: make(map[cacheKey]cacheEntry), inflight: make(map[cacheKey]*flight)}
+}
+
+// begin returns the cached answer of k (hit), or the flight to wait for,
+// or a new flight that the caller leads (leader) and must end with
+// finish.
+func (c *answerCache) begin(k cacheKey, now time.Time) (e cacheEntry, hit bool, f *flight, leader bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[k]; ok {
+		if now.Before(e.expires) {
+			return e, true, nil, false
+		}
+		delete(c.entries, k)
+	}
+	if f := c.inflight[k]; f != nil {
+		return cacheEntry{}, false, f, false
+	}
+	f = &flight{done: make(chan struct{})}
+	c.inflight[k] = f
+	return cacheEntry{}, false, f, true
+}
+
+// finish ends the flight f of k, storing e when ok (cacheable).
+func (c *answerCache) finish(k cacheKey, f *flight, e cacheEntry, ok bool, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.putLocked(k, e, now)
+	}
+	delete(c.inflight, k)
+	f.entry, f.ok = e, ok
+	close(f.done)
 }
 
 func (c *answerCache) get(k cacheKey, now time.Time) (cacheEntry, bool) {
@@ -64,6 +125,10 @@ func (c *answerCache) get(k cacheKey, now time.Time) (cacheEntry, bool) {
 func (c *answerCache) put(k cacheKey, e cacheEntry, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.putLocked(k, e, now)
+}
+
+func (c *answerCache) putLocked(k cacheKey, e cacheEntry, now time.Time) {
 	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.max {
 		for k, e := range c.entries {
 			if !now.Before(e.expires) {

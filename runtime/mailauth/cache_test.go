@@ -263,3 +263,68 @@ func BenchmarkResolverLookup(b *testing.B) {
 		})
 	}
 }
+
+// TestResolverCacheInflight: callers asking the same question at once
+// share one exchange; a failure is not shared, each caller asks itself.
+func TestResolverCacheInflight(t *testing.T) {
+	z := cacheZone(t)
+	z.mu.Lock()
+	z.delay = 200 * time.Millisecond // all callers arrive while it is on the wire
+	z.mu.Unlock()
+	ctx := t.Context()
+	for _, c := range []struct {
+		name    string
+		perCall int64 // queries per caller when nothing is shared
+		shared  bool
+	}{{"mx.test", 1, true}, {"nowhere.test", 1, true}, {"broken.test", queryAttempts, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			r := NewResolver([]string{z.Addr}, 2*time.Second)
+			const callers = 16
+			before := z.queries.Load()
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Go(func() { _, _ = r.LookupMXRecords(ctx, c.name) })
+			}
+			wg.Wait()
+			want := int64(callers) * c.perCall
+			if c.shared {
+				want = 1
+			}
+			if n := z.queries.Load() - before; n != want {
+				t.Fatalf("%d queries for %d callers, want %d", n, callers, want)
+			}
+		})
+	}
+}
+
+// TestResolverCacheInflightCancel: a caller waiting for another's
+// exchange stops when its own context ends.
+func TestResolverCacheInflightCancel(t *testing.T) {
+	z := startDNS(t)
+	z.set(z.drop, "silent.test")
+	r := NewResolver([]string{z.Addr}, 5*time.Second)
+	lctx, stopLeader := context.WithCancel(t.Context())
+	leaderDone := make(chan struct{})
+	go func() {
+		defer close(leaderDone)
+		_, _ = r.LookupTXT(lctx, "silent.test")
+	}()
+	defer func() { stopLeader(); <-leaderDone }()
+	// Wait until the leader's question is on the wire.
+	for z.queries.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	wctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := r.LookupTXT(wctx, "silent.test")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the waiter's deadline", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the waiter returned after %v, with the leader", d)
+	}
+	if z.queries.Load() != 1 {
+		t.Fatalf("%d queries, want the leader's only", z.queries.Load())
+	}
+}

@@ -66,9 +66,10 @@ var _ net.Error = (*DNSError)(nil)
 // keeps their answers in a bounded cache (DefaultCacheEntries entries) by
 // name and type: positive answers for the smallest TTL of their records
 // (at most an hour), NXDOMAIN and NODATA for the SOA minimum of RFC 2308
-// (60 s without a SOA, at most 15 minutes); failures are not kept. Every
-// method returns slices of its own. It serves any number of concurrent
-// callers.
+// (60 s without a SOA, at most 15 minutes); failures are not kept.
+// Callers asking a question already on the wire wait for its answer.
+// Every method returns slices of its own. It serves any number of
+// concurrent callers.
 type Resolver struct {
 	servers []string
 	timeout time.Duration
@@ -256,24 +257,33 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 		// A name that cannot go on the wire exists nowhere.
 		return nil, &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: true}
 	}
+	if r.cache == nil {
+		rrs, _, err := r.ask(ctx, name, fqdn, qtype)
+		return rrs, err
+	}
 	key := cacheKeyFor(fqdn, qtype)
-	if r.cache != nil {
-		if e, ok := r.cache.get(key, r.now()); ok {
-			if e.rrs == nil {
-				return nil, &DNSError{Name: name, Type: tname, NotFound: true, NXDomain: e.nxdomain}
+	e, hit, f, leader := r.cache.begin(key, r.now())
+	switch {
+	case hit:
+		return e.result(name, tname)
+	case !leader:
+		select {
+		case <-f.done:
+			if f.ok {
+				return f.entry.result(name, tname)
 			}
-			return e.rrs, nil
+		case <-ctx.Done():
+			return nil, &DNSError{Name: name, Type: tname, Err: ctx.Err()}
 		}
+		// The leader failed, maybe by its own deadline: ask ourselves.
+		rrs, ttl, err := r.ask(ctx, name, fqdn, qtype)
+		if ttl > 0 {
+			r.cache.put(key, newCacheEntry(rrs, err, r.now().Add(ttl)), r.now())
+		}
+		return rrs, err
 	}
 	rrs, ttl, err := r.ask(ctx, name, fqdn, qtype)
-	if r.cache != nil && ttl > 0 {
-		e := cacheEntry{rrs: rrs, expires: r.now().Add(ttl)}
-		var de *DNSError
-		if errors.As(err, &de) {
-			e.nxdomain = de.NXDomain
-		}
-		r.cache.put(key, e, r.now())
-	}
+	r.cache.finish(key, f, newCacheEntry(rrs, err, r.now().Add(ttl)), ttl > 0, r.now())
 	return rrs, err
 }
 
