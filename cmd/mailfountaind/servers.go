@@ -148,6 +148,9 @@ type mailDeps struct {
 	md    *maildir.Store
 	certs *tlscert.Manager
 	authn *auth.Authenticator
+	// verifier checks SPF, DKIM and DMARC of mail from outside; its
+	// resolver's cache serves every instance of the SMTP server.
+	verifier *mailauth.Verifier
 	// inject is the SMTP server that delivers the box's own messages
 	// (the queue's reports); it serves no listener.
 	inject *smtpd.Server
@@ -174,6 +177,7 @@ func (m *mailDeps) get(ctx context.Context) error {
 		return err
 	}
 	m.md, m.certs, m.authn = md, certs, auth.NewAuthenticator(st, m.logger.With("component", "auth")).Observe(m.metrics)
+	m.verifier = mailauth.NewVerifier(mailauth.NewResolver(nil, 0), 0, m.logger.With("component", "mailauth"))
 	m.ready = true
 	return nil
 }
@@ -192,14 +196,13 @@ func (m *mailDeps) smtp(ctx context.Context, _ supervisor.Spec) (supervisor.Inst
 // smtpConfig is the SMTP server's configuration; get must have run.
 func (m *mailDeps) smtpConfig() smtpd.Config {
 	st := m.app.Store()
-	resolver := mailauth.NewResolver(nil, 0)
 	return smtpd.Config{
 		Settings:  m.app.Settings(),
 		TLS:       m.certs.Config(),
 		Directory: st,
 		Deliverer: m.md,
 		Auth:      m.authn,
-		Verifier:  mailauth.NewVerifier(resolver, 0, m.logger.With("component", "mailauth")),
+		Verifier:  m.verifier,
 		Queue:     m.out.queue,
 		SRS:       m.out.srs,
 		TempDir:   st.Dir(),
