@@ -405,7 +405,7 @@ mkdir -p bench/out
 		echo "mailfountaind's memory with messages queued, every delivery deferred (--remote-port $dead_port: nothing listens);"
 		echo "peak reset after a 100-message warm-up (the login's argon2id hash), read 2 s after the last 250:"
 		printf '%8s %10s %10s %12s\n' queued VmHWM_MiB VmRSS_MiB data_dir_MiB
-		awk '{printf "%8d %10.0f %10.0f %12.0f\n", $1, $2/1024, $3/1024, $4/1024}' "$work/queued.txt"
+		awk 'NF == 4 {printf "%8d %10.0f %10.0f %12.0f\n", $1, $2/1024, $3/1024, $4/1024}' "$work/queued.txt"
 	fi
 	echo
 	echo "every run: each message received once (by its X-Bench-Seq number), none missing"
