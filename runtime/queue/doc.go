@@ -18,8 +18,10 @@
 // sent before the data, and the state records appended at each deferral
 // (attempts, last answer, backoff step), each with its CRC so that a
 // record torn by a crash is ignored (see file.go for the layout). With a
-// Key, keys/<hash> is a symbolic link to the id: an Enqueue of the same
-// key finds the message and adds nothing.
+// Key, keys/<hash> is a hard link to the message file (no inode of its
+// own: inodes are what file creation costs most), whose created time is
+// its id: an Enqueue of the same key finds the message and adds nothing.
+// Open removes the keys whose message is gone.
 //
 // The directory is the schedule: sched/ has one directory per second in
 // which something is due, held messages are in hold/, which the

@@ -125,7 +125,10 @@ const (
 	dirTmp   = "tmp"   // files being written by Enqueue; emptied by Open
 	dirSched = "sched" // sched/<due Unix second>/<id>: waiting messages
 	dirHold  = "hold"  // held messages: never scanned by the scheduler
-	dirKeys  = "keys"  // keys/<hash of Key> -> id (a symbolic link)
+	// keys/<hash of Key>: a hard link to the message file, whose created
+	// time is its id. A link takes no inode of its own: creating inodes
+	// is what a queue under load spends most of its system time on.
+	dirKeys = "keys"
 )
 
 // Queue is the outbound queue. Its methods are safe for concurrent use.
@@ -243,11 +246,22 @@ func (q *Queue) crash(point string) {
 	}
 }
 
-// recover empties tmp/, puts released messages of hold/ back in line and
-// counts the messages.
+// recover empties tmp/, removes the keys of messages gone, puts released
+// messages of hold/ back in line and counts the messages.
 func (q *Queue) recover(ctx context.Context) error {
 	if err := eachName(q.path(dirTmp), func(name string) error {
 		return os.Remove(q.path(dirTmp, name))
+	}); err != nil {
+		return err
+	}
+	// A key whose file has no other name: its message was removed (or
+	// never placed) by a process that died before removing the key.
+	if err := eachName(q.path(dirKeys), func(name string) error {
+		var st unix.Stat_t
+		if err := unix.Stat(q.path(dirKeys, name), &st); err == nil && st.Nlink == 1 {
+			os.Remove(q.path(dirKeys, name))
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -368,9 +382,17 @@ func (q *Queue) newID() string {
 			n = old + 1
 		}
 		if q.lastID.CompareAndSwap(old, n) {
-			return fmt.Sprintf("%016x", n)
+			return idOf(time.Unix(0, n))
 		}
 	}
+}
+
+// idOf is the id of a message created at t; idTime its inverse.
+func idOf(t time.Time) string { return fmt.Sprintf("%016x", t.UnixNano()) }
+
+func idTime(id string) time.Time {
+	n, _ := strconv.ParseUint(id, 16, 64)
+	return time.Unix(0, int64(n))
 }
 
 func validID(id string) bool {
@@ -417,7 +439,7 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 		}
 	}
 	id := q.newID()
-	created := q.now()
+	created := idTime(id)
 	tmp := q.path(dirTmp, id)
 	if err := q.writeNew(ctx, tmp, created, &env, msg); err != nil {
 		os.Remove(tmp)
@@ -434,7 +456,7 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 		}
 		link := q.path(dirKeys, keyName(env.Key))
 		os.Remove(link)
-		if err := os.Symlink(id, link); err != nil {
+		if err := os.Link(tmp, link); err != nil {
 			os.Remove(tmp)
 			return "", fmt.Errorf("enqueue: key: %w", err)
 		}
@@ -468,10 +490,11 @@ func (q *Queue) wake() {
 
 // byKey returns the id of the queued message of key.
 func (q *Queue) byKey(key string) (string, bool) {
-	id, err := os.Readlink(q.path(dirKeys, keyName(key)))
-	if err != nil || !validID(id) {
+	m, err := readFile(q.path(dirKeys, keyName(key)))
+	if err != nil || m.key != key {
 		return "", false
 	}
+	id := idOf(m.created)
 	if _, err := q.locate(id); err != nil {
 		return "", false // a message gone: the link is stale
 	}
@@ -630,16 +653,19 @@ func (q *Queue) moveDue(id, path string, t time.Time) error {
 	return err
 }
 
-// remove removes a message file and its key.
+// remove removes a message file and its key (the key's link, when it
+// is still this file's: a later message may have the same key).
 func (q *Queue) remove(id, path string, m *msgFile) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", id, err)
-	}
 	if m.key != "" {
 		link := q.path(dirKeys, keyName(m.key))
-		if t, err := os.Readlink(link); err == nil && t == id {
+		lfi, lerr := os.Stat(link)
+		fi, err := os.Stat(path)
+		if lerr == nil && err == nil && os.SameFile(lfi, fi) {
 			os.Remove(link)
 		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", id, err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"net/mail"
 	"os"
@@ -344,9 +345,10 @@ func TestRetryAndBounce(t *testing.T) {
 		inf, err := q.Show(t.Context(), id)
 		return err == nil && inf.Next.After(clk.Now()) && inf.Recipients[2].Attempts == 1
 	})
-	if _, err := q.Show(t.Context(), nullID); !errors.Is(err, ErrNotFound) {
-		t.Errorf("the message from <> refused for good is still there: %v", err)
-	}
+	waitFor(t, "the message from <> refused for good removed", func() bool {
+		_, err := q.Show(t.Context(), nullID)
+		return errors.Is(err, ErrNotFound)
+	})
 	inf, _ := q.Show(t.Context(), id)
 	wantStatus := []string{"delivered", "bounced", "pending"}
 	for i, r := range inf.Recipients {
@@ -583,6 +585,35 @@ func TestAdminWhileSending(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the retry", func() bool { inf, err := q.Show(t.Context(), id); return err == nil && inf.Recipients[0].Attempts == 2 })
+}
+
+// TestStaleKey: a key left by a crash (its link made, its message never
+// placed) is removed at Open, and the key takes a new message.
+func TestStaleKey(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, Config{Dir: dir})
+	id := enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{"x@far.example"}, Key: "k1"})
+	p := mustLocate(t, q, id)
+	// The crash: the file linked as key k2, then tmp/ emptied by Open.
+	tmp := filepath.Join(dir, dirTmp, "00000000000000ff")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(tmp, filepath.Join(dir, dirKeys, keyName("k2"))); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	q = openTest(t, Config{Dir: dir})
+	if _, err := os.Stat(filepath.Join(dir, dirKeys, keyName("k2"))); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale key k2 is still there: %v", err)
+	}
+	if again := enqueue(t, q, Envelope{From: "a@box.example", Rcpts: []string{"x@far.example"}, Key: "k1"}); again != id {
+		t.Errorf("k1 enqueued again: %s, want %s", again, id)
+	}
 }
 
 func TestOpenRecovers(t *testing.T) {
