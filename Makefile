@@ -35,6 +35,9 @@ DEMO_STATE := examples/ma-societe.yaml
 # The demo's servers, on loopback high ports: a box takes the standard ones.
 DEMO_LISTEN := --smtp 127.0.0.1:2525 --submission 127.0.0.1:2587 --submissions 127.0.0.1:2465 \
 	--pop3 127.0.0.1:2110 --pop3s 127.0.0.1:2995 --imap 127.0.0.1:2143 --imaps 127.0.0.1:2993
+# The demo sends nothing off the machine: its DNS server is a closed port
+# of loopback, so mail to other domains waits in its queue.
+DEMO_OUTBOUND := --resolver 127.0.0.1:1
 
 FUZZTIME ?= 10s
 
@@ -52,7 +55,7 @@ demo:
 	@echo "   POP3        127.0.0.1:2110 (STLS), 127.0.0.1:2995 (TLS)"
 	@echo "   IMAP        127.0.0.1:2143 (STARTTLS), 127.0.0.1:2993 (TLS)"
 	@echo "   log in with the full address, e.g. rene.ricard@ma-societe.fr / rene-demo"
-	exec bin/mailfountaind --data $(DEMO_DATA) -f $(DEMO_STATE) $(DEMO_LISTEN)
+	exec bin/mailfountaind --data $(DEMO_DATA) -f $(DEMO_STATE) $(DEMO_LISTEN) $(DEMO_OUTBOUND)
 
 ## test: the whole suite: tools, gofmt, go vet, tests (race detector where there is concurrency; fuzz seeds included)
 test: deps fmt-check vet patched-check unit race
