@@ -65,7 +65,7 @@ func openOutbound(ctx context.Context, o *options, app *applier.Applier, inject 
 		Resolver: res,
 		Port:     o.remotePort,
 		Hostname: hostname,
-		Relay:    func() *smtpout.Relay { return relayOf(live.Load(), logger) },
+		Relay:    func() *smtpout.Relay { return relayOf(live.Load()) },
 		MTASTS:   sts,
 		Logger:   logger.With("component", "smtp-out"),
 		Metrics:  m,
@@ -151,20 +151,16 @@ func (o *outbound) Close() {
 
 // relayOf is the smarthost of s for smtpout: everything goes through it
 // in relay mode; in direct mode it takes only the messages a destination
-// refused for the box's address (manual 5.4).
-func relayOf(s mailconf.Settings, logger *slog.Logger) *smtpout.Relay {
+// refused for the box's address (manual 5.4). The password is read when a connection logs in, not at every Send: a
+// file that went away since the plan checked it is a temporary failure,
+// and the queue retries.
+func relayOf(s mailconf.Settings) *smtpout.Relay {
 	if s.Relay == nil {
 		return nil
 	}
-	pw, err := s.RelayPassword()
-	if err != nil {
-		// The plan checked the file; it went away since. The smarthost
-		// refuses the login and the queue retries: nothing is lost.
-		logger.Error("read the smarthost's password", "host", s.Relay.Host, "err", err)
-	}
 	return &smtpout.Relay{
 		Host: s.Relay.Host, Port: s.Relay.Port,
-		Username: s.Relay.Username, Password: pw,
+		Username: s.Relay.Username, Password: s.Relay.ReadPassword,
 		FallbackOnly: s.Mode != mailconf.ModeRelay,
 	}
 }

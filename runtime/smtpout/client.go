@@ -55,8 +55,11 @@ type Relay struct {
 	Host string // a name (its certificate is checked against it) or an address
 	// Port 465 is implicit TLS (RFC 8314); any other port requires
 	// STARTTLS. The certificate is always verified (Config.RootCAs).
-	Port               int
-	Username, Password string // AUTH PLAIN (or LOGIN) when Username is set
+	Port     int
+	Username string // AUTH PLAIN (or LOGIN) when set
+	// Password gives the password when a connection logs in (not at
+	// every Send: it may be read from a file); nil is an empty one.
+	Password func() (string, error)
 	// FallbackOnly: direct mode with a smarthost for messages a
 	// destination refused for the box's address (Message.ViaRelay); the
 	// others go directly. False: relay mode, everything goes through it.

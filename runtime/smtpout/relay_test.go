@@ -66,7 +66,7 @@ func TestRelay(t *testing.T) {
 			_, p, _ := net.SplitHostPort(s.Addr)
 			port := 0
 			fmt.Sscan(p, &port)
-			relay := &Relay{Host: "relay.test", Port: port, Username: c.user, Password: c.pass}
+			relay := &Relay{Host: "relay.test", Port: port, Username: c.user, Password: func() (string, error) { return c.pass, nil }}
 			cl := newClient(t, Config{Resolver: z.resolver(), RootCAs: ca.Pool, Relay: func() *Relay { return relay }})
 			res := send(t, cl, msg("a@dest.test", "b@dest.test"))
 			for _, r := range res {
@@ -112,7 +112,7 @@ func TestRelay(t *testing.T) {
 		_, p, _ := net.SplitHostPort(rs.Addr)
 		rport := 0
 		fmt.Sscan(p, &rport)
-		relay := &Relay{Host: "relay.test", Port: rport, Username: "box", Password: "s3cret", FallbackOnly: true}
+		relay := &Relay{Host: "relay.test", Port: rport, Username: "box", Password: func() (string, error) { return "s3cret", nil }, FallbackOnly: true}
 		counts := &metricstest.Counts{}
 		cl := newClient(t, Config{Resolver: z.resolver(), Port: port, RootCAs: ca.Pool, Relay: func() *Relay { return relay }, Metrics: counts})
 		res := send(t, cl, msg("a@dest.test"))

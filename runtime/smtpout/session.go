@@ -372,15 +372,23 @@ func (c *Client) ehlo(sc *session) *failure {
 // admin fixes the password, the mail waits.
 func (c *Client) auth(sc *session) *failure {
 	r := sc.t.relay
+	var password string
+	if r.Password != nil {
+		pw, err := r.Password()
+		if err != nil {
+			return &failure{final: true, text: fmt.Sprintf("%s: the password of %s: %v", sc.t.name(), r.Username, err)}
+		}
+		password = pw
+	}
 	mechs := " " + strings.ToUpper(sc.ext["AUTH"]) + " "
 	var rp reply
 	var err error
 	switch {
 	case strings.Contains(mechs, " PLAIN "):
-		rp, err = sc.cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+r.Username+"\x00"+r.Password)))
+		rp, err = sc.cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+r.Username+"\x00"+password)))
 	case strings.Contains(mechs, " LOGIN "):
 		rp, err = sc.cmd("AUTH LOGIN")
-		for _, s := range []string{r.Username, r.Password} {
+		for _, s := range []string{r.Username, password} {
 			if err != nil || rp.Code != 334 {
 				break
 			}
