@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"strings"
 
@@ -107,23 +106,9 @@ func resolvedDialer(res *mailauth.Resolver) func(ctx context.Context, network, a
 		if err != nil {
 			return nil, err
 		}
-		if _, err := netip.ParseAddr(host); err == nil {
-			return d.DialContext(ctx, network, addr)
-		}
-		var addrs []netip.Addr
-		var lookupErr error
-		for _, family := range []string{"ip4", "ip6"} {
-			as, err := res.LookupIP(ctx, family, host)
-			if err != nil {
-				lookupErr = err
-			}
-			addrs = append(addrs, as...)
-		}
-		if len(addrs) == 0 {
-			if lookupErr == nil {
-				lookupErr = errors.New("no address")
-			}
-			return nil, fmt.Errorf("look up %s: %w", host, lookupErr)
+		addrs, err := res.LookupAddrs(ctx, host)
+		if err != nil {
+			return nil, fmt.Errorf("look up %s: %w", host, err)
 		}
 		var firstErr error
 		for _, a := range addrs {

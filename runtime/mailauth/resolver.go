@@ -166,6 +166,26 @@ func (r *Resolver) LookupIP(ctx context.Context, network, name string) ([]netip.
 	return out, nil
 }
 
+// LookupAddrs returns the addresses of host, IPv4 (A) first, then IPv6
+// (AAAA); an address literal is its own. No address at all is an error
+// matching ErrNotFound when neither lookup failed otherwise.
+func (r *Resolver) LookupAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a}, nil
+	}
+	v4, err4 := r.LookupIP(ctx, "ip4", host)
+	v6, err6 := r.LookupIP(ctx, "ip6", host)
+	if out := append(v4, v6...); len(out) > 0 {
+		return out, nil
+	}
+	for _, err := range []error{err4, err6} {
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("address lookup failed: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("no address (A, AAAA): %w", ErrNotFound)
+}
+
 // LookupMX returns the exchanges of name's MX records, most preferred
 // first, without the trailing dot.
 func (r *Resolver) LookupMX(ctx context.Context, name string) ([]string, error) {

@@ -257,3 +257,39 @@ func TestLookupMXRecords(t *testing.T) {
 		}
 	}
 }
+
+func TestLookupAddrs(t *testing.T) {
+	z := startDNS(t,
+		`both.test. A 192.0.2.1`,
+		`both.test. AAAA 2001:db8::1`,
+		`v6.test. AAAA 2001:db8::2`,
+		`mx-only.test. MX 10 mx.test.`,
+	)
+	z.set(z.servfail, "broken.test")
+	r := NewResolver([]string{z.Addr}, 2*time.Second)
+	for _, tt := range []struct {
+		host     string
+		want     string // the addresses, space-separated
+		notFound bool   // an error matching ErrNotFound
+		failed   bool   // another error
+	}{
+		{host: "both.test", want: "192.0.2.1 2001:db8::1"},
+		{host: "v6.test", want: "2001:db8::2"},
+		{host: "192.0.2.7", want: "192.0.2.7"},
+		{host: "mx-only.test", notFound: true},
+		{host: "nowhere.test", notFound: true},
+		{host: "broken.test", failed: true},
+	} {
+		got, err := r.LookupAddrs(t.Context(), tt.host)
+		var s []string
+		for _, a := range got {
+			s = append(s, a.String())
+		}
+		switch {
+		case tt.notFound && !errors.Is(err, ErrNotFound), tt.failed && (err == nil || errors.Is(err, ErrNotFound)):
+			t.Errorf("%s: %v, %v; want notFound=%v failed=%v", tt.host, got, err, tt.notFound, tt.failed)
+		case !tt.notFound && !tt.failed && (err != nil || strings.Join(s, " ") != tt.want):
+			t.Errorf("%s: %v, %v; want %s", tt.host, s, err, tt.want)
+		}
+	}
+}

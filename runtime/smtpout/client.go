@@ -24,7 +24,8 @@ import (
 // other error is temporary.
 type Resolver interface {
 	LookupMXRecords(ctx context.Context, name string) ([]mailauth.MX, error)
-	LookupIP(ctx context.Context, network, name string) ([]netip.Addr, error)
+	// LookupAddrs gives a host's addresses, IPv4 first.
+	LookupAddrs(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Metrics hears what the client does, for the daemon's metrics;
@@ -378,21 +379,7 @@ func (c *Client) route(ctx context.Context, domain string) ([]string, *failure) 
 
 // addrs returns the addresses of host, IPv4 first.
 func (c *Client) addrs(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a}, nil
-	}
-	v4, err4 := c.cfg.Resolver.LookupIP(ctx, "ip4", host)
-	v6, err6 := c.cfg.Resolver.LookupIP(ctx, "ip6", host)
-	out := append(v4, v6...)
-	if len(out) > 0 {
-		return out, nil
-	}
-	for _, err := range []error{err4, err6} {
-		if err != nil && !errors.Is(err, mailauth.ErrNotFound) {
-			return nil, fmt.Errorf("address lookup failed: %w", err)
-		}
-	}
-	return nil, errors.New("no address (A, AAAA)")
+	return c.cfg.Resolver.LookupAddrs(ctx, host)
 }
 
 // sendRelay sends m through the smarthost.
