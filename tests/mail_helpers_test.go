@@ -340,6 +340,15 @@ func sendPlain(address, from string, to []string, msg string) error {
 	if err := c.Hello("sender.test.example"); err != nil {
 		return err
 	}
+	if err := transaction(c, from, to, msg); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+// transaction sends one message over c, ready for MAIL, up to the answer
+// to its final dot.
+func transaction(c *smtp.Client, from string, to []string, msg string) error {
 	if err := c.Mail(from); err != nil {
 		return fmt.Errorf("MAIL FROM:<%s>: %w", from, err)
 	}
@@ -358,7 +367,7 @@ func sendPlain(address, from string, to []string, msg string) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("end of DATA: %w", err)
 	}
-	return c.Quit()
+	return nil
 }
 
 // py is a python3 process running testdata/mail/driver.py: python's own

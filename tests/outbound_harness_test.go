@@ -316,22 +316,10 @@ func newSMTPClient(conn net.Conn) (*smtp.Client, error) {
 	return c, c.Hello("client.test")
 }
 
-// sendOn sends one message over an open connection.
+// sendOn sends one message over an open connection, and resets it for
+// the next.
 func sendOn(c *smtp.Client, from, to, msg string) error {
-	if err := c.Mail(from); err != nil {
-		return err
-	}
-	if err := c.Rcpt(to); err != nil {
-		return err
-	}
-	wc, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := wc.Write([]byte(msg)); err != nil {
-		return err
-	}
-	if err := wc.Close(); err != nil {
+	if err := transaction(c, from, []string{to}, msg); err != nil {
 		return err
 	}
 	return c.Reset()

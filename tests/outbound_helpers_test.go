@@ -1191,23 +1191,8 @@ func submitErr(address, user, password, from string, to []string, msg string) er
 	if err := c.Auth(smtp.PlainAuth("", user, password, host)); err != nil {
 		return fmt.Errorf("AUTH PLAIN %s: %w", user, err)
 	}
-	if err := c.Mail(from); err != nil {
-		return fmt.Errorf("MAIL FROM:<%s>: %w", from, err)
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r); err != nil {
-			return fmt.Errorf("RCPT TO:<%s>: %w", r, err)
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("DATA: %w", err)
-	}
-	if _, err := io.WriteString(w, msg); err != nil {
+	if err := transaction(c, from, to, msg); err != nil {
 		return err
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("end of DATA: %w", err)
 	}
 	return c.Quit()
 }
