@@ -57,9 +57,9 @@ var (
 	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 		Message: "Relay access denied"}
 	errNoOutboundQueue = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-		Message: "Mail for other domains waits for the outbound queue (not yet available), try again later"}
+		Message: "Mail for other domains waits for the outbound queue, which this server has not got; try again later"}
 	errNoForwarding = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-		Message: "Forwarding outside the box waits for the outbound queue (not yet available), try again later"}
+		Message: "Forwarding outside the box waits for the outbound queue, which this server has not got; try again later"}
 	errNoCampaigns = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Mailing-list addresses wait for the campaign engine (not yet available), try again later"}
 	errLookup = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
