@@ -73,6 +73,11 @@ func NotApplied() []Unowned {
 
 		{"domains[].dns.delegated", SectionDNS, dnsd},
 		{"domains[].dns.hosts", SectionDNS, dnsd},
+		{"domains[].dns.nameservers", SectionDNS, dnsd},
+		{"domains[].dns.secondaries", SectionDNS, dnsd},
+		{"domains[].dns.ttl", SectionDNS, dnsd},
+		{"domains[].dns.dmarc", SectionDNS, dnsd},
+		{"network.public_address", SectionDNS, dnsd},
 	}
 }
 

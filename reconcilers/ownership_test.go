@@ -196,6 +196,10 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 				"not applied: network.forwards[tcp/8080].to_port — no reconciler yet (firewall)",
 				"not applied: domains[a.example].dns.delegated — no reconciler yet (dns)",
 				"not applied: domains[a.example].dns.hosts — no reconciler yet (dns)",
+				"not applied: domains[a.example].dns.ttl.a — no reconciler yet (dns)",
+				"not applied: domains[a.example].dns.ttl.mx — no reconciler yet (dns)",
+				"not applied: domains[a.example].dns.ttl.txt — no reconciler yet (dns)",
+				"not applied: domains[a.example].dns.dmarc — no reconciler yet (dns)",
 			},
 		},
 	} {

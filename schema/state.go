@@ -46,6 +46,9 @@ type Network struct {
 	LAN      LAN       `json:"lan"`
 	DHCP     DHCP      `json:"dhcp"`
 	Forwards []Forward `json:"forwards"`
+	// PublicAddress is the document's public address, "" when the box
+	// finds it itself.
+	PublicAddress string `json:"public_address,omitempty"`
 }
 
 type WAN struct {
@@ -123,8 +126,19 @@ type Domain struct {
 }
 
 type DomainDNS struct {
-	Delegated bool              `json:"delegated"`
-	Hosts     map[string]string `json:"hosts"`
+	Delegated   bool              `json:"delegated"`
+	Hosts       map[string]string `json:"hosts"`
+	Nameservers []string          `json:"nameservers,omitempty"`
+	Secondaries []string          `json:"secondaries,omitempty"`
+	TTL         DNSTTL            `json:"ttl"`
+	DMARC       string            `json:"dmarc"`
+}
+
+// DNSTTL are the times to live of a zone's records, in seconds.
+type DNSTTL struct {
+	A   int `json:"a"`
+	MX  int `json:"mx"`
+	TXT int `json:"txt"`
 }
 
 type Account struct {

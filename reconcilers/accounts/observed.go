@@ -327,6 +327,12 @@ func domainKey(d *schema.Domain) [32]byte {
 		str(k)
 		str(d.DNS.Hosts[k])
 	}
+	strs(d.DNS.Nameservers)
+	strs(d.DNS.Secondaries)
+	n(d.DNS.TTL.A)
+	n(d.DNS.TTL.MX)
+	n(d.DNS.TTL.TXT)
+	str(d.DNS.DMARC)
 	n(len(d.Accounts))
 	for i := range d.Accounts {
 		a := &d.Accounts[i]

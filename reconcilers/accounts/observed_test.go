@@ -209,6 +209,8 @@ func TestDomainKeyCoversEveryField(t *testing.T) {
 	base := func() schema.Domain {
 		d := company().Domains[0]
 		d.DNS.Hosts = map[string]string{"www": "192.0.2.1"}
+		d.DNS.Nameservers = []string{"ns1.example.net"}
+		d.DNS.Secondaries = []string{"192.0.2.53"}
 		return d
 	}
 	b := base()
@@ -230,7 +232,7 @@ func TestDomainKeyCoversEveryField(t *testing.T) {
 				t.Fatalf("%s: empty in the test's domain; give it an element", path)
 			}
 			collect(path+"[0]", v.Index(0), func(x reflect.Value) reflect.Value { return get(x).Index(0) })
-		case reflect.String, reflect.Bool, reflect.Map:
+		case reflect.String, reflect.Bool, reflect.Map, reflect.Int:
 			leaves = append(leaves, leaf{path, get})
 		default:
 			t.Errorf("%s: a field of kind %s; teach domainKey and this test about it", path, v.Kind())
@@ -245,6 +247,8 @@ func TestDomainKeyCoversEveryField(t *testing.T) {
 			x.SetString(x.String() + "x")
 		case reflect.Bool:
 			x.SetBool(!x.Bool())
+		case reflect.Int:
+			x.SetInt(x.Int() + 1)
 		case reflect.Map:
 			x.SetMapIndex(reflect.ValueOf("www"), reflect.ValueOf("192.0.2.2"))
 		}

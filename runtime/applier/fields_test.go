@@ -143,6 +143,11 @@ func mutations() map[string]mutation {
 			l["address"] = netip.MustParseAddr(l["address"].(string)).Next().String()
 			return true
 		},
+		"network.public_address": func(d obj, _ tlsFiles) bool {
+			n := sec(d, "network")
+			n["public_address"] = other(n["public_address"], "203.0.113.77", "2001:db8::77")
+			return true
+		},
 		"network.dhcp.enabled": func(d obj, _ tlsFiles) bool {
 			if sec(d, "network")["mode"] == "server" {
 				return false // a router feature
@@ -238,6 +243,18 @@ func mutations() map[string]mutation {
 			hosts["mutated"] = "192.0.2.99"
 			dns["hosts"] = hosts
 		}),
+		"domains[].dns.nameservers": domain(func(_, dom obj) {
+			dns := dom["dns"].(obj)
+			dns["nameservers"] = append(arr{"ns.mutated.example"}, asArr(dns["nameservers"])...)
+		}),
+		"domains[].dns.secondaries": domain(func(_, dom obj) {
+			dns := dom["dns"].(obj)
+			dns["secondaries"] = append(arr{"192.0.2.53"}, asArr(dns["secondaries"])...)
+		}),
+		"domains[].dns.ttl.a":   domain(func(_, dom obj) { ttl(dom)["a"] = ttl(dom)["a"].(float64) + 60 }),
+		"domains[].dns.ttl.mx":  domain(func(_, dom obj) { ttl(dom)["mx"] = ttl(dom)["mx"].(float64) + 60 }),
+		"domains[].dns.ttl.txt": domain(func(_, dom obj) { ttl(dom)["txt"] = ttl(dom)["txt"].(float64) + 60 }),
+		"domains[].dns.dmarc":   domain(func(_, dom obj) { dom["dns"].(obj)["dmarc"] = other(dom["dns"].(obj)["dmarc"], "none", "reject") }),
 
 		"domains[].accounts[].id": account(func(dom, a obj) {
 			old := a["id"].(string)
@@ -400,6 +417,9 @@ func manager(f func(obj)) mutation {
 		return true
 	}
 }
+
+// ttl is the dns.ttl section of a domain.
+func ttl(dom obj) obj { return dom["dns"].(obj)["ttl"].(obj) }
 
 func domain(f func(d, dom obj)) mutation {
 	return func(d obj, _ tlsFiles) bool {
