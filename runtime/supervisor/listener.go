@@ -2,11 +2,15 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 )
@@ -31,6 +35,9 @@ func poolKey(ep Endpoint) string { return ep.Name + "\x00" + ep.Addr }
 func (p *pool) acquire(ctx context.Context, ep Endpoint) (*shared, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if ep.isPacket() {
+		return p.bindPacket(ctx, ep)
+	}
 	if l, ok := p.lns[poolKey(ep)]; ok {
 		l.refs++
 		return l, nil
@@ -52,6 +59,29 @@ func (p *pool) acquire(ctx context.Context, ep Endpoint) (*shared, error) {
 	return l, nil
 }
 
+// bindPacket binds a datagram endpoint. A socket is never shared: each
+// serving has its own, bound with SO_REUSEPORT, so that a new instance
+// binds the address while the old one still reads, and the old socket
+// closes when it is retired (the datagrams queued on it are lost, as UDP
+// allows: clients ask again). Called with p.mu held.
+func (p *pool) bindPacket(ctx context.Context, ep Endpoint) (*shared, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp", ep.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on udp %s: %w", ep.Addr, err)
+	}
+	l := &shared{ep: ep.Name, pc: pc, refs: 1}
+	l.key = fmt.Sprintf("%s\x00%p", poolKey(ep), l)
+	p.lns[l.key] = l
+	return l, nil
+}
+
 // release lets go of l; the last release closes it.
 func (p *pool) release(l *shared) {
 	p.mu.Lock()
@@ -60,7 +90,7 @@ func (p *pool) release(l *shared) {
 		return
 	}
 	delete(p.lns, l.key)
-	l.ln.Close()
+	l.close()
 }
 
 // closeAll closes every listener, whoever holds them: the supervisor stops.
@@ -68,7 +98,7 @@ func (p *pool) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, l := range p.lns {
-		l.ln.Close()
+		l.close()
 		delete(p.lns, k)
 	}
 }
@@ -80,13 +110,27 @@ func (p *pool) closeAll() {
 type shared struct {
 	key, ep string
 	ln      net.Listener
-	refs    int // under pool.mu
+	pc      net.PacketConn // instead of ln, for a datagram endpoint
+	refs    int            // under pool.mu
 
 	mu  sync.Mutex
 	cur *handle
 }
 
-func (l *shared) addr() string { return l.ln.Addr().String() }
+func (l *shared) addr() string {
+	if l.pc != nil {
+		return l.pc.LocalAddr().String()
+	}
+	return l.ln.Addr().String()
+}
+
+func (l *shared) close() {
+	if l.pc != nil {
+		l.pc.Close()
+		return
+	}
+	l.ln.Close()
+}
 
 func (l *shared) acceptLoop(ctx context.Context, log *slog.Logger) {
 	retrying := func(err error, delay time.Duration) {

@@ -17,6 +17,10 @@
 // address changes, the new one is bound before the old listener closes. A
 // failure to bind or to build is logged and reported in Status, leaves the
 // other servers alone, and is tried again at the next Converge.
+//
+// A datagram endpoint (DNS over UDP) has no sessions: each instance reads
+// its own socket, bound with SO_REUSEPORT so that the new one is bound
+// before the old one closes; the old one stops as soon as it is replaced.
 package supervisor
 
 import (
@@ -50,7 +54,13 @@ type Endpoint struct {
 	Addr string
 	// NoKeepAlive turns TCP keep-alives off on its connections.
 	NoKeepAlive bool
+	// Network is "tcp" (also when empty) or "udp": a datagram endpoint,
+	// served by a PacketInstance.
+	Network string
 }
+
+// isPacket says whether ep is a datagram endpoint.
+func (ep Endpoint) isPacket() bool { return ep.Network == "udp" }
 
 // Spec is how the document wants a server to run.
 type Spec struct {
@@ -85,6 +95,18 @@ type Instance interface {
 	// ln is closed, and nothing else closes ln. Returning while ctx is not
 	// done is a failure.
 	Serve(ctx context.Context, endpoint string, ln net.Listener) error
+}
+
+// PacketInstance is an Instance that serves datagram endpoints too (DNS
+// over UDP).
+type PacketInstance interface {
+	Instance
+	// ServePacket serves the endpoint of that name on pc until ctx is
+	// done, then returns. The supervisor owns pc: it closes it once ctx
+	// is done, which ends a read in progress; ServePacket must not close
+	// it. There are no sessions to drain: a replaced instance stops as
+	// soon as its successor reads.
+	ServePacket(ctx context.Context, endpoint string, pc net.PacketConn) error
 }
 
 // Off is the listen address that turns an endpoint off.
@@ -350,14 +372,24 @@ func (s *Supervisor) convergeKind(ctx context.Context, ks *kindState, st *schema
 // serve starts a serving of ep by inst on l. Called with s.mu held.
 func (s *Supervisor) serve(ks *kindState, inst Instance, gen int, ep Endpoint, l *shared) *serving {
 	ctx, cancel := context.WithCancel(s.ctx)
-	sv := &serving{ks: ks, gen: gen, ep: ep, l: l, h: l.newHandle(), cancel: cancel, done: make(chan struct{}), since: time.Now().UTC()}
+	sv := &serving{ks: ks, gen: gen, ep: ep, l: l, cancel: cancel, done: make(chan struct{}), since: time.Now().UTC()}
+	if l.pc == nil {
+		sv.h = l.newHandle()
+	}
 	// Two lines that the end-to-end tests read: the address bound, then
 	// the server started.
 	s.log.Info("listening", "server", ep.Name, "addr", l.addr())
 	s.log.Info("started", "component", ep.Name, "kind", ks.k.Name)
 	s.wg.Go(func() {
 		defer close(sv.done)
-		err := inst.Serve(ctx, ep.Name, sv.h)
+		var err error
+		if l.pc == nil {
+			err = inst.Serve(ctx, ep.Name, sv.h)
+		} else if pi, ok := inst.(PacketInstance); ok {
+			err = pi.ServePacket(ctx, ep.Name, l.pc)
+		} else {
+			err = fmt.Errorf("the %s server serves no datagram endpoint", ks.k.Name)
+		}
 		s.ended(sv, err)
 	})
 	return sv
@@ -376,9 +408,11 @@ func (s *Supervisor) ended(sv *serving, err error) {
 	err = fmt.Errorf("serve %s on %s: %w", sv.ep.Name, sv.l.addr(), err)
 	s.log.Error("server failed; it starts again at the next apply or resync", "server", sv.ep.Name, "err", err)
 	sv.retired = true
-	sv.h.Close()
-	s.pool.release(sv.l)
+	if sv.h != nil {
+		sv.h.Close()
+	}
 	sv.cancel()
+	s.pool.release(sv.l)
 	if es := sv.ks.eps[sv.ep.Name]; es != nil && es.sv == sv {
 		es.sv, es.err = nil, err
 	}
@@ -389,6 +423,17 @@ func (s *Supervisor) ended(sv *serving, err error) {
 // passes) and stops it. Called with s.mu held.
 func (s *Supervisor) retire(sv *serving) {
 	sv.retired = true
+	if sv.h == nil {
+		// A datagram serving has no sessions: it stops now; closing its
+		// socket ends the read in progress.
+		sv.cancel()
+		s.pool.release(sv.l)
+		s.wg.Go(func() {
+			<-sv.done
+			s.log.Info("stopped", "server", sv.ep.Name, "addr", sv.l.addr())
+		})
+		return
+	}
 	sv.h.detach()
 	s.pool.release(sv.l)
 	s.draining[sv] = struct{}{}
@@ -469,7 +514,7 @@ func (s *Supervisor) statusLocked() []ServerStatus {
 	}
 	var dr []ServerStatus
 	for sv := range s.draining {
-		dr = append(dr, ServerStatus{Server: sv.ks.k.Name, Endpoint: sv.ep.Name, Addr: sv.l.addr(), State: StateDraining, Sessions: sv.h.sessions(), Since: sv.since})
+		dr = append(dr, ServerStatus{Server: sv.ks.k.Name, Endpoint: sv.ep.Name, Addr: sv.l.addr(), State: StateDraining, Sessions: sv.h.sessions(), Since: sv.since}) // only stream servings drain
 	}
 	slices.SortFunc(dr, func(a, b ServerStatus) int { return a.Since.Compare(b.Since) })
 	return append(out, dr...)
