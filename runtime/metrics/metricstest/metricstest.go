@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
 )
 
 // Counts counts the calls of the hooks by their arguments: "session mx",
 // "refused pop3 <reason>", "reply mx 2xx", "delivery mx delivered",
 // "login smtp ok", "outbound connection opened tls", "outbound recipient
-// direct delivered", "outbound mta-sts refused". Its zero value is ready;
+// direct delivered", "outbound mta-sts refused", "forward cache hit",
+// "forward exchange ok", "forward discarded". Its zero value is ready;
 // it is safe for concurrent use.
 type Counts struct {
 	mu sync.Mutex
@@ -54,6 +56,12 @@ func (m *Counts) OutboundRecipient(route, result string) {
 	m.add("outbound recipient %s %s", route, result)
 }
 func (m *Counts) MTASTSRefused() { m.add("outbound mta-sts refused") }
+
+func (m *Counts) ForwardCache(result string) { m.add("forward cache %s", result) }
+func (m *Counts) ForwardExchange(result string, took time.Duration) {
+	m.add("forward exchange %s", result)
+}
+func (m *Counts) ForwardDiscarded() { m.add("forward discarded") }
 
 // Counts returns a copy of the counts so far.
 func (m *Counts) Counts() map[string]int {
