@@ -6,7 +6,9 @@
 // Applied), the daemon (DriftCorrected, Held, Unheld), the SMTP, IMAP and
 // POP3 servers (Session, Refused, Reply, Delivery), the authenticator
 // (Login), the outbound queue (Enqueued, Recipients, QueueSize) and the
-// outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused).
+// outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused),
+// the DNS server's forwarding resolver (ForwardCache, ForwardExchange,
+// ForwardDiscarded).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
@@ -53,6 +55,13 @@
 //	mailfountain_smtpout_recipients_total{route,result}   counter  recipients of delivery attempts: result="delivered", "temporary", "permanent", "blocked" (a block answer: refused for the box's address)
 //	mailfountain_smtpout_mtasts_refusals_total            counter  MX hosts not used because the destination's MTA-STS policy (mode enforce) refused them
 //
+// The LAN's forwarding resolver (runtime/dnsd/forward):
+//
+//	mailfountain_dns_forward_queries_total{cache}               counter    queries forwarded or answered from the cache: cache="hit", "miss" (an upstream exchange), "shared" (waited for the exchange of an identical query)
+//	mailfountain_dns_forward_exchanges_total{result}            counter    exchanges with an upstream resolver: result="ok", "servfail", "refused", "timeout", "error"
+//	mailfountain_dns_forward_exchange_duration_seconds          histogram  time of an exchange with an upstream resolver, whatever its result
+//	mailfountain_dns_forward_discarded_total                    counter    datagrams discarded for not answering the query sent (another ID or question): forgeries or late answers
+//
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
 package metrics
@@ -84,6 +93,10 @@ const (
 	shutdownGrace     = 2 * time.Second
 )
 
+// dnsBuckets span 250 µs (a loopback or LAN resolver's cache) to about
+// 4 s (a timeout), by factors of 2.
+var dnsBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
+
 // durationBuckets span 1 ms to about 65 s, by factors of 4: a plan of the
 // example document takes milliseconds, one of a large box seconds.
 var durationBuckets = prometheus.ExponentialBuckets(0.001, 4, 9)
@@ -110,6 +123,9 @@ type Metrics struct {
 	queueMessages               prometheus.Gauge
 	outConns, outRcpts          *prometheus.CounterVec
 	mtastsRefusals              prometheus.Counter
+	fwdQueries, fwdExchanges    *prometheus.CounterVec
+	fwdDuration                 prometheus.Histogram
+	fwdDiscarded                prometheus.Counter
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -181,6 +197,19 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			Name: "mailfountain_smtpout_mtasts_refusals_total",
 			Help: "MX hosts not used because the destination's MTA-STS policy in mode enforce refused them.",
 		}),
+		fwdQueries: counter("mailfountain_dns_forward_queries_total",
+			"Queries of the LAN's forwarding resolver, by cache result: hit, miss (an upstream exchange), shared (the exchange of an identical query).", "cache"),
+		fwdExchanges: counter("mailfountain_dns_forward_exchanges_total",
+			"Exchanges of the forwarding resolver with an upstream resolver, by result: ok, servfail, refused, timeout, error.", "result"),
+		fwdDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailfountain_dns_forward_exchange_duration_seconds",
+			Help:    "Time of an exchange of the forwarding resolver with an upstream resolver, whatever its result.",
+			Buckets: dnsBuckets,
+		}),
+		fwdDiscarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_dns_forward_discarded_total",
+			Help: "Datagrams the forwarding resolver discarded for not answering the query it sent (another ID or question).",
+		}),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
@@ -188,6 +217,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.sessions, m.refused, m.smtpReplies, m.smtpDeliveries, m.logins,
 		m.queueEnqueued, m.queueRecipients, m.queueMessages,
 		m.outConns, m.outRcpts, m.mtastsRefusals,
+		m.fwdQueries, m.fwdExchanges, m.fwdDuration, m.fwdDiscarded,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -377,6 +407,34 @@ func (m *Metrics) MTASTSRefused() {
 		return
 	}
 	m.mtastsRefusals.Inc()
+}
+
+// ForwardCache records a query of the forwarding resolver: answered from
+// the cache (hit), by an upstream exchange (miss), or by the exchange of
+// an identical query (shared).
+func (m *Metrics) ForwardCache(result string) {
+	if m == nil {
+		return
+	}
+	m.fwdQueries.WithLabelValues(result).Inc()
+}
+
+// ForwardExchange records an exchange of the forwarding resolver with an
+// upstream resolver.
+func (m *Metrics) ForwardExchange(result string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.fwdExchanges.WithLabelValues(result).Inc()
+	m.fwdDuration.Observe(took.Seconds())
+}
+
+// ForwardDiscarded records a datagram the forwarding resolver discarded.
+func (m *Metrics) ForwardDiscarded() {
+	if m == nil {
+		return
+	}
+	m.fwdDiscarded.Inc()
 }
 
 // Handler answers with the metrics of the registry, in the format the

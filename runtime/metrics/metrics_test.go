@@ -15,6 +15,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/daemon"
+	"mailfountain.dev/mailfountain/runtime/dnsd/forward"
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
@@ -40,6 +41,7 @@ var (
 	_ daemon.Metrics  = (*metrics.Metrics)(nil)
 	_ queue.Metrics   = (*metrics.Metrics)(nil)
 	_ smtpout.Metrics = (*metrics.Metrics)(nil)
+	_ forward.Metrics = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
@@ -144,6 +146,12 @@ func TestScrape(t *testing.T) {
 	m.OutboundRecipient("direct", "blocked")
 	m.OutboundRecipient("relay", "delivered")
 	m.MTASTSRefused()
+	m.ForwardCache(forward.CacheHit)
+	m.ForwardCache(forward.CacheHit)
+	m.ForwardCache(forward.CacheMiss)
+	m.ForwardExchange(forward.ExchangeOK, 20*time.Millisecond)
+	m.ForwardExchange(forward.ExchangeTimeout, 1500*time.Millisecond)
+	m.ForwardDiscarded()
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -187,6 +195,13 @@ func TestScrape(t *testing.T) {
 		`mailfountain_smtpout_recipients_total{result="blocked",route="direct"}`:     1,
 		`mailfountain_smtpout_recipients_total{result="delivered",route="relay"}`:    1,
 		`mailfountain_smtpout_mtasts_refusals_total`:                                 1,
+		`mailfountain_dns_forward_queries_total{cache="hit"}`:                        2,
+		`mailfountain_dns_forward_queries_total{cache="miss"}`:                       1,
+		`mailfountain_dns_forward_exchanges_total{result="ok"}`:                      1,
+		`mailfountain_dns_forward_exchanges_total{result="timeout"}`:                 1,
+		`mailfountain_dns_forward_exchange_duration_seconds_count`:                   2,
+		`mailfountain_dns_forward_exchange_duration_seconds_sum`:                     1.52,
+		`mailfountain_dns_forward_discarded_total`:                                   1,
 	}
 	for k, v := range want {
 		g, ok := got[k]
