@@ -227,6 +227,8 @@ func reply(q, resp *dns.Msg, age time.Duration) *dns.Msg {
 	r.CheckingDisabled = q.CheckingDisabled
 	r.Authoritative = false
 	r.Truncated = false
+	// Names compressed: more answers fit in the client's UDP size.
+	r.Compress = true
 	opt := q.IsEdns0()
 	do := opt != nil && opt.Do()
 	if !do && !q.AuthenticatedData {

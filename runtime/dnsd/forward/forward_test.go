@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,6 +166,9 @@ func TestForwarded(t *testing.T) {
 			o := r.IsEdns0()
 			if (o != nil) != tt.opt || o != nil && o.Do() != tt.do {
 				t.Errorf("reply OPT %v, want present %v DO %v", o, tt.opt, tt.do)
+			}
+			if !r.Compress {
+				t.Error("reply without name compression")
 			}
 			if r.AuthenticatedData != tt.ad {
 				t.Errorf("reply AD %v, want %v", r.AuthenticatedData, tt.ad)
@@ -610,4 +617,95 @@ func TestNotForwarded(t *testing.T) {
 	if u.queries.Load() != 0 {
 		t.Errorf("upstream asked %d times, want never", u.queries.Load())
 	}
+}
+
+// TestOnTheWire: the forwarder behind a DNS server on loopback, as the
+// box's server uses it, asked by a client over UDP and TCP: the replies
+// pack, and the client takes them (its ID, its question).
+func TestOnTheWire(t *testing.T) {
+	u := startUpstream(t, append(records, soa)...)
+	f, _ := forwarder(t, nil, u)
+	front := startUpstream(t)
+	front.setHandler(func(w dns.ResponseWriter, q *dns.Msg) {
+		r, err := f.Resolve(context.Background(), q)
+		if err != nil {
+			r = new(dns.Msg)
+			r.SetRcode(q, dns.RcodeServerFailure)
+		}
+		if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+			size := dns.MinMsgSize
+			if o := q.IsEdns0(); o != nil {
+				size = int(o.UDPSize())
+			}
+			r.Truncate(size)
+		}
+		if err := w.WriteMsg(r); err != nil {
+			t.Errorf("write the reply: %v", err)
+		}
+	})
+	tests := []struct {
+		net   string
+		q     *dns.Msg
+		rcode int
+		n     int
+	}{
+		{"udp", query("www.example.", dns.TypeA), dns.RcodeSuccess, 2},
+		{"tcp", query("WWW.example.", dns.TypeA, withDO), dns.RcodeSuccess, 2},
+		{"udp", query("mx.example.", dns.TypeMX, withEDNS), dns.RcodeSuccess, 1},
+		{"udp", query("nope.example.", dns.TypeA), dns.RcodeNameError, 0},
+		{"tcp", query("example.", dns.TypeAXFR), dns.RcodeRefused, 0},
+	}
+	for _, tt := range tests {
+		c := &dns.Client{Net: tt.net, Timeout: 5 * time.Second}
+		r, _, err := c.Exchange(tt.q, front.addr.String())
+		if err != nil {
+			t.Errorf("%s %v: %v", tt.net, tt.q.Question, err)
+			continue
+		}
+		if r.Rcode != tt.rcode || len(r.Answer) != tt.n || r.Question[0] != tt.q.Question[0] {
+			t.Errorf("%s %v: reply\n%v\nwant %s with %d answers", tt.net, tt.q.Question, r, dns.RcodeToString[tt.rcode], tt.n)
+		}
+	}
+
+	// And dig, a client of another make.
+	dig := needTool(t, "dig")
+	digs := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"www.example.", "A"}, []string{"status: NOERROR", "192.0.2.1", "192.0.2.2", "flags: qr rd ra;"}},
+		{[]string{"+tcp", "+dnssec", "mx.example.", "MX"}, []string{"status: NOERROR", "10 mail.example.", "flags: do;"}},
+		{[]string{"+noedns", "nope.example.", "A"}, []string{"status: NXDOMAIN", "SOA"}},
+	}
+	for _, d := range digs {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		args := append([]string{"@" + front.addr.Addr().String(), "-p", strconv.Itoa(int(front.addr.Port())), "+tries=1", "+time=5"}, d.args...)
+		out, err := exec.CommandContext(ctx, dig, args...).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Errorf("dig %v: %v\n%s", args, err, out)
+			continue
+		}
+		for _, w := range d.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("dig %v: no %q in\n%s", args, w, out)
+			}
+		}
+	}
+}
+
+// needTool returns the path of a program the test needs; it skips the
+// test when it is missing, except in CI where it fails (the house way,
+// as tests/needTool).
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required in CI (make deps installs it): %v", name, err)
+	}
+	t.Skipf("%s is not installed (make deps installs it): %v", name, err)
+	return ""
 }

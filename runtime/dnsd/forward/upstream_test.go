@@ -25,6 +25,8 @@ type upstream struct {
 	mode  string              // see handle
 	delay time.Duration       // before every answer
 	last  *dns.Msg            // the last query received
+	// handler, if not nil, answers instead of the upstream's logic.
+	handler dns.HandlerFunc
 
 	queries atomic.Int64
 	tcp     atomic.Int64 // queries over TCP
@@ -91,6 +93,12 @@ func (u *upstream) set(mode string, delay time.Duration) {
 	u.mode, u.delay = mode, delay
 }
 
+func (u *upstream) setHandler(h dns.HandlerFunc) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.handler = h
+}
+
 func (u *upstream) lastQuery() *dns.Msg {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -149,9 +157,13 @@ func (u *upstream) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		u.tcp.Add(1)
 	}
 	u.mu.Lock()
-	mode, delay := u.mode, u.delay
+	mode, delay, handler := u.mode, u.delay, u.handler
 	u.last = r.Copy()
 	u.mu.Unlock()
+	if handler != nil {
+		handler(w, r)
+		return
+	}
 	if delay > 0 {
 		time.Sleep(delay)
 	}
