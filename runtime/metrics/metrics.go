@@ -57,10 +57,10 @@
 //
 // The LAN's forwarding resolver (runtime/dnsd/forward):
 //
-//	mailfountain_dns_forward_queries_total{cache}               counter    queries forwarded or answered from the cache: cache="hit", "miss" (an upstream exchange), "shared" (waited for the exchange of an identical query)
-//	mailfountain_dns_forward_exchanges_total{result}            counter    exchanges with an upstream resolver: result="ok", "servfail", "refused", "timeout", "error"
-//	mailfountain_dns_forward_exchange_duration_seconds          histogram  time of an exchange with an upstream resolver, whatever its result
-//	mailfountain_dns_forward_discarded_total                    counter    datagrams discarded for not answering the query sent (another ID or question): forgeries or late answers
+//	mailfountain_dns_forward_queries_total{cache}       counter    queries forwarded or answered from the cache: cache="hit", "miss" (an upstream exchange), "shared" (waited for the exchange of an identical query)
+//	mailfountain_dns_forward_exchanges_total{result}    counter    exchanges with an upstream resolver: result="ok", "servfail", "refused", "timeout", "error"
+//	mailfountain_dns_forward_exchange_duration_seconds  histogram  time of an exchange with an upstream resolver, whatever its result
+//	mailfountain_dns_forward_discarded_total            counter    datagrams discarded for not answering the query sent (another ID or question): forgeries or late answers
 //
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
