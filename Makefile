@@ -41,7 +41,7 @@ DEMO_OUTBOUND := --resolver 127.0.0.1:1
 
 FUZZTIME ?= 10s
 
-.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-edit bench-inbound bench-outbound fuzz build clean
+.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-edit bench-inbound bench-outbound bench-dns fuzz build clean
 
 all: test
 
@@ -115,7 +115,7 @@ race:
 	@for m in $(PATCHED_MODS); do (cd "$$m" && $(GO) test -race ./...); done
 
 ## bench: every benchmark, each side by side with its peer (not part of `make test`)
-bench: bench-validate bench-edit bench-inbound bench-outbound
+bench: bench-validate bench-edit bench-inbound bench-outbound bench-dns
 
 ## bench-validate: validate and plan a large document, side by side with `cue vet`
 bench-validate:
@@ -132,6 +132,10 @@ bench-inbound:
 ## bench-outbound: SMTP out, 100,000 10 KB messages to 1,000 domains relayed into one sink, side by side with Postfix, and the queue's memory (as root; COUNT, DOMAINS, SIZE override)
 bench-outbound:
 	bash bench/outbound.sh
+
+## bench-dns: authoritative DNS, a 10,000-host zone, queries/s and queries per CPU-second with dnsperf, side by side with NSD and Knot (as root; HOSTS, DURATION override)
+bench-dns:
+	bash bench/dns.sh
 
 ## fuzz: fuzz every target for FUZZTIME each (not part of `make test`)
 fuzz:

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+const zoneText = `$ORIGIN mf-bench.test.
+$TTL 28800
+@ NS ns1
+NS1 10800 A 192.0.2.10
+@ 3600 SOA ns1 hostmaster 2026120401 3600 900 1209600 3600
+@ MX 10 mail
+mail 10800 A 192.0.2.10
+`
+
+func TestLoadZone(t *testing.T) {
+	for _, c := range []struct {
+		name, text, err string
+	}{
+		{"zone", zoneText, ""},
+		{"no SOA", "$ORIGIN mf-bench.test.\n@ 60 NS ns1\n", "no SOA"},
+		{"two SOAs", zoneText + "@ 3600 SOA ns2 hostmaster 2 3600 900 1209600 3600\n", "one, at its origin"},
+		{"SOA below the apex", "$ORIGIN mf-bench.test.\nsub 60 SOA ns1 h 1 2 3 4 5\n", "one, at its origin"},
+		{"outside the zone", zoneText + "other.test. 60 A 192.0.2.1\n", "outside the zone"},
+		{"bad record", zoneText + "mail 60 A 300.1.1.1\n", "read the zone file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			z, err := loadZone(strings.NewReader(c.text), "MF-bench.test", "test.zone")
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one containing %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if z.Origin != "mf-bench.test." || z.Serial != 2026120401 || len(z.Records) != 5 {
+				t.Fatalf("zone %s serial %d with %d records", z.Origin, z.Serial, len(z.Records))
+			}
+			if _, ok := z.Records[0].(*dns.SOA); !ok {
+				t.Errorf("first record %v, want the SOA", z.Records[0])
+			}
+			for _, rr := range z.Records {
+				if n := rr.Header().Name; n != strings.ToLower(n) {
+					t.Errorf("owner %q not in lower case", n)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckZone: -check passes against a server that publishes the zone,
+// and fails against one that lacks a record of it.
+func TestCheckZone(t *testing.T) {
+	z, err := loadZone(strings.NewReader(zoneText), "mf-bench.test.", "test.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveRecords(t, z.Records)
+	if err := checkZone(t.Context(), addr, z); err != nil {
+		t.Errorf("against the same zone: %v", err)
+	}
+	addr = serveRecords(t, z.Records[:len(z.Records)-1])
+	if err := checkZone(t.Context(), addr, z); err == nil || !strings.Contains(err.Error(), "1 of 5 record sets do not match") {
+		t.Errorf("against the zone less a record: %v", err)
+	}
+}
+
+// serveRecords serves records over UDP on 127.0.0.1 (NXDOMAIN for any
+// other name) until the test ends.
+func serveRecords(t *testing.T, records []dns.RR) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Rcode = dns.RcodeNameError
+		for _, rr := range records {
+			if strings.EqualFold(rr.Header().Name, r.Question[0].Name) {
+				m.Rcode = dns.RcodeSuccess
+				if rr.Header().Rrtype == r.Question[0].Qtype {
+					m.Answer = append(m.Answer, rr)
+				}
+			}
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
