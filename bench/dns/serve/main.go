@@ -7,6 +7,9 @@
 //
 // serves the zone over UDP and TCP at ADDR until SIGTERM or SIGINT, and
 // writes "listening ADDR" to stderr once it does.
+// On SIGHUP it publishes the zone again with the next serial, and writes
+// "swap serial N: D ms" to stderr: the time from the Publish to the first
+// answer with that serial (queried over UDP at ADDR, in a loop).
 //
 //	serve -zone FILE -origin ORIGIN -check ADDR
 //
@@ -31,6 +34,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -74,7 +78,59 @@ func run(ctx context.Context, zoneFile, origin, listen, check string) error {
 	fmt.Fprintf(os.Stderr, "loaded %d records of %s in %s\n", len(z.Records), z.Origin, time.Since(start).Round(time.Millisecond))
 	var live dnszone.Live
 	live.Publish(&dnszone.Set{Zones: []dnszone.Zone{z}})
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, below
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			z = bumpSerial(z)
+			d, err := swap(ctx, &live, z, listen)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "swap:", err)
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "swap serial %d: %.1f ms\n", z.Serial, float64(d.Microseconds())/1000)
+		}
+	})
 	return serve(ctx, &live, listen)
+}
+
+// bumpSerial returns z with its serial one more: another zone of the same
+// size, for a swap.
+func bumpSerial(z dnszone.Zone) dnszone.Zone {
+	soa := dns.Copy(z.Records[0]).(*dns.SOA)
+	soa.Serial++
+	z.Serial = soa.Serial
+	z.Records = append([]dns.RR{soa}, z.Records[1:]...)
+	return z
+}
+
+// swap publishes z and returns how long it took the server at addr to
+// answer its serial: the swap as a client sees it.
+func swap(ctx context.Context, live *dnszone.Live, z dnszone.Zone, addr string) (time.Duration, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(z.Origin, dns.TypeSOA)
+	cl := &dns.Client{Timeout: 100 * time.Millisecond}
+	start := time.Now()
+	live.Publish(&dnszone.Set{Zones: []dnszone.Zone{z}})
+	for time.Since(start) < 10*time.Second && ctx.Err() == nil {
+		r, _, err := cl.ExchangeContext(ctx, q, addr)
+		if err == nil && len(r.Answer) == 1 {
+			if soa, ok := r.Answer[0].(*dns.SOA); ok && soa.Serial == z.Serial {
+				return time.Since(start), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("serial %d not served after 10 s", z.Serial)
 }
 
 // loadZone reads a zone file into a Zone as the DNS reconciler makes them:

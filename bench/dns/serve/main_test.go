@@ -3,9 +3,13 @@ package main
 import (
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+
+	"mailfountain.dev/mailfountain/runtime/dnszone"
 )
 
 const zoneText = `$ORIGIN mf-bench.test.
@@ -96,4 +100,62 @@ func serveRecords(t *testing.T, records []dns.RR) string {
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
 	return pc.LocalAddr().String()
+}
+
+// TestSwap: a swap publishes the zone with the next serial, and lasts
+// until the server answers it.
+func TestSwap(t *testing.T) {
+	z, err := loadZone(strings.NewReader(zoneText), "mf-bench.test.", "test.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live dnszone.Live
+	live.Publish(&dnszone.Set{Zones: []dnszone.Zone{z}})
+	// A server that answers the SOA of the Set being served, 50 ms late
+	// after each change: a swap is no shorter.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	cur, _ := live.Load() // the Set answered
+	var pending *dnszone.Set
+	var seen time.Time
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		s, _ := live.Load()
+		mu.Lock()
+		if s != cur {
+			if s != pending {
+				pending, seen = s, time.Now()
+			} else if time.Since(seen) >= 50*time.Millisecond {
+				cur = s
+			}
+		}
+		answer := cur
+		mu.Unlock()
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = answer.Zones[0].Records[:1]
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+
+	next := bumpSerial(z)
+	if next.Serial != z.Serial+1 || next.Records[0].(*dns.SOA).Serial != z.Serial+1 || z.Records[0].(*dns.SOA).Serial != z.Serial {
+		t.Fatalf("bumpSerial: serial %d, SOA %v; the zone's SOA now %v", next.Serial, next.Records[0], z.Records[0])
+	}
+	if len(next.Records) != len(z.Records) {
+		t.Fatalf("bumpSerial: %d records, want %d", len(next.Records), len(z.Records))
+	}
+	d, err := swap(t.Context(), &live, next, pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := live.Load(); s.Zones[0].Serial != next.Serial {
+		t.Errorf("published serial %d, want %d", s.Zones[0].Serial, next.Serial)
+	}
+	if d < 50*time.Millisecond || d > 10*time.Second {
+		t.Errorf("swap took %s, want the 50 ms the server took to answer the new serial", d)
+	}
 }
