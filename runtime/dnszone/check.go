@@ -90,7 +90,8 @@ func (c *Checker) Check(ctx context.Context, expected []dns.RR) []Finding {
 	sets := map[key][]dns.RR{}
 	for _, rr := range expected {
 		h := rr.Header()
-		k := key{strings.ToLower(dns.Fqdn(h.Name)), h.Rrtype, kindOf(rr)}
+		name := strings.ToLower(dns.Fqdn(h.Name))
+		k := key{name, h.Rrtype, kindOf(rr, name)}
 		if _, ok := sets[k]; !ok {
 			order = append(order, k)
 		}
@@ -101,9 +102,11 @@ func (c *Checker) Check(ctx context.Context, expected []dns.RR) []Finding {
 		rtype uint16
 	}
 	var questions []question
+	index := map[question]int{} // in questions
 	for _, k := range order {
 		q := question{k.name, k.rtype}
-		if !slices.Contains(questions, q) {
+		if _, ok := index[q]; !ok {
+			index[q] = len(questions)
 			questions = append(questions, q)
 		}
 	}
@@ -114,7 +117,7 @@ func (c *Checker) Check(ctx context.Context, expected []dns.RR) []Finding {
 
 	findings := make([]Finding, 0, len(order))
 	for _, k := range order {
-		a := answers[slices.Index(questions, question{k.name, k.rtype})]
+		a := answers[index[question{k.name, k.rtype}]]
 		f := Finding{Name: k.name, Type: k.rtype, Kind: k.kind, Expected: sets[k]}
 		if a.err != nil {
 			f.Verdict, f.Err, f.Note = Error, a.err, a.err.Error()
@@ -122,7 +125,7 @@ func (c *Checker) Check(ctx context.Context, expected []dns.RR) []Finding {
 			continue
 		}
 		for _, rr := range a.records {
-			if kindOf(rr) == k.kind {
+			if kindOf(rr, k.name) == k.kind { // by the name asked: a CNAME's target may be any
 				f.Published = append(f.Published, rr)
 			}
 		}
@@ -131,8 +134,10 @@ func (c *Checker) Check(ctx context.Context, expected []dns.RR) []Finding {
 			f.Note = joinNotes(a.note, f.Note)
 		}
 		if a.cname != "" && f.Verdict == Match {
-			// The data is right, but behind an alias: an MX host or a
-			// zone apex must not be one (RFC 2181 §10.3, RFC 1034 §3.6.2).
+			// The data is right, but behind an alias, where the records
+			// themselves are expected: the alias may change on its own,
+			// and an MX host or a zone apex must not be one (RFC 2181
+			// §10.3, RFC 1034 §3.6.2).
 			f.Verdict = Differs
 		}
 		findings = append(findings, f)
@@ -327,9 +332,9 @@ func sameData(a, b dns.RR) bool {
 	return dns.IsDuplicate(a, b)
 }
 
-// kindOf names a record set for people; TXT records are told apart by
-// their "v=" tag.
-func kindOf(rr dns.RR) string {
+// kindOf names a record set at owner for people; TXT records are told
+// apart by their "v=" tag.
+func kindOf(rr dns.RR, owner string) string {
 	txt, ok := rr.(*dns.TXT)
 	if !ok {
 		return dns.TypeToString[rr.Header().Rrtype]
@@ -348,7 +353,7 @@ func kindOf(rr dns.RR) string {
 		return "MTA-STS"
 	case tag == "v=tlsrptv1":
 		return "TLS-RPT"
-	case strings.Contains(strings.ToLower(rr.Header().Name), "._domainkey."):
+	case strings.Contains(strings.ToLower(owner), "._domainkey."):
 		// A DKIM key record may leave out its optional v= tag.
 		return "DKIM"
 	}

@@ -26,6 +26,9 @@ mail            10800 A     192.0.2.10
 @                     TXT   "google-site-verification=abc"
 ed._domainkey         TXT   "v=DKIM1; k=ed25519; " "p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
 _dmarc                TXT   "v=DMARC1; p=none"
+nov._domainkey        TXT   "k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+cn._domainkey         CNAME key.provider.example.
+key.provider.example. TXT   "k=rsa; p=MIIB"
 www             10800 CNAME site.example.net.
 site.example.net.     A     198.51.100.7
 two                   A     192.0.2.1
@@ -166,6 +169,8 @@ func TestCheck(t *testing.T) {
 		{"DKIM in one string, published in two", []string{`ed._domainkey.ma-societe.fr. 28800 TXT "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="`}, "DKIM", Match, ""},
 		{"DKIM other key", []string{`ed._domainkey.ma-societe.fr. 28800 TXT "v=DKIM1; k=ed25519; p=AAAAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="`}, "DKIM", Differs, ""},
 		{"DKIM of another selector", []string{`rsa._domainkey.ma-societe.fr. 28800 TXT "v=DKIM1; k=rsa; p=MIIB"`}, "DKIM", Missing, "NXDOMAIN"},
+		{"DKIM without its v= tag", []string{`nov._domainkey.ma-societe.fr. 28800 TXT "k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="`}, "DKIM", Match, ""},
+		{"DKIM behind a CNAME", []string{`cn._domainkey.ma-societe.fr. 28800 TXT "k=rsa; p=MIIB"`}, "DKIM", Differs, "alias (CNAME) of key.provider.example."},
 		{"DMARC other policy", []string{`_dmarc.ma-societe.fr. 28800 TXT "v=DMARC1; p=quarantine"`}, "DMARC", Differs, ""},
 		{"MTA-STS NXDOMAIN", []string{`_mta-sts.ma-societe.fr. 28800 TXT "v=STSv1; id=2026120401"`}, "MTA-STS", Missing, "NXDOMAIN"},
 		{"TLS-RPT where only SPF is", []string{`ma-societe.fr. 28800 TXT "v=TLSRPTv1; rua=mailto:tls@ma-societe.fr"`}, "TLS-RPT", Missing, ""},
@@ -354,10 +359,10 @@ func FuzzTXTKind(f *testing.F) {
 			return rr
 		}
 		ra, rb := mk("x._domainkey.example.", a, split), mk("example.", b, 0)
-		if kindOf(ra) == "" || kindOf(rb) == "" {
+		if kindOf(ra, "x._domainkey.example.") == "" || kindOf(rb, "example.") == "" {
 			t.Fatalf("no kind for %q or %q", a, b)
 		}
-		if kindOf(ra) != kindOf(mk("x._domainkey.example.", a, 0)) {
+		if kindOf(ra, "x._domainkey.example.") != kindOf(mk("x._domainkey.example.", a, 0), "x._domainkey.example.") {
 			t.Errorf("the kind of %q depends on its split", a)
 		}
 		if sameData(ra, rb) != sameData(rb, ra) {
