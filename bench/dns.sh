@@ -11,6 +11,9 @@
 #   CLIENTS      dnsperf's clients (sockets) (default 8)
 #   OUTSTANDING  dnsperf's queries in flight at most (default 200)
 #   SWAPS        zone swaps during MailFountain's run (default 5)
+#   ROUNDS       runs of each server, in turn (default 1); the figures of
+#                each server's fastest run are the ones compared (a busy
+#                machine slows a run, never speeds it up)
 #   BENCH_SIDES  what to run (default "nsd knot mailfountain")
 #
 # Everything runs in a network namespace of its own (mfbench-dns-PID,
@@ -63,6 +66,7 @@ duration=${DURATION:-20}
 clients=${CLIENTS:-8}
 outstanding=${OUTSTANDING:-200}
 swaps=${SWAPS:-5}
+rounds=${ROUNDS:-1}
 sides=${BENCH_SIDES:-nsd knot mailfountain}
 origin=mf-bench.test.
 out=bench/out/dns.txt
@@ -287,19 +291,21 @@ verify() {
 	done
 }
 
-# measure SIDE: one run; appends to $work/results the line
-#   side qps server_cpu dnsperf_cpu busy_cpu sent completed lost noerror nxdomain elapsed
+# measure SIDE ROUND: one run; appends to $work/results the line
+#   side qps server_cpu dnsperf_cpu busy_cpu sent completed lost noerror nxdomain elapsed round wall
+# (elapsed: dnsperf's run time; wall: the time between the CPU readings,
+# which includes dnsperf's wait for the answers of its last queries)
 measure() {
-	local side=$1 addr cpu0 cpu1 b0 b1 perf_cmd t0 t1
+	local side=$1 round=$2 addr cpu0 cpu1 b0 b1 perf_cmd t0 t1 w0 w1
 	addr=$(addr_of "$side")
 	server_start "$side"
 	verify "$side"
 	perf_cmd=(dnsperf -s "$addr" -p 53 -d "$work/queries.txt" -e -T 1 -c "$clients" -q "$outstanding")
 	"${perf_cmd[@]}" -l 3 >/dev/null 2>&1 || fail "$side: the warm-up failed"
-	echo "$side: ${perf_cmd[*]} -l $duration" >&2
+	echo "$side (round $round): ${perf_cmd[*]} -l $duration" >&2
 	echo "${perf_cmd[*]} -l $duration" >"$work/cmd-$side"
 	echo "${server_cmd[*]}" >"$work/server-$side"
-	cpu0=$(tree_cpu "$server_pid") b0=$(busy) t0=$(tree_cpu $$)
+	cpu0=$(tree_cpu "$server_pid") b0=$(busy) t0=$(tree_cpu $$) w0=$(date +%s.%N)
 	"${perf_cmd[@]}" -l "$duration" >"$work/$side/dnsperf.out" 2>&1 &
 	local perf_pid=$! i
 	if [[ $side == mailfountain ]] && ((swaps > 0)); then
@@ -309,10 +315,10 @@ measure() {
 		done
 	fi
 	wait "$perf_pid" || fail "$side: dnsperf failed: $(tail -3 "$work/$side/dnsperf.out")"
-	cpu1=$(tree_cpu "$server_pid") b1=$(busy) t1=$(tree_cpu $$)
+	cpu1=$(tree_cpu "$server_pid") b1=$(busy) t1=$(tree_cpu $$) w1=$(date +%s.%N)
 	kill -0 "$server_pid" 2>/dev/null || fail "$side exited during the run"
 	server_stop
-	awk -v side="$side" -v c0="$cpu0" -v c1="$cpu1" -v b0="$b0" -v b1="$b1" -v t0="$t0" -v t1="$t1" '
+	awk -v side="$side" -v round="$round" -v c0="$cpu0" -v c1="$cpu1" -v b0="$b0" -v b1="$b1" -v t0="$t0" -v t1="$t1" -v w0="$w0" -v w1="$w1" '
 		/Queries sent:/ { sent = $3 }
 		/Queries completed:/ { done = $3 }
 		/Queries lost:/ { lost = $3 }
@@ -321,37 +327,46 @@ measure() {
 		/Queries per second:/ { qps = $4 }
 		END { if (qps == "") exit 1
 			# The script'"'"'s tree holds the server, too.
-			printf "%s %.0f %.2f %.2f %.2f %d %d %d %d %d %.2f\n", side, qps, c1-c0, (t1-t0)-(c1-c0), b1-b0, sent, done, lost, noerr, nx, elapsed }
+			printf "%s %.0f %.2f %.2f %.2f %d %d %d %d %d %.2f %d %.2f\n", side, qps, c1-c0, (t1-t0)-(c1-c0), b1-b0, sent, done, lost, noerr, nx, elapsed, round, w1-w0 }
 	' "$work/$side/dnsperf.out" >>"$work/results" || fail "$side: no figures in dnsperf's output: $(cat "$work/$side/dnsperf.out")"
-	awk -v side="$side" '$1 == side {printf "  %.0f queries/s; server %.2f CPU s: %.0f queries per CPU-second; lost %d; dnsperf %.2f CPU s\n", $2, $3, ($3 > 0 ? $7/$3 : 0), $8, $4}' "$work/results" >&2
+	tail -1 "$work/results" | awk '{printf "  %.0f queries/s; server %.2f CPU s: %.0f queries per CPU-second; lost %d; dnsperf %.2f CPU s\n", $2, $3, ($3 > 0 ? $7/$3 : 0), $8, $4}' >&2
 }
 
-for side in $sides; do
-	case $side in
-	nsd | knot) measure "$side" ;;
-	mailfountain)
-		if [[ -x $work/serve-dnsd ]]; then measure "$side"; else echo "mailfountain: skipped (bench/dns/serve without runtime/dnsd)" >&2; fi
-		;;
-	*) fail "unknown side $side (nsd, knot, mailfountain)" ;;
-	esac
+for ((round = 1; round <= rounds; round++)); do
+	for side in $sides; do
+		case $side in
+		nsd | knot) measure "$side" "$round" ;;
+		mailfountain)
+			if [[ -x $work/serve-dnsd ]]; then
+				measure "$side" "$round"
+			elif ((round == 1)); then
+				echo "mailfountain: skipped (bench/dns/serve without runtime/dnsd)" >&2
+			fi
+			;;
+		*) fail "unknown side $side (nsd, knot, mailfountain)" ;;
+		esac
+	done
 done
 
-field() { awk -v s="$1" -v f="$2" '$1==s{print $f}' "$work/results" 2>/dev/null; }
-per_cpu() { awk -v s="$1" '$1==s && $3 > 0 {printf "%.0f", $7/$3}' "$work/results" 2>/dev/null; }
+# Each server's fastest run.
+[[ ! -s $work/results ]] || awk '!($1 in q) || $2 > q[$1] {q[$1] = $2; best[$1] = $0} END {for (s in best) print best[s]}' "$work/results" >"$work/best"
+field() { awk -v s="$1" -v f="$2" '$1==s{print $f}' "$work/best" 2>/dev/null; }
+per_cpu() { awk -v s="$1" '$1==s && $3 > 0 {printf "%.0f", $7/$3}' "$work/best" 2>/dev/null; }
 
 mkdir -p bench/out
 {
 	echo "authoritative DNS: the zone ${origin} ($(grep -vc '^\$' "$work/zone.db") records: the manual's and $hosts hosts), $queries queries in a fixed mix"
 	echo "(40% host A, 10% mail A, 10% MX, 5% SPF, 5% DKIM, 5% DMARC, 5% www A, 10% NXDOMAIN, 10% NODATA), EDNS0,"
-	echo "dnsperf -T 1 -c $clients -q $outstanding for $duration s against each server in turn, in the network namespace $ns"
+	echo "dnsperf -T 1 -c $clients -q $outstanding for $duration s against each server in turn, $rounds round(s), in the network namespace $ns"
 	echo "machine: $(nproc) CPUs ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)), Linux $(uname -r)"
 	echo "$(nsd -v 2>&1 | head -1) (server-count: 1, rrl-ratelimit: 0); Knot $(knotd -V | awk '{print $NF}') (udp-workers: 1, background-workers: 1);"
 	echo "$(dnsperf -h 2>&1 | awk '/^Version/{print "dnsperf " $2}'); mailfountain at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
-	echo "server CPU: utime+stime of the server's processes over the run (/proc/PID/stat); rest: the machine's other busy CPU time"
+	echo "server CPU: utime+stime of the server's processes over the run (/proc/PID/stat); rest: the machine's other busy CPU time (other processes, and the kernel's interrupt work, loopback's included)"
 	echo
 	if [[ -s $work/results ]]; then
-		printf '%-13s %10s %10s %14s %8s %10s %9s %9s %9s\n' server queries/s server_cpu queries/cpu_s lost dnsperf_cpu rest_cpu noerror nxdomain
-		awk '{printf "%-13s %10.0f %10.2f %14.0f %8d %10.2f %9.2f %9d %9d\n", $1, $2, $3, ($3 > 0 ? $7/$3 : 0), $8, $4, $5-$3-$4, $9, $10}' "$work/results"
+		printf '%-13s %5s %10s %10s %14s %8s %10s %9s %9s %9s\n' server round queries/s server_cpu queries/cpu_s lost dnsperf_cpu rest_cpu noerror nxdomain
+		# A star: the run of the server compared below.
+		awk 'NR == FNR {best[$0] = 1; next} {printf "%-13s %4d%s %10.0f %10.2f %14.0f %8d %10.2f %9.2f %9d %9d\n", $1, $12, ($0 in best ? "*" : " "), $2, $3, ($3 > 0 ? $7/$3 : 0), $8, $4, $5-$3-$4, $9, $10}' "$work/best" "$work/results"
 		echo
 	fi
 	n=$(field nsd 2) k=$(field knot 2) m=$(field mailfountain 2)
@@ -371,13 +386,13 @@ mkdir -p bench/out
 	fi
 	# Other processes' share of the CPUs during each run, as a warning:
 	# queries/s suffers from it, queries per CPU-second much less.
-	[[ ! -s $work/results ]] || awk -v cpus="$(nproc)" '{other = $5-$3-$4; avail = cpus*$11
-		if (avail > 0 && other > 0.1*avail) printf "warning: other processes used %.0f%% of the CPUs during the %s run: its queries/s understates what it does on a quiet machine\n", 100*other/avail, $1 }' "$work/results"
+	[[ ! -s $work/results ]] || awk -v cpus="$(nproc)" '{other = $5-$3-$4; avail = cpus*$13
+		if (avail > 0 && other > 0.1*avail) printf "warning: other processes used %.0f%% of the CPUs during the %s run (round %d): its queries/s understates what it does on a quiet machine\n", 100*other/avail, $1, $12 }' "$work/results"
 	if grep -q '^swap' "$work/mailfountain/log" 2>/dev/null; then
-		awk -v lost="$(field mailfountain 8)" '/^swap serial/ {gsub(/:/, ""); ms[++n] = $4} /^swap: / {bad++}
-			END {printf "mailfountain: %d zone swaps during its run, %d failed; from the Publish to the new serial answered:", n + bad, bad
+		awk -v lost="$(awk '$1 == "mailfountain" {l += $8} END {print l + 0}' "$work/results")" '/^swap serial/ {gsub(/:/, ""); ms[++n] = $4} /^swap: / {bad++}
+			END {printf "mailfountain: %d zone swaps during its runs, %d failed; from the Publish to the new serial answered:", n + bad, bad
 				for (i = 1; i <= n; i++) printf " %s", ms[i]
-				printf " ms; queries lost over the run: %s (target: under 50 ms, none lost)\n", lost}' "$work/mailfountain/log"
+				printf " ms; queries lost over its runs: %s (target: under 50 ms, none lost)\n", lost}' "$work/mailfountain/log"
 	fi
 	echo
 	echo "every server checked first: each of the zone's $(cat "$work/checked" 2>/dev/null || echo '?') record sets published as its file says (bench/dns/serve -check),"
@@ -388,5 +403,5 @@ mkdir -p bench/out
 		echo "  $side: $(sed "s|$work/|\$WORK/|g" "$work/cmd-$side")"
 		echo "    server: $(sed "s|$work/|\$WORK/|g" "$work/server-$side")"
 	done
-	echo "rerun: HOSTS=$hosts QUERIES=$queries DURATION=$duration CLIENTS=$clients OUTSTANDING=$outstanding SWAPS=$swaps BENCH_SIDES='$sides' bash bench/dns.sh"
+	echo "rerun: HOSTS=$hosts QUERIES=$queries DURATION=$duration CLIENTS=$clients OUTSTANDING=$outstanding SWAPS=$swaps ROUNDS=$rounds BENCH_SIDES='$sides' bash bench/dns.sh"
 } | tee "$out"
