@@ -5,9 +5,10 @@
 // *Metrics is handed to what reports: the reconciler engine (Planned,
 // Applied), the daemon (DriftCorrected, Held, Unheld), the SMTP, IMAP and
 // POP3 servers (Session, Refused, Reply, Delivery), the authenticator
-// (Login), the outbound queue (Enqueued, Recipients, QueueSize) and the
+// (Login), the outbound queue (Enqueued, Recipients, QueueSize), the
 // outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused),
-// the DNS server's forwarding resolver (ForwardCache, ForwardExchange,
+// the DNS server (DNSQuery, DNSRateLimited, DNSZoneSwap, DNSTransfer,
+// DNSNotify) and its forwarding resolver (ForwardCache, ForwardExchange,
 // ForwardDiscarded).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
@@ -61,6 +62,15 @@
 //	mailfountain_dns_forward_exchanges_total{result}    counter    exchanges with an upstream resolver: result="ok", "servfail", "refused", "timeout", "error"
 //	mailfountain_dns_forward_exchange_duration_seconds  histogram  time of an exchange with an upstream resolver, whatever its result
 //	mailfountain_dns_forward_discarded_total            counter    datagrams discarded for not answering the query sent (another ID or question): forgeries or late answers
+//
+// The DNS server (runtime/dnsd; label transport: udp, tcp):
+//
+//	mailfountain_dns_queries_total{transport,rcode}    counter    queries by the rcode answered (noerror, nxdomain, refused, servfail, formerr, notimp, badvers, other) or "dropped" (not a query, rate limited, not sent)
+//	mailfountain_dns_rate_limited_total{action}        counter    responses over the rate limit (RRL): action="dropped" or "slipped" (sent truncated, TC=1)
+//	mailfountain_dns_zone_swaps_total                  counter    published zone sets indexed and swapped in
+//	mailfountain_dns_zone_swap_duration_seconds        histogram  time to index and swap in a zone set
+//	mailfountain_dns_transfers_total{result}           counter    zone transfers (AXFR, IXFR): result="allowed" or "refused"
+//	mailfountain_dns_notifies_total{result}            counter    NOTIFY to secondaries: result="acknowledged" or "failed" (after its retries)
 //
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
@@ -126,6 +136,10 @@ type Metrics struct {
 	fwdQueries, fwdExchanges    *prometheus.CounterVec
 	fwdDuration                 prometheus.Histogram
 	fwdDiscarded                prometheus.Counter
+	dnsQueries, dnsRateLimited  *prometheus.CounterVec
+	dnsSwaps                    prometheus.Counter
+	dnsSwapDuration             prometheus.Histogram
+	dnsTransfers, dnsNotifies   *prometheus.CounterVec
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -210,6 +224,23 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			Name: "mailfountain_dns_forward_discarded_total",
 			Help: "Datagrams the forwarding resolver discarded for not answering the query it sent (another ID or question).",
 		}),
+		dnsQueries: counter("mailfountain_dns_queries_total",
+			"DNS queries by transport (udp, tcp) and the rcode answered, or dropped.", "transport", "rcode"),
+		dnsRateLimited: counter("mailfountain_dns_rate_limited_total",
+			"DNS responses over the rate limit: dropped, or slipped (sent truncated).", "action"),
+		dnsSwaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_dns_zone_swaps_total",
+			Help: "Zone sets the DNS server indexed and swapped in.",
+		}),
+		dnsSwapDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailfountain_dns_zone_swap_duration_seconds",
+			Help:    "Time the DNS server took to index and swap in a zone set.",
+			Buckets: durationBuckets,
+		}),
+		dnsTransfers: counter("mailfountain_dns_transfers_total",
+			"Zone transfers, allowed (to a secondary) or refused.", "result"),
+		dnsNotifies: counter("mailfountain_dns_notifies_total",
+			"NOTIFY messages to secondaries: acknowledged, or failed after the retries.", "result"),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
@@ -218,6 +249,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.queueEnqueued, m.queueRecipients, m.queueMessages,
 		m.outConns, m.outRcpts, m.mtastsRefusals,
 		m.fwdQueries, m.fwdExchanges, m.fwdDuration, m.fwdDiscarded,
+		m.dnsQueries, m.dnsRateLimited, m.dnsSwaps, m.dnsSwapDuration, m.dnsTransfers, m.dnsNotifies,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -435,6 +467,49 @@ func (m *Metrics) ForwardDiscarded() {
 		return
 	}
 	m.fwdDiscarded.Inc()
+}
+
+// DNSQuery records a DNS query answered over transport with rcode, or
+// dropped (rcode "dropped").
+func (m *Metrics) DNSQuery(transport, rcode string) {
+	if m == nil {
+		return
+	}
+	m.dnsQueries.WithLabelValues(transport, rcode).Inc()
+}
+
+// DNSRateLimited records a DNS response over the rate limit, dropped or
+// slipped.
+func (m *Metrics) DNSRateLimited(action string) {
+	if m == nil {
+		return
+	}
+	m.dnsRateLimited.WithLabelValues(action).Inc()
+}
+
+// DNSZoneSwap records a zone set the DNS server swapped in.
+func (m *Metrics) DNSZoneSwap(took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.dnsSwaps.Inc()
+	m.dnsSwapDuration.Observe(took.Seconds())
+}
+
+// DNSTransfer records a zone transfer, allowed or refused.
+func (m *Metrics) DNSTransfer(result string) {
+	if m == nil {
+		return
+	}
+	m.dnsTransfers.WithLabelValues(result).Inc()
+}
+
+// DNSNotify records a NOTIFY to a secondary, acknowledged or failed.
+func (m *Metrics) DNSNotify(result string) {
+	if m == nil {
+		return
+	}
+	m.dnsNotifies.WithLabelValues(result).Inc()
 }
 
 // Handler answers with the metrics of the registry, in the format the

@@ -15,6 +15,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/daemon"
+	"mailfountain.dev/mailfountain/runtime/dnsd"
 	"mailfountain.dev/mailfountain/runtime/dnsd/forward"
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/metrics"
@@ -42,6 +43,7 @@ var (
 	_ queue.Metrics   = (*metrics.Metrics)(nil)
 	_ smtpout.Metrics = (*metrics.Metrics)(nil)
 	_ forward.Metrics = (*metrics.Metrics)(nil)
+	_ dnsd.Metrics    = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
@@ -152,6 +154,13 @@ func TestScrape(t *testing.T) {
 	m.ForwardExchange(forward.ExchangeOK, 20*time.Millisecond)
 	m.ForwardExchange(forward.ExchangeTimeout, 1500*time.Millisecond)
 	m.ForwardDiscarded()
+	m.DNSQuery(dnsd.UDP, "noerror")
+	m.DNSQuery(dnsd.UDP, "noerror")
+	m.DNSQuery(dnsd.TCP, "refused")
+	m.DNSRateLimited(dnsd.Slipped)
+	m.DNSZoneSwap(20 * time.Millisecond)
+	m.DNSTransfer(dnsd.Refused)
+	m.DNSNotify(dnsd.Acknowledged)
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -202,6 +211,14 @@ func TestScrape(t *testing.T) {
 		`mailfountain_dns_forward_exchange_duration_seconds_count`:                   2,
 		`mailfountain_dns_forward_exchange_duration_seconds_sum`:                     1.52,
 		`mailfountain_dns_forward_discarded_total`:                                   1,
+		`mailfountain_dns_queries_total{rcode="noerror",transport="udp"}`:            2,
+		`mailfountain_dns_queries_total{rcode="refused",transport="tcp"}`:            1,
+		`mailfountain_dns_rate_limited_total{action="slipped"}`:                      1,
+		`mailfountain_dns_zone_swaps_total`:                                          1,
+		`mailfountain_dns_zone_swap_duration_seconds_count`:                          1,
+		`mailfountain_dns_zone_swap_duration_seconds_sum`:                            0.02,
+		`mailfountain_dns_transfers_total{result="refused"}`:                         1,
+		`mailfountain_dns_notifies_total{result="acknowledged"}`:                     1,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -292,6 +309,11 @@ func TestNil(t *testing.T) {
 	m.OutboundConnection(true, false)
 	m.OutboundRecipient("relay", "temporary")
 	m.MTASTSRefused()
+	m.DNSQuery(dnsd.UDP, "noerror")
+	m.DNSRateLimited(dnsd.Dropped)
+	m.DNSZoneSwap(time.Millisecond)
+	m.DNSTransfer(dnsd.Allowed)
+	m.DNSNotify(dnsd.Failed)
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says

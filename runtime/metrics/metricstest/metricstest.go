@@ -13,7 +13,9 @@ import (
 // "refused pop3 <reason>", "reply mx 2xx", "delivery mx delivered",
 // "login smtp ok", "outbound connection opened tls", "outbound recipient
 // direct delivered", "outbound mta-sts refused", "forward cache hit",
-// "forward exchange ok", "forward discarded". Its zero value is ready;
+// "forward exchange ok", "forward discarded", "dns query udp noerror",
+// "dns rate limited slipped", "dns zone swap", "dns transfer allowed",
+// "dns notify acknowledged". Its zero value is ready;
 // it is safe for concurrent use.
 type Counts struct {
 	mu sync.Mutex
@@ -61,7 +63,12 @@ func (m *Counts) ForwardCache(result string) { m.add("forward cache %s", result)
 func (m *Counts) ForwardExchange(result string, took time.Duration) {
 	m.add("forward exchange %s", result)
 }
-func (m *Counts) ForwardDiscarded() { m.add("forward discarded") }
+func (m *Counts) ForwardDiscarded()                { m.add("forward discarded") }
+func (m *Counts) DNSQuery(transport, rcode string) { m.add("dns query %s %s", transport, rcode) }
+func (m *Counts) DNSRateLimited(action string)     { m.add("dns rate limited %s", action) }
+func (m *Counts) DNSZoneSwap(took time.Duration)   { m.add("dns zone swap") }
+func (m *Counts) DNSTransfer(result string)        { m.add("dns transfer %s", result) }
+func (m *Counts) DNSNotify(result string)          { m.add("dns notify %s", result) }
 
 // Counts returns a copy of the counts so far.
 func (m *Counts) Counts() map[string]int {
