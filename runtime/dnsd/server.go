@@ -31,6 +31,10 @@ type Metrics interface {
 	// lower case), or dropped ("dropped": not a query, or rate
 	// limited).
 	DNSQuery(transport, rcode string)
+	// Refused: a TCP connection was refused by a limit; service is
+	// "dns", reason connlimit's (connlimit.TooMany,
+	// connlimit.TooManyFromIP). The same as the other servers'.
+	Refused(service, reason string)
 	// DNSRateLimited: response rate limiting dropped a response
 	// ("dropped") or sent it truncated ("slipped").
 	DNSRateLimited(action string)
@@ -57,6 +61,7 @@ type noMetrics struct{}
 
 func (noMetrics) DNSQuery(string, string)   {}
 func (noMetrics) DNSRateLimited(string)     {}
+func (noMetrics) Refused(string, string)    {}
 func (noMetrics) DNSZoneSwap(time.Duration) {}
 func (noMetrics) DNSTransfer(string)        {}
 func (noMetrics) DNSNotify(string)          {}

@@ -186,6 +186,7 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
 		src := connlimit.AddrOf(c.RemoteAddr())
 		if reason := s.tcpConns.Admit(src); reason != "" {
 			s.log.Debug("DNS connection refused", "client", src, "reason", reason)
+			s.met.Refused("dns", reason)
 			c.Close()
 			continue
 		}

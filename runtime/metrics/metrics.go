@@ -32,7 +32,8 @@
 //	mailfountain_versions_held_total    counter  edits held
 //
 // Servers (label service: mx, submission, submissions, imap, imaps, pop3,
-// pop3s; SMTP's "mx" is the daemon's --smtp listener):
+// pop3s, and dns for its TCP connections refused; SMTP's "mx" is the
+// daemon's --smtp listener):
 //
 //	mailfountain_sessions_total{service}                    counter  connections admitted
 //	mailfountain_connections_refused_total{service,limit}   counter  connections refused by a limit: limit="total" (the server's pool is full) or "per_address" (the client address has its share)
