@@ -237,17 +237,19 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, src netip.Addr) {
 			resp = s.recurse(ctx, req)
 		}
 		if err := s.writeTCP(c, req, resp, end, out); err != nil {
+			s.met.DNSQuery(TCP, Dropped)
 			return
 		}
+		s.met.DNSQuery(TCP, rcodeName(resp.Rcode))
 	}
 }
 
-// writeTCP sends one message with its length.
+// writeTCP sends one message with its length. The caller counts the
+// query: a transfer is one, of many messages.
 func (s *Server) writeTCP(c net.Conn, req *request, resp *dns.Msg, end time.Time, buf []byte) error {
 	msg := s.finish(req, resp, buf[2:])
 	if msg == nil {
-		s.met.DNSQuery(TCP, Dropped)
-		return nil
+		return errors.New("cannot pack the response")
 	}
 	if &msg[0] != &buf[2] {
 		// PackBuffer chose another buffer.
@@ -255,11 +257,8 @@ func (s *Server) writeTCP(c net.Conn, req *request, resp *dns.Msg, end time.Time
 	}
 	binary.BigEndian.PutUint16(buf, uint16(len(msg)))
 	c.SetWriteDeadline(earliest(time.Now().Add(s.cfg.TCPWriteTimeout), end))
-	if _, err := c.Write(buf[:2+len(msg)]); err != nil {
-		return err
-	}
-	s.met.DNSQuery(TCP, rcodeName(resp.Rcode))
-	return nil
+	_, err := c.Write(buf[:2+len(msg)])
+	return err
 }
 
 // transferChunk is the uncompressed size of a transfer's message, well
@@ -273,9 +272,11 @@ func (s *Server) transfer(c net.Conn, ix *index, req *request, end time.Time, bu
 	if z == nil || req.msg.Question[0].Qclass != dns.ClassINET || !slices.Contains(z.secondaries, req.src) {
 		s.met.DNSTransfer(Refused)
 		s.log.Info("zone transfer refused", "client", req.src, "zone", req.qname)
+		s.met.DNSQuery(TCP, rcodeName(dns.RcodeRefused))
 		return s.writeTCP(c, req, reply(req.msg, dns.RcodeRefused), end, buf)
 	}
 	s.met.DNSTransfer(Allowed)
+	s.met.DNSQuery(TCP, rcodeName(dns.RcodeSuccess))
 	soa := z.records[0]
 	if req.msg.Question[0].Qtype == dns.TypeIXFR && len(req.msg.Ns) == 1 {
 		// A secondary that is up to date gets our SOA alone (RFC 1995 2).

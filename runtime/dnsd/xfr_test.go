@@ -88,7 +88,9 @@ func TestTransfer(t *testing.T) {
 		})
 	}
 	got := e.met.Counts()
-	if got["dns transfer allowed"] != 3 || got["dns transfer refused"] != 3 {
+	// A transfer is one query, of however many messages.
+	if got["dns transfer allowed"] != 3 || got["dns transfer refused"] != 3 ||
+		got["dns query tcp noerror"] != 3 || got["dns query tcp refused"] != 3 {
 		t.Errorf("metrics: %v", got)
 	}
 }
