@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mailfountain.dev/mailfountain/runtime/dnszone"
 )
 
 // rawUDP sends raw from src and returns the answer, or nil if none
@@ -244,5 +247,45 @@ func TestServeStops(t *testing.T) {
 	}
 	if _, err := pc.WriteTo([]byte{0}, pc.LocalAddr()); err == nil {
 		t.Error("the PacketConn is still open")
+	}
+}
+
+// TestAnswerFromQueriedAddress: a socket bound to every address answers
+// from the address it was asked at (here 127.0.0.5, not 127.0.0.1, which
+// the kernel would pick): a client takes no answer from another address.
+func TestAnswerFromQueriedAddress(t *testing.T) {
+	t.Parallel()
+	live := &dnszone.Live{}
+	live.Publish(testSet(t, serial, false))
+	s := New(Config{Zones: live, RRL: &RRL{}})
+	for _, bind := range []struct{ network, addr string }{{"udp4", "0.0.0.0:0"}, {"udp", "[::]:0"}} {
+		t.Run(bind.addr, func(t *testing.T) {
+			pc, err := net.ListenPacket(bind.network, bind.addr)
+			if err != nil {
+				t.Skipf("no %s socket here: %v", bind.addr, err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.ServeUDP(ctx, pc) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			port := pc.LocalAddr().(*net.UDPAddr).Port
+			for _, to := range []string{"127.0.0.1", "127.0.0.5"} {
+				m := new(dns.Msg)
+				m.SetQuestion("mail.ma-societe.fr.", dns.TypeA)
+				cl := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+				r, _, err := cl.Exchange(m, net.JoinHostPort(to, strconv.Itoa(port)))
+				if err != nil {
+					t.Fatalf("asked at %s: %v", to, err)
+				}
+				if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+					t.Errorf("asked at %s: %v", to, r)
+				}
+			}
+		})
 	}
 }

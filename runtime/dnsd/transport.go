@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 )
@@ -54,10 +56,51 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 type udpPeer struct {
 	ap   netip.AddrPort
 	addr net.Addr
+	// oob, for a socket bound to every address, sends the answer from
+	// the address the query came to.
+	oob []byte
+}
+
+// pktinfo asks the kernel for the destination address of each datagram
+// when uc is bound to every address (0.0.0.0, ::): a box with several
+// addresses must answer from the one it was asked at, or the client
+// drops the answer.
+func pktinfo(uc *net.UDPConn) bool {
+	la, ok := uc.LocalAddr().(*net.UDPAddr)
+	if !ok || !la.IP.IsUnspecified() {
+		return false
+	}
+	// A socket of either family takes one of the two; a dual-stack one
+	// both.
+	err6 := ipv6.NewPacketConn(uc).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+	err4 := ipv4.NewPacketConn(uc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+	return err6 == nil || err4 == nil
+}
+
+// replyOOB is the control message that sends an answer from the
+// destination of the query that brought oob; nil if it holds none.
+func replyOOB(oob []byte) []byte {
+	var cm6 ipv6.ControlMessage
+	if cm6.Parse(oob) == nil && cm6.Dst != nil {
+		if cm6.Dst.To4() == nil {
+			return (&ipv6.ControlMessage{Src: cm6.Dst, IfIndex: cm6.IfIndex}).Marshal()
+		}
+		return (&ipv4.ControlMessage{Src: cm6.Dst}).Marshal()
+	}
+	var cm4 ipv4.ControlMessage
+	if cm4.Parse(oob) == nil && cm4.Dst != nil {
+		return (&ipv4.ControlMessage{Src: cm4.Dst}).Marshal()
+	}
+	return nil
 }
 
 func (s *Server) readUDP(ctx context.Context, pc net.PacketConn, wg *sync.WaitGroup) error {
 	uc, _ := pc.(*net.UDPConn)
+	var oob []byte
+	if uc != nil && pktinfo(uc) {
+		oob = make([]byte, len(ipv4.NewControlMessage(ipv4.FlagDst|ipv4.FlagInterface))+
+			len(ipv6.NewControlMessage(ipv6.FlagDst|ipv6.FlagInterface)))
+	}
 	in := make([]byte, dns.MaxMsgSize)
 	out := make([]byte, dns.MaxMsgSize)
 	for {
@@ -66,7 +109,13 @@ func (s *Server) readUDP(ctx context.Context, pc net.PacketConn, wg *sync.WaitGr
 			peer udpPeer
 			err  error
 		)
-		if uc != nil {
+		if oob != nil {
+			var oobn int
+			n, oobn, _, peer.ap, err = uc.ReadMsgUDPAddrPort(in, oob)
+			if err == nil {
+				peer.oob = replyOOB(oob[:oobn])
+			}
+		} else if uc != nil {
 			n, peer.ap, err = uc.ReadFromUDPAddrPort(in)
 		} else {
 			n, peer.addr, err = pc.ReadFrom(in)
@@ -137,9 +186,12 @@ func (s *Server) sendUDP(pc net.PacketConn, uc *net.UDPConn, peer udpPeer, req *
 		return
 	}
 	var err error
-	if uc != nil {
+	switch {
+	case peer.oob != nil:
+		_, _, err = uc.WriteMsgUDPAddrPort(out, peer.oob, peer.ap)
+	case uc != nil:
 		_, err = uc.WriteToUDPAddrPort(out, peer.ap)
-	} else {
+	default:
 		_, err = pc.WriteTo(out, peer.addr)
 	}
 	if err != nil {
