@@ -70,3 +70,20 @@ func FuzzServe(f *testing.F) {
 		}
 	})
 }
+
+// handle answers one query that is not a transfer, recursion included,
+// as serveConn does: the response packed in buf, or nil to drop the
+// query.
+func (s *Server) handle(ctx context.Context, ix *index, raw []byte, src netip.Addr, tcp bool, buf []byte) ([]byte, *dns.Msg) {
+	req, resp := s.parse(raw, src, tcp, ix)
+	if req == nil {
+		return nil, nil
+	}
+	if resp == nil {
+		resp = s.respond(ix, req)
+	}
+	if resp == nil {
+		resp = s.recurse(ctx, req)
+	}
+	return s.finish(req, resp, buf), resp
+}

@@ -29,11 +29,13 @@ type RRL struct {
 	MaxEntries int
 }
 
-// DefaultRRL is the limiting of a Config without RRL.
-var DefaultRRL = RRL{Rate: 20, Slip: 2}
-
-// DefaultRRLEntries bounds the tracked responses: about 10 MB.
-const DefaultRRLEntries = 100_000
+// The limiting of a Config without RRL, and the bound of MaxEntries
+// (about 10 MB).
+const (
+	DefaultRRLRate    = 20
+	DefaultRRLSlip    = 2
+	DefaultRRLEntries = 100_000
+)
 
 // What the limiter says of a response.
 type verdict int

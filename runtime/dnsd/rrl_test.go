@@ -68,9 +68,13 @@ func TestRRL(t *testing.T) {
 func TestRRLDefaults(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1e9, 0)
-	l := newLimiter(DefaultRRL, func() time.Time { return now })
+	def := RRL{Rate: DefaultRRLRate, Slip: DefaultRRLSlip}
+	l := newLimiter(def, func() time.Time { return now })
 	if l.applies(wanClient) || !l.applies(netip.MustParseAddr("192.0.2.7")) || !l.applies(netip.MustParseAddr("2001:db8::7")) {
 		t.Error("default: loopback limited, or others not")
+	}
+	if got := New(Config{}).rrl.cfg; got.Rate != DefaultRRLRate || got.Slip != DefaultRRLSlip || got.Loopback {
+		t.Errorf("New without RRL: %+v", got)
 	}
 	if off := newLimiter(RRL{}, time.Now); off.applies(netip.MustParseAddr("192.0.2.7")) {
 		t.Error("Rate 0 limits")
@@ -86,19 +90,19 @@ func TestRRLDefaults(t *testing.T) {
 		}
 		return
 	}
-	if got := count("192.0.2.7", "192.0.2.200"); got != DefaultRRL.Rate {
-		t.Errorf("one /24: %d sent, want %d", got, DefaultRRL.Rate)
+	if got := count("192.0.2.7", "192.0.2.200"); got != def.Rate {
+		t.Errorf("one /24: %d sent, want %d", got, def.Rate)
 	}
-	if got := count("192.0.3.7"); got != DefaultRRL.Rate {
-		t.Errorf("another /24: %d sent, want %d", got, DefaultRRL.Rate)
+	if got := count("192.0.3.7"); got != def.Rate {
+		t.Errorf("another /24: %d sent, want %d", got, def.Rate)
 	}
-	if got := count("2001:db8:0:1::1", "2001:db8:0:ff::1"); got != DefaultRRL.Rate {
-		t.Errorf("one /56: %d sent, want %d", got, DefaultRRL.Rate)
+	if got := count("2001:db8:0:1::1", "2001:db8:0:ff::1"); got != def.Rate {
+		t.Errorf("one /56: %d sent, want %d", got, def.Rate)
 	}
 	// A second later, a second's worth again.
 	now = now.Add(time.Second)
-	if got := count("192.0.2.7"); got != DefaultRRL.Rate {
-		t.Errorf("a second later: %d sent, want %d", got, DefaultRRL.Rate)
+	if got := count("192.0.2.7"); got != def.Rate {
+		t.Errorf("a second later: %d sent, want %d", got, def.Rate)
 	}
 }
 

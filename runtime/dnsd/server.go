@@ -97,7 +97,7 @@ type Config struct {
 	// transfers and NOTIFY.
 	Metrics Metrics
 	// RRL is the response rate limiting of clients outside the LAN over
-	// UDP; nil takes DefaultRRL.
+	// UDP; nil takes DefaultRRLRate and DefaultRRLSlip.
 	RRL *RRL
 
 	// UDPSize is the largest UDP response, the EDNS0 payload size the
@@ -155,8 +155,7 @@ func New(cfg Config) *Server {
 		cfg.Metrics = noMetrics{}
 	}
 	if cfg.RRL == nil {
-		d := DefaultRRL
-		cfg.RRL = &d
+		cfg.RRL = &RRL{Rate: DefaultRRLRate, Slip: DefaultRRLSlip}
 	}
 	setDefault(&cfg.UDPSize, DefaultUDPSize)
 	cfg.UDPSize = min(max(cfg.UDPSize, dns.MinMsgSize), dns.MaxMsgSize)

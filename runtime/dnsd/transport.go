@@ -202,22 +202,6 @@ func (s *Server) sendUDP(pc net.PacketConn, uc *net.UDPConn, peer udpPeer, req *
 	s.met.DNSQuery(UDP, rcodeName(resp.Rcode))
 }
 
-// handle answers one query that is not a transfer, recursion included:
-// the response packed in buf, or nil to drop the query.
-func (s *Server) handle(ctx context.Context, ix *index, raw []byte, src netip.Addr, tcp bool, buf []byte) ([]byte, *dns.Msg) {
-	req, resp := s.parse(raw, src, tcp, ix)
-	if req == nil {
-		return nil, nil
-	}
-	if resp == nil {
-		resp = s.respond(ix, req)
-	}
-	if resp == nil {
-		resp = s.recurse(ctx, req)
-	}
-	return s.finish(req, resp, buf), resp
-}
-
 // ServeTCP answers the connections that come to ln until ctx is done,
 // then closes ln and them, and returns once their goroutines are done.
 func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
