@@ -289,3 +289,36 @@ func TestAnswerFromQueriedAddress(t *testing.T) {
 		})
 	}
 }
+
+// wrappedConn is a PacketConn that is not a *net.UDPConn.
+type wrappedConn struct{ net.PacketConn }
+
+// TestServeUDPAnyPacketConn: a PacketConn other than *net.UDPConn is
+// served one datagram at a time.
+func TestServeUDPAnyPacketConn(t *testing.T) {
+	t.Parallel()
+	live := &dnszone.Live{}
+	live.Publish(testSet(t, serial, false))
+	s := New(Config{Zones: live})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeUDP(ctx, wrappedConn{pc}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, name := range []string{"mail.ma-societe.fr.", "web.ma-societe.fr."} {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, pc.LocalAddr().String())
+		if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			t.Errorf("%s: %v %v", name, r, err)
+		}
+	}
+}
