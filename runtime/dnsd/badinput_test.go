@@ -165,6 +165,18 @@ func TestTCPLimits(t *testing.T) {
 		}
 		return err
 	}
+	// released waits until the server has let go of the connections
+	// of the previous steps.
+	released := func(t *testing.T) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for e.srv.tcpConns.Open() > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections still counted", e.srv.tcpConns.Open())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	t.Run("queries per connection", func(t *testing.T) {
 		c := dial()
 		for i := range 3 {
@@ -177,8 +189,7 @@ func TestTCPLimits(t *testing.T) {
 		}
 	})
 	t.Run("connections per address", func(t *testing.T) {
-		// Once the previous connections are released.
-		time.Sleep(100 * time.Millisecond)
+		released(t)
 		a, b := dial(), dial()
 		if err := ask(a); err != nil {
 			t.Fatal(err)
@@ -196,7 +207,7 @@ func TestTCPLimits(t *testing.T) {
 		b.Close()
 	})
 	t.Run("idle", func(t *testing.T) {
-		time.Sleep(100 * time.Millisecond)
+		released(t)
 		c := dial()
 		start := time.Now()
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
