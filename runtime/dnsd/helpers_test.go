@@ -102,6 +102,17 @@ func newEnv(t *testing.T, cfg Config, set *dnszone.Set) *env {
 	}
 	cfg.Zones = e.live
 	cfg.Metrics = e.met
+	if cfg.NotifyPort == 0 {
+		// The zone's secondary is 127.0.0.1: its NOTIFYs go to a port
+		// of the test's that never answers, not to whatever listens on
+		// port 53.
+		sink, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sink.Close() })
+		cfg.NotifyPort = uint16(sink.LocalAddr().(*net.UDPAddr).Port)
+	}
 	if cfg.RRL == nil {
 		cfg.RRL = &RRL{} // off: the tests send many queries from one address
 	}
