@@ -26,10 +26,8 @@
 #   knot          Knot, one UDP worker (udp-workers: 1), one TCP worker,
 #                 one background worker; no module (so no RRL);
 #   mailfountain  bench/dns/serve: the zone file loaded into a
-#                 dnszone.Live and served by runtime/dnsd. runtime/dnsd is
-#                 written in another branch: the program's serving part is
-#                 built with the tag "dnsd" (go build -tags dnsd); while
-#                 that does not build, this side is skipped with a message.
+#                 dnszone.Live and served by runtime/dnsd, the daemon's
+#                 DNS server.
 # During MailFountain's run, its zone is swapped SWAPS times, evenly spaced
 # (SIGHUP: bench/dns/serve publishes the zone again with the next serial):
 # each swap's time, from the Publish to the first answer with the new
@@ -103,14 +101,6 @@ if [[ -z ${MFBENCH_NS:-} ]]; then
 	trap cleanup_ns EXIT
 	trap 'exit 130' INT TERM
 	go build -o "$work/serve" ./bench/dns/serve
-	# MailFountain's server is there once runtime/dnsd is (see
-	# bench/dns/serve/dnsd.go).
-	if go build -tags dnsd -o "$work/serve-dnsd" ./bench/dns/serve 2>"$work/dnsd-build.err"; then
-		echo "== bench/dns/serve built with runtime/dnsd" >&2
-	else
-		echo "== bench/dns/serve does not build with -tags dnsd (runtime/dnsd not there yet?): the mailfountain side is skipped" >&2
-		sed 's/^/   /' "$work/dnsd-build.err" | head -5 >&2
-	fi
 
 	# The zone. The DKIM keys are real keys' public halves, made here.
 	ed=$(openssl genpkey -algorithm ed25519 2>/dev/null | openssl pkey -pubout -outform DER 2>/dev/null | tail -c 32 | base64 -w0)
@@ -251,7 +241,7 @@ server_start() {
 		server_cmd=(knotd -c "$dir/knot.conf")
 		;;
 	mailfountain)
-		server_cmd=("$work/serve-dnsd" -zone "$work/zone.db" -origin "$origin" -listen "$addr:53")
+		server_cmd=("$work/serve" -zone "$work/zone.db" -origin "$origin" -listen "$addr:53")
 		;;
 	esac
 	"${server_cmd[@]}" >>"$server_log" 2>&1 &
@@ -335,14 +325,7 @@ measure() {
 for ((round = 1; round <= rounds; round++)); do
 	for side in $sides; do
 		case $side in
-		nsd | knot) measure "$side" "$round" ;;
-		mailfountain)
-			if [[ -x $work/serve-dnsd ]]; then
-				measure "$side" "$round"
-			elif ((round == 1)); then
-				echo "mailfountain: skipped (bench/dns/serve without runtime/dnsd)" >&2
-			fi
-			;;
+		nsd | knot | mailfountain) measure "$side" "$round" ;;
 		*) fail "unknown side $side (nsd, knot, mailfountain)" ;;
 		esac
 	done
@@ -382,7 +365,7 @@ mkdir -p bench/out
 		done
 		echo "target: at least NSD's, aiming at Knot's"
 	else
-		echo "mailfountain: not measured (bench/dns/serve built without runtime/dnsd)"
+		echo "mailfountain: not measured"
 	fi
 	# Other processes' share of the CPUs during each run, as a warning:
 	# queries/s suffers from it, queries per CPU-second much less.

@@ -1,11 +1,3 @@
-//go:build dnsd
-
-// MailFountain's DNS server, runtime/dnsd, is written in another branch
-// (issue 11, piece A of its plan) against the API used here: New(Config{
-// Zones}), Run, ServeUDP, ServeTCP. This file is built only with the tag
-// "dnsd" (bench/dns.sh tries it) so that the bench builds before the
-// package exists; once runtime/dnsd is on main, drop the tag here and
-// nodnsd.go.
 package main
 
 import (
