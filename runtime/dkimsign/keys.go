@@ -120,13 +120,14 @@ func (k Keys) Records() ([]TXT, error) {
 			pub = key.Signer.Public().(ed25519.PublicKey)
 		}
 		text := "v=DKIM1; k=" + key.Algorithm + "; p=" + base64.StdEncoding.EncodeToString(pub)
-		out = append(out, TXT{Name: key.Selector + "._domainkey." + k.Domain, Strings: splitTXT(text)})
+		out = append(out, TXT{Name: key.Selector + "._domainkey." + k.Domain, Strings: SplitTXT(text)})
 	}
 	return out, nil
 }
 
-// splitTXT cuts s in DNS character-strings (255 bytes at most each).
-func splitTXT(s string) []string {
+// SplitTXT cuts s in DNS character-strings (255 bytes at most each), as
+// a TXT record longer than 255 bytes must be written.
+func SplitTXT(s string) []string {
 	var out []string
 	for len(s) > 255 {
 		out = append(out, s[:255])
