@@ -27,7 +27,6 @@ const (
 	SectionNetwork  = "network"
 	SectionFirewall = "firewall"
 	SectionDHCP     = "dhcp"
-	SectionDNS      = "dns"
 )
 
 // ReasonNoReconciler is what plan and status say of a changed field that
@@ -55,7 +54,6 @@ func NotApplied() []Unowned {
 		netlink = "the network reconciler (netlink) does not exist yet: the box's ports are configured outside MailFountain"
 		nft     = "the firewall reconciler (nftables) does not exist yet: no port is forwarded"
 		dhcpd   = "the built-in DHCP server and its reconciler do not exist yet"
-		dnsd    = "the built-in DNS server and its reconciler do not exist yet: no zone is served"
 	)
 	return []Unowned{
 		{"system.timezone", SectionSystem, "the time zone of the box's clock; nothing sets it yet (the servers write times in UTC)"},
@@ -70,14 +68,6 @@ func NotApplied() []Unowned {
 		{"network.dhcp.end", SectionDHCP, dhcpd},
 
 		{"network.forwards", SectionFirewall, nft},
-
-		{"domains[].dns.delegated", SectionDNS, dnsd},
-		{"domains[].dns.hosts", SectionDNS, dnsd},
-		{"domains[].dns.nameservers", SectionDNS, dnsd},
-		{"domains[].dns.secondaries", SectionDNS, dnsd},
-		{"domains[].dns.ttl", SectionDNS, dnsd},
-		{"domains[].dns.dmarc", SectionDNS, dnsd},
-		{"network.public_address", SectionDNS, dnsd},
 	}
 }
 

@@ -7,13 +7,15 @@ import (
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
+	"mailfountain.dev/mailfountain/reconcilers/dns"
 	"mailfountain.dev/mailfountain/reconcilers/mail"
+	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/schema"
 )
 
 // theBox is the reconcilers the box runs; Owns and Reads need no store.
 func theBox() []reconcilers.Reconciler {
-	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil)}
+	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil), network.New(nil, network.Host{}, nil), dns.New("", nil, nil)}
 }
 
 // owner is a fake that owns and reads what it is told.
@@ -167,10 +169,11 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 			},
 		},
 		{
+			// The DNS reconciler applies them.
 			name: "a domain's hosts",
 			old:  base,
 			new:  strings.Replace(base, "192.0.2.1", "192.0.2.2", 1),
-			want: []string{"not applied: domains[a.example].dns.hosts — no reconciler yet (dns)"},
+			want: []string{},
 		},
 		{
 			// The mail reconciler applies the outbound settings.
@@ -194,12 +197,6 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 				"not applied: network.forwards[tcp/8080].protocol — no reconciler yet (firewall)",
 				"not applied: network.forwards[tcp/8080].to — no reconciler yet (firewall)",
 				"not applied: network.forwards[tcp/8080].to_port — no reconciler yet (firewall)",
-				"not applied: domains[a.example].dns.delegated — no reconciler yet (dns)",
-				"not applied: domains[a.example].dns.hosts — no reconciler yet (dns)",
-				"not applied: domains[a.example].dns.ttl.a — no reconciler yet (dns)",
-				"not applied: domains[a.example].dns.ttl.mx — no reconciler yet (dns)",
-				"not applied: domains[a.example].dns.ttl.txt — no reconciler yet (dns)",
-				"not applied: domains[a.example].dns.dmarc — no reconciler yet (dns)",
 			},
 		},
 	} {

@@ -16,7 +16,10 @@ import (
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
+	"mailfountain.dev/mailfountain/reconcilers/dns"
 	"mailfountain.dev/mailfountain/reconcilers/mail"
+	"mailfountain.dev/mailfountain/reconcilers/network"
+	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
 )
@@ -28,7 +31,14 @@ type Env struct {
 	// Settings are the mail servers' settings: the mail reconciler loads
 	// the applied ones into it when built, and publishes to it.
 	Settings *mailconf.Live
-	Logger   *slog.Logger
+	// Zones is what the DNS server serves: the DNS reconciler publishes
+	// the zones on disk to it when built, and every apply after. Nil
+	// when no server runs (mfapply without the daemon).
+	Zones *dnszone.Live
+	// Host is what the network reconciler reads of the host; the zero
+	// Host reads the one this runs on (network.SystemHost).
+	Host   network.Host
+	Logger *slog.Logger
 }
 
 // Entry is one reconciler of the box.
@@ -46,7 +56,27 @@ func Entries() []Entry {
 	return []Entry{
 		{Name: accounts.Name, New: newAccounts},
 		{Name: mail.Name, New: newMail},
+		{Name: network.Name, New: newNetwork},
+		{Name: dns.Name, New: newDNS},
 	}
+}
+
+func newNetwork(_ context.Context, env Env) (reconcilers.Reconciler, error) {
+	host := env.Host
+	if host.RouteAddress == nil || host.Resolvers == nil {
+		host = network.SystemHost()
+	}
+	return network.New(env.Store, host, env.Logger), nil
+}
+
+// newDNS builds the DNS reconciler and hands the server the zones it
+// last wrote, so that it serves them from the start.
+func newDNS(ctx context.Context, env Env) (reconcilers.Reconciler, error) {
+	r := dns.New(dns.Dir(env.Store.Dir()), env.Zones, env.Logger)
+	if err := r.LoadZones(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func newAccounts(_ context.Context, env Env) (reconcilers.Reconciler, error) {

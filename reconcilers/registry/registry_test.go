@@ -46,7 +46,7 @@ func TestRegistryBuilds(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"accounts", "mail"}; !slices.Equal(order, want) {
+	if want := []string{"accounts", "mail", "network", "dns"}; !slices.Equal(order, want) {
 		t.Errorf("order %q, want %q", order, want)
 	}
 }
@@ -71,7 +71,7 @@ func TestRegistryWithExtra(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.Order(), []string{"accounts", "mail", "late"}; !slices.Equal(got, want) {
+	if got, want := e.Order(), []string{"accounts", "mail", "network", "dns", "late"}; !slices.Equal(got, want) {
 		t.Fatalf("order %q, want %q", got, want)
 	}
 	_, err = registry.Build(ctx, env(t), reconcilers.Config{}, reconcilers.Spec{Reconciler: extra{"late"}, After: []string{"dhcp"}})

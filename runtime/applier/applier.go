@@ -21,6 +21,7 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/registry"
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
+	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
@@ -98,11 +99,19 @@ type Option func(*options)
 type options struct {
 	observer reconcilers.Observer
 	extra    []reconcilers.Spec
+	zones    *dnszone.Live
 }
 
 // WithObserver has the engine tell obs of every plan and apply attempt.
 func WithObserver(obs reconcilers.Observer) Option {
 	return func(o *options) { o.observer = obs }
+}
+
+// WithZones has the DNS reconciler publish what the DNS server serves
+// to zones: the zones on disk from Open on, then those of every apply.
+// Without it (mfapply without the daemon) the zones are only written.
+func WithZones(zones *dnszone.Live) Option {
+	return func(o *options) { o.zones = zones }
 }
 
 // WithReconcilers adds reconcilers after the registry's, where their
@@ -131,7 +140,7 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 		return nil, fmt.Errorf("open applier: %w", err)
 	}
 	settings := &mailconf.Live{}
-	env := registry.Env{Store: st, Settings: settings, Logger: logger}
+	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, Logger: logger}
 	engine, err := registry.Build(ctx, env, reconcilers.Config{Logger: logger, Observer: o.observer}, o.extra...)
 	if err != nil {
 		st.Close()
