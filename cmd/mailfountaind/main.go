@@ -43,6 +43,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
+	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/supervisor"
 )
 
@@ -181,7 +182,8 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	defer closeMetrics()
 
-	var opts []applier.Option
+	zones := &dnszone.Live{}
+	opts := []applier.Option{applier.WithZones(zones)}
 	if m != nil {
 		opts = append(opts, applier.WithObserver(m))
 	}
@@ -199,7 +201,7 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	defer ctl.Close()
 
-	deps := &mailDeps{app: app, metrics: m, logger: logger}
+	deps := &mailDeps{app: app, metrics: m, logger: logger, zones: zones}
 	out, err := openOutbound(ctx, o, app, &injector{server: deps.injectServer, log: logger.With("component", "queue")}, m, logger)
 	if err != nil {
 		return err

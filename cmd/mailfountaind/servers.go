@@ -10,6 +10,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/auth"
+	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"mailfountain.dev/mailfountain/runtime/maildir"
@@ -142,6 +143,9 @@ type mailDeps struct {
 	// the mail for other domains, and SRS reverses bounces to forwarded
 	// mail.
 	out *outbound
+	// zones is what the DNS reconciler publishes for the DNS server to
+	// serve (the zones on disk from the start, then each apply's).
+	zones *dnszone.Live
 
 	mu    sync.Mutex
 	ready bool

@@ -45,6 +45,10 @@ func Dir(dataDir string) string { return filepath.Join(dataDir, DirName) }
 const (
 	zonesDir     = "zones"     // served: the delegated domains, with their serial
 	registrarDir = "registrar" // not served: what the registrar must have (serial 0)
+	// retiredDir keeps the last zone of a domain no longer served, so
+	// that its serial still grows if it is served again (secondaries
+	// keep the old one).
+	retiredDir = "retired"
 )
 
 // LocalName is the name the LAN view answers with the box's LAN address
@@ -95,6 +99,8 @@ type stored struct {
 
 type live struct {
 	zones, registrar map[string]stored // by domain
+	// retired are the serials of the zones no longer served, by domain.
+	retired map[string]uint32
 	// lan is the LAN view being served; nil without a server.
 	lan *dnszone.LAN
 }
@@ -110,6 +116,9 @@ func (l *live) Fingerprint() string {
 			fmt.Fprintf(&b, "%s/%s %d %s %v\n", kind.name, d, s.zone.Serial, s.hash, s.err)
 		}
 	}
+	for _, d := range slices.Sorted(maps.Keys(l.retired)) {
+		fmt.Fprintf(&b, "%s/%s %d\n", retiredDir, d, l.retired[d])
+	}
 	if l.lan != nil {
 		fmt.Fprintf(&b, "lan %s\n", describeLAN(*l.lan))
 	}
@@ -124,6 +133,9 @@ func (r *Reconciler) Observe(context.Context) (reconcilers.Live, error) {
 		return nil, err
 	}
 	if l.registrar, err = r.readDir(registrarDir); err != nil {
+		return nil, err
+	}
+	if l.retired, err = r.readRetired(); err != nil {
 		return nil, err
 	}
 	if r.live != nil {
@@ -161,6 +173,31 @@ func (r *Reconciler) readDir(sub string) (map[string]stored, error) {
 			continue
 		}
 		out[domain] = stored{zone: z, hash: z.ContentHash()}
+	}
+	return out, nil
+}
+
+// readRetired reads the serials of the retired zones, from their first
+// line.
+func (r *Reconciler) readRetired() (map[string]uint32, error) {
+	out := map[string]uint32{}
+	ents, err := os.ReadDir(filepath.Join(r.dir, retiredDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("observe dns zones: %w", err)
+	}
+	for _, e := range ents {
+		domain, ok := strings.CutSuffix(e.Name(), ".zone")
+		if !ok || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+			continue
+		}
+		text, err := os.ReadFile(filepath.Join(r.dir, retiredDir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("observe dns zones: %w", err)
+		}
+		out[domain] = lastSerial(string(text))
 	}
 	return out, nil
 }
@@ -273,7 +310,8 @@ func (r *Reconciler) Plan(ctx context.Context, observed reconcilers.Live, desire
 		if exists && old.hash == z.ContentHash() {
 			continue
 		}
-		c := reconcilers.Change{Op: reconcilers.Create, Resource: what, Payload: writeZone{domain: name, zone: z, registrar: registrar, prev: old.zone.Serial}}
+		prev := max(old.zone.Serial, l.retired[name])
+		c := reconcilers.Change{Op: reconcilers.Create, Resource: what, Payload: writeZone{domain: name, zone: z, registrar: registrar, prev: prev}}
 		if exists {
 			c.Op = reconcilers.Update
 		}
@@ -439,8 +477,7 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 				return fmt.Errorf("apply %s: %w", c.Resource, err)
 			}
 		case removeZone:
-			err := os.Remove(r.path(p.registrar, p.domain))
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := r.remove(p); err != nil {
 				return fmt.Errorf("apply %s: %w", c.Resource, err)
 			}
 			r.log.Info("dns zone file removed", "domain", p.domain, "registrar", p.registrar)
@@ -464,6 +501,28 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 		r.log.Info("dns lan view published", "lan", describeLAN(lan))
 	}
 	return nil
+}
+
+// remove removes the file of a domain: a served zone is moved to the
+// retired ones, the registrar's records are deleted.
+func (r *Reconciler) remove(p removeZone) error {
+	from := r.path(p.registrar, p.domain)
+	var err error
+	if p.registrar {
+		err = os.Remove(from)
+	} else {
+		to := filepath.Join(r.dir, retiredDir, p.domain+".zone")
+		if err = os.MkdirAll(filepath.Dir(to), 0o755); err == nil {
+			err = os.Rename(from, to)
+		}
+		if err == nil {
+			err = safeio.SyncDir(filepath.Dir(to))
+		}
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return safeio.SyncDir(filepath.Dir(from))
 }
 
 func (r *Reconciler) path(registrar bool, domain string) string {
