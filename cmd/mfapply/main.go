@@ -284,6 +284,30 @@ that domain first).`,
 			run: (*cli).dkim,
 		},
 		{
+			name:    "dns",
+			usage:   "dns records DOMAIN [--json]",
+			summary: "the DNS records to create at DOMAIN's registrar",
+			help: `dns records DOMAIN prints, in zone file syntax, the records to create at the
+registrar of DOMAIN, a domain of the applied document, with the box's
+public address (network.public_address, else the address of the host's
+default route) and its DKIM keys filled in:
+  - for a domain the box does not serve (dns.delegated: false): the A (or
+    AAAA) of mail.DOMAIN, the MX, SPF, DKIM, DMARC and MTA-STS records, the
+    hosts of dns.hosts;
+  - for a delegated domain: the delegation, its NS records and the glue of
+    the name servers inside the domain; the box serves the rest.
+The records come from the same derivation as the zones the box serves.
+With or without the daemon.
+
+Options:
+  --json   machine-readable output: the domain, whether it is delegated,
+           the public address, and each record's name, type, TTL and data
+
+Exit status: 0 printed; 1 error (a domain not in the applied document,
+nothing applied yet).`,
+			run: (*cli).dns,
+		},
+		{
 			name:    "queue",
 			usage:   "queue list|show|hold|release|retry|delete [ID]",
 			summary: "the outbound queue: list, show, hold, release, retry or delete a message",
@@ -382,7 +406,7 @@ Options (before or after the command):
   --data DIR   data directory (default %s; env MAILFOUNTAIN_DATA)
   --json       machine-readable output, errors included (validate, plan,
                apply, rollback, history, show, diff, status, archive list,
-               dkim show, queue)
+               dkim show, dns records, queue)
 
 When mailfountaind runs on the data directory, mfapply goes through its
 control socket (DIR/control.sock); otherwise it applies directly.
