@@ -8,6 +8,7 @@ import (
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/registry"
+	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
@@ -81,5 +82,41 @@ func TestRegistryWithExtra(t *testing.T) {
 	_, err = registry.Build(ctx, env(t), reconcilers.Config{}, reconcilers.Spec{Reconciler: extra{"mail"}})
 	if err == nil || !strings.Contains(err.Error(), `two reconcilers are named "mail"`) {
 		t.Fatalf("extra named as a registry reconciler: %v", err)
+	}
+}
+
+// A registry built again (the daemon restarting) hands the DNS server
+// the zones the last apply wrote, before any plan.
+func TestRegistryServesTheZonesOnDisk(t *testing.T) {
+	ctx := context.Background()
+	ev := env(t)
+	ev.Zones = &dnszone.Live{}
+	e, err := registry.Build(ctx, ev, reconcilers.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := schema.Load([]schema.Source{{Name: "state.yaml", Mode: 0o600, Data: []byte(
+		"system: {model: virtual}\nnetwork: {public_address: 203.0.113.5}\ndomains:\n  - {name: a.example, language: en, dns: {delegated: true}}\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.Plan(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(ctx, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if set, _ := ev.Zones.Load(); len(set.Zones) != 1 {
+		t.Fatalf("after apply: %d zones served", len(set.Zones))
+	}
+
+	ev.Zones = &dnszone.Live{}
+	if _, err := registry.Build(ctx, ev, reconcilers.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	set, _ := ev.Zones.Load()
+	if len(set.Zones) != 1 || set.Zones[0].Origin != "a.example." || !strings.Contains(dnszone.RecordsText(set.Zones[0].Records), "mail.a.example.\t10800\tIN\tA\t203.0.113.5") {
+		t.Fatalf("served after a rebuild: %+v", set)
 	}
 }
