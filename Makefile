@@ -34,7 +34,8 @@ DEMO_DATA := ./.demo-data
 DEMO_STATE := examples/ma-societe.yaml
 # The demo's servers, on loopback high ports: a box takes the standard ones.
 DEMO_LISTEN := --smtp 127.0.0.1:2525 --submission 127.0.0.1:2587 --submissions 127.0.0.1:2465 \
-	--pop3 127.0.0.1:2110 --pop3s 127.0.0.1:2995 --imap 127.0.0.1:2143 --imaps 127.0.0.1:2993
+	--pop3 127.0.0.1:2110 --pop3s 127.0.0.1:2995 --imap 127.0.0.1:2143 --imaps 127.0.0.1:2993 \
+	--dns 127.0.0.1:2053
 # The demo sends nothing off the machine: its DNS server is a closed port
 # of loopback, so mail to other domains waits in its queue.
 DEMO_OUTBOUND := --resolver 127.0.0.1:1
@@ -54,6 +55,7 @@ demo:
 	@echo "   SMTP (MX)   127.0.0.1:2525    submission 127.0.0.1:2587 (STARTTLS), 127.0.0.1:2465 (TLS)"
 	@echo "   POP3        127.0.0.1:2110 (STLS), 127.0.0.1:2995 (TLS)"
 	@echo "   IMAP        127.0.0.1:2143 (STARTTLS), 127.0.0.1:2993 (TLS)"
+	@echo "   DNS         127.0.0.1:2053 (UDP and TCP): dig @127.0.0.1 -p 2053 ma-societe.fr MX"
 	@echo "   log in with the full address, e.g. rene.ricard@ma-societe.fr / rene-demo"
 	exec bin/mailfountaind --data $(DEMO_DATA) -f $(DEMO_STATE) $(DEMO_LISTEN) $(DEMO_OUTBOUND)
 

@@ -103,7 +103,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	fs.IntVar(&o.remotePort, "remote-port", 25, "port of the remote MX hosts outbound mail is sent to")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--metrics ADDR] [--resolver ADDR] [--remote-port N]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--dns ADDR] [--metrics ADDR] [--resolver ADDR] [--remote-port N]\n\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nSIGHUP reloads the state files; SIGTERM or SIGINT stops the daemon.\n")
 	}
@@ -201,7 +201,7 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	}
 	defer ctl.Close()
 
-	deps := &mailDeps{app: app, metrics: m, logger: logger, zones: zones}
+	deps := &mailDeps{app: app, metrics: m, logger: logger}
 	out, err := openOutbound(ctx, o, app, &injector{server: deps.injectServer, log: logger.With("component", "queue")}, m, logger)
 	if err != nil {
 		return err
@@ -210,7 +210,10 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	deps.out = out
 	ctl.ServeQueue(out.queue)
 
-	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(deps, &o.listen)...)
+	// The zones the DNS reconciler publishes: those on disk from the
+	// start, then each apply's.
+	dns := newDNSServer(zones, m, logger)
+	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(deps, dns, &o.listen)...)
 	if err != nil {
 		return err
 	}
@@ -224,6 +227,7 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	ctl.SetStatus(func() any { return d.Status() })
 	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
 	d.Host(daemon.ComponentFunc{ComponentName: "queue", Serve: out.queue.Run})
+	d.Host(daemon.ComponentFunc{ComponentName: "dns", Serve: dns.Run})
 	if metricsComponent != nil {
 		d.Host(metricsComponent)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/auth"
-	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 	"mailfountain.dev/mailfountain/runtime/maildir"
@@ -31,11 +30,11 @@ type listener struct {
 // listeners are the servers' listen addresses, each a flag, defaulting to
 // the standard ports on every address of the box.
 type listeners struct {
-	smtp, submission, submissions, pop3, pop3s, imap, imaps listener
+	smtp, submission, submissions, pop3, pop3s, imap, imaps, dns listener
 }
 
 func (l *listeners) all() []*listener {
-	return []*listener{&l.smtp, &l.submission, &l.submissions, &l.pop3, &l.pop3s, &l.imap, &l.imaps}
+	return []*listener{&l.smtp, &l.submission, &l.submissions, &l.pop3, &l.pop3s, &l.imap, &l.imaps, &l.dns}
 }
 
 func (l *listeners) register(fs *flag.FlagSet) {
@@ -47,6 +46,7 @@ func (l *listeners) register(fs *flag.FlagSet) {
 		pop3s:       listener{flag: "pop3s", what: "POP3 over TLS", def: ":995"},
 		imap:        listener{flag: "imap", what: "IMAP with STARTTLS", def: ":143"},
 		imaps:       listener{flag: "imaps", what: "IMAP over TLS", def: ":993"},
+		dns:         listener{flag: "dns", what: "DNS (UDP and TCP)", def: ":53"},
 	}
 	for _, x := range l.all() {
 		fs.StringVar(&x.addr, x.flag, x.def, fmt.Sprintf("listen address of %s; \"off\" to not serve it", x.what))
@@ -62,6 +62,8 @@ func (l *listeners) overrides() map[string]string {
 	for _, x := range l.all() {
 		m[x.flag] = x.addr
 	}
+	// One flag for DNS's two endpoints.
+	m[dnsTCP] = l.dns.addr
 	return m
 }
 
@@ -98,10 +100,9 @@ func mailWanted(st *schema.State) bool { return len(st.Domains) > 0 }
 
 // serverKinds is the registry of the servers the box runs, each with the
 // rule that says when the applied document wants it. A server to come is
-// one more entry: the DNS server, wanted when a domain has
-// dns.delegated: true; the DHCP server, in router mode with
+// one more entry: the DHCP server, in router mode with
 // network.dhcp.enabled.
-func serverKinds(deps *mailDeps, l *listeners) []supervisor.Kind {
+func serverKinds(deps *mailDeps, dns *dnsServer, l *listeners) []supervisor.Kind {
 	mail := func(eps ...supervisor.Endpoint) func(*schema.State) (supervisor.Spec, string) {
 		return func(st *schema.State) (supervisor.Spec, string) {
 			if !mailWanted(st) {
@@ -130,6 +131,7 @@ func serverKinds(deps *mailDeps, l *listeners) []supervisor.Kind {
 			Want:  mail(l.imap.endpoint(false), l.imaps.endpoint(false)),
 			Build: deps.imap,
 		},
+		dns.kind(l.dns),
 	}
 }
 
@@ -143,9 +145,6 @@ type mailDeps struct {
 	// the mail for other domains, and SRS reverses bounces to forwarded
 	// mail.
 	out *outbound
-	// zones is what the DNS reconciler publishes for the DNS server to
-	// serve (the zones on disk from the start, then each apply's).
-	zones *dnszone.Live
 
 	mu    sync.Mutex
 	ready bool

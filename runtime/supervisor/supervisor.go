@@ -102,10 +102,10 @@ type Instance interface {
 type PacketInstance interface {
 	Instance
 	// ServePacket serves the endpoint of that name on pc until ctx is
-	// done, then returns. The supervisor owns pc: it closes it once ctx
-	// is done, which ends a read in progress; ServePacket must not close
-	// it. There are no sessions to drain: a replaced instance stops as
-	// soon as its successor reads.
+	// done, then returns. The supervisor closes pc once ctx is done, which
+	// ends a read in progress; ServePacket may close it too (the socket is
+	// its own). There are no sessions to drain: a replaced instance stops
+	// as soon as its successor reads.
 	ServePacket(ctx context.Context, endpoint string, pc net.PacketConn) error
 }
 
