@@ -16,22 +16,43 @@ import (
 	"mailfountain.dev/mailfountain/schema"
 )
 
-// dns is `mfapply dns records DOMAIN`.
+// dns is `mfapply dns records DOMAIN` and `mfapply dns check DOMAIN`.
 func (c *cli) dns(ctx context.Context, args []string) int {
 	fs := c.flags("dns")
+	resolver := fs.String("resolver", "", "")
 	operands, code := c.parse(fs, args, 1, 2)
 	if code >= 0 {
 		return code
 	}
 	switch operands[0] {
-	case "records":
+	case "records", "check":
 		if len(operands) != 2 {
-			return c.usageError("dns", "dns records takes one DOMAIN")
+			return c.usageError("dns", fmt.Sprintf("dns %s takes one DOMAIN", operands[0]))
 		}
-		return c.dnsRecords(ctx, operands[1])
 	default:
-		return c.usageError("dns", fmt.Sprintf("unknown dns command %q: records", operands[0]))
+		return c.usageError("dns", fmt.Sprintf("unknown dns command %q: records or check", operands[0]))
 	}
+	if operands[0] == "records" && *resolver != "" {
+		return c.usageError("dns", "--resolver is for dns check")
+	}
+	want, err := c.expectedRecords(ctx, operands[1])
+	if err != nil {
+		return c.fail("dns", err)
+	}
+	if operands[0] == "records" {
+		return c.dnsRecords(want)
+	}
+	addr, err := resolverAddr(*resolver, "/etc/resolv.conf")
+	if err != nil {
+		return c.usageError("dns", err.Error())
+	}
+	// For a delegated domain, what is checked is that the delegation is
+	// live: the resolver finds the box's zone, all of it.
+	rrs := want.records
+	if want.zone != nil {
+		rrs = want.zone.Records
+	}
+	return c.dnsCheck(ctx, want.domain, addr, rrs)
 }
 
 // dnsRecord is one record of `dns records --json`.
@@ -42,17 +63,32 @@ type dnsRecord struct {
 	Value string `json:"value"` // the data, as in zone-file syntax
 }
 
-// dnsRecords prints the records a domain of the applied document needs
-// at its registrar: all of them for a domain the box does not serve;
-// the delegation (NS and glue) for one it serves.
-func (c *cli) dnsRecords(ctx context.Context, domain string) int {
+// expected is what a domain of the applied document needs in the DNS.
+type expected struct {
+	domain    string
+	delegated bool
+	pub       netip.Addr
+	from      string // where pub comes from
+	dkim      map[string]string
+	// records are those to create at the registrar: all of them for a
+	// domain the box does not serve, the delegation (NS and glue) for
+	// one it serves.
+	records []mdns.RR
+	// zone is, for a delegated domain, the zone the box serves.
+	zone *dnszone.Zone
+}
+
+// expectedRecords derives the records of a domain of the applied
+// document, with the box's public address and DKIM keys, as the DNS
+// reconciler does.
+func (c *cli) expectedRecords(ctx context.Context, domain string) (*expected, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	if _, ok := mdns.IsDomainName(domain); !ok || domain == "" || strings.ContainsAny(domain, "/\\") {
-		return c.fail("dns", fmt.Errorf("%q is not a domain name", domain))
+		return nil, fmt.Errorf("%q is not a domain name", domain)
 	}
 	st, version, err := c.appliedState(ctx)
 	if err != nil {
-		return c.fail("dns", err)
+		return nil, err
 	}
 	var d *schema.Domain
 	for i := range st.Domains {
@@ -61,55 +97,58 @@ func (c *cli) dnsRecords(ctx context.Context, domain string) int {
 		}
 	}
 	if d == nil {
-		return c.fail("dns", fmt.Errorf("no domain %s in the applied document (version %d)", domain, version))
+		return nil, fmt.Errorf("no domain %s in the applied document (version %d)", domain, version)
 	}
-
-	pub, from := netip.Addr{}, "network.public_address"
+	e := &expected{domain: domain, delegated: d.DNS.Delegated, from: "network.public_address"}
 	if a, err := netip.ParseAddr(st.Network.PublicAddress); err == nil {
-		pub = a
-	} else if pub, err = hostnet.RouteAddress(ctx); err == nil {
-		from = "the address of the default route"
+		e.pub = a
+	} else if e.pub, err = hostnet.RouteAddress(ctx); err == nil {
+		e.from = "the address of the default route"
 	} else {
-		from = "none: " + err.Error()
+		e.from = "none: " + err.Error()
 	}
-	var dkim map[string]string
 	keys, err := dkimsign.Load(dkimsign.Dir(c.dataDir), domain)
 	switch {
 	case errors.Is(err, dkimsign.ErrNoKeys):
 	case err != nil:
-		return c.fail("dns", err)
+		return nil, err
 	default:
 		txts, err := keys.Records()
 		if err != nil {
-			return c.fail("dns", err)
+			return nil, err
 		}
-		dkim = map[string]string{}
+		e.dkim = map[string]string{}
 		for _, t := range txts {
-			dkim[t.Name] = t.Value()
+			e.dkim[t.Name] = t.Value()
 		}
 	}
-	in := dnszone.PublicInputs(pub, dkim)
-
-	var rrs []mdns.RR
-	if d.DNS.Delegated {
-		z, err := dnszone.Build(st, d, in, 0)
-		if err != nil {
-			return c.fail("dns", err)
+	in := dnszone.PublicInputs(e.pub, e.dkim)
+	if !d.DNS.Delegated {
+		if e.records, err = dnszone.Records(st, d, in); err != nil {
+			return nil, err
 		}
-		ns := map[string]bool{}
-		for _, n := range dnszone.Nameservers(d) {
-			ns[n] = true
-		}
-		for _, rr := range z.Records {
-			h := rr.Header()
-			if h.Rrtype == mdns.TypeNS || ns[h.Name] && (h.Rrtype == mdns.TypeA || h.Rrtype == mdns.TypeAAAA) {
-				rrs = append(rrs, rr)
-			}
-		}
-	} else if rrs, err = dnszone.Records(st, d, in); err != nil {
-		return c.fail("dns", err)
+		return e, nil
 	}
+	z, err := dnszone.Build(st, d, in, 0)
+	if err != nil {
+		return nil, err
+	}
+	e.zone = &z
+	ns := map[string]bool{}
+	for _, n := range dnszone.Nameservers(d) {
+		ns[n] = true
+	}
+	for _, rr := range z.Records {
+		h := rr.Header()
+		if h.Rrtype == mdns.TypeNS || ns[h.Name] && (h.Rrtype == mdns.TypeA || h.Rrtype == mdns.TypeAAAA) {
+			e.records = append(e.records, rr)
+		}
+	}
+	return e, nil
+}
 
+// dnsRecords prints the records to create at the registrar.
+func (c *cli) dnsRecords(e *expected) int {
 	if c.json {
 		out := struct {
 			Domain        string      `json:"domain"`
@@ -117,26 +156,26 @@ func (c *cli) dnsRecords(ctx context.Context, domain string) int {
 			PublicAddress string      `json:"public_address,omitempty"`
 			DKIMKeys      bool        `json:"dkim_keys"`
 			Records       []dnsRecord `json:"records"`
-		}{Domain: domain, Delegated: d.DNS.Delegated, DKIMKeys: dkim != nil, Records: []dnsRecord{}}
-		if pub.IsValid() {
-			out.PublicAddress = pub.String()
+		}{Domain: e.domain, Delegated: e.delegated, DKIMKeys: e.dkim != nil, Records: []dnsRecord{}}
+		if e.pub.IsValid() {
+			out.PublicAddress = e.pub.String()
 		}
-		for _, rr := range rrs {
+		for _, rr := range e.records {
 			h := rr.Header()
 			out.Records = append(out.Records, dnsRecord{Name: h.Name, Type: mdns.TypeToString[h.Rrtype], TTL: h.Ttl, Value: strings.TrimPrefix(rr.String(), h.String())})
 		}
 		return c.printJSON(out)
 	}
-	if d.DNS.Delegated {
-		fmt.Fprintf(c.stdout, "; %s is delegated to the box, which serves its zone: the registrar needs only\n; these name servers (and the glue of those inside the domain)\n", domain)
+	if e.delegated {
+		fmt.Fprintf(c.stdout, "; %s is delegated to the box, which serves its zone: the registrar needs only\n; these name servers (and the glue of those inside the domain)\n", e.domain)
 	} else {
-		fmt.Fprintf(c.stdout, "; the records of %s to create at its registrar\n", domain)
+		fmt.Fprintf(c.stdout, "; the records of %s to create at its registrar\n", e.domain)
 	}
-	fmt.Fprintf(c.stdout, "; public address: %s (%s)\n", showAddr(pub), from)
-	if dkim == nil {
+	fmt.Fprintf(c.stdout, "; public address: %s (%s)\n", showAddr(e.pub), e.from)
+	if e.dkim == nil {
 		fmt.Fprintf(c.stdout, "; no DKIM keys in %s yet: apply the document, then run this again\n", dkimsign.Dir(c.dataDir))
 	}
-	fmt.Fprint(c.stdout, dnszone.RecordsText(rrs))
+	fmt.Fprint(c.stdout, dnszone.RecordsText(e.records))
 	return exitOK
 }
 

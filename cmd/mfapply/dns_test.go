@@ -111,3 +111,37 @@ func TestDNSRecords(t *testing.T) {
 		e.expect(e.run("", tc.args...), 1, tc.want)
 	}
 }
+
+// TestDNSCheckCommand: `mfapply dns check` asks the resolver for the
+// records that `dns records` prints: exit 0 when all are published, 1 with
+// what is missing; for a delegated domain, the whole zone.
+func TestDNSCheckCommand(t *testing.T) {
+	e := newEnv(t)
+	e.expect(e.run("", "apply", "-f", e.file("dns.yaml", docDNS), "--yes"), 0, "applied: version 1")
+	r := e.run("", "dns", "records", "a.example")
+	e.expect(r, 0)
+	var published []string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if l != "" && !strings.HasPrefix(l, ";") {
+			published = append(published, l)
+		}
+	}
+	all := serveDNS(t, published...)
+	e.expect(e.run("", "dns", "check", "a.example", "--resolver", all), 0, "MX       a.example.", "match", "9 of 9 record sets match")
+
+	var noDMARC []string
+	for _, l := range published {
+		if !strings.HasPrefix(l, "_dmarc.") {
+			noDMARC = append(noDMARC, l)
+		}
+	}
+	e.expect(e.run("", "dns", "check", "a.example", "--resolver", serveDNS(t, noDMARC...)), 1,
+		"DMARC    _dmarc.a.example.                        missing", "8 of 9 record sets match")
+
+	// b.example is delegated: its whole zone is checked, SOA and MX too.
+	r = e.run("", "dns", "check", "b.example", "--resolver", all, "--json")
+	e.expect(r, 1, `"domain": "b.example"`, `"type": "SOA"`, `"type": "MX"`, `"verdict": "missing"`)
+
+	e.expect(e.run("", "dns", "records", "a.example", "--resolver", all), 1, "--resolver is for dns check")
+	e.expect(e.run("", "dns", "check", "a.example", "--resolver", "[::1"), 1, "want ADDR or ADDR:PORT")
+}

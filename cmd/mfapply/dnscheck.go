@@ -11,11 +11,6 @@ import (
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 )
 
-// The part of `mfapply dns check DOMAIN [--resolver ADDR]` after the
-// expected records are known (runtime/dnszone's derivation, another piece
-// of issue 11): the command gives them to dnsCheck with the resolver of
-// resolverAddr.
-
 // resolverAddr is the server `dns check` asks: flag as given ("ADDR" or
 // "ADDR:PORT", port 53 by default), or else the first nameserver of
 // resolvConf (/etc/resolv.conf).

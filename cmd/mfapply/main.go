@@ -285,8 +285,8 @@ that domain first).`,
 		},
 		{
 			name:    "dns",
-			usage:   "dns records DOMAIN [--json]",
-			summary: "the DNS records to create at DOMAIN's registrar",
+			usage:   "dns records|check DOMAIN [--resolver ADDR] [--json]",
+			summary: "the DNS records to create at DOMAIN's registrar; check what a resolver answers",
 			help: `dns records DOMAIN prints, in zone file syntax, the records to create at the
 registrar of DOMAIN, a domain of the applied document, with the box's
 public address (network.public_address, else the address of the host's
@@ -299,12 +299,24 @@ default route) and its DKIM keys filled in:
 The records come from the same derivation as the zones the box serves.
 With or without the daemon.
 
-Options:
-  --json   machine-readable output: the domain, whether it is delegated,
-           the public address, and each record's name, type, TTL and data
+dns check DOMAIN asks a resolver for each of those record sets and prints,
+set by set, whether what is published matches (match, missing, differs,
+error), with what to create or correct. For a delegated domain it checks
+the whole zone the box serves, through the resolver: whether the
+delegation is live. TTLs and the SOA serial are noted, never a difference.
 
-Exit status: 0 printed; 1 error (a domain not in the applied document,
-nothing applied yet).`,
+Options:
+  --resolver ADDR  (check) the resolver asked, ADDR or ADDR:PORT (port 53
+                   by default); the first nameserver of /etc/resolv.conf
+                   when not given
+  --json           machine-readable output: for records, the domain,
+                   whether it is delegated, the public address, and each
+                   record's name, type, TTL and data; for check, each
+                   record set's verdict, expected and published records
+
+Exit status: 0 printed, or (check) every record set matches; 1 error (a
+domain not in the applied document, nothing applied yet, a usage error),
+or (check) a record set that does not match.`,
 			run: (*cli).dns,
 		},
 		{
