@@ -445,6 +445,11 @@ func (r *Reconciler) desiredLAN(ctx context.Context, desired *schema.State) (dns
 		lan.Names = append(lan.Names, mdns.Fqdn(strings.ToLower(dnszone.Host(desired, d.Name))))
 	}
 	for _, u := range ups {
+		// The box itself (a resolv.conf naming the LAN address) would
+		// forward the LAN's queries to itself, from inside the LAN: a loop.
+		if u == addr.Addr() || u.IsUnspecified() {
+			continue
+		}
 		lan.Upstreams = append(lan.Upstreams, netip.AddrPortFrom(u, 53))
 	}
 	return lan, true, nil

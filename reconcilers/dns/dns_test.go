@@ -318,7 +318,9 @@ func TestZoneFileDrift(t *testing.T) {
 // document has no domain, the upstreams on port 53; none without a LAN
 // address (server mode). Without a server nothing of it is planned.
 func TestLANView(t *testing.T) {
-	h := &host{pub: netip.MustParseAddr("203.0.113.5"), lan: netip.MustParsePrefix("192.168.1.1/24"), ups: []netip.Addr{netip.MustParseAddr("192.0.2.53")}}
+	// The box's own LAN address among the upstreams is left out: the LAN's
+	// queries would come back to it.
+	h := &host{pub: netip.MustParseAddr("203.0.113.5"), lan: netip.MustParsePrefix("192.168.1.1/24"), ups: []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("192.0.2.53")}}
 	zones := &dnszone.Live{}
 	g := newRig(t, t.TempDir(), h, zones)
 
