@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,7 +45,10 @@ func TestDKIMShow(t *testing.T) {
 	}
 
 	// What the outbound queue signs verifies against what was printed.
-	fields, err := dkimsign.NewSigner(dkimsign.Dir(e.data)).Sign(strings.NewReader("From: bob@a.example\r\nTo: x@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"))
+	fields, err := dkimsign.NewSigner(dkimsign.Dir(e.data)).Sign(func(w io.Writer) error {
+		_, err := io.WriteString(w, "From: bob@a.example\r\nTo: x@example.net\r\nSubject: hi\r\n\r\nHello.\r\n")
+		return err
+	})
 	if err != nil || fields == nil {
 		t.Fatalf("Sign = %q, %v", fields, err)
 	}

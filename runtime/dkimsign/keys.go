@@ -19,8 +19,11 @@
 // transit, until the caller removes them (Remove). One rotation a day at
 // most: the date is the whole selector.
 //
-// Signing reads the message twice (Sign) or once (Signatures), never
-// holding more than its header in memory. The functions keep no state
+// Signing reads the message twice (Sign) or once (Signatures, and
+// Signer.Sign as its caller writes the message), never holding more than
+// its header in memory. The signer is this package's own (RFC 6376
+// relaxed/relaxed, RFC 8463): the body is canonicalized and hashed once
+// for both signatures, which share SHA-256, in the caller's goroutine. The functions keep no state
 // between calls: the keys are read from disk by Ensure or Load, and a
 // caller keeps the Keys it signs with. A Signer (the outbound queue's)
 // signs a message with the keys of its From's domain, and keeps the keys

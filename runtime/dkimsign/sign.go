@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/emersion/go-msgauth/dkim"
+	"time"
 )
 
 // signedFields are the header fields signed, From twice: the second,
@@ -21,35 +20,12 @@ var signedFields = []string{
 
 // Signatures reads a whole message and returns the two DKIM-Signature
 // header fields (ed25519, then RSA; each ending in CRLF) to put before it.
-// Both signatures are computed in the one read: the message goes by in
-// pieces to go-msgauth's two signers, each of which keeps a copy of the
-// header (not of the body) until it is done. The header's size is not
-// bounded here: the caller's message size limit bounds it.
+// Both signatures are computed in the one read, which canonicalizes and
+// hashes the body once for both (digest). The header is kept until the
+// end, up to maxHeader: a larger one is refused.
 func Signatures(msg io.Reader, k Keys) (string, error) {
 	if k.Ed25519.Signer == nil || k.RSA.Signer == nil {
 		return "", errors.New("dkim sign: no keys")
-	}
-	var signers []*dkim.Signer
-	defer func() {
-		for _, s := range signers {
-			s.Close() // ends its goroutine; the error that matters is checked below
-		}
-	}()
-	ws := make([]io.Writer, 0, 2)
-	for _, key := range []Key{k.Ed25519, k.RSA} {
-		s, err := dkim.NewSigner(&dkim.SignOptions{
-			Domain:                 k.Domain,
-			Selector:               key.Selector,
-			Signer:                 key.Signer,
-			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
-			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
-			HeaderKeys:             signedFields,
-		})
-		if err != nil {
-			return "", fmt.Errorf("dkim sign with %s: %w", key.Selector, err)
-		}
-		signers = append(signers, s)
-		ws = append(ws, s)
 	}
 	// A first line that starts with white space would continue the last
 	// DKIM-Signature field put before it, and break that signature.
@@ -60,17 +36,18 @@ func Signatures(msg io.Reader, k Keys) (string, error) {
 	if first[0] == ' ' || first[0] == '\t' {
 		return "", errors.New("dkim sign: the message starts with a continuation line")
 	}
-	if _, err := io.Copy(io.MultiWriter(ws...), io.MultiReader(bytes.NewReader(first[:]), msg)); err != nil {
+	d := newDigest()
+	d.Write(first[:])
+	if _, err := io.Copy(d, msg); err != nil {
 		return "", fmt.Errorf("dkim sign: %w", err)
 	}
-	var out string
-	for i, s := range signers {
-		if err := s.Close(); err != nil {
-			return "", fmt.Errorf("dkim sign with %s: %w", []Key{k.Ed25519, k.RSA}[i].Selector, err)
-		}
-		out += s.Signature()
+	switch {
+	case d.tooLarge:
+		return "", fmt.Errorf("dkim sign: a header over %d bytes", maxHeader)
+	case !d.inBody:
+		return "", errors.New("dkim sign: the header does not end")
 	}
-	return out, nil
+	return d.signatures(k, time.Now())
 }
 
 // Sign writes to w the message msg signed: the two DKIM-Signature fields,

@@ -2,6 +2,7 @@ package dkimsign
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -80,24 +81,36 @@ func (s *Signer) Keys(domain string) (Keys, error) {
 }
 
 // Sign returns the DKIM-Signature header fields (ed25519, then RSA, each
-// ending in CRLF) to put before msg when the domain of its From (RFC 5322)
-// has keys; nil, nil when it has none, or when msg has no From with one
-// domain (several authors of different domains, an address that does not
-// parse): such a message is sent unsigned. msg is read from its current
-// offset, and left there.
-func (s *Signer) Sign(msg io.ReadSeeker) (fields []byte, err error) {
-	start, err := msg.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil, fmt.Errorf("dkim sign: %w", err)
-	}
-	defer func() {
-		if _, serr := msg.Seek(start, io.SeekStart); serr != nil && err == nil {
-			fields, err = nil, fmt.Errorf("dkim sign: %w", serr)
-		}
-	}()
-	domain, complete, err := fromDomain(msg)
-	if err != nil || domain == "" {
+// ending in CRLF) to put before a message when the domain of its From
+// (RFC 5322) has keys; nil, nil when it has none, or when the message has
+// no From with one domain (several authors of different domains, an
+// address that does not parse), or a header over maxHeader: such a
+// message is sent unsigned.
+//
+// Sign calls write once, with the writer to give the message to, as its
+// caller stores it (the queue, as it writes the message's file): the
+// message is read once, its body canonicalized and hashed once for both
+// signatures. An error of write is returned as is.
+func (s *Signer) Sign(write func(io.Writer) error) ([]byte, error) {
+	d := newDigest()
+	if err := write(d); err != nil {
 		return nil, err
+	}
+	if d.tooLarge {
+		return nil, nil
+	}
+	if !d.inBody {
+		// A message that is all header (RFC 5322 allows it): its body is
+		// empty, and the header ends here.
+		d.Write([]byte("\r\n\r\n"))
+	}
+	if c := d.header[0]; c == ' ' || c == '\t' {
+		// It would continue the last DKIM-Signature field put before it.
+		return nil, nil
+	}
+	domain := fromDomain(d.header)
+	if domain == "" {
+		return nil, nil
 	}
 	k, err := s.Keys(domain)
 	if errors.Is(err, ErrNoKeys) {
@@ -106,59 +119,43 @@ func (s *Signer) Sign(msg io.ReadSeeker) (fields []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := msg.Seek(start, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("dkim sign: %w", err)
-	}
-	var r io.Reader = msg
-	if !complete {
-		// A message that is all header (RFC 5322 allows it): the signer
-		// needs the end of the header; the body is empty either way.
-		r = io.MultiReader(msg, strings.NewReader("\r\n\r\n"))
-	}
-	sigs, err := Signatures(r, k)
+	sigs, err := d.signatures(k, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	return []byte(sigs), nil
 }
 
-// fromDomain reads the header of msg and returns the lower-case domain of
-// its From's addresses; "" when there is no From, one that does not parse,
-// addresses of several domains, or a header that is not one (a line that
-// is no field). complete is false when the message ends in its header.
-// Only an error reading msg is an error.
-func fromDomain(msg io.Reader) (domain string, complete bool, err error) {
-	h, err := textproto.NewReader(bufio.NewReader(io.LimitReader(msg, maxHeader))).ReadMIMEHeader()
-	switch {
-	case err == nil:
-		complete = true
-	case errors.Is(err, io.EOF):
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, new(textproto.ProtocolError)):
-		return "", false, nil
-	default:
-		return "", false, fmt.Errorf("dkim sign: reading the header: %w", err)
+// fromDomain returns the lower-case domain of the From's addresses of a
+// header (its blank line included); "" when there is no From, one that
+// does not parse, addresses of several domains, or a header that is not
+// one (a line that is no field).
+func fromDomain(header []byte) (domain string) {
+	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(header))).ReadMIMEHeader()
+	if err != nil {
+		return ""
 	}
 	froms := h.Values("From")
 	if len(froms) != 1 {
-		return "", false, nil // none, or several From fields: not a message to sign
+		return "" // none, or several From fields: not a message to sign
 	}
 	addrs, err := mail.ParseAddressList(froms[0])
 	if err != nil || len(addrs) == 0 {
-		return "", false, nil
+		return ""
 	}
 	for _, a := range addrs {
 		at := strings.LastIndexByte(a.Address, '@')
 		if at < 0 {
-			return "", false, nil
+			return ""
 		}
 		d := strings.ToLower(a.Address[at+1:])
 		if domain != "" && d != domain {
-			return "", false, nil
+			return ""
 		}
 		domain = d
 	}
 	if _, err := normDomain(domain); err != nil {
-		return "", false, nil // not a name of ours (an IDN in U-labels, a literal)
+		return "" // not a name of ours (an IDN in U-labels, a literal)
 	}
-	return domain, complete, nil
+	return domain
 }

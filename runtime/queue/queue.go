@@ -45,9 +45,11 @@ var DefaultSettings = Settings{
 }
 
 // Signer gives the DKIM fields to prepend to a message; nil fields sign
-// nothing.
+// nothing. Sign calls write once with a writer that write gives the
+// message to as Enqueue stores it, so that the message is read once; an
+// error of write is returned as is.
 type Signer interface {
-	Sign(msg io.ReadSeeker) (fields []byte, err error)
+	Sign(write func(io.Writer) error) (fields []byte, err error)
 }
 
 // Notifier delivers a delivery report. It must be idempotent by key: the
@@ -514,15 +516,20 @@ func (q *Queue) writeNew(ctx context.Context, path string, created time.Time, en
 		return err
 	}
 	cw := &countWriter{w: w}
-	if _, err := io.Copy(cw, &ctxReader{ctx, msg}); err != nil {
-		return fmt.Errorf("read message: %w", err)
-	}
 	var sigLen int64
-	if q.cfg.Signer != nil {
-		if err := w.Flush(); err != nil {
-			return err
+	if q.cfg.Signer == nil {
+		if _, err := io.Copy(cw, &ctxReader{ctx, msg}); err != nil {
+			return fmt.Errorf("read message: %w", err)
 		}
-		sig, err := q.cfg.Signer.Sign(io.NewSectionReader(f, int64(len(head)), cw.n))
+	} else {
+		var readErr error
+		sig, err := q.cfg.Signer.Sign(func(sw io.Writer) error {
+			_, readErr = io.Copy(io.MultiWriter(cw, sw), &ctxReader{ctx, msg})
+			return readErr
+		})
+		if readErr != nil {
+			return fmt.Errorf("read message: %w", readErr)
+		}
 		if err != nil {
 			return fmt.Errorf("sign: %w", err)
 		}

@@ -198,13 +198,13 @@ func count(t *testing.T, q *Queue) int {
 
 type staticSigner string
 
-func (s staticSigner) Sign(r io.ReadSeeker) ([]byte, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
+func (s staticSigner) Sign(write func(io.Writer) error) ([]byte, error) {
+	var b bytes.Buffer
+	if err := write(&b); err != nil {
 		return nil, err
 	}
-	if string(b) != testMsg {
-		return nil, fmt.Errorf("signer read %q", b)
+	if b.String() != testMsg {
+		return nil, fmt.Errorf("signer read %q", b.String())
 	}
 	return []byte(s), nil
 }
