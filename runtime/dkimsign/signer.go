@@ -92,38 +92,69 @@ func (s *Signer) Keys(domain string) (Keys, error) {
 // message is read once, its body canonicalized and hashed once for both
 // signatures. An error of write is returned as is.
 func (s *Signer) Sign(write func(io.Writer) error) ([]byte, error) {
-	d := newDigest()
-	if err := write(d); err != nil {
+	m := &message{s: s, d: newDigest()}
+	if err := write(m); err != nil {
 		return nil, err
 	}
-	if d.tooLarge {
-		return nil, nil
-	}
-	if !d.inBody {
+	if !m.decided {
 		// A message that is all header (RFC 5322 allows it): its body is
 		// empty, and the header ends here.
-		d.Write([]byte("\r\n\r\n"))
+		m.Write([]byte("\r\n\r\n"))
 	}
-	if c := d.header[0]; c == ' ' || c == '\t' {
-		// It would continue the last DKIM-Signature field put before it.
-		return nil, nil
+	if m.err != nil || m.keys.Domain == "" {
+		return nil, m.err
 	}
-	domain := fromDomain(d.header)
-	if domain == "" {
-		return nil, nil
-	}
-	k, err := s.Keys(domain)
-	if errors.Is(err, ErrNoKeys) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	sigs, err := d.signatures(k, time.Now())
+	sigs, err := m.d.signatures(m.keys, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	return []byte(sigs), nil
+}
+
+// message is the writer Sign gives: once the header is read, it knows
+// whether the message is signed, and hashes the body only if it is.
+type message struct {
+	s       *Signer
+	d       *digest
+	decided bool
+	keys    Keys // zero: not signed
+	err     error
+}
+
+func (m *message) Write(p []byte) (int, error) {
+	if m.decided && m.keys.Domain == "" {
+		return len(p), nil
+	}
+	m.d.Write(p)
+	if !m.decided && (m.d.inBody || m.d.tooLarge) {
+		m.decided = true
+		m.keys, m.err = m.s.keysFor(m.d)
+	}
+	return len(p), nil
+}
+
+// keysFor returns the keys that sign a message whose header d has read;
+// zero Keys when it is not signed.
+func (s *Signer) keysFor(d *digest) (Keys, error) {
+	if d.tooLarge {
+		return Keys{}, nil
+	}
+	if c := d.header[0]; c == ' ' || c == '\t' {
+		// It would continue the last DKIM-Signature field put before it.
+		return Keys{}, nil
+	}
+	domain := fromDomain(d.header)
+	if domain == "" {
+		return Keys{}, nil
+	}
+	k, err := s.Keys(domain)
+	if errors.Is(err, ErrNoKeys) {
+		return Keys{}, nil
+	}
+	if err != nil {
+		return Keys{}, err
+	}
+	return k, nil
 }
 
 // fromDomain returns the lower-case domain of the From's addresses of a

@@ -227,3 +227,20 @@ func signerSign(s *Signer, msg string) ([]byte, error) {
 		return nil
 	})
 }
+
+// A message that is not signed (no keys for its From's domain) is not
+// hashed past its header.
+func TestSignerSkipsTheBodyOfUnsigned(t *testing.T) {
+	s := NewSigner(signerDir(t))
+	for _, tc := range []struct {
+		from   string
+		hashed bool
+	}{{"carol@example.org", false}, {"alice@example.com", true}} {
+		m := &message{s: s, d: newDigest()}
+		io.WriteString(m, "From: "+tc.from+"\r\n\r\n")
+		io.WriteString(m, "Hello.\r\n")
+		if m.d.written != tc.hashed {
+			t.Errorf("From %s: body hashed %v, want %v", tc.from, m.d.written, tc.hashed)
+		}
+	}
+}
