@@ -11,7 +11,11 @@
 //
 // One file per message, written whole by Enqueue in tmp/, fsync'd, then
 // renamed into sched/<due Unix second>/<id> and the directory fsync'd
-// before Enqueue returns. A file left in tmp/ by a crash was never
+// before Enqueue returns. Directory fsyncs are shared (group commit):
+// Enqueues that wait on the same directory at once return after one
+// fsync of it that started after their rename (or key link), which
+// covers every entry made before it; under load one fsync of the bucket
+// and one of keys/ serve many messages. A file left in tmp/ by a crash was never
 // acknowledged: Open removes it. Ids are the arrival time in hex
 // nanoseconds, so names sort in arrival order. The file holds the
 // envelope, one status byte per recipient, the data, the DKIM fields
@@ -20,7 +24,8 @@
 // record torn by a crash is ignored (see file.go for the layout). With a
 // Key, keys/<hash> is a hard link to the message file (no inode of its
 // own: inodes are what file creation costs most), whose created time is
-// its id: an Enqueue of the same key finds the message and adds nothing.
+// its id: an Enqueue of the same key finds the message and adds nothing;
+// keys/ is fsync'd too before Enqueue returns.
 // Open removes the keys whose message is gone.
 //
 // The directory is the schedule: sched/ has one directory per second in

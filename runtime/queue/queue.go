@@ -23,7 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mailfountain.dev/mailfountain/runtime/dsn"
-	"mailfountain.dev/mailfountain/runtime/safeio"
 	"mailfountain.dev/mailfountain/runtime/smtpout"
 )
 
@@ -153,6 +152,8 @@ type Queue struct {
 
 	lockMu sync.Mutex
 	lock   *os.File // holds the directory's lock until Close
+
+	dirSyncs *dirSyncs // Enqueue's directory fsyncs, shared by concurrent calls
 }
 
 // ErrBusy is returned by Open for a queue another process has open: the
@@ -183,12 +184,13 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		cfg.MaxConcurrent = DefaultMaxConcurrent
 	}
 	q := &Queue{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		met:    cfg.Metrics,
-		now:    cfg.Now,
-		kick:   make(chan struct{}, 1),
-		active: map[string]*active{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		met:      cfg.Metrics,
+		now:      cfg.Now,
+		kick:     make(chan struct{}, 1),
+		active:   map[string]*active{},
+		dirSyncs: newDirSyncs(),
 	}
 	if q.log == nil {
 		q.log = slog.New(slog.DiscardHandler)
@@ -469,11 +471,11 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
 	q.crash("enqueue-renamed")
-	if err := safeio.SyncDir(dir); err != nil {
+	if err := q.dirSyncs.sync(dir); err != nil {
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
 	if env.Key != "" {
-		if err := safeio.SyncDir(q.path(dirKeys)); err != nil {
+		if err := q.dirSyncs.sync(q.path(dirKeys)); err != nil {
 			return "", fmt.Errorf("enqueue: %w", err)
 		}
 	}
@@ -566,7 +568,7 @@ func (q *Queue) place(from, id string, t time.Time) (string, error) {
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return dir, err
 		}
-		if err := safeio.SyncDir(q.path(dirSched)); err != nil {
+		if err := q.dirSyncs.sync(q.path(dirSched)); err != nil {
 			return dir, err
 		}
 	}
