@@ -55,6 +55,7 @@ type session struct {
 	nc       net.Conn
 	r        *bufio.Reader
 	w        *bufio.Writer
+	body     *bufio.Reader // reads the message sent, reused for each
 	local    netip.Addr
 	ext      map[string]string // EHLO keywords, upper case, and their parameters
 	tls      bool
@@ -504,7 +505,13 @@ func (sc *session) send(m *Message) ([]Result, *failure) {
 		sc.answerAccepted(res, dataRp)
 		return res, nil
 	}
-	if err := writeMessage(sc.w, io.NewSectionReader(m.Body, 0, m.Size)); err != nil {
+	if sc.body == nil {
+		sc.body = bufio.NewReaderSize(nil, 32<<10)
+	}
+	sc.body.Reset(io.NewSectionReader(m.Body, 0, m.Size))
+	err = writeMessage(sc.w, sc.body)
+	sc.body.Reset(nil) // not to keep the message's file
+	if err != nil {
 		sc.broken = true
 		if errors.Is(err, errBody) {
 			// Our side failed: nothing the server can take as a message
@@ -552,7 +559,7 @@ var errBody = errors.New("message unreadable")
 // writeMessage writes the message with its lines dot-stuffed (RFC 5321
 // §4.5.2), bare LF made CRLF, and the final dot, and flushes.
 func writeMessage(w *bufio.Writer, body io.Reader) error {
-	br := bufio.NewReaderSize(body, 32<<10)
+	br := bufio.NewReaderSize(body, 32<<10) // body itself when it is one
 	lineStart, prevCR := true, false
 	for {
 		chunk, err := br.ReadSlice('\n')
