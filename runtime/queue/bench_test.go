@@ -155,7 +155,8 @@ func procStatus(field string) string {
 
 // Enqueue reuses its file writer and copy buffer: the bytes it
 // allocates per message are far below the 96 KB of those buffers
-// (measured: about 6 KB).
+// (measured: about 6 KB; 110 KB before; about 40 KB under -race, whose
+// sync.Pool drops a quarter of what it is given).
 func TestEnqueueAllocs(t *testing.T) {
 	q := openTest(t, Config{})
 	data := message(10 << 10)
@@ -170,7 +171,7 @@ func TestEnqueueAllocs(t *testing.T) {
 		}
 	}
 	runtime.ReadMemStats(&after)
-	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 32<<10 {
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 64<<10 {
 		t.Errorf("Enqueue allocates %d bytes a message", per)
 	}
 }

@@ -451,7 +451,7 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 	created := idTime(id)
 	tmp := q.path(dirTmp, id)
 	if err := q.writeNew(ctx, tmp, created, &env, msg); err != nil {
-		os.Remove(tmp)
+		removeFile(tmp)
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
 	q.crash("enqueue-written")
@@ -460,19 +460,17 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 		mu.Lock()
 		defer mu.Unlock()
 		if old, ok := q.byKey(env.Key); ok {
-			os.Remove(tmp)
+			removeFile(tmp)
 			return old, nil
 		}
-		link := q.path(dirKeys, keyName(env.Key))
-		os.Remove(link)
-		if err := os.Link(tmp, link); err != nil {
-			os.Remove(tmp)
+		if err := link(tmp, q.path(dirKeys, keyName(env.Key))); err != nil {
+			removeFile(tmp)
 			return "", fmt.Errorf("enqueue: key: %w", err)
 		}
 	}
 	dir, err := q.place(tmp, id, created)
 	if err != nil {
-		os.Remove(tmp)
+		removeFile(tmp)
 		return "", fmt.Errorf("enqueue: %w", err)
 	}
 	q.crash("enqueue-renamed")
@@ -512,7 +510,7 @@ func (q *Queue) byKey(key string) (string, bool) {
 
 // writeNew writes and fsyncs a new message file.
 func (q *Queue) writeNew(ctx context.Context, path string, created time.Time, env *Envelope, msg io.Reader) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := openFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -572,7 +570,7 @@ func envLen(head []byte) uint32 { return binary.BigEndian.Uint32(head[8:]) }
 func (q *Queue) place(from, id string, t time.Time) (string, error) {
 	dir := q.path(dirSched, bucketName(t))
 	for range 3 {
-		err := os.Rename(from, filepath.Join(dir, id))
+		err := rename(from, filepath.Join(dir, id))
 		if !errors.Is(err, fs.ErrNotExist) {
 			return dir, err
 		}
@@ -626,7 +624,7 @@ func isASCII(s string) bool {
 
 // readFile opens and parses a message file.
 func readFile(path string) (*msgFile, error) {
-	f, err := os.Open(path)
+	f, err := openFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -682,10 +680,10 @@ func (q *Queue) remove(id, path string, m *msgFile) error {
 		lfi, lerr := os.Stat(link)
 		fi, err := os.Stat(path)
 		if lerr == nil && err == nil && os.SameFile(lfi, fi) {
-			os.Remove(link)
+			removeFile(link)
 		}
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := removeFile(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", id, err)
 	}
 	return nil
@@ -693,7 +691,7 @@ func (q *Queue) remove(id, path string, m *msgFile) error {
 
 // setFlag sets or clears a flag of the message file durably.
 func setFlag(path string, flag byte, on bool) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := openFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}

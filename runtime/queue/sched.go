@@ -458,7 +458,7 @@ func answer(r smtpout.Result) string {
 // send sends one job and records its delivered recipients.
 func (s *sched) send(j *job) {
 	q, a := s.q, j.a
-	f, err := os.OpenFile(a.path, os.O_RDWR, 0)
+	f, err := openFile(a.path, os.O_RDWR, 0)
 	if err != nil {
 		a.mu.Lock()
 		for _, i := range j.rcpts {
@@ -612,7 +612,7 @@ func (s *sched) finalize(a *active) {
 	now := q.now()
 	set := q.settings()
 	m := a.m
-	f, err := os.OpenFile(a.path, os.O_RDWR, 0)
+	f, err := openFile(a.path, os.O_RDWR, 0)
 	if err != nil {
 		q.log.Error("queue: end of attempt", "id", a.id, "err", err)
 		drop()
