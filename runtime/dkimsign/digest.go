@@ -98,15 +98,19 @@ func (d *digest) keep(b []byte) {
 // become one space, white space at a line's end goes, and the line ends
 // at the body's end go (hashed only once something follows them).
 func (d *digest) canonBody(p []byte) {
-	for _, c := range p {
-		switch c {
+	for i := 0; i < len(p); {
+		switch p[i] {
 		case ' ', '\t':
 			d.wsp = true
 			d.prevCR = false
+			i++
+			continue
 		case '\r':
 			d.wsp = false
 			d.pending('\r')
 			d.prevCR = true
+			i++
+			continue
 		case '\n':
 			d.wsp = false
 			if !d.prevCR {
@@ -114,20 +118,30 @@ func (d *digest) canonBody(p []byte) {
 			}
 			d.pending('\n')
 			d.prevCR = false
-		default:
-			d.flushPending()
-			if d.wsp {
-				d.out = append(d.out, ' ')
-				d.wsp = false
-			}
-			d.out = append(d.out, c)
-			d.written = true
-			d.prevCR = false
-			if len(d.out) >= cap(d.out)-1 {
-				d.body.Write(d.out)
-				d.out = d.out[:0]
-			}
+			i++
+			continue
 		}
+		// A run of other bytes goes as it is, after the pending line
+		// ends and white space.
+		j := i + 1
+		for j < len(p) && p[j] != ' ' && p[j] != '\t' && p[j] != '\r' && p[j] != '\n' {
+			j++
+		}
+		if len(d.pend) > 0 || d.spec != nil {
+			d.flushPending()
+		}
+		if d.wsp {
+			d.out = append(d.out, ' ')
+			d.wsp = false
+		}
+		d.out = append(d.out, p[i:j]...)
+		d.written = true
+		d.prevCR = false
+		if len(d.out) >= 4<<10 {
+			d.body.Write(d.out)
+			d.out = d.out[:0]
+		}
+		i = j
 	}
 	d.body.Write(d.out)
 	d.out = d.out[:0]
