@@ -64,7 +64,7 @@ func (d *digest) Write(p []byte) (int, error) {
 // "\r\n" on a line of its own, as textproto reads lines) and returns what
 // follows it.
 func (d *digest) readHeader(p []byte) []byte {
-	for len(p) > 0 {
+	for len(p) > 0 && !d.tooLarge {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			d.keep(p)
@@ -72,6 +72,9 @@ func (d *digest) readHeader(p []byte) []byte {
 		}
 		d.keep(p[:i+1])
 		p = p[i+1:]
+		if d.tooLarge {
+			return nil // not signed: its end does not matter
+		}
 		line := d.header[d.lineStart : len(d.header)-1]
 		if len(line) == 0 || len(line) == 1 && line[0] == '\r' {
 			d.inBody = true

@@ -3,6 +3,7 @@ package dkimsign
 import (
 	"bytes"
 	"encoding/base64"
+	"io"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -146,5 +147,29 @@ func BenchmarkDigest10KB(b *testing.B) {
 		d := newDigest()
 		d.Write(msg)
 		d.bodyHash()
+	}
+}
+
+// A header over maxHeader is not kept: Signatures refuses the message,
+// Signer.Sign sends it unsigned; neither panics, whatever the pieces.
+func TestDigestHeaderTooLarge(t *testing.T) {
+	k, _ := keysForTest(t)
+	s := NewSigner(signerDir(t))
+	big := "From: alice@example.com\r\n" + strings.Repeat("X-Filler: "+strings.Repeat("y", 70)+"\r\n", maxHeader/80+1) + "\r\nbody\r\n"
+	if _, err := Signatures(strings.NewReader(big), k); err == nil {
+		t.Error("Signatures signed a header over maxHeader")
+	}
+	for _, piece := range []int{61, 64 << 10, len(big)} {
+		fields, err := s.Sign(func(w io.Writer) error {
+			for rest := big; len(rest) > 0; {
+				n := min(len(rest), piece)
+				io.WriteString(w, rest[:n])
+				rest = rest[n:]
+			}
+			return nil
+		})
+		if fields != nil || err != nil {
+			t.Errorf("pieces of %d: %q, %v; want unsigned", piece, fields, err)
+		}
 	}
 }
