@@ -31,7 +31,8 @@ type dnsDocOpts struct {
 }
 
 // dnsDoc is a document with two delegated domains: ma-societe.fr with
-// the manual's TTLs, and c.example with TTLs of its own.
+// the manual's TTLs, and c.example with TTLs of its own and a wildcard
+// host.
 func dnsDoc(o dnsDocOpts) string {
 	if o.PublicAddress == "" {
 		o.PublicAddress = "203.0.113.10"
@@ -61,7 +62,7 @@ func dnsDoc(o dnsDocOpts) string {
 		fmt.Fprintf(&b, "      secondaries: [%s]\n", strings.Join(o.Secondaries, ", "))
 	}
 	fmt.Fprintf(&b, "    accounts:\n      - {id: bob, name: %q}\n", o.BobName)
-	b.WriteString("  - name: c.example\n    dns:\n      delegated: true\n      ttl: {a: 600, mx: 3600, txt: 300}\n    accounts:\n      - {id: carol}\n")
+	b.WriteString("  - name: c.example\n    dns:\n      delegated: true\n      ttl: {a: 600, mx: 3600, txt: 300}\n      hosts: {\"*\": 198.51.100.8}\n    accounts:\n      - {id: carol}\n")
 	return b.String()
 }
 
@@ -227,6 +228,9 @@ func TestDNSZone(t *testing.T) {
 	if !r.Authoritative || r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("SOA: AA %v, %s, %d answers, want AA, NOERROR, 1", r.Authoritative, mdns.RcodeToString[r.Rcode], len(r.Answer))
 	}
+	if opt := r.IsEdns0(); opt == nil || opt.UDPSize() < 512 || opt.UDPSize() > 1232 {
+		t.Errorf("SOA asked with EDNS0: OPT %v, want one with a UDP size of 512 to 1232 (DNS flag day 2020)", opt)
+	}
 	soa := r.Answer[0].(*mdns.SOA)
 	if !serialRE.MatchString(strconv.FormatUint(uint64(soa.Serial), 10)) || soa.Ns != "ns1.ma-societe.fr." || soa.Mbox != "hostmaster.ma-societe.fr." {
 		t.Errorf("SOA %s, want ns1.ma-societe.fr. hostmaster.ma-societe.fr. YYYYMMDDnn", soa)
@@ -251,6 +255,11 @@ func TestDNSZone(t *testing.T) {
 		{"c.example.", mdns.TypeMX, []string{"c.example. 3600 10 mail.c.example."}},
 		{"c.example.", mdns.TypeTXT, []string{`c.example. 300 "v=spf1 mx -all"`}},
 		{"_dmarc.c.example.", mdns.TypeTXT, []string{`_dmarc.c.example. 300 "v=DMARC1; p=none"`}},
+		// The wildcard: the owner is the name asked; names that exist
+		// are not covered.
+		{"anything.c.example.", mdns.TypeA, []string{"anything.c.example. 600 198.51.100.8"}},
+		{"a.b.c.example.", mdns.TypeA, []string{"a.b.c.example. 600 198.51.100.8"}},
+		{"mail.c.example.", mdns.TypeA, []string{"mail.c.example. 600 " + pub}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name+mdns.TypeToString[tc.qtype], func(t *testing.T) {
@@ -318,7 +327,8 @@ func TestDNSZone(t *testing.T) {
 		{"a.b.www.ma-societe.fr.", mdns.TypeA, mdns.RcodeNameError},
 		{"mail.ma-societe.fr.", mdns.TypeMX, mdns.RcodeSuccess},
 		{"www.ma-societe.fr.", mdns.TypeAAAA, mdns.RcodeSuccess},
-		{"nothing.c.example.", mdns.TypeTXT, mdns.RcodeNameError},
+		{"nothing.c.example.", mdns.TypeTXT, mdns.RcodeSuccess}, // the wildcard has no TXT
+		{"mail.c.example.", mdns.TypeTXT, mdns.RcodeSuccess},
 	} {
 		r := d.ask(t, tc.name, tc.qtype)
 		soa := rrs(r.Ns, mdns.TypeSOA)
@@ -326,6 +336,16 @@ func TestDNSZone(t *testing.T) {
 			t.Errorf("%s %s: %s AA %v, %d answers, authority SOA %q; want %s AA, no answer, the SOA",
 				tc.name, mdns.TypeToString[tc.qtype], mdns.RcodeToString[r.Rcode], r.Authoritative, len(r.Answer), soa, mdns.RcodeToString[tc.rcode])
 		}
+	}
+
+	// ANY: one RRset of the name (RFC 8482), not all of them.
+	r = d.ask(t, "ma-societe.fr.", mdns.TypeANY)
+	types := map[uint16]bool{}
+	for _, rr := range r.Answer {
+		types[rr.Header().Rrtype] = true
+	}
+	if r.Rcode != mdns.RcodeSuccess || !r.Authoritative || len(types) != 1 {
+		t.Errorf("ANY ma-societe.fr.: %s AA %v, answer %v; want NOERROR, AA, one RRset", mdns.RcodeToString[r.Rcode], r.Authoritative, r.Answer)
 	}
 
 	// A name outside the zones, from loopback (not the LAN): REFUSED,
