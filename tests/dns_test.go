@@ -557,6 +557,17 @@ func TestDNSTransfer(t *testing.T) {
 		len(regexp.MustCompile(`(?m)^ma-societe\.fr\.\s+\d+\s+IN\s+SOA\s`).FindAllString(out, -1)) != 2 || !strings.Contains(out, "www.ma-societe.fr.") {
 		t.Errorf("dig AXFR with 127.0.0.1 a secondary, want the zone:\n%s", out)
 	}
+
+	// IXFR: an up-to-date secondary gets the SOA alone (RFC 1995 2), an
+	// older one the whole zone.
+	serial := recs[0].(*mdns.SOA).Serial
+	soaRE := regexp.MustCompile(`(?m)^ma-societe\.fr\.\s+\d+\s+IN\s+SOA\s`)
+	if out := d.dig(t, "+tcp", "ma-societe.fr", fmt.Sprintf("IXFR=%d", serial)); len(soaRE.FindAllString(out, -1)) != 1 || strings.Contains(out, "IN\tMX") {
+		t.Errorf("dig IXFR=%d (the current serial), want the SOA alone:\n%s", serial, out)
+	}
+	if out := d.dig(t, "+tcp", "ma-societe.fr", fmt.Sprintf("IXFR=%d", serial-1)); len(soaRE.FindAllString(out, -1)) != 2 || !strings.Contains(out, "IN\tMX") {
+		t.Errorf("dig IXFR=%d (an older serial), want the whole zone:\n%s", serial-1, out)
+	}
 }
 
 // TestDNSTruncation: an answer larger than 512 bytes (thirty name
