@@ -368,9 +368,12 @@ func TestRetryAndBounce(t *testing.T) {
 	for i := 2; i <= 5; i++ {
 		clk.Add(10 * time.Minute)
 		q.wake()
+		// Deferred again before the clock moves on: moved between the
+		// attempt and its new due time, the clock would leave that due
+		// time a whole backoff ahead, with no wake to come.
 		waitFor(t, fmt.Sprintf("attempt %d", i), func() bool {
 			inf, err := q.Show(t.Context(), id)
-			return err == nil && inf.Recipients[2].Attempts == i
+			return err == nil && inf.Recipients[2].Attempts == i && inf.Next.After(clk.Now())
 		})
 	}
 	if ks := n.keys(); len(ks) != 2 || n.get(id+"/delayed/2") == nil {
