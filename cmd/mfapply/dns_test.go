@@ -8,6 +8,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"mailfountain.dev/mailfountain/runtime/dkimsign"
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 )
 
 // docDNS has a domain served by the box and one that is not, and names
@@ -126,7 +127,7 @@ func TestDNSCheckCommand(t *testing.T) {
 			published = append(published, l)
 		}
 	}
-	all := serveDNS(t, published...)
+	all := dnstest.New(t, published...).Addr()
 	e.expect(e.run("", "dns", "check", "a.example", "--resolver", all), 0, "MX       a.example.", "match", "9 of 9 record sets match")
 
 	var noDMARC []string
@@ -135,7 +136,7 @@ func TestDNSCheckCommand(t *testing.T) {
 			noDMARC = append(noDMARC, l)
 		}
 	}
-	e.expect(e.run("", "dns", "check", "a.example", "--resolver", serveDNS(t, noDMARC...)), 1,
+	e.expect(e.run("", "dns", "check", "a.example", "--resolver", dnstest.New(t, noDMARC...).Addr()), 1,
 		"DMARC    _dmarc.a.example.                        missing", "8 of 9 record sets match")
 
 	// b.example is delegated: its whole zone is checked, SOA and MX too.

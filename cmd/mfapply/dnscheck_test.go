@@ -3,49 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
-)
 
-// serveDNS answers from records over UDP on 127.0.0.1 (NXDOMAIN for other
-// names) until the test ends, and returns its address.
-func serveDNS(t *testing.T, records ...string) string {
-	t.Helper()
-	var rrs []dns.RR
-	for _, s := range records {
-		rr, err := dns.NewRR(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rrs = append(rrs, rr)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Rcode = dns.RcodeNameError
-		for _, rr := range rrs {
-			if strings.EqualFold(rr.Header().Name, r.Question[0].Name) {
-				m.Rcode = dns.RcodeSuccess
-				if rr.Header().Rrtype == r.Question[0].Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
+)
 
 func TestDNSCheck(t *testing.T) {
 	expected := []string{
@@ -87,7 +53,7 @@ func TestDNSCheck(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			addr := serveDNS(t, c.published...)
+			addr := dnstest.New(t, c.published...).Addr()
 			var out bytes.Buffer
 			cl := &cli{stdout: &out, stderr: &out, json: c.json}
 			code := cl.dnsCheck(t.Context(), "a.example", addr, want)

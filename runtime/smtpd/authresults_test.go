@@ -5,62 +5,17 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"net"
 	"net/mail"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/miekg/dns"
 
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 )
-
-// serveTXT runs a DNS server on 127.0.0.1 (UDP) answering TXT queries
-// from records (by name, without the final dot) until the test ends: an
-// unknown name is NXDOMAIN, another type of a known name is empty.
-func serveTXT(t *testing.T, records map[string]string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(req)
-		if len(req.Question) != 1 {
-			m.Rcode = dns.RcodeFormatError
-			w.WriteMsg(m)
-			return
-		}
-		q := req.Question[0]
-		txt, ok := records[strings.TrimSuffix(strings.ToLower(q.Name), ".")]
-		switch {
-		case !ok:
-			m.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeTXT:
-			m.Answer = []dns.RR{&dns.TXT{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
-				Txt: []string{txt},
-			}}
-		}
-		w.WriteMsg(m)
-	})
-	srv := &dns.Server{PacketConn: pc, Handler: handler}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.ActivateAndServe() })
-	<-started
-	t.Cleanup(func() {
-		srv.Shutdown()
-		wg.Wait()
-	})
-	return pc.LocalAddr().String()
-}
 
 // TestAuthenticationResults runs the real mailauth Verifier behind the
 // MX, against a real DNS server, and reads the Authentication-Results
@@ -71,13 +26,13 @@ func TestAuthenticationResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dnsAddr := serveTXT(t, map[string]string{
-		"example.test":                "v=spf1 ip4:127.0.0.1 -all",
-		"sel._domainkey.example.test": "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub),
-		"_dmarc.example.test":         "v=DMARC1; p=reject",
-		"bad.test":                    "v=spf1 -all",
-		"_dmarc.bad.test":             "v=DMARC1; p=quarantine",
-	})
+	dnsAddr := dnstest.New(t,
+		`example.test. 60 TXT "v=spf1 ip4:127.0.0.1 -all"`,
+		`sel._domainkey.example.test. 60 TXT "v=DKIM1; k=ed25519; p=`+base64.StdEncoding.EncodeToString(pub)+`"`,
+		`_dmarc.example.test. 60 TXT "v=DMARC1; p=reject"`,
+		`bad.test. 60 TXT "v=spf1 -all"`,
+		`_dmarc.bad.test. 60 TXT "v=DMARC1; p=quarantine"`,
+	).Addr()
 	v := mailauth.NewVerifier(mailauth.NewResolver([]string{dnsAddr}, time.Second), 10*time.Second, nil)
 	e := newEnv(t, func(c *Config) {
 		c.Verifier = v

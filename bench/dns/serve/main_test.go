@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 )
 
@@ -65,41 +65,16 @@ func TestCheckZone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveRecords(t, z.Records)
-	if err := checkZone(t.Context(), addr, z); err != nil {
+	full := dnstest.New(t)
+	full.AddRR(z.Records...)
+	if err := checkZone(t.Context(), full.Addr(), z); err != nil {
 		t.Errorf("against the same zone: %v", err)
 	}
-	addr = serveRecords(t, z.Records[:len(z.Records)-1])
-	if err := checkZone(t.Context(), addr, z); err == nil || !strings.Contains(err.Error(), "1 of 5 record sets do not match") {
+	less := dnstest.New(t)
+	less.AddRR(z.Records[:len(z.Records)-1]...)
+	if err := checkZone(t.Context(), less.Addr(), z); err == nil || !strings.Contains(err.Error(), "1 of 5 record sets do not match") {
 		t.Errorf("against the zone less a record: %v", err)
 	}
-}
-
-// serveRecords serves records over UDP on 127.0.0.1 (NXDOMAIN for any
-// other name) until the test ends.
-func serveRecords(t *testing.T, records []dns.RR) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Rcode = dns.RcodeNameError
-		for _, rr := range records {
-			if strings.EqualFold(rr.Header().Name, r.Question[0].Name) {
-				m.Rcode = dns.RcodeSuccess
-				if rr.Header().Rrtype == r.Question[0].Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
 }
 
 // TestSwap: a swap publishes the zone with the next serial, and lasts
@@ -113,15 +88,12 @@ func TestSwap(t *testing.T) {
 	live.Publish(&dnszone.Set{Zones: []dnszone.Zone{z}})
 	// A server that answers the SOA of the Set being served, 50 ms late
 	// after each change: a swap is no shorter.
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	cur, _ := live.Load() // the Set answered
 	var pending *dnszone.Set
 	var seen time.Time
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	srv := dnstest.New(t)
+	srv.SetHandler(func(w dns.ResponseWriter, r *dns.Msg) {
 		s, _ := live.Load()
 		mu.Lock()
 		if s != cur {
@@ -137,9 +109,7 @@ func TestSwap(t *testing.T) {
 		m.SetReply(r)
 		m.Answer = answer.Zones[0].Records[:1]
 		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
+	})
 
 	next := bumpSerial(z)
 	if next.Serial != z.Serial+1 || next.Records[0].(*dns.SOA).Serial != z.Serial+1 || z.Records[0].(*dns.SOA).Serial != z.Serial {
@@ -148,7 +118,7 @@ func TestSwap(t *testing.T) {
 	if len(next.Records) != len(z.Records) {
 		t.Fatalf("bumpSerial: %d records, want %d", len(next.Records), len(z.Records))
 	}
-	d, err := swap(t.Context(), &live, next, pc.LocalAddr().String())
+	d, err := swap(t.Context(), &live, next, srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
