@@ -26,81 +26,38 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 )
 
-// txtServer is a DNS server on 127.0.0.1 (UDP) answering TXT questions
-// from a map the test changes as it goes.
-type txtServer struct {
-	addr     string
-	mu       sync.Mutex
-	txt      map[string][]string // by lower-case FQDN
-	servfail bool
+// startDNS starts the DNS server of the tests' _mta-sts records. TTL 0
+// everywhere: the tests change records at will, and mailauth's resolver
+// must keep none of them, negative answers (the SOA's) included.
+func startDNS(t *testing.T) *dnstest.Server {
+	return dnstest.New(t, "example.com. 0 SOA ns.example.com. hostmaster.example.com. 1 3600 600 86400 0")
 }
 
-func startTXTServer(t *testing.T) *txtServer {
-	t.Helper()
-	z := &txtServer{txt: map[string][]string{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// setTXT replaces the TXT records of name; none removes them.
+func (e *env) setTXT(name string, txts ...string) {
+	var records []string
+	for _, txt := range txts {
+		records = append(records, dns.Fqdn(name)+` 0 TXT "`+txt+`"`)
 	}
-	z.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: z}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.ActivateAndServe() })
-	<-started
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		wg.Wait()
+	e.dns.Set(name, dns.TypeTXT, records...)
+}
+
+// setServfail makes the DNS server answer SERVFAIL to every query, or
+// answer from its records again.
+func (e *env) setServfail(on bool) {
+	if !on {
+		e.dns.SetHandler(nil)
+		return
+	}
+	e.dns.SetHandler(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		_ = w.WriteMsg(m)
 	})
-	return z
-}
-
-// set replaces the TXT records of name; none removes the name.
-func (z *txtServer) set(name string, txts ...string) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	z.txt[strings.ToLower(dns.Fqdn(name))] = txts
-}
-
-func (z *txtServer) setServfail(b bool) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	z.servfail = b
-}
-
-func (z *txtServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	z.mu.Lock()
-	servfail := z.servfail
-	var txts []string
-	if len(req.Question) == 1 {
-		txts = z.txt[strings.ToLower(req.Question[0].Name)]
-	}
-	z.mu.Unlock()
-	switch {
-	case servfail:
-		m.Rcode = dns.RcodeServerFailure
-	case len(txts) == 0:
-		// TTL 0 everywhere: the tests change records at will, and
-		// mailauth's resolver must keep none of them.
-		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "example.com.", Rrtype: dns.TypeSOA, Class: dns.ClassINET},
-			Ns: "ns.example.com.", Mbox: "hostmaster.example.com.", Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400}}
-	default:
-		q := req.Question[0]
-		for _, s := range txts {
-			m.Answer = append(m.Answer, &dns.TXT{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 0},
-				Txt: []string{s},
-			})
-		}
-	}
-	_ = w.WriteMsg(m)
 }
 
 // policyServer is an HTTPS server on loopback playing every mta-sts.<domain>
@@ -226,7 +183,7 @@ func (c *clock) advance(d time.Duration) {
 }
 
 type env struct {
-	dns   *txtServer
+	dns   *dnstest.Server
 	https *policyServer
 	clock *clock
 	cfg   Config
@@ -237,12 +194,12 @@ type env struct {
 // dialer sends every host name to it.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{dns: startTXTServer(t), https: startPolicyServer(t), clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	e := &env{dns: startDNS(t), https: startPolicyServer(t), clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	roots := x509.NewCertPool()
 	roots.AddCert(e.https.srv.Certificate())
 	target := e.https.srv.Listener.Addr().String()
 	e.cfg = Config{
-		Resolver:  mailauth.NewResolver([]string{e.dns.addr}, 2*time.Second),
+		Resolver:  mailauth.NewResolver([]string{e.dns.Addr()}, 2*time.Second),
 		TLSConfig: &tls.Config{RootCAs: roots},
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var d net.Dialer
@@ -270,7 +227,7 @@ func TestLookupCache(t *testing.T) {
 	c := newCache(t, e.cfg)
 	ctx := t.Context()
 	const host = "mta-sts.example.com"
-	e.dns.set("_mta-sts.example.com", "v=spf1 -all", "v=STSv1; id=1;")
+	e.setTXT("_mta-sts.example.com", "v=spf1 -all", "v=STSv1; id=1;")
 	e.https.set(host, enforceBody, 0)
 
 	lookup := func(step string, wantMode Mode, wantErr bool, wantFetches int) *Policy {
@@ -296,36 +253,36 @@ func TestLookupCache(t *testing.T) {
 
 	e.https.set(host, strings.Replace(enforceBody, "enforce", "testing", 1), 0)
 	lookup("same id, new body: still cached", ModeEnforce, false, 1)
-	e.dns.set("_mta-sts.example.com", "v=STSv1; id=2;")
+	e.setTXT("_mta-sts.example.com", "v=STSv1; id=2;")
 	lookup("new id: refetch", ModeTesting, false, 2)
 
 	e.clock.advance(24*time.Hour + time.Second)
 	e.https.set(host, enforceBody, 0)
 	lookup("expired: refetch", ModeEnforce, false, 3)
 
-	e.dns.set("_mta-sts.example.com", "v=STSv1; id=3;")
+	e.setTXT("_mta-sts.example.com", "v=STSv1; id=3;")
 	e.https.set(host, "", http.StatusServiceUnavailable)
 	lookup("new id, fetch fails: cached kept", ModeEnforce, true, 4)
 
 	e.https.set(host, "version: STSv9\nmode: none\nmax_age: 1\n", 0)
 	lookup("new id, invalid policy: cached kept", ModeEnforce, true, 5)
 
-	e.dns.set("_mta-sts.example.com")
+	e.setTXT("_mta-sts.example.com")
 	lookup("record removed: cached kept", ModeEnforce, false, 5)
 
-	e.dns.set("_mta-sts.example.com", "v=STSv1; id=3;", "v=STSv1; id=4;")
+	e.setTXT("_mta-sts.example.com", "v=STSv1; id=3;", "v=STSv1; id=4;")
 	lookup("two records: cached kept", ModeEnforce, true, 5)
 
-	e.dns.setServfail(true)
+	e.setServfail(true)
 	lookup("DNS failure: cached kept", ModeEnforce, true, 5)
-	e.dns.setServfail(false)
+	e.setServfail(false)
 
 	e.clock.advance(24*time.Hour + time.Second)
-	e.dns.set("_mta-sts.example.com", "v=STSv1; id=3;")
+	e.setTXT("_mta-sts.example.com", "v=STSv1; id=3;")
 	e.https.set(host, "", http.StatusServiceUnavailable)
 	lookup("expired and fetch fails: none", "", true, 6)
 
-	e.dns.set("_mta-sts.example.com")
+	e.setTXT("_mta-sts.example.com")
 	lookup("no record, nothing cached: none, no error", "", false, 6)
 }
 
@@ -361,7 +318,7 @@ func TestFetchRefused(t *testing.T) {
 				tt.cfg(&cfg)
 			}
 			c := newCache(t, cfg)
-			e.dns.set("_mta-sts."+tt.domain, "v=STSv1; id=1;")
+			e.setTXT("_mta-sts."+tt.domain, "v=STSv1; id=1;")
 			p, err := c.Lookup(t.Context(), tt.domain)
 			if p != nil || err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Lookup = %+v, %v; want no policy and an error containing %q", p, err, tt.wantErr)
@@ -374,7 +331,7 @@ func TestFetchRefused(t *testing.T) {
 	}
 	// And the same servers work when nothing is wrong.
 	c := newCache(t, e.cfg)
-	e.dns.set("_mta-sts.example.com", "v=STSv1; id=1;")
+	e.setTXT("_mta-sts.example.com", "v=STSv1; id=1;")
 	if p, err := c.Lookup(t.Context(), "example.com"); err != nil || p == nil || p.Mode != ModeEnforce {
 		t.Fatalf("Lookup = %+v, %v", p, err)
 	}
@@ -386,7 +343,7 @@ func TestFetchTimeout(t *testing.T) {
 	e.https.mu.Lock()
 	e.https.delay = 2 * time.Second
 	e.https.mu.Unlock()
-	e.dns.set("_mta-sts.example.com", "v=STSv1; id=1;")
+	e.setTXT("_mta-sts.example.com", "v=STSv1; id=1;")
 	cfg := e.cfg
 	cfg.FetchTimeout = 200 * time.Millisecond
 	c := newCache(t, cfg)
@@ -414,7 +371,7 @@ func TestConcurrentLookups(t *testing.T) {
 	e.https.mu.Lock()
 	e.https.delay = 300 * time.Millisecond
 	e.https.mu.Unlock()
-	e.dns.set("_mta-sts.example.com", "v=STSv1; id=1;")
+	e.setTXT("_mta-sts.example.com", "v=STSv1; id=1;")
 	c := newCache(t, e.cfg)
 	const n = 20
 	var wg sync.WaitGroup
@@ -443,7 +400,7 @@ func TestConcurrentLookups(t *testing.T) {
 func TestCacheFile(t *testing.T) {
 	e := newEnv(t)
 	e.https.set("mta-sts.example.com", enforceBody, 0)
-	e.dns.set("_mta-sts.example.com", "v=STSv1; id=1;")
+	e.setTXT("_mta-sts.example.com", "v=STSv1; id=1;")
 	cfg := e.cfg
 	cfg.File = filepath.Join(t.TempDir(), "mta-sts.json")
 	c := newCache(t, cfg)
