@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // TestRoute: MX order, the fallback to the next MX, the implicit MX, the
@@ -118,9 +120,7 @@ func TestRoute(t *testing.T) {
 	}
 	t.Run("DNS failure is temporary", func(t *testing.T) {
 		z := startDNS(t, `dest.test. MX 10 mx1.dest.test.`)
-		z.mu.Lock()
-		z.servfail["dest.test."] = true
-		z.mu.Unlock()
+		z.SetRcode(dns.RcodeServerFailure, "dest.test.")
 		cl := newClient(t, Config{Resolver: z.resolver(), Port: freePort(t)})
 		res := send(t, cl, msg("b@dest.test"))
 		if res[0].Delivered() || res[0].Permanent || !strings.Contains(res[0].Text, "MX lookup") {

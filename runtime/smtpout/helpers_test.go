@@ -19,95 +19,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
 )
 
-// testDNS is a real DNS server on loopback (UDP and TCP on one port)
-// serving records given in zone-file syntax.
-type testDNS struct {
-	Addr string
-
-	mu       sync.Mutex
-	rrs      map[string][]dns.RR
-	servfail map[string]bool
-}
-
+// startDNS serves records (zone-file syntax) until the test ends.
 func startDNS(t *testing.T, records ...string) *testDNS {
-	t.Helper()
-	z := &testDNS{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}}
-	z.add(t, records...)
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err != nil {
-			pc.Close()
-			continue
-		}
-		z.Addr = pc.LocalAddr().String()
-		var wg sync.WaitGroup
-		var servers []*dns.Server
-		for _, s := range []*dns.Server{{PacketConn: pc, Handler: z}, {Listener: ln, Handler: z}} {
-			started := make(chan struct{})
-			s.NotifyStartedFunc = func() { close(started) }
-			wg.Go(func() { _ = s.ActivateAndServe() })
-			<-started
-			servers = append(servers, s)
-		}
-		t.Cleanup(func() {
-			for _, s := range servers {
-				_ = s.Shutdown()
-			}
-			wg.Wait()
-		})
-		return z
-	}
-	t.Fatal("no free UDP+TCP port pair")
-	return nil
+	return &testDNS{dnstest.New(t, records...)}
 }
 
-func (z *testDNS) add(t *testing.T, records ...string) {
-	t.Helper()
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	for _, r := range records {
-		rr, err := dns.NewRR(r)
-		if err != nil || rr == nil {
-			t.Fatalf("record %q: %v", r, err)
-		}
-		name := strings.ToLower(rr.Header().Name)
-		z.rrs[name] = append(z.rrs[name], rr)
-	}
-}
+type testDNS struct{ *dnstest.Server }
 
-func (z *testDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	q := req.Question[0]
-	name := strings.ToLower(q.Name)
-	z.mu.Lock()
-	rrs, servfail := z.rrs[name], z.servfail[name]
-	z.mu.Unlock()
-	switch {
-	case servfail:
-		m.Rcode = dns.RcodeServerFailure
-	case len(rrs) == 0:
-		m.Rcode = dns.RcodeNameError
-	}
-	for _, rr := range rrs {
-		if rr.Header().Rrtype == q.Qtype {
-			m.Answer = append(m.Answer, rr)
-		}
-	}
-	_ = w.WriteMsg(m)
-}
-
+// resolver is a mailauth resolver asking the server.
 func (z *testDNS) resolver() *mailauth.Resolver {
-	return mailauth.NewResolver([]string{z.Addr}, time.Second)
+	return mailauth.NewResolver([]string{z.Addr()}, time.Second)
 }
 
 // testCA makes certificates for the tests' servers.
