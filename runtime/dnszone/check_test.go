@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 )
 
 // published is the zone the test's DNS server answers from: what a
@@ -36,116 +38,31 @@ two                   A     192.0.2.2
 refused               A     192.0.2.99
 `
 
-// testServer is a DNS server on 127.0.0.1 (UDP and TCP, one port) that
-// answers from a zone file's records; queries over UDP get at most their
-// EDNS0 size (truncated: TC), names under "refused." get REFUSED, and
-// queries without RD a SERVFAIL.
-type testServer struct {
-	records map[string][]dns.RR
-	tcp     atomic.Int32 // queries over TCP
-}
-
-func startTestServer(t *testing.T, zone string) (string, *testServer) {
+// startTestServer serves the zone text and, under many.ma-societe.fr, 100
+// addresses: more than an answer over UDP holds. Names under "refused."
+// get REFUSED, and queries without RD a SERVFAIL.
+func startTestServer(t *testing.T, zone string) *dnstest.Server {
 	t.Helper()
-	ts := &testServer{records: map[string][]dns.RR{}}
-	zp := dns.NewZoneParser(strings.NewReader(zone), "", "")
-	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
-		name := strings.ToLower(rr.Header().Name)
-		ts.records[name] = append(ts.records[name], rr)
-	}
-	if err := zp.Err(); err != nil {
-		t.Fatalf("parse the test zone: %v", err)
-	}
-	// 100 addresses: more than an answer over UDP holds.
+	s := dnstest.New(t, zone)
 	for i := range 100 {
-		rr, err := dns.NewRR(fmt.Sprintf("many.ma-societe.fr. 10800 A 10.0.%d.%d", i/250, i%250+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts.records["many.ma-societe.fr."] = append(ts.records["many.ma-societe.fr."], rr)
+		s.Add(fmt.Sprintf("many.ma-societe.fr. 10800 A 10.0.%d.%d", i/250, i%250+1))
 	}
-	var pc net.PacketConn
-	var ln net.Listener
-	for attempt := 0; ; attempt++ {
-		var err error
-		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	s.SetRcode(dns.RcodeRefused, "refused.ma-societe.fr.")
+	s.SetHandler(func(w dns.ResponseWriter, r *dns.Msg) {
+		if !r.RecursionDesired {
+			m := new(dns.Msg)
+			m.SetRcode(r, dns.RcodeServerFailure)
+			_ = w.WriteMsg(m)
+			return
 		}
-		ln, err = net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			break
-		}
-		pc.Close()
-		if attempt == 10 {
-			t.Fatalf("listen on TCP beside UDP: %v", err)
-		}
-	}
-	udp := &dns.Server{PacketConn: pc, Handler: ts}
-	tcp := &dns.Server{Listener: ln, Handler: ts}
-	for _, s := range []*dns.Server{udp, tcp} {
-		go s.ActivateAndServe()
-		t.Cleanup(func() { s.Shutdown() })
-	}
-	return pc.LocalAddr().String(), ts
-}
-
-func (ts *testServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	q := r.Question[0]
-	name := strings.ToLower(q.Name)
-	switch rrs, ok := ts.records[name]; {
-	case !r.RecursionDesired:
-		m.Rcode = dns.RcodeServerFailure
-	case strings.HasPrefix(name, "refused."):
-		m.Rcode = dns.RcodeRefused
-	case !ok:
-		m.Rcode = dns.RcodeNameError
-	default:
-		for range 8 {
-			next := ""
-			for _, rr := range rrs {
-				if rr.Header().Rrtype == q.Qtype {
-					m.Answer = append(m.Answer, rr)
-				} else if cn, ok := rr.(*dns.CNAME); ok {
-					m.Answer = append(m.Answer, rr)
-					next = cn.Target
-				}
-			}
-			if next == "" {
-				break
-			}
-			rrs = ts.records[strings.ToLower(next)]
-		}
-	}
-	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-		ts.tcp.Add(1)
-	} else {
-		size := dns.MinMsgSize
-		if o := r.IsEdns0(); o != nil {
-			size = int(o.UDPSize())
-		}
-		m.Truncate(size)
-	}
-	w.WriteMsg(m)
-}
-
-func rrs(t *testing.T, lines ...string) []dns.RR {
-	t.Helper()
-	var out []dns.RR
-	for _, l := range lines {
-		rr, err := dns.NewRR(l)
-		if err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-		out = append(out, rr)
-	}
-	return out
+		s.Reply(w, r)
+	})
+	return s
 }
 
 func TestCheck(t *testing.T) {
-	addr, ts := startTestServer(t, published)
+	ts := startTestServer(t, published)
+	addr := ts.Addr()
 	for _, c := range []struct {
 		name     string
 		expected []string
@@ -186,7 +103,7 @@ func TestCheck(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
-			got := Check(ctx, addr, rrs(t, c.expected...))
+			got := Check(ctx, addr, dnstest.Parse(t, c.expected...))
 			if len(got) != 1 {
 				t.Fatalf("%d findings, want 1: %v", len(got), got)
 			}
@@ -208,19 +125,19 @@ func TestCheck(t *testing.T) {
 		for i := range 100 {
 			want = append(want, fmt.Sprintf("many.ma-societe.fr. 10800 A 10.0.%d.%d", i/250, i%250+1))
 		}
-		before := ts.tcp.Load()
-		got := Check(t.Context(), addr, rrs(t, want...))
+		before := ts.TCPQueries()
+		got := Check(t.Context(), addr, dnstest.Parse(t, want...))
 		if len(got) != 1 || got[0].Verdict != Match || len(got[0].Published) != 100 {
 			t.Fatalf("findings %v, want one match of 100 records", got)
 		}
-		if ts.tcp.Load() == before {
+		if ts.TCPQueries() == before {
 			t.Error("no query over TCP")
 		}
 	})
 
 	t.Run("every record set at once, in the order expected", func(t *testing.T) {
 		c := &Checker{Resolver: addr, Parallel: 3, Timeout: 5 * time.Second}
-		got := c.Check(t.Context(), rrs(t,
+		got := c.Check(t.Context(), dnstest.Parse(t,
 			"ma-societe.fr. 28800 MX 10 mail.ma-societe.fr.",
 			`ma-societe.fr. 28800 TXT "v=spf1 mx -all"`,
 			"mail.ma-societe.fr. 10800 A 192.0.2.10",
@@ -249,7 +166,7 @@ func TestCheck(t *testing.T) {
 	})
 
 	t.Run("delegation", func(t *testing.T) {
-		z := Zone{Origin: "ma-societe.fr.", Records: rrs(t,
+		z := Zone{Origin: "ma-societe.fr.", Records: dnstest.Parse(t,
 			"ma-societe.fr. 3600 SOA ns1.ma-societe.fr. hostmaster.ma-societe.fr. 2026120402 3600 900 1209600 3600",
 			"ma-societe.fr. 28800 NS ns1.ma-societe.fr.",
 			"ns1.ma-societe.fr. 10800 A 192.0.2.10",
@@ -260,7 +177,7 @@ func TestCheck(t *testing.T) {
 		if len(got) != 2 || got[0].Kind != "SOA" || got[0].Verdict != Match || got[1].Kind != "NS" || got[1].Verdict != Match {
 			t.Fatalf("delegation: %v, want SOA and NS matching", got)
 		}
-		z.Records[1] = rrs(t, "ma-societe.fr. 28800 NS ns1.box.example.")[0]
+		z.Records[1] = dnstest.Parse(t, "ma-societe.fr. 28800 NS ns1.box.example.")[0]
 		got = c.Delegation(t.Context(), z)
 		if len(got) != 2 || got[1].Kind != "NS" || got[1].Verdict != Differs {
 			t.Fatalf("delegation elsewhere: %v, want NS differs", got)
@@ -299,7 +216,7 @@ func TestCheckSilentResolver(t *testing.T) {
 	c := &Checker{Resolver: pc.LocalAddr().String(), Timeout: 200 * time.Millisecond}
 	done := make(chan []Finding)
 	go func() {
-		done <- c.Check(t.Context(), rrs(t,
+		done <- c.Check(t.Context(), dnstest.Parse(t,
 			"ma-societe.fr. 28800 MX 10 mail.ma-societe.fr.",
 			"mail.ma-societe.fr. 10800 A 192.0.2.10",
 			`_dmarc.ma-societe.fr. 28800 TXT "v=DMARC1; p=none"`,
@@ -327,7 +244,7 @@ func TestCheckSilentResolver(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	c.Timeout = time.Hour
 	go func() {
-		done <- c.Check(ctx, rrs(t, "mail.ma-societe.fr. 10800 A 192.0.2.10"))
+		done <- c.Check(ctx, dnstest.Parse(t, "mail.ma-societe.fr. 10800 A 192.0.2.10"))
 	}()
 	time.Sleep(50 * time.Millisecond)
 	cancel()
