@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // testClock is the cache's clock in tests, moved by hand.
@@ -42,12 +40,8 @@ func cacheZone(t *testing.T) *testDNS {
 		`ptr.test. 300 A 192.0.2.5`,
 		`5.2.0.192.in-addr.arpa. 400 PTR ptr.test.`,
 	)
-	soa, err := dns.NewRR(`test. 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 120`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	z.soa = soa
-	z.set(z.servfail, "broken.test")
+	z.Add(`test. 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 120`)
+	z.servfail("broken.test")
 	return z
 }
 
@@ -88,9 +82,9 @@ func TestResolverCache(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := NewResolver([]string{z.Addr}, 500*time.Millisecond)
 			clock := newTestClock(r)
-			check := func(step, name string) int64 {
+			check := func(step, name string) int {
 				t.Helper()
-				before := z.queries.Load()
+				before := z.Queries()
 				res := c.lookup(r, name)
 				var de *DNSError
 				switch {
@@ -107,7 +101,7 @@ func TestResolverCache(t *testing.T) {
 				case c.kind == "temporary" && (errors.Is(res.err, ErrNotFound) || !de.Temporary()):
 					t.Fatalf("%s: got %v, want a temporary failure", step, res.err)
 				}
-				return z.queries.Load() - before
+				return z.Queries() - before
 			}
 			asked := check("first lookup", c.name)
 			if asked == 0 {
@@ -142,15 +136,15 @@ func TestResolverCacheNegativeDefault(t *testing.T) {
 	ctx := t.Context()
 	for _, step := range []struct {
 		advance time.Duration
-		asks    int64
+		asks    int
 	}{{0, 1}, {negativeDefaultTTL - time.Second, 0}, {time.Second, 1}} {
 		clock.advance(step.advance)
-		before := z.queries.Load()
+		before := z.Queries()
 		_, err := r.LookupMXRecords(ctx, "nowhere.test")
 		if !IsNXDomain(err) {
 			t.Fatalf("got %v, want NXDOMAIN", err)
 		}
-		if n := z.queries.Load() - before; n != step.asks {
+		if n := z.Queries() - before; n != step.asks {
 			t.Fatalf("after %v: %d queries, want %d", step.advance, n, step.asks)
 		}
 	}
@@ -198,8 +192,8 @@ func TestResolverCacheBound(t *testing.T) {
 		}
 	}
 	// The last name is kept (it was just stored).
-	before := z.queries.Load()
-	if _, err := r.LookupIP(ctx, "ip4", "h39.test"); err != nil || z.queries.Load() != before {
+	before := z.Queries()
+	if _, err := r.LookupIP(ctx, "ip4", "h39.test"); err != nil || z.Queries() != before {
 		t.Fatalf("h39.test asked again (%v): the newest entry was dropped", err)
 	}
 
@@ -274,23 +268,23 @@ func TestResolverCacheInflight(t *testing.T) {
 	ctx := t.Context()
 	for _, c := range []struct {
 		name    string
-		perCall int64 // queries per caller when nothing is shared
+		perCall int // queries per caller when nothing is shared
 		shared  bool
 	}{{"mx.test", 1, true}, {"nowhere.test", 1, true}, {"broken.test", queryAttempts, false}} {
 		t.Run(c.name, func(t *testing.T) {
 			r := NewResolver([]string{z.Addr}, 2*time.Second)
 			const callers = 16
-			before := z.queries.Load()
+			before := z.Queries()
 			var wg sync.WaitGroup
 			for range callers {
 				wg.Go(func() { _, _ = r.LookupMXRecords(ctx, c.name) })
 			}
 			wg.Wait()
-			want := int64(callers) * c.perCall
+			want := callers * c.perCall
 			if c.shared {
 				want = 1
 			}
-			if n := z.queries.Load() - before; n != want {
+			if n := z.Queries() - before; n != want {
 				t.Fatalf("%d queries for %d callers, want %d", n, callers, want)
 			}
 		})
@@ -311,7 +305,7 @@ func TestResolverCacheInflightCancel(t *testing.T) {
 	}()
 	defer func() { stopLeader(); <-leaderDone }()
 	// Wait until the leader's question is on the wire.
-	for z.queries.Load() == 0 {
+	for z.Queries() == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	wctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
@@ -324,7 +318,7 @@ func TestResolverCacheInflightCancel(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("the waiter returned after %v, with the leader", d)
 	}
-	if z.queries.Load() != 1 {
-		t.Fatalf("%d queries, want the leader's only", z.queries.Load())
+	if z.Queries() != 1 {
+		t.Fatalf("%d queries, want the leader's only", z.Queries())
 	}
 }

@@ -29,7 +29,7 @@ func TestResolver(t *testing.T) {
 		`big.test. TXT "truncated over UDP"`,
 		`deep.sub.test. A 192.0.2.9`,
 	)
-	z.set(z.servfail, "broken.test")
+	z.servfail("broken.test")
 	z.set(z.drop, "silent.test")
 	z.set(z.truncate, "big.test")
 	r := NewResolver([]string{z.Addr}, 2*time.Second)
@@ -90,12 +90,12 @@ func TestResolver(t *testing.T) {
 		}
 	})
 	t.Run("truncated UDP answer retried over TCP", func(t *testing.T) {
-		before := z.tcp.Load()
+		before := z.TCPQueries()
 		got, err := r.LookupTXT(ctx, "big.test")
 		if err != nil || len(got) != 1 || got[0] != "truncated over UDP" {
 			t.Fatalf("got %q %v", got, err)
 		}
-		if z.tcp.Load() == before {
+		if z.TCPQueries() == before {
 			t.Fatal("no TCP query")
 		}
 	})
@@ -143,16 +143,16 @@ func TestResolver(t *testing.T) {
 	})
 
 	t.Run("lost datagram asked again", func(t *testing.T) {
-		z.add(t, `lossy.test. TXT "second time"`)
+		z.Add(`lossy.test. TXT "second time"`)
 		z.mu.Lock()
 		z.lose["lossy.test."] = 1
 		z.mu.Unlock()
-		before := z.queries.Load()
+		before := z.Queries()
 		got, err := quick.LookupTXT(ctx, "lossy.test")
 		if err != nil || len(got) != 1 || got[0] != "second time" {
 			t.Fatalf("got %q %v", got, err)
 		}
-		if n := z.queries.Load() - before; n != 2 {
+		if n := z.Queries() - before; n != 2 {
 			t.Fatalf("%d queries, want 2", n)
 		}
 	})
@@ -230,7 +230,7 @@ func TestLookupMXRecords(t *testing.T) {
 		`null.test. MX 0 .`,
 		`nomx.test. A 192.0.2.1`,
 	)
-	z.set(z.servfail, "broken.test")
+	z.servfail("broken.test")
 	r := NewResolver([]string{z.Addr}, 500*time.Millisecond)
 	ctx := t.Context()
 
@@ -265,7 +265,7 @@ func TestLookupAddrs(t *testing.T) {
 		`v6.test. AAAA 2001:db8::2`,
 		`mx-only.test. MX 10 mx.test.`,
 	)
-	z.set(z.servfail, "broken.test")
+	z.servfail("broken.test")
 	r := NewResolver([]string{z.Addr}, 2*time.Second)
 	for _, tt := range []struct {
 		host     string

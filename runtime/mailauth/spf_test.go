@@ -79,7 +79,7 @@ func spfZone(t *testing.T) *testDNS {
 		records = append(records, fmt.Sprintf(`%d.deep%d.test. TXT "v=spf1 ip4:192.0.2.0/24 -all"`, n, n))
 	}
 	z := startDNS(t, records...)
-	z.set(z.servfail, "servfail.test", "sf.aservfail.test")
+	z.servfail("servfail.test", "sf.aservfail.test")
 	z.set(z.drop, "timeout.test")
 	z.set(z.truncate, "trunc.test")
 	return z
@@ -195,13 +195,13 @@ func TestSPFCounts(t *testing.T) {
 	z := spfZone(t)
 	r := NewResolver([]string{z.Addr}, 2*time.Second)
 	r.cache = nil // loop.test includes itself: count the lookups on the wire
-	before := z.queries.Load()
+	before := z.Queries()
 	got := checkSPF(t.Context(), r, netip.MustParseAddr("192.0.2.10"), "", "user@loop.test")
 	if got.result != resPermError {
 		t.Fatalf("got %s", got.result)
 	}
 	// The first TXT query plus ten includes.
-	if n := z.queries.Load() - before; n != 11 {
+	if n := z.Queries() - before; n != 11 {
 		t.Fatalf("%d queries, want 11", n)
 	}
 }

@@ -109,7 +109,7 @@ func newAuthEnv(t *testing.T) *authEnv {
 		`_dmarc.mixed.test. TXT "some other text"`,
 		`_dmarc.mixed.test. TXT "v=DMARC1; p=none"`,
 	)
-	z.set(z.servfail, "_dmarc.tempfail.test", "sf._domainkey.example.test")
+	z.servfail("_dmarc.tempfail.test", "sf._domainkey.example.test")
 	r := NewResolver([]string{z.Addr}, 2*time.Second)
 	return &authEnv{z: z, v: NewVerifier(r, 5*time.Second, nil), ed: ed, rsaKey: rk, other: other}
 }
