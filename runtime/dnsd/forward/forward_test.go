@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/metrics/metricstest"
 )
 
@@ -189,7 +189,7 @@ func TestCache(t *testing.T) {
 		records       []string // the upstream's, besides records; nil SOA unless listed
 		mode          string
 		after         time.Duration // between the two queries
-		wantAsked     int64
+		wantAsked     int
 		wantErr       bool
 	}{
 		{name: "positive within its TTL", first: query("www.example.", dns.TypeA), second: query("www.example.", dns.TypeA),
@@ -253,7 +253,7 @@ func TestCache(t *testing.T) {
 					t.Fatalf("query %d: %v, %v; want error %v", i+1, r, err, tt.wantErr)
 				}
 			}
-			if got := u.queries.Load(); got != tt.wantAsked {
+			if got := u.Queries(); got != tt.wantAsked {
 				t.Errorf("upstream asked %d times, want %d", got, tt.wantAsked)
 			}
 		})
@@ -298,7 +298,7 @@ func TestCachedTTL(t *testing.T) {
 			}
 		}
 	}
-	if got := u.queries.Load(); got != 2 {
+	if got := u.Queries(); got != 2 {
 		t.Errorf("upstream asked %d times, want 2", got)
 	}
 	if c := m.Counts(); c["forward cache hit"] != 4 || c["forward cache miss"] != 2 {
@@ -338,8 +338,8 @@ func TestFailover(t *testing.T) {
 			if got := answerStrings(r); len(got) != 2 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
 				t.Errorf("answer %v, want the second upstream's", got)
 			}
-			if good.queries.Load() != 1 {
-				t.Errorf("second upstream asked %d times, want 1", good.queries.Load())
+			if good.Queries() != 1 {
+				t.Errorf("second upstream asked %d times, want 1", good.Queries())
 			}
 			if c := m.Counts(); c["forward exchange "+tt.wantResult] != 1 || c["forward exchange ok"] != 1 {
 				t.Errorf("metrics %v, want one %s exchange and one ok", c, tt.wantResult)
@@ -359,8 +359,8 @@ func TestAllUpstreamsFail(t *testing.T) {
 		t.Errorf("Resolve: %v, want an error", r)
 	}
 	// Two rounds.
-	if a.queries.Load() != 2 || b.queries.Load() != 2 {
-		t.Errorf("upstreams asked %d and %d times, want 2 and 2", a.queries.Load(), b.queries.Load())
+	if a.Queries() != 2 || b.Queries() != 2 {
+		t.Errorf("upstreams asked %d and %d times, want 2 and 2", a.Queries(), b.Queries())
 	}
 	f = New(Config{})
 	if _, err := f.Resolve(context.Background(), query("www.example.", dns.TypeA)); !errors.Is(err, ErrNoUpstream) {
@@ -377,8 +377,8 @@ func TestTruncatedOverTCP(t *testing.T) {
 	if r.Truncated || len(r.Answer) != 2 {
 		t.Errorf("reply TC %v with %d answers, want the whole answer:\n%v", r.Truncated, len(r.Answer), r)
 	}
-	if u.queries.Load() != 2 || u.tcp.Load() != 1 {
-		t.Errorf("upstream asked %d times, %d over TCP; want 2, 1", u.queries.Load(), u.tcp.Load())
+	if u.Queries() != 2 || u.TCPQueries() != 1 {
+		t.Errorf("upstream asked %d times, %d over TCP; want 2, 1", u.Queries(), u.TCPQueries())
 	}
 }
 
@@ -431,8 +431,8 @@ func TestForgeriesDiscarded(t *testing.T) {
 		if len(r.Answer) != 2 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
 			t.Errorf("reply %v, want the second upstream's answer", r)
 		}
-		if good.queries.Load() != 1 {
-			t.Errorf("second upstream asked %d times, want 1", good.queries.Load())
+		if good.Queries() != 1 {
+			t.Errorf("second upstream asked %d times, want 1", good.Queries())
 		}
 	})
 }
@@ -464,9 +464,9 @@ func TestMaxEntries(t *testing.T) {
 		{8, true}, // dropped for 0
 	}
 	for i, s := range steps {
-		before := u.queries.Load()
+		before := u.Queries()
 		ask(s.name)
-		if asked := u.queries.Load() > before; asked != s.asked {
+		if asked := u.Queries() > before; asked != s.asked {
 			t.Errorf("step %d (n%d): upstream asked %v, want %v", i, s.name, asked, s.asked)
 		}
 	}
@@ -504,7 +504,7 @@ func TestConcurrentQueriesShareOneExchange(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if got := u.queries.Load(); got != 1 {
+	if got := u.Queries(); got != 1 {
 		t.Errorf("upstream asked %d times, want 1", got)
 	}
 	if c := m.Counts(); c["forward cache miss"] != 1 || c["forward cache shared"]+c["forward cache hit"] != n-1 {
@@ -624,8 +624,8 @@ func TestNotForwarded(t *testing.T) {
 			}
 		})
 	}
-	if u.queries.Load() != 0 {
-		t.Errorf("upstream asked %d times, want never", u.queries.Load())
+	if u.Queries() != 0 {
+		t.Errorf("upstream asked %d times, want never", u.Queries())
 	}
 }
 
@@ -635,21 +635,14 @@ func TestNotForwarded(t *testing.T) {
 func TestOnTheWire(t *testing.T) {
 	u := startUpstream(t, append(records, soa)...)
 	f, _ := forwarder(t, nil, u)
-	front := startUpstream(t)
-	front.setHandler(func(w dns.ResponseWriter, q *dns.Msg) {
+	front := dnstest.New(t)
+	front.SetHandler(func(w dns.ResponseWriter, q *dns.Msg) {
 		r, err := f.Resolve(context.Background(), q)
 		if err != nil {
 			r = new(dns.Msg)
 			r.SetRcode(q, dns.RcodeServerFailure)
 		}
-		if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
-			size := dns.MinMsgSize
-			if o := q.IsEdns0(); o != nil {
-				size = int(o.UDPSize())
-			}
-			r.Truncate(size)
-		}
-		if err := w.WriteMsg(r); err != nil {
+		if err := w.WriteMsg(dnstest.Truncate(w, q, r)); err != nil {
 			t.Errorf("write the reply: %v", err)
 		}
 	})
@@ -667,7 +660,7 @@ func TestOnTheWire(t *testing.T) {
 	}
 	for _, tt := range tests {
 		c := &dns.Client{Net: tt.net, Timeout: 5 * time.Second}
-		r, _, err := c.Exchange(tt.q, front.addr.String())
+		r, _, err := c.Exchange(tt.q, front.Addr())
 		if err != nil {
 			t.Errorf("%s %v: %v", tt.net, tt.q.Question, err)
 			continue
@@ -679,6 +672,7 @@ func TestOnTheWire(t *testing.T) {
 
 	// And dig, a client of another make.
 	dig := needTool(t, "dig")
+	host, port, _ := net.SplitHostPort(front.Addr())
 	digs := []struct {
 		args []string
 		want []string
@@ -689,7 +683,7 @@ func TestOnTheWire(t *testing.T) {
 	}
 	for _, d := range digs {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		args := append([]string{"@" + front.addr.Addr().String(), "-p", strconv.Itoa(int(front.addr.Port())), "+tries=1", "+time=5"}, d.args...)
+		args := append([]string{"@" + host, "-p", port, "+tries=1", "+time=5"}, d.args...)
 		out, err := exec.CommandContext(ctx, dig, args...).CombinedOutput()
 		cancel()
 		if err != nil {
