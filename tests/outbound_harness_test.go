@@ -83,7 +83,7 @@ func TestHarnessDNS(t *testing.T) {
 		m.SetQuestion(tt.name, tt.typ)
 		for _, proto := range []string{"udp", "tcp"} {
 			c.Net = proto
-			r, _, err := c.Exchange(m, z.addr)
+			r, _, err := c.Exchange(m, z.Addr())
 			if err != nil {
 				t.Fatalf("%s %s over %s: %v", tt.name, dns.TypeToString[tt.typ], proto, err)
 			}
@@ -95,15 +95,15 @@ func TestHarnessDNS(t *testing.T) {
 	}
 
 	// Changed while running.
-	z.set(t, "client.example", dns.TypeMX, "client.example. MX 5 mx2.client.example.")
-	z.add(t, "new.example. A 127.0.0.13")
+	z.Set("client.example", dns.TypeMX, "client.example. MX 5 mx2.client.example.")
+	z.Add("new.example. A 127.0.0.13")
 	if got := z.lookup(t, "client.example", "MX"); !slices.Equal(got, []string{"5 mx2.client.example."}) {
 		t.Errorf("MX after set: %q", got)
 	}
 	if got := z.lookup(t, "new.example", "A"); !slices.Equal(got, []string{"127.0.0.13"}) {
 		t.Errorf("A added while running: %q", got)
 	}
-	if n := z.queried("client.example", dns.TypeMX); n < 2 {
+	if n := z.QueriesFor("client.example", dns.TypeMX); n < 2 {
 		t.Errorf("client.example MX queried %d times, want at least 2", n)
 	}
 }

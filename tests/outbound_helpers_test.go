@@ -40,6 +40,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/queue"
 )
 
@@ -63,152 +64,35 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() error) {
 
 // ---- DNS ----
 
-// fakeDNS is an authoritative DNS server on 127.0.0.1 (UDP and TCP on one
-// port) whose records a test adds and changes while it runs. A name with
+// fakeDNS is an authoritative DNS server on 127.0.0.1 (dnstest's, with
+// AA) whose records a test adds and changes while it runs. A name with
 // records, or with records under it, exists: asked for a type it lacks, it
 // answers NOERROR with no records (NODATA); any other name is NXDOMAIN.
-type fakeDNS struct {
-	addr string
-
-	mu      sync.Mutex
-	rrs     map[string][]dns.RR // by lower-case FQDN
-	queries map[string]int      // "name. TYPE" → queries
-}
+type fakeDNS struct{ *dnstest.Server }
 
 // startFakeDNS serves records (zone file syntax: "a.example. MX 10 mx.a.example.")
 // until the test ends.
 func startFakeDNS(t *testing.T, records ...string) *fakeDNS {
 	t.Helper()
-	z := &fakeDNS{rrs: map[string][]dns.RR{}, queries: map[string]int{}}
-	z.add(t, records...)
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err != nil {
-			pc.Close() // the TCP port is taken: try another pair
-			continue
-		}
-		z.addr = pc.LocalAddr().String()
-		var wg sync.WaitGroup
-		servers := []*dns.Server{{PacketConn: pc, Handler: z}, {Listener: ln, Handler: z}}
-		for _, s := range servers {
-			started := make(chan struct{})
-			s.NotifyStartedFunc = func() { close(started) }
-			wg.Go(func() { _ = s.ActivateAndServe() })
-			<-started
-		}
-		t.Cleanup(func() {
-			for _, s := range servers {
-				_ = s.Shutdown()
-			}
-			wg.Wait()
-		})
-		return z
-	}
-	t.Fatal("no free UDP+TCP port pair for the DNS server")
-	return nil
-}
-
-func parseRRs(t *testing.T, records []string) []dns.RR {
-	t.Helper()
-	var out []dns.RR
-	for _, r := range records {
-		rr, err := dns.NewRR(r)
-		if err != nil || rr == nil {
-			t.Fatalf("DNS record %q: %v", r, err)
-		}
-		out = append(out, rr)
-	}
-	return out
-}
-
-// add adds records.
-func (z *fakeDNS) add(t *testing.T, records ...string) {
-	t.Helper()
-	rrs := parseRRs(t, records)
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	for _, rr := range rrs {
-		name := strings.ToLower(rr.Header().Name)
-		z.rrs[name] = append(z.rrs[name], rr)
-	}
-}
-
-// set replaces the records of name of type typ (dns.TypeMX...) by records,
-// which are of that name and type; none removes them.
-func (z *fakeDNS) set(t *testing.T, name string, typ uint16, records ...string) {
-	t.Helper()
-	rrs := parseRRs(t, records)
-	name = strings.ToLower(dns.Fqdn(name))
-	for _, rr := range rrs {
-		if h := rr.Header(); strings.ToLower(h.Name) != name || h.Rrtype != typ {
-			t.Fatalf("set %s %s: record %q is another name or type", name, dns.TypeToString[typ], rr)
-		}
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	kept := slices.DeleteFunc(z.rrs[name], func(rr dns.RR) bool { return rr.Header().Rrtype == typ })
-	z.rrs[name] = append(kept, rrs...)
-}
-
-// queried is how many queries name got for typ.
-func (z *fakeDNS) queried(name string, typ uint16) int {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	return z.queries[strings.ToLower(dns.Fqdn(name))+" "+dns.TypeToString[typ]]
+	z := &fakeDNS{dnstest.New(t, records...)}
+	z.SetHandler(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := z.Answer(r)
+		m.Authoritative = true
+		_ = w.WriteMsg(dnstest.Truncate(w, r, m))
+	})
+	return z
 }
 
 // txts returns the TXT records served, by name (lower case, no final
 // dot), their strings joined: what a DKIM verifier reads.
 func (z *fakeDNS) txts() map[string]string {
-	z.mu.Lock()
-	defer z.mu.Unlock()
 	out := map[string]string{}
-	for name, rrs := range z.rrs {
-		for _, rr := range rrs {
-			if txt, ok := rr.(*dns.TXT); ok {
-				out[strings.TrimSuffix(name, ".")] = strings.Join(txt.Txt, "")
-			}
+	for _, rr := range z.Records() {
+		if txt, ok := rr.(*dns.TXT); ok {
+			out[strings.TrimSuffix(strings.ToLower(txt.Hdr.Name), ".")] = strings.Join(txt.Txt, "")
 		}
 	}
 	return out
-}
-
-func (z *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	if len(req.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		_ = w.WriteMsg(m)
-		return
-	}
-	q := req.Question[0]
-	name := strings.ToLower(q.Name)
-	z.mu.Lock()
-	z.queries[name+" "+dns.TypeToString[q.Qtype]]++
-	rrs := z.rrs[name]
-	exists := len(rrs) > 0
-	for n := range z.rrs {
-		if !exists && strings.HasSuffix(n, "."+name) {
-			exists = true // an empty non-terminal
-		}
-	}
-	for _, rr := range rrs {
-		if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {
-			c := dns.Copy(rr)
-			c.Header().Name = q.Name // the case of the question (0x20)
-			m.Answer = append(m.Answer, c)
-		}
-	}
-	z.mu.Unlock()
-	if !exists {
-		m.Rcode = dns.RcodeNameError
-	}
-	_ = w.WriteMsg(m)
 }
 
 // lookup asks the server for name's records of type typ ("MX", "A",
@@ -216,7 +100,7 @@ func (z *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // pointed at it, and returns them as dig +short prints them, sorted.
 func (z *fakeDNS) lookup(t *testing.T, name, typ string) []string {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(z.addr)
+	host, port, _ := net.SplitHostPort(z.Addr())
 	if dig, err := exec.LookPath("dig"); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -231,7 +115,7 @@ func (z *fakeDNS) lookup(t *testing.T, name, typ string) []string {
 	}
 	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, network, z.addr)
+		return d.DialContext(ctx, network, z.Addr())
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -1107,7 +991,7 @@ func publishTXT(t *testing.T, z *fakeDNS, text string) int {
 		if err != nil || rr == nil || rr.Header().Rrtype != dns.TypeTXT {
 			continue
 		}
-		z.add(t, rr.String())
+		z.AddRR(rr)
 		n++
 	}
 	return n
@@ -1215,7 +1099,7 @@ func newOutside(t *testing.T) *outside {
 // daemonArgs are the flags that point mailfountaind at w: its DNS server
 // and the port of the remote servers.
 func (w *outside) daemonArgs() []string {
-	return []string{"--resolver", w.dns.addr, "--remote-port", strconv.Itoa(w.net.port)}
+	return []string{"--resolver", w.dns.Addr(), "--remote-port", strconv.Itoa(w.net.port)}
 }
 
 // daemonEnv makes mailfountaind trust w's CA, and only it, as its system
@@ -1237,7 +1121,7 @@ func (w *outside) mx(t *testing.T, domain string, ips ...string) {
 	t.Helper()
 	for i, ip := range ips {
 		host := fmt.Sprintf("mx%d.%s.", i+1, domain)
-		w.dns.add(t, fmt.Sprintf("%s. 60 IN MX %d %s", domain, 10*(i+1), host), fmt.Sprintf("%s 60 IN A %s", host, ip))
+		w.dns.Add(fmt.Sprintf("%s. 60 IN MX %d %s", domain, 10*(i+1), host), fmt.Sprintf("%s 60 IN A %s", host, ip))
 	}
 }
 

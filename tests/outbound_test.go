@@ -79,7 +79,7 @@ func TestOutboundMXOrder(t *testing.T) {
 	second := w.net.sink(t, sinkOpts{})
 	third := w.net.sink(t, sinkOpts{})
 	implicit := w.net.sink(t, sinkOpts{})
-	w.dns.add(t,
+	w.dns.Add(
 		"order.example. MX 30 mx3.order.example.",
 		"order.example. MX 10 mx1.order.example.",
 		"order.example. MX 20 mx2.order.example.",
@@ -119,7 +119,7 @@ func TestOutboundNullMX(t *testing.T) {
 	t.Parallel()
 	w := newOutside(t)
 	dummy := w.net.sink(t, sinkOpts{})
-	w.dns.add(t, "nullmx.example. MX 0 .", "nullmx.example. A "+dummy.ip())
+	w.dns.Add("nullmx.example. MX 0 .", "nullmx.example. A "+dummy.ip())
 	d := w.daemon(t, stateOpts{Queue: fastQueue("1h")}, "submission")
 
 	msg := message(addr(sender), "bob@nullmx.example", "null-mx", "x\n")
@@ -138,7 +138,7 @@ func TestOutboundNullMX(t *testing.T) {
 	if n := len(dummy.connections()); n != 0 {
 		t.Errorf("the A record of a null MX domain got %d connections", n)
 	}
-	if n := w.dns.queried("nullmx.example", dns.TypeA) + w.dns.queried("nullmx.example", dns.TypeAAAA); n != 0 {
+	if n := w.dns.QueriesFor("nullmx.example", dns.TypeA) + w.dns.QueriesFor("nullmx.example", dns.TypeAAAA); n != 0 {
 		t.Errorf("the A/AAAA records of a null MX domain were asked %d times: no fallback to the implicit MX (RFC 7505 3.)", n)
 	}
 }
@@ -405,7 +405,7 @@ func relaySink(t *testing.T, w *outside) (*sink, *relayOpts) {
 	ip := w.net.ip()
 	s := startSink(t, ip, w.net.port, sinkOpts{Hostname: "smtp.isp.example", TLS: w.ca.serverTLS(t, "smtp.isp.example"),
 		Auth: map[string]string{"box@isp.example": "relay-pass"}})
-	w.dns.add(t, "smtp.isp.example. A "+ip)
+	w.dns.Add("smtp.isp.example. A " + ip)
 	return s, &relayOpts{Host: "smtp.isp.example", Port: w.net.port, Username: "box@isp.example", Password: "relay-pass"}
 }
 
@@ -451,7 +451,7 @@ func TestOutboundRelayRefusesUntrusted(t *testing.T) {
 	ip := w.net.ip()
 	relay := startSink(t, ip, w.net.port, sinkOpts{Hostname: "smtp.isp.example", TLS: other.serverTLS(t, "smtp.isp.example"),
 		Auth: map[string]string{"box@isp.example": "relay-pass"}})
-	w.dns.add(t, "smtp.isp.example. A "+ip)
+	w.dns.Add("smtp.isp.example. A " + ip)
 	ro := &relayOpts{Host: "smtp.isp.example", Port: w.net.port, Username: "box@isp.example", Password: "relay-pass"}
 	d := w.daemon(t, stateOpts{Mode: "relay", Relay: ro, Queue: fastQueue("1h")}, "submission")
 	sendOut(t, d, "untrusted", "bob@client.example")
@@ -854,7 +854,7 @@ func mtaSTSServer(t *testing.T, w *outside, domain, policy string) {
 	go func() { srv.ServeTLS(ln, "", ""); close(done) }()
 	t.Cleanup(func() { srv.Close(); <-done })
 	h, _, _ := net.SplitHostPort(ln.Addr().String())
-	w.dns.add(t, host+". A "+h, `_mta-sts.`+domain+`. TXT "v=STSv1; id=20261204T000000;"`)
+	w.dns.Add(host+". A "+h, `_mta-sts.`+domain+`. TXT "v=STSv1; id=20261204T000000;"`)
 }
 
 // TestOutboundMTASTS: under an enforce policy (RFC 8461), an MX the
