@@ -25,6 +25,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 const (
@@ -46,15 +48,7 @@ func addr(local string) string { return local + "@" + domain }
 // works: there a missing tool fails the test.
 func needTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required in CI (make deps installs it): %v", name, err)
-	}
-	t.Skipf("%s is not installed (make deps installs it): %v", name, err)
-	return ""
+	return testenv.NeedTool(t, name)
 }
 
 // stateOpts fill testdata/mail/ma-societe.yaml.tmpl.

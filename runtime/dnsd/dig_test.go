@@ -3,36 +3,21 @@ package dnsd
 import (
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-)
 
-// needTool returns the path of a program the test needs; it skips the
-// test when it is missing, except in CI where it fails (the house way,
-// as tests/needTool).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required in CI (make deps installs it): %v", name, err)
-	}
-	t.Skipf("%s is not installed (make deps installs it): %v", name, err)
-	return ""
-}
+	"mailfountain.dev/mailfountain/runtime/testenv"
+)
 
 // TestDig: Debian's dig (bind9-dnsutils) against the server: what a user
 // or an administrator would type.
 func TestDig(t *testing.T) {
 	t.Parallel()
-	dig := needTool(t, "dig")
+	dig := testenv.NeedTool(t, "dig")
 	e := newEnv(t, Config{Recursor: &staticRecursor{}}, testSet(t, serial, false))
 	host, port, err := net.SplitHostPort(e.addr)
 	if err != nil {

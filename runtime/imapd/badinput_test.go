@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 // TestBadInput sends what a broken or hostile client sends: each is
@@ -155,10 +157,7 @@ func TestAppendCutShort(t *testing.T) {
 // a client does (a literal LOGIN over the limit, a malformed name, an
 // APPEND over APPENDLIMIT) and goes on.
 func TestPythonImaplibBadInput(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	python := testenv.NeedTool(t, "python3")
 	e := newEnv(t)
 	e.setMessageLimit(10000)
 	e.start()

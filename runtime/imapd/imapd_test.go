@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"mailfountain.dev/mailfountain/runtime/maildir"
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 func listNames(t *testing.T, c *imapclient.Client, ref, pattern string, options *imap.ListOptions) map[string][]imap.MailboxAttr {
@@ -859,10 +860,7 @@ func TestShutdown(t *testing.T) {
 
 // TestPythonImaplib runs a client's usual flow with Python's imaplib.
 func TestPythonImaplib(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	python := testenv.NeedTool(t, "python3")
 	e := newEnv(t)
 	e.start()
 	msg1 := testMessage(1, "Facture mars", "Montant: 120 EUR")

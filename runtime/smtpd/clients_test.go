@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 // pythonScript drives python3's smtplib through the scenarios of
@@ -89,9 +91,7 @@ func port(t *testing.T, addr string) string {
 
 func TestPythonSmtplib(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("no python3")
-	}
+	testenv.NeedTool(t, "python3")
 	e := newEnv(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -135,9 +135,7 @@ func TestPythonSmtplib(t *testing.T) {
 
 func TestSwaks(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("swaks"); err != nil {
-		t.Skip("swaks is not installed")
-	}
+	testenv.NeedTool(t, "swaks")
 	e := newEnv(t, nil)
 	swaks := func(wantOK bool, args ...string) string {
 		t.Helper()

@@ -15,6 +15,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/maildir"
 	"mailfountain.dev/mailfountain/runtime/srs"
 	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 // flakyDeliverer is the real Deliverer whose next calls fail, for a disk
@@ -444,9 +445,7 @@ print(json.dumps(codes))
 // one copy in the mailbox and one in the queue.
 func TestPythonMixed(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("no python3")
-	}
+	testenv.NeedTool(t, "python3")
 	q := &recordingQueue{}
 	q.failNext(1)
 	e := newEnv(t, func(c *Config) { c.Queue = q })

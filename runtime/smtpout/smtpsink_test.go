@@ -7,29 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// needTool returns the path of a program the test needs; it skips the
-// test when it is missing, except in CI where it fails (the house way,
-// as tests/needTool).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required in CI (make deps installs it): %v", name, err)
-	}
-	t.Skipf("%s is not installed (make deps installs it): %v", name, err)
-	return ""
-}
+	"mailfountain.dev/mailfountain/runtime/testenv"
+)
 
 // startSMTPSink runs Postfix's smtp-sink on addr with args until the test
 // ends.
 func startSMTPSink(t *testing.T, addr string, args ...string) {
 	t.Helper()
-	bin := needTool(t, "smtp-sink")
+	bin := testenv.NeedTool(t, "smtp-sink")
 	if os.Geteuid() == 0 {
 		args = append([]string{"-u", "nobody"}, args...)
 	}

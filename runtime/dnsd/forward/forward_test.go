@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/metrics/metricstest"
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 // clock is the cache's clock in the tests: it moves only when told.
@@ -671,7 +671,7 @@ func TestOnTheWire(t *testing.T) {
 	}
 
 	// And dig, a client of another make.
-	dig := needTool(t, "dig")
+	dig := testenv.NeedTool(t, "dig")
 	host, port, _ := net.SplitHostPort(front.Addr())
 	digs := []struct {
 		args []string
@@ -696,20 +696,4 @@ func TestOnTheWire(t *testing.T) {
 			}
 		}
 	}
-}
-
-// needTool returns the path of a program the test needs; it skips the
-// test when it is missing, except in CI where it fails (the house way,
-// as tests/needTool).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required in CI (make deps installs it): %v", name, err)
-	}
-	t.Skipf("%s is not installed (make deps installs it): %v", name, err)
-	return ""
 }
