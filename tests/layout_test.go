@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -19,7 +20,7 @@ const module = "mailfountain.dev/mailfountain"
 // reconcilers meet only through the engine, and the servers never read the
 // document themselves.
 func TestImportRules(t *testing.T) {
-	imports := projectImports(t)
+	imports, built := projectImports(t)
 	if len(imports) < 10 {
 		t.Fatalf("go list found %d packages; is the module root the parent of tests/?", len(imports))
 	}
@@ -28,6 +29,47 @@ func TestImportRules(t *testing.T) {
 			if why := importRule(pkg, dep); why != "" {
 				t.Errorf("%s imports %s: %s", pkg, dep, why)
 			}
+		}
+	}
+	for pkg, deps := range built {
+		for _, dep := range deps {
+			if why := testSupportRule(pkg, dep); why != "" {
+				t.Errorf("%s imports %s outside its tests: %s", pkg, dep, why)
+			}
+		}
+	}
+}
+
+// testSupport are the packages for tests only (like net/http/httptest).
+var testSupport = []string{"runtime/dnsd/dnstest", "runtime/testenv", "runtime/metrics/metricstest"}
+
+// testSupportRule says why pkg, without its tests, may not import dep (""
+// if it may): a package for tests serves the _test.go files, tests/ and
+// bench/, never the box.
+func testSupportRule(pkg, dep string) string {
+	if strings.HasPrefix(pkg, "tests") || strings.HasPrefix(pkg, "bench/") || slices.Contains(testSupport, pkg) {
+		return ""
+	}
+	if slices.Contains(testSupport, dep) {
+		return "a package for tests is imported only by tests"
+	}
+	return ""
+}
+
+func TestTestSupportRule(t *testing.T) {
+	for _, c := range []struct {
+		pkg, dep string
+		refused  bool
+	}{
+		{"runtime/smtpout", "runtime/dnsd/dnstest", true},
+		{"cmd/mfapply", "runtime/testenv", true},
+		{"runtime/smtpd", "runtime/metrics/metricstest", true},
+		{"tests", "runtime/dnsd/dnstest", false},
+		{"bench/dns/serve", "runtime/testenv", false},
+		{"runtime/smtpout", "runtime/mailauth", false},
+	} {
+		if got := testSupportRule(c.pkg, c.dep) != ""; got != c.refused {
+			t.Errorf("testSupportRule(%s, %s) refused = %v, want %v", c.pkg, c.dep, got, c.refused)
 		}
 	}
 }
@@ -112,8 +154,9 @@ func isShared(dep string) bool {
 }
 
 // projectImports lists, for every package of the module (tests included),
-// the module's packages it imports, both relative to the module root.
-func projectImports(t *testing.T) map[string][]string {
+// the module's packages it imports, both relative to the module root; and
+// built, the same without the imports of its tests.
+func projectImports(t *testing.T) (imports, built map[string][]string) {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -128,6 +171,7 @@ func projectImports(t *testing.T) map[string][]string {
 		t.Fatalf("go list: %v\n%s", err, stderr.Bytes())
 	}
 	m := map[string][]string{}
+	built = map[string][]string{}
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
 		var p struct {
@@ -143,14 +187,17 @@ func projectImports(t *testing.T) map[string][]string {
 		if !ok {
 			continue
 		}
-		for _, imp := range append(p.Imports, p.TestImports...) {
+		for i, imp := range append(p.Imports, p.TestImports...) {
 			if dep, ok := strings.CutPrefix(imp, module+"/"); ok && path.Clean(dep) != rel {
 				m[rel] = append(m[rel], dep)
+				if i < len(p.Imports) {
+					built[rel] = append(built[rel], dep)
+				}
 			}
 		}
 		if _, ok := m[rel]; !ok {
 			m[rel] = nil
 		}
 	}
-	return m
+	return m, built
 }
