@@ -184,6 +184,7 @@ func (q *Queue) Hold(ctx context.Context, id string) error {
 // Release puts a held message back in line, due now.
 func (q *Queue) Release(ctx context.Context, id string) error {
 	err := q.admin(id, "release", func(a *active) error {
+		a.released = a.released || a.hold
 		a.hold = false
 		return setFlag(a.path, flagHeld, false)
 	}, func(p string, m *msgFile) error {

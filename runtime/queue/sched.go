@@ -35,8 +35,9 @@ type active struct {
 	postponed bool                   // a job was not sent: its destination is busy or down
 
 	// Admin commands on a message being sent, done when the round ends;
-	// guarded by Queue.mu.
-	hold, del, retry bool
+	// guarded by Queue.mu. released: held, then released while sent: due
+	// at once, as a released message is.
+	hold, del, retry, released bool
 }
 
 // job is one smtpout.Message: recipients of a message that share a
@@ -732,6 +733,8 @@ func (s *sched) finalize(a *active) {
 		err = os.Rename(a.path, q.path(dirHold, a.id))
 	case a.retry:
 		f.WriteAt(encodeRecord(0, m.rcpts, nil), m.end)
+		err = q.moveDue(a.id, a.path, now)
+	case a.released:
 		err = q.moveDue(a.id, a.path, now)
 	default:
 		err = q.moveDue(a.id, a.path, next)
