@@ -136,6 +136,13 @@ func startDaemonProc(t *testing.T, args ...string) *daemonProc {
 // startDaemonProcEnv is startDaemonProc with more environment variables.
 func startDaemonProcEnv(t *testing.T, env []string, args ...string) *daemonProc {
 	t.Helper()
+	return startDaemonProcIn(t, nil, env, args...)
+}
+
+// startDaemonProcIn is startDaemonProcEnv run by the command wrap (`ip
+// netns exec NS`), which must exec mailfountaind in its place.
+func startDaemonProcIn(t *testing.T, wrap, env []string, args ...string) *daemonProc {
+	t.Helper()
 	for _, f := range serverFlags {
 		named := false
 		for _, a := range args {
@@ -154,7 +161,8 @@ func startDaemonProcEnv(t *testing.T, env []string, args ...string) *daemonProc 
 		args = append(args, "--resolver", silentResolver(t))
 	}
 	p := &daemonProc{stderr: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin(t, "mailfountaind"), args...)
+	argv := append(slices.Clone(wrap), bin(t, "mailfountaind"))
+	p.cmd = exec.Command(argv[0], append(argv[1:], args...)...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = append(append(os.Environ(), "MAILFOUNTAIN_DATA="), env...)
 	if err := p.cmd.Start(); err != nil {
