@@ -19,11 +19,11 @@ PATCHED_MODS := runtime/smtpd/go-smtp runtime/imapd/go-imap
 # separated). `make deps` installs the missing ones (as root: apt-get update
 # once, then install). swaks needs Net::SSLeay and IO::Socket::SSL for TLS,
 # which Debian only recommends. git applies the patched modules' patches.
-# Later issues add here: nft:nftables ip:iproute2 dnsmasq:dnsmasq
+# Later issues add here: nft:nftables dnsmasq:dnsmasq
 # chromium:chromium ...
 TOOLS := gcc:gcc python3:python3 swaks:swaks,libnet-ssleay-perl,libio-socket-ssl-perl \
 	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl git:git srs:srs \
-	smtp-sink:postfix dig:bind9-dnsutils
+	smtp-sink:postfix dig:bind9-dnsutils ip:iproute2
 
 # Python modules the tests import from Debian's python3 (/usr/bin/python3,
 # not a python3 of a user's own), as module:debian-packages: independent

@@ -135,6 +135,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"S200 with two domains", "domains:\n", "domains:\n  - name: autre.fr\n", 12, "model S200 serves one domain; this document has 2"},
 		{"S100 with a manager", "model: M500\n", "model: S100\nmanagers: [{login: jd, domains: [ma-societe.fr]}]\n", 3, "no domain managers"},
 		{"public LAN", "address: 192.168.1.1}", "address: 8.8.8.1}", 6, "must be private"},
+		{"loopback LAN", "address: 192.168.1.1}", "address: 127.0.1.1}", 6, "must be private"},
 		{"LAN broadcast", "address: 192.168.1.1}", "address: 192.168.1.255}", 6, "network or broadcast"},
 		{"DHCP outside LAN", "start: 192.168.1.100", "start: 192.168.2.100", 7, "not a host address of the LAN 192.168.1.0/24"},
 		{"DHCP includes box", "start: 192.168.1.100", "start: 192.168.1.1", 7, "includes the box's own address"},

@@ -610,24 +610,6 @@ func TestDNSTruncation(t *testing.T) {
 	}
 }
 
-// TestDNSLANOnLoopbackRefused: the LAN view cannot be tested on
-// loopback: the schema wants a private LAN (manual 6.2.1.2), which this
-// test proves, so that the day it changes the LAN view's test is
-// written.
-func TestDNSLANOnLoopbackRefused(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	state := filepath.Join(dir, "state.yaml")
-	doc := strings.Replace(dnsDoc(dnsDocOpts{}), "wan: {method: dhcp},", "wan: {method: dhcp}, lan: {address: 127.0.1.1},", 1)
-	if err := os.WriteFile(state, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	code, out, errOut := mfapply(t, "", "validate", "-f", state)
-	if code == 0 || !strings.Contains(out+errOut, "must be private") {
-		t.Errorf("mfapply validate with network.lan.address 127.0.1.1: exit %d, want the LAN refused:\n%s%s", code, out, errOut)
-	}
-}
-
 // TestDNSMetrics: mailfountain_dns_queries_total counts the queries by
 // transport and rcode.
 func TestDNSMetrics(t *testing.T) {
