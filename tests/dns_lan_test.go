@@ -66,7 +66,8 @@ func newNetns(t *testing.T) *netns {
 	}
 	t.Cleanup(func() {
 		// The daemon is killed by its own cleanup (registered later, run
-		// earlier); anything left is ours too.
+		// earlier); anything left is ours too, but never the test itself
+		// (listed if a thread of do could not leave the namespace).
 		if out, err := exec.Command(n.ip, "netns", "pids", n.name).Output(); err == nil {
 			for f := range strings.FieldsSeq(string(out)) {
 				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
