@@ -140,7 +140,7 @@ mf_start() {
 	mkdir -p "$dir"
 	install -m 600 bench/inbound/state.yaml "$dir/state.yaml"
 	mf_cmd=("$work/mailfountaind" --data "$dir/data" -f "$dir/state.yaml" --smtp "127.0.0.1:$port"
-		--submission off --submissions off --pop3 off --pop3s off --imap off --imaps off)
+		--submission off --submissions off --pop3 off --pop3s off --imap off --imaps off --dns off)
 	"${mf_cmd[@]}" >"$dir/mailfountaind.log" 2>&1 &
 	mf_pid=$!
 }

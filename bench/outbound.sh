@@ -207,7 +207,7 @@ mf_start() {
 	mkdir -p "$dir"
 	install -m 600 bench/outbound/state.yaml "$dir/state.yaml"
 	mf_cmd=("$mfd" --data "$dir/data" -f "$dir/state.yaml" --submission "127.0.0.1:$mf_port"
-		--smtp off --submissions off --pop3 off --pop3s off --imap off --imaps off
+		--smtp off --submissions off --pop3 off --pop3s off --imap off --imaps off --dns off
 		--resolver 127.0.0.1:53 --remote-port "$remote" "$@")
 	server_log=$dir/mailfountaind.log
 	"${mf_cmd[@]}" >"$server_log" 2>&1 &
