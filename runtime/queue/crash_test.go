@@ -140,10 +140,15 @@ type logSender struct {
 	// of them (the crash point "recorded"): a kill meanwhile, wherever
 	// it comes from, falls in the documented window of that send.
 	inWindow *atomic.Int64
+	// gate is held by a kill outside the window while it waits for the
+	// windows open to close: no send opens one meanwhile.
+	gate *sync.Mutex
 }
 
 func (s logSender) Send(ctx context.Context, m *smtpout.Message) []smtpout.Result {
+	s.gate.Lock()
 	s.inWindow.Add(1)
+	s.gate.Unlock()
 	res := make([]smtpout.Result, len(m.Rcpts))
 	for i, r := range m.Rcpts {
 		res[i] = smtpout.Result{Rcpt: r, Code: 250, Text: "250 ok"}
@@ -178,12 +183,12 @@ func TestCrashChild(t *testing.T) {
 	}
 	point := os.Getenv(envCrashAt)
 	n, _ := strconv.Atoi(os.Getenv(envCrashN))
-	var mu sync.Mutex
+	var mu, gate sync.Mutex
 	seen := 0
 	var inWindow atomic.Int64
 	cfg := Config{
 		Dir:           filepath.Join(dir, "queue"),
-		Sender:        logSender{dir: dir, inWindow: &inWindow},
+		Sender:        logSender{dir: dir, inWindow: &inWindow, gate: &gate},
 		Notifier:      logNotifier{dir},
 		Hostname:      func() string { return "mail.box.example" },
 		MaxConcurrent: 1, // one send in the window at a time
@@ -194,19 +199,27 @@ func TestCrashChild(t *testing.T) {
 			if p == "recorded" {
 				inWindow.Add(-1)
 			}
-			// Another goroutine's send in its window would make a kill
-			// here a kill in the window: only the point "sent" may.
-			if p != point || p != "sent" && inWindow.Load() > 0 {
+			if p != point {
 				return
 			}
 			mu.Lock()
 			seen++
 			kill := seen == n
 			mu.Unlock()
-			if kill {
-				syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
-				select {}
+			if !kill {
+				return
 			}
+			if p != "sent" {
+				// Another goroutine's send in its window would make a
+				// kill here a kill in that window: only the point "sent"
+				// may be one. New sends wait; the open windows close.
+				gate.Lock()
+				for inWindow.Load() > 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
+			select {}
 		},
 	}
 	q, err := Open(t.Context(), cfg)
