@@ -150,12 +150,35 @@ func (r *Reconciler) Observe(context.Context) (reconcilers.Live, error) {
 // does not parse is observed as such (and rewritten by the next apply).
 func (r *Reconciler) readDir(sub string) (map[string]stored, error) {
 	out := map[string]stored{}
+	err := r.eachZoneFile(sub, func(domain, text string) {
+		z, err := dnszone.ParseText(domain, text)
+		if err != nil {
+			r.log.Warn("a zone file does not parse: it will be written again", "file", filepath.Join(sub, domain+".zone"), "err", err)
+			out[domain] = stored{zone: dnszone.Zone{Origin: mdns.Fqdn(domain), Serial: lastSerial(text)}, err: err}
+			return
+		}
+		out[domain] = stored{zone: z, hash: z.ContentHash()}
+	})
+	return out, err
+}
+
+// readRetired reads the serials of the retired zones, from their first
+// line.
+func (r *Reconciler) readRetired() (map[string]uint32, error) {
+	out := map[string]uint32{}
+	err := r.eachZoneFile(retiredDir, func(domain, text string) { out[domain] = lastSerial(text) })
+	return out, err
+}
+
+// eachZoneFile calls fn with the domain and text of each DOMAIN.zone of
+// sub, none when sub does not exist.
+func (r *Reconciler) eachZoneFile(sub string, fn func(domain, text string)) error {
 	ents, err := os.ReadDir(filepath.Join(r.dir, sub))
 	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("observe dns zones: %w", err)
+		return fmt.Errorf("observe dns zones: %w", err)
 	}
 	for _, e := range ents {
 		domain, ok := strings.CutSuffix(e.Name(), ".zone")
@@ -164,42 +187,11 @@ func (r *Reconciler) readDir(sub string) (map[string]stored, error) {
 		}
 		text, err := os.ReadFile(filepath.Join(r.dir, sub, e.Name()))
 		if err != nil {
-			return nil, fmt.Errorf("observe dns zones: %w", err)
+			return fmt.Errorf("observe dns zones: %w", err)
 		}
-		z, err := dnszone.ParseText(domain, string(text))
-		if err != nil {
-			r.log.Warn("a zone file does not parse: it will be written again", "file", filepath.Join(sub, e.Name()), "err", err)
-			out[domain] = stored{zone: dnszone.Zone{Origin: mdns.Fqdn(domain), Serial: lastSerial(string(text))}, err: err}
-			continue
-		}
-		out[domain] = stored{zone: z, hash: z.ContentHash()}
+		fn(domain, string(text))
 	}
-	return out, nil
-}
-
-// readRetired reads the serials of the retired zones, from their first
-// line.
-func (r *Reconciler) readRetired() (map[string]uint32, error) {
-	out := map[string]uint32{}
-	ents, err := os.ReadDir(filepath.Join(r.dir, retiredDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("observe dns zones: %w", err)
-	}
-	for _, e := range ents {
-		domain, ok := strings.CutSuffix(e.Name(), ".zone")
-		if !ok || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
-			continue
-		}
-		text, err := os.ReadFile(filepath.Join(r.dir, retiredDir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("observe dns zones: %w", err)
-		}
-		out[domain] = lastSerial(string(text))
-	}
-	return out, nil
+	return nil
 }
 
 // lastSerial is the serial of the comment Text writes first, so that a
