@@ -25,6 +25,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/dkimsign"
 	"mailfountain.dev/mailfountain/runtime/dsn"
+	"mailfountain.dev/mailfountain/runtime/dsn/dsntest"
 )
 
 // TestHarnessDNS: the DNS server answers MX, A, AAAA and TXT (dig, or
@@ -439,7 +440,7 @@ func TestHarnessDSN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := readDSN(t, m.Data)
+	rep := dsntest.Read(t, m.Data)
 	if rep.ContentType != "multipart/report" || rep.ReportType != "delivery-status" || len(rep.Recipients) != 1 ||
 		rep.Recipients[0]["Action"] != "failed" || !strings.HasPrefix(rep.Recipients[0]["Status"], "5.1.1") ||
 		!strings.Contains(rep.Recipients[0]["Diagnostic-Code"], "really") || rep.OrigSubject != "dsn-harness" {

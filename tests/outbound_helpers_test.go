@@ -995,50 +995,6 @@ func publishTXT(t *testing.T, z *fakeDNS, text string) int {
 	return n
 }
 
-// dsnReport is what runtime/dsn/testdata/readdsn.py prints of a delivery
-// report, read by python's email package.
-type dsnReport struct {
-	ContentType   string              `json:"content_type"`
-	ReportType    string              `json:"report_type"`
-	From          string              `json:"from"`
-	To            string              `json:"to"`
-	Subject       string              `json:"subject"`
-	AutoSubmitted string              `json:"auto_submitted"`
-	MIMEVersion   string              `json:"mime_version"`
-	Defects       []string            `json:"defects"`
-	Parts         []string            `json:"parts"`
-	Text          string              `json:"text"`
-	PerMessage    map[string]string   `json:"per_message"`
-	Recipients    []map[string]string `json:"recipients"`
-	Original      string              `json:"original"`
-	OrigSubject   string              `json:"original_subject"`
-	OrigBody      string              `json:"original_body"`
-}
-
-// readDSN reads a delivery report with python's email package.
-func readDSN(t *testing.T, data []byte) dsnReport {
-	t.Helper()
-	python := needTool(t, "python3")
-	f := filepath.Join(t.TempDir(), "dsn.eml")
-	if err := os.WriteFile(f, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, python, filepath.Join("..", "runtime", "dsn", "testdata", "readdsn.py"), f)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("readdsn.py: %v\n%s\nreport:\n%s", err, stderr.String(), data)
-	}
-	var r dsnReport
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("readdsn.py printed %s: %v", out, err)
-	}
-	return r
-}
-
 // ---- clients ----
 
 // submit sends a message through the box's submission port (STARTTLS,

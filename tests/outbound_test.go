@@ -31,6 +31,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mailfountain.dev/mailfountain/runtime/dsn/dsntest"
 	"mailfountain.dev/mailfountain/runtime/queue"
 )
 
@@ -130,7 +131,7 @@ func TestOutboundNullMX(t *testing.T) {
 	case err != nil:
 		t.Fatalf("submission to a null MX domain: %v, want 250 then a report, or a 5xx at RCPT", err)
 	default:
-		rep := readDSN(t, d.waitBounces(t, sender, 1, deliveryWait)[0].data)
+		rep := dsntest.Read(t, d.waitBounces(t, sender, 1, deliveryWait)[0].data)
 		if len(rep.Recipients) != 1 || rep.Recipients[0]["Action"] != "failed" || !strings.HasPrefix(rep.Recipients[0]["Status"], "5.") {
 			t.Errorf("report on a null MX: %+v, want failed, 5.x.x", rep.Recipients)
 		}
@@ -266,7 +267,7 @@ func TestOutboundLifetime(t *testing.T) {
 	if el := time.Since(start); el < 4*time.Second {
 		t.Errorf("bounced after %s, before the lifetime of 5s", el)
 	}
-	rep := readDSN(t, b.data)
+	rep := dsntest.Read(t, b.data)
 	if len(rep.Recipients) != 1 || rep.Recipients[0]["Action"] != "failed" ||
 		!strings.Contains(rep.Recipients[0]["Final-Recipient"], "bob@full.example") ||
 		!strings.Contains(rep.Recipients[0]["Diagnostic-Code"], "mailbox full, try later") {
@@ -304,7 +305,7 @@ func TestOutboundPermanentFailure(t *testing.T) {
 	if rp := b.header("Return-Path"); rp != "<>" {
 		t.Errorf("report's Return-Path %q, want <> (never a bounce to a bounce)", rp)
 	}
-	rep := readDSN(t, b.data)
+	rep := dsntest.Read(t, b.data)
 	if rep.ContentType != "multipart/report" || rep.ReportType != "delivery-status" || len(rep.Parts) != 3 ||
 		rep.Parts[1] != "message/delivery-status" || len(rep.Defects) != 0 {
 		t.Errorf("report's structure: %s report-type=%s parts %v defects %v", rep.ContentType, rep.ReportType, rep.Parts, rep.Defects)
@@ -352,11 +353,11 @@ func TestOutboundBounceLanguage(t *testing.T) {
 	submit(t, d.addr("submission"), "jane@office.example", andrePassword, "jane@office.example", []string{"nosuch@client.example"},
 		message("jane@office.example", "nosuch@client.example", "in-english", "Hello\n"))
 	jane := filepath.Join(d.data, "mail", "office.example", "jane")
-	var rep dsnReport
+	var rep dsntest.Report
 	waitUntil(t, "a report in jane@office.example's inbox", deliveryWait, func() error {
 		for _, m := range folderMessages(t, jane, "") {
 			if strings.HasPrefix(m.header("Content-Type"), "multipart/report") {
-				rep = readDSN(t, m.data)
+				rep = dsntest.Read(t, m.data)
 				return nil
 			}
 		}
@@ -382,7 +383,7 @@ func TestOutboundDelayWarning(t *testing.T) {
 	q.DelayWarning = "3s"
 	d := w.daemon(t, stateOpts{Queue: q}, "submission")
 	sendOut(t, d, "delay", "bob@slow.example")
-	rep := readDSN(t, d.waitBounces(t, sender, 1, deliveryWait)[0].data)
+	rep := dsntest.Read(t, d.waitBounces(t, sender, 1, deliveryWait)[0].data)
 	if len(rep.Recipients) != 1 || rep.Recipients[0]["Action"] != "delayed" || !strings.Contains(rep.Recipients[0]["Diagnostic-Code"], "temporary local problem") {
 		t.Errorf("delay warning: %+v, want Action delayed with the last answer", rep.Recipients)
 	}
@@ -804,7 +805,7 @@ func TestOutboundPostfixSink(t *testing.T) {
 		}
 		return nil
 	})
-	rep := readDSN(t, d.waitBounces(t, sender, 1, deliveryWait)[0].data)
+	rep := dsntest.Read(t, d.waitBounces(t, sender, 1, deliveryWait)[0].data)
 	if len(rep.Recipients) != 1 || !strings.Contains(rep.Recipients[0]["Final-Recipient"], "bob@hard.example") ||
 		!strings.Contains(rep.Recipients[0]["Diagnostic-Code"], "no such user in smtp-sink") {
 		t.Errorf("report: %+v, want bob@hard.example with smtp-sink's answer", rep.Recipients)

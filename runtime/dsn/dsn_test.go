@@ -3,12 +3,7 @@ package dsn
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
-	"errors"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +11,8 @@ import (
 	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
+
+	"mailfountain.dev/mailfountain/runtime/dsn/dsntest"
 )
 
 var (
@@ -32,46 +29,6 @@ const origHeader = "Received: from client (client [192.0.2.7])\r\n\tby mx.ma-soc
 const multiLine = "550-5.1.1 The email account that you tried to reach does not exist. Please try\r\n" +
 	"550-5.1.1 double-checking the recipient's email address for typos or\r\n" +
 	"550 5.1.1 unnecessary spaces. https://support.example.net/mail/?p=NoSuchUser x1si123 - gsmtp"
-
-// pyReport is what testdata/readdsn.py prints.
-type pyReport struct {
-	ContentType   string              `json:"content_type"`
-	ReportType    string              `json:"report_type"`
-	From          string              `json:"from"`
-	To            string              `json:"to"`
-	Subject       string              `json:"subject"`
-	AutoSubmitted string              `json:"auto_submitted"`
-	MIMEVersion   string              `json:"mime_version"`
-	Defects       []string            `json:"defects"`
-	Parts         []string            `json:"parts"`
-	Text          string              `json:"text"`
-	PerMessage    map[string]string   `json:"per_message"`
-	Recipients    []map[string]string `json:"recipients"`
-	Original      string              `json:"original"`
-	OrigSubject   string              `json:"original_subject"`
-	OrigBody      string              `json:"original_body"`
-}
-
-func readWithPython(t *testing.T, data []byte) pyReport {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "dsn.eml")
-	if err := os.WriteFile(f, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("python3", "testdata/readdsn.py", f).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("python3 readdsn.py: %v\n%s\nreport:\n%s", err, ee.Stderr, data)
-		}
-		t.Fatalf("python3 readdsn.py: %v", err)
-	}
-	var r pyReport
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("python output %s: %v", out, err)
-	}
-	return r
-}
 
 // checkLines asserts the wire rules: CRLF only, no line over 998 octets.
 func checkLines(t testing.TB, data []byte) {
@@ -297,7 +254,7 @@ func TestBuild(t *testing.T) {
 				t.Errorf("EightBit = %v, want %v", m.EightBit, c.eightBit)
 			}
 
-			py := readWithPython(t, m.Data)
+			py := dsntest.Read(t, m.Data)
 			if py.ContentType != "multipart/report" || py.ReportType != "delivery-status" {
 				t.Errorf("python: %s report-type=%s", py.ContentType, py.ReportType)
 			}
