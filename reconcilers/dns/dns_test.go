@@ -17,6 +17,7 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers/facts"
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/schema"
+	"mailfountain.dev/mailfountain/schema/schematest"
 )
 
 // host publishes the facts the DNS reconciler reads, as the network and
@@ -64,15 +65,6 @@ func (h *host) setAddr(a string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.pub = netip.MustParseAddr(a)
-}
-
-func load(t *testing.T, doc string) *schema.State {
-	t.Helper()
-	st, err := schema.Load([]schema.Source{{Name: "state.yaml", Data: []byte(doc), Mode: 0o600}})
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	return st
 }
 
 const doc = `
@@ -185,7 +177,7 @@ func TestSerials(t *testing.T) {
 	h := &host{pub: netip.MustParseAddr("203.0.113.5"), dkim: map[string]string{"mf20261204e._domainkey.ma-societe.fr": "v=DKIM1; k=ed25519; p=abc"}}
 	zones := &dnszone.Live{}
 	g := newRig(t, dir, h, zones)
-	st := load(t, doc)
+	st := schematest.Load(t, doc)
 
 	shown := g.apply(st)
 	if !hasPrefix(shown, "+ dns zone ma-societe.fr (", "+ dns records of autre.fr at its registrar (") || !strings.Contains(shown[1], "mfapply dns records autre.fr") {
@@ -238,7 +230,7 @@ func TestSerials(t *testing.T) {
 	}
 
 	// A second change the same day: +1.
-	st2 := load(t, strings.Replace(doc, "198.51.100.7", "198.51.100.8", 1))
+	st2 := schematest.Load(t, strings.Replace(doc, "198.51.100.7", "198.51.100.8", 1))
 	if shown := g2.apply(st2); !hasPrefix(shown, "~ dns zone ma-societe.fr (-www.ma-societe.fr. A +www.ma-societe.fr. A") {
 		t.Fatalf("plan of a new host address %q", shown)
 	}
@@ -248,7 +240,7 @@ func TestSerials(t *testing.T) {
 
 	// Secondaries change no record but are the zone's: a change, a
 	// new serial (the secondaries are told by NOTIFY of a serial).
-	st3 := load(t, strings.Replace(strings.Replace(doc, "198.51.100.7", "198.51.100.8", 1), "delegated: true,", "delegated: true, secondaries: [192.0.2.53],", 1))
+	st3 := schematest.Load(t, strings.Replace(strings.Replace(doc, "198.51.100.7", "198.51.100.8", 1), "delegated: true,", "delegated: true, secondaries: [192.0.2.53],", 1))
 	if shown := g2.apply(st3); !hasPrefix(shown, "~ dns zone ma-societe.fr (secondaries [] → [192.0.2.53]") {
 		t.Fatalf("plan of a secondary %q", shown)
 	}
@@ -258,7 +250,7 @@ func TestSerials(t *testing.T) {
 
 	// Delegation moves: the zone is no longer served, the registrar's
 	// records are kept instead, and the other way round.
-	st4 := load(t, strings.Replace(strings.Replace(doc, "delegated: true,", "delegated: false,", 1), "  - name: autre.fr\n    language: fr\n", "  - name: autre.fr\n    language: fr\n    dns: {delegated: true}\n", 1))
+	st4 := schematest.Load(t, strings.Replace(strings.Replace(doc, "delegated: true,", "delegated: false,", 1), "  - name: autre.fr\n    language: fr\n", "  - name: autre.fr\n    language: fr\n    dns: {delegated: true}\n", 1))
 	shown = g2.apply(st4)
 	want := []string{"+ dns records of ma-societe.fr at its registrar", "+ dns zone autre.fr", "- dns zone ma-societe.fr (no longer delegated)", "- dns records of autre.fr at its registrar (now delegated to the box)"}
 	if !hasPrefix(shown, want...) {
@@ -271,7 +263,7 @@ func TestSerials(t *testing.T) {
 
 	// A domain removed: its files go (and ma-societe.fr is delegated
 	// again).
-	st5 := load(t, strings.Split(doc, "  - name: autre.fr")[0])
+	st5 := schematest.Load(t, strings.Split(doc, "  - name: autre.fr")[0])
 	if shown := g2.apply(st5); !hasPrefix(shown, "+ dns zone ma-societe.fr", "- dns zone autre.fr (the domain is no longer in the document)", "- dns records of ma-societe.fr at its registrar (now delegated to the box)") {
 		t.Fatalf("plan of a removed domain %q", shown)
 	}
@@ -290,7 +282,7 @@ func TestZoneFileDrift(t *testing.T) {
 	dir := t.TempDir()
 	h := &host{pub: netip.MustParseAddr("203.0.113.5")}
 	g := newRig(t, dir, h, &dnszone.Live{})
-	st := load(t, doc)
+	st := schematest.Load(t, doc)
 	g.apply(st)
 	path := filepath.Join(dir, zonesDir, "ma-societe.fr.zone")
 	b, err := os.ReadFile(path)
@@ -324,11 +316,11 @@ func TestLANView(t *testing.T) {
 	zones := &dnszone.Live{}
 	g := newRig(t, t.TempDir(), h, zones)
 
-	empty := load(t, "system: {model: virtual}\n")
+	empty := schematest.Load(t, "system: {model: virtual}\n")
 	if shown := g.apply(empty); !hasPrefix(shown, "~ dns lan view (address 192.168.1.1/24, names [mailfountain.local.], setup true, upstreams [192.0.2.53:53])") {
 		t.Fatalf("first boot: %q", shown)
 	}
-	g.apply(load(t, doc))
+	g.apply(schematest.Load(t, doc))
 	set, _ := zones.Load()
 	want := dnszone.LAN{Address: h.lan, Names: []string{"mailfountain.local.", "mail.ma-societe.fr.", "mail.autre.fr."}, Upstreams: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.53:53")}}
 	if describeLAN(set.LAN) != describeLAN(want) || len(set.Zones) != 1 {
@@ -338,7 +330,7 @@ func TestLANView(t *testing.T) {
 	h.mu.Lock()
 	h.lan = netip.Prefix{}
 	h.mu.Unlock()
-	if shown := g.apply(load(t, doc)); !hasPrefix(shown, "~ dns lan view (none)") {
+	if shown := g.apply(schematest.Load(t, doc)); !hasPrefix(shown, "~ dns lan view (none)") {
 		t.Fatalf("server mode: %q", shown)
 	}
 	if set, _ := zones.Load(); set.LAN.Address.IsValid() || len(set.Zones) != 1 {
@@ -363,7 +355,7 @@ func TestDKIMKnownAfterApply(t *testing.T) {
 	}
 	// Plan is given the facts by the engine; Read outside it is an
 	// error, which Plan returns.
-	if _, err := g.r.Plan(ctx, l, load(t, doc)); err == nil {
+	if _, err := g.r.Plan(ctx, l, schematest.Load(t, doc)); err == nil {
 		t.Fatal("Plan without the engine's facts")
 	}
 	if err := g.r.Apply(ctx, []reconcilers.Change{{Resource: "dns zone x", Payload: pending{}}}); err == nil || !strings.Contains(err.Error(), "planned before a fact") {
@@ -376,7 +368,7 @@ func TestServedZoneText(t *testing.T) {
 	dir := t.TempDir()
 	h := &host{pub: netip.MustParseAddr("2001:db8::5")}
 	g := newRig(t, dir, h, &dnszone.Live{})
-	g.apply(load(t, doc))
+	g.apply(schematest.Load(t, doc))
 	b, err := os.ReadFile(filepath.Join(dir, zonesDir, "ma-societe.fr.zone"))
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers/facts"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
+	"mailfountain.dev/mailfountain/schema/schematest"
 )
 
 // fakeHost is a host whose route address and resolvers a test moves.
@@ -45,15 +46,6 @@ func (f *fakeHost) set(route string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.route = netip.MustParseAddr(route)
-}
-
-func load(t *testing.T, doc string) *schema.State {
-	t.Helper()
-	st, err := schema.Load([]schema.Source{{Name: "state.yaml", Data: []byte(doc), Mode: 0o600}})
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	return st
 }
 
 // reader reads the network's facts, as the DNS reconciler does.
@@ -122,7 +114,7 @@ func TestFacts(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := load(t, tc.doc)
+			doc := schematest.Load(t, tc.doc)
 			p, err := e.Plan(ctx, doc)
 			if err != nil {
 				t.Fatal(err)
@@ -151,7 +143,7 @@ func TestFacts(t *testing.T) {
 
 	// The route address moves: no change of the network's, a new fact.
 	fh.set("192.0.2.99")
-	p, err := e.Plan(ctx, load(t, "system: {model: virtual}\nnetwork: {mode: server, wan: {method: static, address: 203.0.113.5/24, gateway: 203.0.113.1, dns: [203.0.113.1, 9.9.9.9]}, dhcp: {enabled: false}}\n"))
+	p, err := e.Plan(ctx, schematest.Load(t, "system: {model: virtual}\nnetwork: {mode: server, wan: {method: static, address: 203.0.113.5/24, gateway: 203.0.113.1, dns: [203.0.113.1, 9.9.9.9]}, dhcp: {enabled: false}}\n"))
 	if err != nil || !p.Empty() || rd.got["public"] != "192.0.2.99" {
 		t.Fatalf("after the route moved: %v %+v %v", err, p, rd.got)
 	}

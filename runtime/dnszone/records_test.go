@@ -10,17 +10,8 @@ import (
 	"github.com/miekg/dns"
 
 	"mailfountain.dev/mailfountain/schema"
+	"mailfountain.dev/mailfountain/schema/schematest"
 )
-
-// load loads a document through the schema, defaults and all.
-func load(t *testing.T, doc string) *schema.State {
-	t.Helper()
-	st, err := schema.Load([]schema.Source{{Name: "state.yaml", Data: []byte(doc), Mode: 0o600}})
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	return st
-}
 
 const base = `
 system: {model: virtual, hostname: mail}
@@ -131,7 +122,7 @@ func TestRecords(t *testing.T) {
 			if tc.hostname != "" {
 				doc = strings.Replace(doc, "hostname: mail", "hostname: "+tc.hostname, 1)
 			}
-			st := load(t, doc+tc.doc+tc.extra)
+			st := schematest.Load(t, doc+tc.doc+tc.extra)
 			rrs, err := Records(st, &st.Domains[0], tc.in)
 			if err != nil {
 				t.Fatal(err)
@@ -156,7 +147,7 @@ func TestRecords(t *testing.T) {
 
 // The MTA-STS id follows the policy: the mode moves with system.tls.
 func TestMTASTSID(t *testing.T) {
-	st := load(t, base)
+	st := schematest.Load(t, base)
 	id := func() string {
 		rrs, err := Records(st, &st.Domains[0], Inputs{})
 		if err != nil {
@@ -218,7 +209,7 @@ func TestBuildZone(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := load(t, base+tc.doc)
+			st := schematest.Load(t, base+tc.doc)
 			z, err := Build(st, &st.Domains[0], tc.in, 2026120400)
 			if err != nil {
 				t.Fatal(err)
@@ -271,7 +262,7 @@ func TestBuildZone(t *testing.T) {
 
 // The content hash ignores the serial, and sees any other change.
 func TestContentHash(t *testing.T) {
-	st := load(t, base)
+	st := schematest.Load(t, base)
 	in := Inputs{Public4: netip.MustParseAddr("203.0.113.5"), DKIM: dkim}
 	build := func(st *schema.State, in Inputs, serial uint32) Zone {
 		z, err := Build(st, &st.Domains[0], in, serial)
@@ -291,10 +282,10 @@ func TestContentHash(t *testing.T) {
 	for name, other := range map[string]Zone{
 		"address":    build(st, moved, 2026120400),
 		"dkim":       build(st, Inputs{Public4: in.Public4}, 2026120400),
-		"dmarc":      build(load(t, base+"      dmarc: quarantine\n"), in, 2026120400),
-		"secondary":  build(load(t, base+"      secondaries: [192.0.2.53]\n"), in, 2026120400),
-		"ttl":        build(load(t, base+"      ttl: {a: 60}\n"), in, 2026120400),
-		"nameserver": build(load(t, base+"      nameservers: [ns.elsewhere.example]\n"), in, 2026120400),
+		"dmarc":      build(schematest.Load(t, base+"      dmarc: quarantine\n"), in, 2026120400),
+		"secondary":  build(schematest.Load(t, base+"      secondaries: [192.0.2.53]\n"), in, 2026120400),
+		"ttl":        build(schematest.Load(t, base+"      ttl: {a: 60}\n"), in, 2026120400),
+		"nameserver": build(schematest.Load(t, base+"      nameservers: [ns.elsewhere.example]\n"), in, 2026120400),
 	} {
 		if other.ContentHash() == z.ContentHash() {
 			t.Errorf("%s: same hash", name)
