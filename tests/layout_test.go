@@ -41,7 +41,7 @@ func TestImportRules(t *testing.T) {
 }
 
 // testSupport are the packages for tests only (like net/http/httptest).
-var testSupport = []string{"runtime/dnsd/dnstest", "runtime/testenv", "runtime/metrics/metricstest", "runtime/dsn/dsntest", "schema/schematest"}
+var testSupport = []string{"runtime/dnsd/dnstest", "runtime/testenv", "runtime/metrics/metricstest", "runtime/dsn/dsntest", "schema/schematest", "runtime/tlscert/certtest"}
 
 // testSupportRule says why pkg, without its tests, may not import dep (""
 // if it may): a package for tests serves the _test.go files, tests/ and
@@ -64,8 +64,10 @@ func TestTestSupportRule(t *testing.T) {
 		{"runtime/smtpout", "runtime/dnsd/dnstest", true},
 		{"cmd/mfapply", "runtime/testenv", true},
 		{"runtime/smtpd", "runtime/metrics/metricstest", true},
+		{"runtime/smtpout", "runtime/tlscert/certtest", true},
 		{"tests", "runtime/dnsd/dnstest", false},
 		{"bench/dns/serve", "runtime/testenv", false},
+		{"tests", "runtime/tlscert/certtest", false},
 		{"runtime/smtpout", "runtime/mailauth", false},
 	} {
 		if got := testSupportRule(c.pkg, c.dep) != ""; got != c.refused {

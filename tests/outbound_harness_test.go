@@ -187,7 +187,7 @@ func TestHarnessSink(t *testing.T) {
 	t.Parallel()
 	w := newOutside(t)
 	ip := w.net.ip()
-	s := startSink(t, ip, w.net.port, sinkOpts{Hostname: "smtp.isp.test", TLS: w.ca.serverTLS(t, "smtp.isp.test", ip),
+	s := startSink(t, ip, w.net.port, sinkOpts{Hostname: "smtp.isp.test", TLS: serverTLS(t, w.ca, "smtp.isp.test", ip),
 		Auth: map[string]string{"box": "s3cret"}})
 	s.answer("RCPT", "later@client.example", "451 4.3.0 try later", "451 4.3.0 try later", "250 2.1.5 now ok")
 	s.answer("RCPT", "nosuch@client.example", "550-5.1.1 no such user\n550 5.1.1 really")
@@ -198,7 +198,7 @@ func TestHarnessSink(t *testing.T) {
 	for range 3 {
 		msgs = append(msgs, pyMsg{From: "rene@ma-societe.fr", To: []string{"later@client.example", "nosuch@client.example", "blocked@client.example"}, Data: msg})
 	}
-	res := runSinkPy(t, s.addr, w.ca.file, "box", "s3cret", msgs)
+	res := runSinkPy(t, s.addr, w.caFile, "box", "s3cret", msgs)
 	if feats := res[0][1].(string); !strings.Contains(feats, "starttls") || !strings.Contains(feats, "pipelining") || strings.Contains(feats, "auth") {
 		t.Errorf("EHLO before TLS: %s, want STARTTLS and PIPELINING, no AUTH", feats)
 	}
@@ -334,7 +334,7 @@ func TestHarnessSwaksToSinks(t *testing.T) {
 	swaks := needTool(t, "swaks")
 	w := newOutside(t)
 	ip := w.net.ip()
-	g := startSink(t, ip, w.net.port, sinkOpts{TLS: w.ca.serverTLS(t, "mx.sink.test")})
+	g := startSink(t, ip, w.net.port, sinkOpts{TLS: serverTLS(t, w.ca, "mx.sink.test")})
 	run := func(addr string, extra ...string) (int, string) {
 		t.Helper()
 		host, port, _ := net.SplitHostPort(addr)
@@ -545,7 +545,7 @@ func TestHarnessPipelining(t *testing.T) {
 func TestHarnessTrustCA(t *testing.T) {
 	t.Parallel()
 	w := newOutside(t)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", w.ca.serverTLS(t, "smtp.isp.example"))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", serverTLS(t, w.ca, "smtp.isp.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +613,7 @@ func TestHarnessMTASTSServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, curl, "-sS", "--fail", "--cacert", w.ca.file,
+	out, err := exec.CommandContext(ctx, curl, "-sS", "--fail", "--cacert", w.caFile,
 		"--resolve", "mta-sts.sts.example:443:"+ips[0], "https://mta-sts.sts.example/.well-known/mta-sts.txt").CombinedOutput()
 	if err != nil || string(out) != policy {
 		t.Errorf("curl the policy: %v: %q", err, out)

@@ -12,20 +12,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/big"
 	"net"
 	"net/smtp"
 	"os"
@@ -43,6 +36,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/testenv"
+	"mailfountain.dev/mailfountain/runtime/tlscert/certtest"
 )
 
 // waitUntil polls cond until it returns nil, failing the test with its
@@ -156,79 +150,11 @@ func (z *fakeDNS) lookup(t *testing.T, name, typ string) []string {
 
 // ---- a test CA ----
 
-// testCA signs the certificates of the remote servers. Its certificate,
-// in PEM, is in file: SSL_CERT_FILE=file makes a Go program (Linux's
-// crypto/x509) trust it, and only it, as its system roots.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-	file string
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "MailFountain test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, pool: x509.NewCertPool()}
-	ca.pool.AddCert(cert)
-	ca.pem = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	ca.file = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca.file, ca.pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
-
 // serverTLS is the TLS configuration of a server whose certificate, of
-// the CA, names hosts (DNS names or IP addresses).
-func (ca *testCA) serverTLS(t *testing.T, hosts ...string) *tls.Config {
+// ca, names hosts (DNS names or IP addresses).
+func serverTLS(t *testing.T, ca *certtest.CA, hosts ...string) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}}}
+	return &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, hosts...)}}
 }
 
 // ---- the remote network ----
@@ -1038,16 +964,19 @@ func submitErr(address, user, password, from string, to []string, msg string) er
 // ---- the box and its outside world ----
 
 // outside is the outside world of one test's box: its DNS, its network
-// of remote servers and the CA of their certificates.
+// of remote servers and the CA of their certificates, whose PEM is in
+// caFile.
 type outside struct {
-	dns *fakeDNS
-	net *remoteNet
-	ca  *testCA
+	dns    *fakeDNS
+	net    *remoteNet
+	ca     *certtest.CA
+	caFile string
 }
 
 func newOutside(t *testing.T) *outside {
 	t.Helper()
-	return &outside{dns: startFakeDNS(t), net: newRemoteNet(t), ca: newTestCA(t)}
+	ca := certtest.New(t)
+	return &outside{dns: startFakeDNS(t), net: newRemoteNet(t), ca: ca, caFile: ca.File(t)}
 }
 
 // daemonArgs are the flags that point mailfountaind at w: its DNS server
@@ -1060,7 +989,7 @@ func (w *outside) daemonArgs() []string {
 // roots (SSL_CERT_FILE, read by crypto/x509 on Linux): for the
 // smarthost's verified certificate.
 func (w *outside) daemonEnv() []string {
-	return []string{"SSL_CERT_FILE=" + w.ca.file, "SSL_CERT_DIR=" + filepath.Dir(w.ca.file)}
+	return []string{"SSL_CERT_FILE=" + w.caFile, "SSL_CERT_DIR=" + filepath.Dir(w.caFile)}
 }
 
 // daemon starts mailfountaind on the document o, in w.

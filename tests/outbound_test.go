@@ -33,6 +33,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/dsn/dsntest"
 	"mailfountain.dev/mailfountain/runtime/queue"
+	"mailfountain.dev/mailfountain/runtime/tlscert/certtest"
 )
 
 const (
@@ -150,8 +151,8 @@ func TestOutboundNullMX(t *testing.T) {
 func TestOutboundSTARTTLS(t *testing.T) {
 	t.Parallel()
 	w := newOutside(t)
-	other := newTestCA(t) // a CA the daemon does not trust
-	tlsSink := w.net.sink(t, sinkOpts{TLS: other.serverTLS(t, "wrong-name.test")})
+	other := certtest.New(t) // a CA the daemon does not trust
+	tlsSink := w.net.sink(t, sinkOpts{TLS: serverTLS(t, other, "wrong-name.test")})
 	plainSink := w.net.sink(t, sinkOpts{})
 	w.mx(t, "tls.example", tlsSink.ip())
 	w.mx(t, "plain.example", plainSink.ip())
@@ -404,7 +405,7 @@ func TestOutboundDelayWarning(t *testing.T) {
 func relaySink(t *testing.T, w *outside) (*sink, *relayOpts) {
 	t.Helper()
 	ip := w.net.ip()
-	s := startSink(t, ip, w.net.port, sinkOpts{Hostname: "smtp.isp.example", TLS: w.ca.serverTLS(t, "smtp.isp.example"),
+	s := startSink(t, ip, w.net.port, sinkOpts{Hostname: "smtp.isp.example", TLS: serverTLS(t, w.ca, "smtp.isp.example"),
 		Auth: map[string]string{"box@isp.example": "relay-pass"}})
 	w.dns.Add("smtp.isp.example. A " + ip)
 	return s, &relayOpts{Host: "smtp.isp.example", Port: w.net.port, Username: "box@isp.example", Password: "relay-pass"}
@@ -448,9 +449,9 @@ func TestOutboundRelay(t *testing.T) {
 func TestOutboundRelayRefusesUntrusted(t *testing.T) {
 	t.Parallel()
 	w := newOutside(t)
-	other := newTestCA(t)
+	other := certtest.New(t)
 	ip := w.net.ip()
-	relay := startSink(t, ip, w.net.port, sinkOpts{Hostname: "smtp.isp.example", TLS: other.serverTLS(t, "smtp.isp.example"),
+	relay := startSink(t, ip, w.net.port, sinkOpts{Hostname: "smtp.isp.example", TLS: serverTLS(t, other, "smtp.isp.example"),
 		Auth: map[string]string{"box@isp.example": "relay-pass"}})
 	w.dns.Add("smtp.isp.example. A " + ip)
 	ro := &relayOpts{Host: "smtp.isp.example", Port: w.net.port, Username: "box@isp.example", Password: "relay-pass"}
@@ -843,7 +844,7 @@ func mtaSTSServer(t *testing.T, w *outside, domain, policy string) {
 	if err != nil {
 		t.Skipf("no loopback address free on port 443 (not root?): %v", err)
 	}
-	srv := &http.Server{TLSConfig: w.ca.serverTLS(t, host), Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{TLSConfig: serverTLS(t, w.ca, host), Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/.well-known/mta-sts.txt" || r.Host != host {
 			http.NotFound(rw, r)
 			return
@@ -865,11 +866,11 @@ func mtaSTSServer(t *testing.T, w *outside, domain, policy string) {
 func TestOutboundMTASTS(t *testing.T) {
 	t.Parallel()
 	w := newOutside(t)
-	unlisted := w.net.sink(t, sinkOpts{TLS: w.ca.serverTLS(t, "mx1.sts.example")})
-	listed := w.net.sink(t, sinkOpts{TLS: w.ca.serverTLS(t, "mx2.sts.example")})
+	unlisted := w.net.sink(t, sinkOpts{TLS: serverTLS(t, w.ca, "mx1.sts.example")})
+	listed := w.net.sink(t, sinkOpts{TLS: serverTLS(t, w.ca, "mx2.sts.example")})
 	w.mx(t, "sts.example", unlisted.ip(), listed.ip())
 	mtaSTSServer(t, w, "sts.example", "version: STSv1\r\nmode: enforce\r\nmx: mx2.sts.example\r\nmax_age: 86400\r\n")
-	only := w.net.sink(t, sinkOpts{TLS: w.ca.serverTLS(t, "mx1.strict-sts.example")})
+	only := w.net.sink(t, sinkOpts{TLS: serverTLS(t, w.ca, "mx1.strict-sts.example")})
 	w.mx(t, "strict-sts.example", only.ip())
 	mtaSTSServer(t, w, "strict-sts.example", "version: STSv1\r\nmode: enforce\r\nmx: mail.elsewhere.example\r\nmax_age: 86400\r\n")
 

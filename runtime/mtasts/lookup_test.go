@@ -2,17 +2,12 @@ package mtasts
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +23,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/dnsd/dnstest"
 	"mailfountain.dev/mailfountain/runtime/mailauth"
+	"mailfountain.dev/mailfountain/runtime/tlscert/certtest"
 )
 
 // startDNS starts the DNS server of the tests' _mta-sts records. TTL 0
@@ -65,6 +61,7 @@ func (e *env) setServfail(on bool) {
 // mta-sts.<domain> names of certNames only.
 type policyServer struct {
 	srv     *httptest.Server
+	ca      *certtest.CA // the authority of srv's certificate
 	mu      sync.Mutex
 	bodies  map[string]string // by Host
 	status  map[string]int
@@ -76,7 +73,7 @@ const enforceBody = "version: STSv1\r\nmode: enforce\r\nmx: mx1.example.com\r\nm
 
 func startPolicyServer(t *testing.T) *policyServer {
 	t.Helper()
-	ps := &policyServer{bodies: map[string]string{}, status: map[string]int{}, fetches: map[string]int{}}
+	ps := &policyServer{ca: certtest.New(t), bodies: map[string]string{}, status: map[string]int{}, fetches: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/mta-sts.txt", func(w http.ResponseWriter, r *http.Request) {
 		ps.mu.Lock()
@@ -113,7 +110,7 @@ func startPolicyServer(t *testing.T) *policyServer {
 	})
 	ps.srv = httptest.NewUnstartedServer(mux)
 	ps.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
-	ps.srv.TLS = &tls.Config{Certificates: []tls.Certificate{testCertificate(t)}}
+	ps.srv.TLS = &tls.Config{Certificates: []tls.Certificate{ps.ca.Issue(t, certNames...)}}
 	ps.srv.StartTLS()
 	t.Cleanup(ps.srv.Close)
 	return ps
@@ -124,32 +121,6 @@ func startPolicyServer(t *testing.T) *policyServer {
 var certNames = []string{
 	"mta-sts.example.com", "mta-sts.redirect.example.com", "mta-sts.big.example.com",
 	"mta-sts.html.example.com", "mta-sts.missing.example.com",
-}
-
-// testCertificate makes a self-signed certificate (its own authority) for
-// certNames.
-func testCertificate(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "mtasts test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              certNames,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func (ps *policyServer) set(host, body string, status int) {
@@ -195,12 +166,10 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{dns: startDNS(t), https: startPolicyServer(t), clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
-	roots := x509.NewCertPool()
-	roots.AddCert(e.https.srv.Certificate())
 	target := e.https.srv.Listener.Addr().String()
 	e.cfg = Config{
 		Resolver:  mailauth.NewResolver([]string{e.dns.Addr()}, 2*time.Second),
-		TLSConfig: &tls.Config{RootCAs: roots},
+		TLSConfig: &tls.Config{RootCAs: e.https.ca.Pool()},
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, target)

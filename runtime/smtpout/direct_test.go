@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mailfountain.dev/mailfountain/runtime/tlscert/certtest"
 )
 
 // TestRoute: MX order, the fallback to the next MX, the implicit MX, the
@@ -247,8 +249,8 @@ func TestTransaction(t *testing.T) {
 		}
 	})
 	t.Run("STARTTLS used when offered", func(t *testing.T) {
-		ca := newCA(t)
-		cert := ca.leaf(t, "someone-else.test") // opportunistic: need not verify
+		ca := certtest.New(t)
+		cert := ca.Issue(t, "someone-else.test") // opportunistic: need not verify
 		cl, s := setup(t, &sink{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, Config{})
 		res := send(t, cl, msg("a@dest.test"))
 		txs := s.transactions()
@@ -257,8 +259,8 @@ func TestTransaction(t *testing.T) {
 		}
 	})
 	t.Run("failed STARTTLS: again without TLS", func(t *testing.T) {
-		ca := newCA(t)
-		cl, s := setup(t, &sink{BrokenTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, "mx1.dest.test")}}}, Config{})
+		ca := certtest.New(t)
+		cl, s := setup(t, &sink{BrokenTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "mx1.dest.test")}}}, Config{})
 		res := send(t, cl, msg("a@dest.test"))
 		txs := s.transactions()
 		if !res[0].Delivered() || len(txs) != 1 || txs[0].TLS || s.connections() != 2 {

@@ -16,6 +16,7 @@ import (
 
 	"mailfountain.dev/mailfountain/runtime/metrics/metricstest"
 	"mailfountain.dev/mailfountain/runtime/mtasts"
+	"mailfountain.dev/mailfountain/runtime/tlscert/certtest"
 )
 
 // TestRelay: the smarthost with AUTH over STARTTLS and over implicit TLS
@@ -23,10 +24,10 @@ import (
 // a refused login, ViaRelay without a smarthost, and direct mode with a
 // smarthost for block answers only.
 func TestRelay(t *testing.T) {
-	ca := newCA(t)
-	good := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, "relay.test")}}
-	other := newCA(t) // a certificate from an authority the client does not trust
-	bad := &tls.Config{Certificates: []tls.Certificate{other.leaf(t, "relay.test")}}
+	ca := certtest.New(t)
+	good := &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "relay.test")}}
+	other := certtest.New(t) // a certificate from an authority the client does not trust
+	bad := &tls.Config{Certificates: []tls.Certificate{other.Issue(t, "relay.test")}}
 	users := map[string]string{"box": "s3cret"}
 
 	type relayCase struct {
@@ -67,7 +68,7 @@ func TestRelay(t *testing.T) {
 			port := 0
 			fmt.Sscan(p, &port)
 			relay := &Relay{Host: "relay.test", Port: port, Username: c.user, Password: func() (string, error) { return c.pass, nil }}
-			cl := newClient(t, Config{Resolver: z.resolver(), RootCAs: ca.Pool, Relay: func() *Relay { return relay }})
+			cl := newClient(t, Config{Resolver: z.resolver(), RootCAs: ca.Pool(), Relay: func() *Relay { return relay }})
 			res := send(t, cl, msg("a@dest.test", "b@dest.test"))
 			for _, r := range res {
 				if !r.Relay || r.Host != "relay.test" {
@@ -114,7 +115,7 @@ func TestRelay(t *testing.T) {
 		fmt.Sscan(p, &rport)
 		relay := &Relay{Host: "relay.test", Port: rport, Username: "box", Password: func() (string, error) { return "s3cret", nil }, FallbackOnly: true}
 		counts := &metricstest.Counts{}
-		cl := newClient(t, Config{Resolver: z.resolver(), Port: port, RootCAs: ca.Pool, Relay: func() *Relay { return relay }, Metrics: counts})
+		cl := newClient(t, Config{Resolver: z.resolver(), Port: port, RootCAs: ca.Pool(), Relay: func() *Relay { return relay }, Metrics: counts})
 		res := send(t, cl, msg("a@dest.test"))
 		if !res[0].Blocked || res[0].Relay || res[0].Host != "mx1.dest.test" {
 			t.Fatalf("direct attempt: %s", describe(res))
@@ -145,9 +146,9 @@ func TestRelay(t *testing.T) {
 // a policy in mode testing only logs. The policy is served over HTTPS on
 // loopback.
 func TestMTASTS(t *testing.T) {
-	ca := newCA(t)
-	mxCert := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, "mx1.dest.test", "mx2.dest.test")}}
-	wrongCert := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, "elsewhere.test")}}
+	ca := certtest.New(t)
+	mxCert := &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "mx1.dest.test", "mx2.dest.test")}}
+	wrongCert := &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "elsewhere.test")}}
 	cases := []struct {
 		name   string
 		mode   string
@@ -179,12 +180,12 @@ func TestMTASTS(t *testing.T) {
 				io.WriteString(w, policy)
 			}))
 			https.Config.ErrorLog = log.New(io.Discard, "", 0)
-			https.TLS = &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, "mta-sts.dest.test")}}
+			https.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "mta-sts.dest.test")}}
 			https.StartTLS()
 			t.Cleanup(https.Close)
 			cache, err := mtasts.New(mtasts.Config{
 				Resolver:  z.resolver(),
-				TLSConfig: &tls.Config{RootCAs: ca.Pool},
+				TLSConfig: &tls.Config{RootCAs: ca.Pool()},
 				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 					var d net.Dialer
 					return d.DialContext(ctx, network, https.Listener.Addr().String())
@@ -196,7 +197,7 @@ func TestMTASTS(t *testing.T) {
 			}
 			t.Cleanup(cache.Close)
 			counts := &metricstest.Counts{}
-			cl := newClient(t, Config{Resolver: z.resolver(), Port: port, RootCAs: ca.Pool, MTASTS: cache, Metrics: counts})
+			cl := newClient(t, Config{Resolver: z.resolver(), Port: port, RootCAs: ca.Pool(), MTASTS: cache, Metrics: counts})
 			res := send(t, cl, msg("a@dest.test"))
 			r := res[0]
 			if r.Delivered() != c.ok || r.Permanent || !strings.Contains(r.Text, c.text) {
