@@ -15,7 +15,7 @@ import (
 
 // theBox is the reconcilers the box runs; Owns and Reads need no store.
 func theBox() []reconcilers.Reconciler {
-	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil), network.New(nil, network.Host{}, nil), dns.New("", nil, nil)}
+	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil), network.New(nil, network.Host{}, network.Config{}, nil), dns.New("", nil, nil)}
 }
 
 // owner is a fake that owns and reads what it is told.

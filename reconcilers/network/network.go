@@ -1,10 +1,18 @@
-// Package network is, for now, the smallest part of the network
-// reconciler: it owns network.public_address and publishes the facts
-// that the DNS reconciler reads (the box's public address, its LAN
-// address, the upstream resolvers). It configures nothing on the host:
-// the interfaces, DHCP and PPPoE are issue 12's, and their fields stay in
-// reconcilers.NotApplied until then. What it learns of the host it reads
-// (runtime/hostnet): the source address of the default route, the
+// Package network is the network reconciler: it owns network.mode,
+// network.wan, network.lan.address and network.public_address, converges
+// the box's ports with netlink, runs its WAN link (runtime/dhcpclient,
+// runtime/pppoe), and publishes the facts that the DNS reconciler reads
+// (the box's public address, its LAN address, the upstream resolvers).
+//
+// With box hardware (Config.Ports) it works in the current network
+// namespace, the box's: in router mode the WAN port alone and the LAN
+// ports in the bridge br-lan with the LAN address /24 (manual 6.2.1.2),
+// IPv4 forwarding on; in server mode every port in br-lan, a switch with
+// the static address (manual 6.2.2.1), forwarding off; the WAN's static
+// address and default route, or the DHCP lease's. It records in the store
+// what it created and removes nothing else. Without box hardware it
+// configures nothing, reports its netlink part skipped, and reads the
+// host (runtime/hostnet): the source address of the default route, the
 // resolvers of /etc/resolv.conf.
 package network
 
@@ -17,12 +25,15 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/facts"
+	"mailfountain.dev/mailfountain/runtime/dhcpclient"
 	"mailfountain.dev/mailfountain/runtime/hostnet"
 	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/runtime/wanlink"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -90,33 +101,106 @@ func SystemHost() Host {
 	}
 }
 
-// Reconciler keeps the settings in the store and publishes the facts.
-type Reconciler struct {
-	st   *store.Store
-	host Host
-	log  *slog.Logger
+// ReasonNoHardware is why the netlink part is skipped on a machine that
+// is not a box.
+const ReasonNoHardware = "no box hardware"
+
+// Metrics records the netlink changes; runtime/metrics implements it.
+type Metrics interface {
+	// NetlinkChanges records changes made to the box's links, addresses,
+	// routes and forwarding.
+	NetlinkChanges(n int)
+	// NetlinkDriftCorrected records those of them that put back what the
+	// layout last applied had (a port set down, an address deleted by
+	// hand).
+	NetlinkDriftCorrected(n int)
 }
 
-// New returns the reconciler of the settings kept in st, reading host.
-func New(st *store.Store, host Host, logger *slog.Logger) *Reconciler {
+type noMetrics struct{}
+
+func (noMetrics) NetlinkChanges(int)        {}
+func (noMetrics) NetlinkDriftCorrected(int) {}
+
+// Config is the reconciler's hardware and WAN links.
+type Config struct {
+	// Ports are the box's ports; nil without box hardware: nothing on the
+	// host is touched.
+	Ports *Ports
+	// NewDHCP makes the DHCP client of a port; nil: runtime/dhcpclient's.
+	NewDHCP func(iface string) WANLink
+	// NewPPPoE makes the PPPoE link of a port with the document's WAN
+	// (user name, password); nil: a PPPoE WAN fails to start (logged).
+	NewPPPoE func(iface string, wan schema.WAN) (WANLink, error)
+	Metrics  Metrics
+}
+
+// Reconciler keeps the settings in the store, converges the box's links
+// and publishes the facts.
+type Reconciler struct {
+	st    *store.Store
+	host  Host
+	log   *slog.Logger
+	ports *Ports
+	met   Metrics
+	links *links
+
+	// changes counts the netlink changes applied, for the tests of
+	// idempotence.
+	changes atomic.Int64
+}
+
+// New returns the reconciler of the settings kept in st, reading host,
+// on the hardware of cfg.
+func New(st *store.Store, host Host, cfg Config, logger *slog.Logger) *Reconciler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{st: st, host: host, log: logger.With("reconciler", Name)}
+	log := logger.With("reconciler", Name)
+	r := &Reconciler{st: st, host: host, log: log, ports: cfg.Ports, met: cfg.Metrics}
+	if r.met == nil {
+		r.met = noMetrics{}
+	}
+	newDHCP := cfg.NewDHCP
+	if newDHCP == nil {
+		newDHCP = func(iface string) WANLink {
+			return dhcpclient.New(dhcpclient.Config{Interface: iface, Logger: logger})
+		}
+	}
+	r.links = &links{log: log, wake: make(chan struct{}, 1), make: func(spec linkSpec, wan schema.WAN) (WANLink, error) {
+		switch spec.Method {
+		case "dhcp":
+			return newDHCP(spec.Interface), nil
+		case "pppoe":
+			if cfg.NewPPPoE == nil {
+				return nil, errors.New("this build has no pppoe link")
+			}
+			return cfg.NewPPPoE(spec.Interface, wan)
+		}
+		return nil, fmt.Errorf("no wan link of method %q", spec.Method)
+	}}
+	return r
 }
 
 // Name implements reconcilers.Reconciler.
 func (r *Reconciler) Name() string { return Name }
 
 // Owns implements reconcilers.Reconciler.
-func (r *Reconciler) Owns() []string { return []string{"network.public_address"} }
-
-// ReadsFields implements reconcilers.FieldReader: the fields its facts
-// come from that the network reconciler of issue 12 will own (they are
-// reported as not applied until then).
-func (r *Reconciler) ReadsFields() []string {
-	return []string{"network.mode", "network.wan.method", "network.wan.dns", "network.lan.address"}
+func (r *Reconciler) Owns() []string {
+	return []string{"network.mode", "network.wan", "network.lan.address", "network.public_address"}
 }
+
+// SkipReason implements reconcilers.Skipper: without box hardware the
+// netlink part is skipped (the facts are still published, the settings
+// still kept).
+func (r *Reconciler) SkipReason() string {
+	if r.ports == nil {
+		return ReasonNoHardware
+	}
+	return ""
+}
+
+// Changes is the number of netlink changes this reconciler applied.
+func (r *Reconciler) Changes() int64 { return r.changes.Load() }
 
 // Publishes implements reconcilers.FactPublisher.
 func (r *Reconciler) Publishes() []reconcilers.FactKey {
@@ -129,11 +213,14 @@ type live struct {
 	// resolvers those of its resolver configuration.
 	route     netip.Addr
 	resolvers []netip.Addr
+	// net is the box's links, with box hardware.
+	net *netState
 }
 
 func (l *live) Fingerprint() string {
 	b, _ := json.Marshal(l.applied) // plain data: cannot fail
-	return fmt.Sprintf("%s route=%s resolvers=%v", b, l.route, l.resolvers)
+	n, _ := json.Marshal(l.net)
+	return fmt.Sprintf("%s route=%s resolvers=%v net=%s", b, l.route, l.resolvers, n)
 }
 
 // Load reads the applied settings from st; none before any apply.
@@ -167,6 +254,17 @@ func (r *Reconciler) Observe(ctx context.Context) (reconcilers.Live, error) {
 	if l.resolvers, err = r.host.Resolvers(); err != nil {
 		return nil, fmt.Errorf("observe network: %w", err)
 	}
+	if r.ports != nil {
+		n, err := observeNet(r.ports)
+		if err != nil {
+			return nil, fmt.Errorf("observe network: %w", err)
+		}
+		if n.Owned, err = loadOwned(ctx, r.st); err != nil {
+			return nil, err
+		}
+		n.Running, n.LinkUp, n.Watching = r.links.running()
+		l.net = &n
+	}
 	return l, nil
 }
 
@@ -180,11 +278,21 @@ func (r *Reconciler) Plan(_ context.Context, observed reconcilers.Live, desired 
 		return nil, errors.New("no desired state")
 	}
 	want := Desired(desired)
-	d := describe(l.applied, want)
-	if d == "" {
-		return nil, nil
+	var changes []reconcilers.Change
+	if d := describe(l.applied, want); d != "" {
+		changes = append(changes, reconcilers.Change{Op: reconcilers.Update, Resource: "network settings", Detail: d, Payload: want})
 	}
-	return []reconcilers.Change{{Op: reconcilers.Update, Resource: "network settings", Detail: d, Payload: want}}, nil
+	if l.net == nil {
+		return changes, nil
+	}
+	lay := desiredLayout(desired, r.ports, l.net.Running, l.net.LinkUp)
+	ops := planNet(*l.net, lay, r.ports)
+	rec := recordOf(*l.net, lay, ops)
+	for _, o := range ops {
+		op, res, detail := o.change()
+		changes = append(changes, reconcilers.Change{Op: reconcilers.Op(op), Resource: res, Detail: detail, Payload: netChange{op: o, rec: rec}})
+	}
+	return changes, nil
 }
 
 func describe(old, s Settings) string {
@@ -206,31 +314,81 @@ func describe(old, s Settings) string {
 	return strings.Join(d, ", ")
 }
 
-// Apply stores the settings.
+// Apply stores the settings and carries out the netlink changes, in
+// their order: what they will create is recorded first (MetaOwned), so
+// that an apply cut short leaves nothing the reconciler does not know it
+// made; what they removed is forgotten once they all succeeded.
 func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) error {
+	var rec *record
 	for _, c := range changes {
-		s, ok := c.Payload.(Settings)
-		if !ok {
+		if nc, ok := c.Payload.(netChange); ok && rec == nil {
+			rec = nc.rec
+			if err := saveOwned(ctx, r.st, rec.before); err != nil {
+				return err
+			}
+		}
+	}
+	applied := 0
+	defer func() {
+		if applied > 0 {
+			r.changes.Add(int64(applied))
+			r.met.NetlinkChanges(applied)
+			if rec != nil && rec.drift {
+				r.met.NetlinkDriftCorrected(applied)
+			}
+		}
+	}()
+	for _, c := range changes {
+		switch p := c.Payload.(type) {
+		case Settings:
+			b, _ := json.Marshal(p) // plain data: cannot fail
+			if err := r.st.SetMeta(ctx, MetaApplied, string(b)); err != nil {
+				return fmt.Errorf("apply network settings: %w", err)
+			}
+			r.log.Info("network settings applied", "public_address", p.PublicAddress, "upstreams", p.Upstreams, "lan", p.LAN)
+		case netChange:
+			if p.op.kind == opLink {
+				var l WANLink
+				if p.op.spec.Method != "" {
+					var err error
+					if l, err = r.links.make(p.op.spec, p.op.wan); err != nil {
+						return fmt.Errorf("apply %s: %w", c.Resource, err)
+					}
+				}
+				r.links.ask(p.op.spec, l)
+				r.log.Info("wan link asked for", "link", p.op.spec)
+				continue
+			}
+			if err := p.op.do(); err != nil {
+				return fmt.Errorf("apply %s: %w", c.Resource, err)
+			}
+			applied++
+			r.log.Info("network changed", "change", c.String())
+		default:
 			return fmt.Errorf("apply %s: payload of type %T", c.Resource, c.Payload)
 		}
-		b, _ := json.Marshal(s) // plain data: cannot fail
-		if err := r.st.SetMeta(ctx, MetaApplied, string(b)); err != nil {
-			return fmt.Errorf("apply network settings: %w", err)
-		}
-		r.log.Info("network settings applied", "public_address", s.PublicAddress, "upstreams", s.Upstreams, "lan", s.LAN)
+	}
+	if rec != nil {
+		return saveOwned(ctx, r.st, rec.after)
 	}
 	return nil
 }
 
 // Facts implements reconcilers.FactPublisher, from the settings planned
-// (or applied) and the host: the public address is the document's, else
-// the default route's (invalid when the host has none: the zones then
-// have no address records); the upstream resolvers the static WAN's,
-// else the host's; the LAN address the document's, in router mode.
+// (or applied), the WAN link and the host: the public address is the
+// document's, else the address of the WAN link (DHCP lease, ppp0) when it
+// is up, else the default route's (invalid when the host has none: the
+// zones then have no address records); the upstream resolvers the static
+// WAN's, else the link's, else the host's; the LAN address the
+// document's, in router mode.
+//
+// A WAN link not up yet is no "(known after apply)": applying does not
+// bring it up (the watch loop does, later, and notifies), and a fact
+// still unknown after an apply would fail its readers' apply. The route
+// address stands in until then.
 //
 // The public address is one address: an IPv4 route address is preferred
-// to an IPv6 one, so a box gets an A record or an AAAA record, not both,
-// until the network reconciler of issue 12 knows both of its WAN link.
+// to an IPv6 one, so a box gets an A record or an AAAA record, not both.
 func (r *Reconciler) Facts(observed reconcilers.Live, planned []reconcilers.Change) reconcilers.Facts {
 	var fs reconcilers.Facts
 	l, ok := observed.(*live)
@@ -246,11 +404,28 @@ func (r *Reconciler) Facts(observed reconcilers.Live, planned []reconcilers.Chan
 			s = p
 		}
 	}
+	// The running WAN link's lease or session, when up: the address the
+	// box has on the Internet, and the resolvers it was given.
+	var link wanlink.State
+	if l.net != nil && l.net.LinkUp.Up && l.net.Running.Method != "" {
+		link = l.net.LinkUp
+	}
+	for _, c := range planned {
+		if nc, ok := c.Payload.(netChange); ok && nc.op.kind == opLink && nc.op.spec != l.net.Running {
+			link = wanlink.State{} // another link, not started yet
+		}
+	}
 	pub := s.PublicAddress
+	if !pub.IsValid() {
+		pub = link.Address.Addr()
+	}
 	if !pub.IsValid() {
 		pub = l.route
 	}
 	up := s.Upstreams
+	if len(up) == 0 {
+		up = link.DNS
+	}
 	if len(up) == 0 {
 		up = l.resolvers
 	}
@@ -260,12 +435,16 @@ func (r *Reconciler) Facts(observed reconcilers.Live, planned []reconcilers.Chan
 	return fs
 }
 
-// Watch implements reconcilers.Watcher: it looks at the host's route
-// address and resolvers every PollInterval (reading only) and notifies
-// when they moved, so that the DNS reconciler follows a dynamic address.
-// A poll rather than a netlink subscription: it needs no privilege and
-// costs one socket every few seconds.
+// Watch implements reconcilers.Watcher. Without box hardware it looks at
+// the host's route address and resolvers every PollInterval (reading
+// only) and notifies when they moved, so that the DNS reconciler follows
+// a dynamic address: a poll rather than a netlink subscription, which
+// needs no privilege. With box hardware it also runs the WAN link that
+// Apply asks for (watchBox).
 func (r *Reconciler) Watch(ctx context.Context, notify func()) error {
+	if r.ports != nil {
+		return r.watchBox(ctx, PollInterval, notify)
+	}
 	return r.watch(ctx, PollInterval, notify)
 }
 

@@ -83,7 +83,7 @@ func TestFacts(t *testing.T) {
 	}
 	defer st.Close()
 	fh := &fakeHost{route: netip.MustParseAddr("192.0.2.2"), res: []netip.Addr{netip.MustParseAddr("192.0.2.53")}}
-	net := New(st, fh.host(), nil)
+	net := New(st, fh.host(), Config{}, nil)
 	rd := &reader{}
 	e, err := reconcilers.Build(reconcilers.Config{}, reconcilers.Spec{Reconciler: rd}, reconcilers.Spec{Reconciler: net})
 	if err != nil {
@@ -164,7 +164,7 @@ func mapsEqual(a, b map[string]string) bool {
 // Watch notifies when the route address moves, and not otherwise.
 func TestWatch(t *testing.T) {
 	fh := &fakeHost{route: netip.MustParseAddr("192.0.2.2")}
-	r := New(nil, fh.host(), nil)
+	r := New(nil, fh.host(), Config{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	notified := make(chan struct{}, 10)
 	done := make(chan error)
@@ -187,8 +187,8 @@ func TestWatch(t *testing.T) {
 }
 
 func TestOwnsAndReads(t *testing.T) {
-	r := New(nil, Host{}, nil)
-	if got := strings.Join(r.Owns(), " "); got != "network.public_address" {
+	r := New(nil, Host{}, Config{}, nil)
+	if got := strings.Join(r.Owns(), " "); got != "network.mode network.wan network.lan.address network.public_address" {
 		t.Errorf("owns %q", got)
 	}
 }

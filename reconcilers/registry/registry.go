@@ -37,8 +37,12 @@ type Env struct {
 	Zones *dnszone.Live
 	// Host is what the network reconciler reads of the host; the zero
 	// Host reads the one this runs on (network.SystemHost).
-	Host   network.Host
-	Logger *slog.Logger
+	Host network.Host
+	// Network is the network reconciler's hardware (the box's ports: nil
+	// without box hardware, nothing on the host is touched), WAN links and
+	// metrics.
+	Network network.Config
+	Logger  *slog.Logger
 }
 
 // Entry is one reconciler of the box.
@@ -66,7 +70,7 @@ func newNetwork(_ context.Context, env Env) (reconcilers.Reconciler, error) {
 	if host.RouteAddress == nil || host.Resolvers == nil {
 		host = network.SystemHost()
 	}
-	return network.New(env.Store, host, env.Logger), nil
+	return network.New(env.Store, host, env.Network, env.Logger), nil
 }
 
 // newDNS builds the DNS reconciler and hands the server the zones it

@@ -1,0 +1,344 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"mailfountain.dev/mailfountain/reconcilers"
+	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/schema"
+	"mailfountain.dev/mailfountain/schema/schematest"
+)
+
+// The tests of this file run in a box's network namespace: the ports
+// wan, lan1 and lan2, each a veth whose peer is eth0 of a namespace of
+// its own (the upstream router, the devices of LAN1 and LAN2).
+
+// ip runs ip in the current namespace (the box's), or with -n in a peer.
+func ip(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// layoutNow is the box's links as ip -j shows them, one line each, then
+// the default route and forwarding: what the tests compare.
+func layoutNow(t *testing.T) string {
+	t.Helper()
+	var links []struct {
+		Name   string   `json:"ifname"`
+		Flags  []string `json:"flags"`
+		Master string   `json:"master"`
+	}
+	if err := json.Unmarshal([]byte(ip(t, "-j", "link", "show")), &links); err != nil {
+		t.Fatal(err)
+	}
+	var addrs []struct {
+		Name string `json:"ifname"`
+		Info []struct {
+			Local     string `json:"local"`
+			PrefixLen int    `json:"prefixlen"`
+		} `json:"addr_info"`
+	}
+	if err := json.Unmarshal([]byte(ip(t, "-j", "-4", "addr", "show")), &addrs); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range links {
+		if l.Name == "lo" {
+			continue
+		}
+		s := l.Name + ":"
+		if slices.Contains(l.Flags, "UP") {
+			s += " up"
+		} else {
+			s += " down"
+		}
+		if l.Master != "" {
+			s += " in " + l.Master
+		}
+		for _, a := range addrs {
+			if a.Name == l.Name {
+				for _, i := range a.Info {
+					s += fmt.Sprintf(" %s/%d", i.Local, i.PrefixLen)
+				}
+			}
+		}
+		lines = append(lines, s)
+	}
+	slices.Sort(lines)
+	var routes []struct {
+		Gateway string `json:"gateway"`
+		Dev     string `json:"dev"`
+	}
+	if err := json.Unmarshal([]byte(ip(t, "-j", "-4", "route", "show", "default")), &routes); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		lines = append(lines, "default via "+r.Gateway+" on "+r.Dev)
+	}
+	fw := "forwarding"
+	for _, f := range forwardFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw += " " + strings.TrimSpace(string(b))
+	}
+	return strings.Join(append(lines, fw), "\n")
+}
+
+// resetBox puts the box's ports back as the namespace made them: no
+// bridge, no address, down, forwarding off.
+func resetBox(t *testing.T, p *Ports) {
+	t.Helper()
+	if _, err := exec.Command("ip", "link", "del", Bridge).CombinedOutput(); err != nil {
+		t.Logf("no bridge to delete: %v", err)
+	}
+	for _, n := range p.all() {
+		ip(t, "addr", "flush", "dev", n)
+		ip(t, "link", "set", n, "down")
+	}
+	for _, f := range forwardFiles {
+		if err := os.WriteFile(f, []byte("0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// boxEngine is an engine over the network reconciler on the box's ports
+// and a reader of its facts.
+type boxEngine struct {
+	e   *reconcilers.Engine
+	net *Reconciler
+	rd  *reader
+	st  *store.Store
+}
+
+func newBoxEngine(t *testing.T, cfg Config) *boxEngine {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if cfg.Ports == nil {
+		cfg.Ports = boxPorts(t)
+	}
+	resetBox(t, cfg.Ports)
+	n := New(st, SystemHost(), cfg, nil)
+	rd := &reader{}
+	e, err := reconcilers.Build(reconcilers.Config{}, reconcilers.Spec{Reconciler: rd}, reconcilers.Spec{Reconciler: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &boxEngine{e: e, net: n, rd: rd, st: st}
+}
+
+// apply plans doc and applies it; it returns the plan's changes.
+func (b *boxEngine) apply(t *testing.T, doc *schema.State) []string {
+	t.Helper()
+	ctx := context.Background()
+	p, err := b.e.Plan(ctx, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown []string
+	for _, s := range p.Steps {
+		for _, c := range s.Changes {
+			shown = append(shown, c.String())
+		}
+	}
+	if _, err := b.e.Apply(ctx, p, nil); err != nil {
+		t.Fatalf("apply %q: %v", shown, err)
+	}
+	return shown
+}
+
+const (
+	routerStatic = "system: {model: virtual}\nnetwork: {wan: {method: static, address: 203.0.113.5/24, gateway: 203.0.113.1, dns: [203.0.113.53]}}\n"
+	serverStatic = "system: {model: virtual}\nnetwork: {mode: server, wan: {method: static, address: 192.168.10.5/24, gateway: 192.168.10.1, dns: [192.168.10.1]}, dhcp: {enabled: false}}\n"
+)
+
+const (
+	routerLayout = `br-lan: up 192.168.1.1/24
+lan1: up in br-lan
+lan2: up in br-lan
+wan: up 203.0.113.5/24
+default via 203.0.113.1 on wan
+forwarding 1 1`
+	serverLayout = `br-lan: up 192.168.10.5/24
+lan1: up in br-lan
+lan2: up in br-lan
+wan: up in br-lan
+default via 192.168.10.1 on br-lan
+forwarding 0 0`
+)
+
+// TestRouterServerRouter applies router mode, server mode and router
+// mode again on the box's ports: each layout as ip shows it, the second
+// apply of each document making no netlink change, and what was added by
+// hand on a port left alone.
+func TestRouterServerRouter(t *testing.T) {
+	b := newBoxEngine(t, Config{})
+	router, server := schematest.Load(t, routerStatic), schematest.Load(t, serverStatic)
+
+	plan := b.apply(t, router)
+	want := []string{
+		"~ network settings (upstream resolvers the host's → [203.0.113.53], lan address none → 192.168.1.1/24)",
+		"+ bridge br-lan",
+		"~ link lan1 (into br-lan)", "~ link lan2 (into br-lan)",
+		"~ link wan (up)", "~ link lan1 (up)", "~ link lan2 (up)", "~ link br-lan (up)",
+		"+ address 192.168.1.1/24 on br-lan", "+ address 203.0.113.5/24 on wan",
+		"+ default route via 203.0.113.1 on wan",
+		"~ ip forwarding (on)",
+	}
+	if !slices.Equal(plan, want) {
+		t.Errorf("first plan\n%q, want\n%q", plan, want)
+	}
+	if got := layoutNow(t); got != routerLayout {
+		t.Fatalf("router mode:\n%s\nwant\n%s", got, routerLayout)
+	}
+	if n := b.net.Changes(); n != 11 {
+		t.Errorf("%d netlink changes, want 11", n)
+	}
+
+	// An address added by hand on a LAN port: not the box's.
+	ip(t, "addr", "add", "10.77.0.1/24", "dev", "lan1")
+
+	steps := []struct {
+		name   string
+		doc    *schema.State
+		layout string
+	}{
+		{"router again", router, routerLayout},
+		{"server", server, serverLayout},
+		{"server again", server, serverLayout},
+		{"router after server", router, routerLayout},
+		{"router once more", router, routerLayout},
+	}
+	for _, s := range steps {
+		before := b.net.Changes()
+		plan := b.apply(t, s.doc)
+		got := layoutNow(t)
+		want := strings.Replace(s.layout, "lan1: up in br-lan", "lan1: up in br-lan 10.77.0.1/24", 1)
+		if got != want {
+			t.Errorf("%s: plan %q\n%s\nwant\n%s", s.name, plan, got, want)
+		}
+		if strings.HasSuffix(s.name, "again") || strings.HasSuffix(s.name, "more") {
+			if len(plan) != 0 || b.net.Changes() != before {
+				t.Errorf("%s: plan %q, %d netlink changes: want none", s.name, plan, b.net.Changes()-before)
+			}
+		} else if b.net.Changes() == before {
+			t.Errorf("%s: no netlink change", s.name)
+		}
+	}
+}
+
+// TestDriftCorrected: an address deleted by hand, a port set down, a
+// port taken out of the bridge and the default route deleted are put
+// back by the next reconcile, and only they.
+func TestDriftCorrected(t *testing.T) {
+	met := &countMetrics{}
+	b := newBoxEngine(t, Config{Metrics: met})
+	router := schematest.Load(t, routerStatic)
+	b.apply(t, router)
+	if layoutNow(t) != routerLayout {
+		t.Fatalf("router mode:\n%s", layoutNow(t))
+	}
+	ip(t, "addr", "del", "192.168.1.1/24", "dev", "br-lan")
+	ip(t, "link", "set", "lan2", "down")
+	ip(t, "link", "set", "lan1", "nomaster")
+	ip(t, "route", "del", "default")
+	before := b.net.Changes()
+	plan := b.apply(t, router)
+	want := []string{"~ link lan1 (into br-lan)", "~ link lan2 (up)", "+ address 192.168.1.1/24 on br-lan", "+ default route via 203.0.113.1 on wan"}
+	if !slices.Equal(plan, want) {
+		t.Errorf("plan after drift\n%q, want\n%q", plan, want)
+	}
+	if got := layoutNow(t); got != routerLayout {
+		t.Errorf("after the correction:\n%s", got)
+	}
+	if d := b.net.Changes() - before; d != 4 || met.drift.Load() != 4 {
+		t.Errorf("%d netlink changes, %d counted as drift; want 4, 4", d, met.drift.Load())
+	}
+}
+
+// TestWatchCorrectsDrift: with Watch running, as the daemon runs it, a
+// port set down and an address deleted by hand are put back without an
+// edit: the netlink event triggers the reconcile.
+func TestWatchCorrectsDrift(t *testing.T) {
+	b := newBoxEngine(t, Config{})
+	router := schematest.Load(t, routerStatic)
+	b.apply(t, router)
+	stop := b.watch(t, router, time.Hour) // no poll: the events alone
+	defer stop()
+	ip(t, "link", "set", "lan2", "down")
+	ip(t, "addr", "del", "203.0.113.5/24", "dev", "wan")
+	waitFor(t, 20*time.Second, "the layout back", func() bool { return layoutNow(t) == routerLayout })
+}
+
+// watch runs the reconciler's Watch; each notification plans and
+// applies doc, as the daemon's triggers do.
+func (b *boxEngine) watch(t *testing.T, doc *schema.State, poll time.Duration) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	poke := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := b.net.watchBox(ctx, poll, func() {
+			select {
+			case poke <- struct{}{}:
+			default:
+			}
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-poke:
+			}
+			p, err := b.e.Plan(ctx, doc)
+			if err == nil && !p.Empty() {
+				_, err = b.e.Apply(ctx, p, nil)
+			}
+			if err != nil && ctx.Err() == nil {
+				t.Errorf("reconcile: %v", err)
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v\n%s", what, d, layoutNow(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type countMetrics struct{ changes, drift atomic.Int64 }
+
+func (m *countMetrics) NetlinkChanges(n int)        { m.changes.Add(int64(n)) }
+func (m *countMetrics) NetlinkDriftCorrected(n int) { m.drift.Add(int64(n)) }

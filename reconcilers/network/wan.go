@@ -1,0 +1,117 @@
+package network
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"mailfountain.dev/mailfountain/runtime/wanlink"
+	"mailfountain.dev/mailfountain/schema"
+)
+
+// WANLink is a WAN link that Watch runs: the DHCP client
+// (runtime/dhcpclient) or PPPoE (runtime/pppoe).
+type WANLink interface {
+	// Run keeps the link up until ctx is done (renewing, restarting
+	// itself), then takes it down.
+	Run(ctx context.Context) error
+	// State is the link's state: its address, gateway and DNS when up.
+	State() wanlink.State
+	// Changed is closed when the state moves; call it again for the next
+	// move.
+	Changed() <-chan struct{}
+}
+
+// links runs the WAN link that Apply asks for, inside Watch.
+type links struct {
+	log  *slog.Logger
+	make func(spec linkSpec, wan schema.WAN) (WANLink, error)
+
+	mu       sync.Mutex
+	watching bool
+	want     linkSpec
+	wantLink WANLink       // made by Apply, started by the watch loop
+	wake     chan struct{} // capacity 1: want moved
+	cur      WANLink
+	curSpec  linkSpec
+}
+
+// ask makes l, of spec, the link to run (nil for none); the watch loop
+// starts it.
+func (ls *links) ask(spec linkSpec, l WANLink) {
+	ls.mu.Lock()
+	ls.want, ls.wantLink = spec, l
+	ls.mu.Unlock()
+	select {
+	case ls.wake <- struct{}{}:
+	default:
+	}
+}
+
+// running is the link the watch loop runs and its state, and whether a
+// watch loop runs at all.
+func (ls *links) running() (spec linkSpec, st wanlink.State, watching bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.cur != nil {
+		st = ls.cur.State()
+	}
+	return ls.curSpec, st, ls.watching
+}
+
+// runner is a running link: its cancel and its end.
+type runner struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (r *runner) stop() {
+	if r != nil {
+		r.cancel()
+		<-r.done
+	}
+}
+
+// changed is the running link's Changed, nil when none runs.
+func (ls *links) changed() <-chan struct{} {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.cur == nil {
+		return nil
+	}
+	return ls.cur.Changed()
+}
+
+// switchTo stops the running link, if any, and starts the wanted one
+// when they differ (moved); it returns the runner of the link now
+// running (nil for none) and its Changed.
+func (ls *links) switchTo(ctx context.Context, old *runner) (run *runner, changed <-chan struct{}, moved bool) {
+	ls.mu.Lock()
+	want, l := ls.want, ls.wantLink
+	same := want == ls.curSpec && (ls.cur != nil || want.Method == "")
+	ls.mu.Unlock()
+	if same {
+		return old, ls.changed(), false
+	}
+	old.stop()
+	ls.mu.Lock()
+	ls.cur, ls.curSpec = nil, linkSpec{}
+	ls.mu.Unlock()
+	if want.Method == "" || l == nil {
+		ls.log.Info("wan link stopped")
+		return nil, nil, true
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	run = &runner{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		if err := l.Run(lctx); err != nil {
+			ls.log.Error("the wan link stopped", "link", want, "err", err)
+		}
+	}()
+	ls.mu.Lock()
+	ls.cur, ls.curSpec = l, want
+	ls.mu.Unlock()
+	ls.log.Info("wan link started", "link", want)
+	return run, l.Changed(), true
+}
