@@ -50,7 +50,15 @@ func (f *fakeHost) set(route string) {
 
 // reader reads the network's facts, as the DNS reconciler does.
 type reader struct {
+	mu  sync.Mutex
 	got map[string]string
+}
+
+// facts is what the reader's latest plan read.
+func (r *reader) facts() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got
 }
 
 type none struct{}
@@ -70,6 +78,8 @@ func (r *reader) Plan(ctx context.Context, _ reconcilers.Live, _ *schema.State) 
 	}
 	u, uk, _ := reconcilers.Read(ctx, facts.UpstreamResolvers)
 	l, lk, _ := reconcilers.Read(ctx, facts.LANAddress)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.got = map[string]string{"public": reconcilers.Show(a.String(), ak), "upstreams": reconcilers.Show(u, uk), "lan": reconcilers.Show(l.String(), lk)}
 	return nil, nil
 }

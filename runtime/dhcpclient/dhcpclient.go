@@ -24,10 +24,12 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"golang.org/x/sys/unix"
 
 	"mailfountain.dev/mailfountain/runtime/wanlink"
 )
@@ -338,15 +340,55 @@ func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// raw is nclient4 on a raw socket of the interface.
-type raw struct{ c *nclient4.Client }
+// raw is nclient4 on a raw socket of the interface, for what is
+// broadcast (discovery, rebinding). What is unicast to the server
+// (renewing, releasing) goes through a UDP socket of the interface's
+// port 68: the kernel then sends from the leased address (it drops, as a
+// martian, a packet from 0.0.0.0 to a unicast address), and the socket
+// gets the server's answer whether unicast to that address or broadcast
+// (a NAK is).
+type raw struct {
+	iface string
+	c     *nclient4.Client
+}
 
 func dialRaw(iface string) (exchanger, error) {
 	c, err := nclient4.New(iface, nclient4.WithTimeout(exchangeTimeout), nclient4.WithRetry(exchangeRetries))
 	if err != nil {
 		return nil, err
 	}
-	return raw{c}, nil
+	return raw{iface, c}, nil
+}
+
+// unicast is a client on a UDP socket bound to port 68 of the interface;
+// the caller closes it.
+func (r raw) unicast(ctx context.Context) (*nclient4.Client, error) {
+	ifc, err := net.InterfaceByName(r.iface)
+	if err != nil {
+		return nil, err
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+			}
+			if serr == nil {
+				serr = unix.BindToDevice(int(fd), r.iface)
+			}
+		})
+		return errors.Join(err, serr)
+	}}
+	conn, err := lc.ListenPacket(ctx, "udp4", fmt.Sprintf("0.0.0.0:%d", nclient4.ClientPort))
+	if err != nil {
+		return nil, fmt.Errorf("a udp socket on %s: %w", r.iface, err)
+	}
+	c, err := nclient4.NewWithConn(conn, ifc.HardwareAddr, nclient4.WithTimeout(exchangeTimeout), nclient4.WithRetry(exchangeRetries))
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func (r raw) discover(ctx context.Context) (*nclient4.Lease, error) { return r.c.Request(ctx) }
@@ -356,15 +398,20 @@ func (r raw) renew(ctx context.Context, lease *nclient4.Lease, rebind bool) (*nc
 	if err != nil {
 		return nil, fmt.Errorf("make a request: %w", err)
 	}
+	c := r.c
 	dest := &net.UDPAddr{IP: net.IPv4bcast, Port: nclient4.ServerPort}
 	match := nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)
 	if !rebind {
 		// Renewing: to the server that gave the lease, and only its answer.
+		if c, err = r.unicast(ctx); err != nil {
+			return nil, err
+		}
+		defer c.Close()
 		server := lease.ACK.ServerIdentifier()
 		dest = &net.UDPAddr{IP: server, Port: nclient4.ServerPort}
 		match = nclient4.IsAll(nclient4.IsCorrectServer(server), match)
 	}
-	resp, err := r.c.SendAndRead(ctx, dest, req, match)
+	resp, err := c.SendAndRead(ctx, dest, req, match)
 	if err != nil {
 		return nil, err
 	}
@@ -374,5 +421,15 @@ func (r raw) renew(ctx context.Context, lease *nclient4.Lease, rebind bool) (*nc
 	return &nclient4.Lease{Offer: lease.Offer, ACK: resp, CreationTime: time.Now()}, nil
 }
 
-func (r raw) release(lease *nclient4.Lease) error { return r.c.Release(lease) }
-func (r raw) close() error                        { return r.c.Close() }
+// release tells the server, unicast from the leased address, that the
+// lease is no longer used (RFC 2131 4.4.6).
+func (r raw) release(lease *nclient4.Lease) error {
+	c, err := r.unicast(context.Background())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Release(lease)
+}
+
+func (r raw) close() error { return r.c.Close() }
