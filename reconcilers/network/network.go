@@ -162,8 +162,10 @@ func New(st *store.Store, host Host, cfg Config, logger *slog.Logger) *Reconcile
 	}
 	newDHCP := cfg.NewDHCP
 	if newDHCP == nil {
+		// The daemon's metrics record the client's leases too.
+		dm, _ := cfg.Metrics.(dhcpclient.Metrics)
 		newDHCP = func(iface string) WANLink {
-			return dhcpclient.New(dhcpclient.Config{Interface: iface, Logger: logger})
+			return dhcpclient.New(dhcpclient.Config{Interface: iface, Logger: logger, Metrics: dm})
 		}
 	}
 	r.links = &links{log: log, wake: make(chan struct{}, 1), make: func(spec linkSpec, wan schema.WAN) (WANLink, error) {

@@ -52,18 +52,18 @@ const (
 
 // Metrics records what the client does; runtime/metrics implements it.
 type Metrics interface {
-	// DHCPLease records whether the client holds a lease.
-	DHCPLease(up bool)
-	// DHCPExchange records an exchange with a server: kind "discover",
+	// DHCPClientLease records whether the client holds a lease.
+	DHCPClientLease(up bool)
+	// DHCPClientExchange records an exchange with a server: kind "discover",
 	// "renew" or "rebind"; result "ok", "nak" or "failed" (no answer, or
 	// the socket failed).
-	DHCPExchange(kind, result string)
+	DHCPClientExchange(kind, result string)
 }
 
 type noMetrics struct{}
 
-func (noMetrics) DHCPLease(bool)              {}
-func (noMetrics) DHCPExchange(string, string) {}
+func (noMetrics) DHCPClientLease(bool)              {}
+func (noMetrics) DHCPClientExchange(string, string) {}
 
 // Config is what a Client needs.
 type Config struct {
@@ -154,7 +154,7 @@ func (c *Client) set(s wanlink.State) {
 	c.state = s
 	close(c.changed)
 	c.changed = make(chan struct{})
-	c.met.DHCPLease(s.Up)
+	c.met.DHCPClientLease(s.Up)
 }
 
 // errLost ends a session whose lease was lost: discover again at once.
@@ -197,11 +197,11 @@ func (c *Client) session(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			c.met.DHCPExchange("discover", result(err))
+			c.met.DHCPClientExchange("discover", result(err))
 		}
 		return fmt.Errorf("discover on %s: %w", c.cfg.Interface, err)
 	}
-	c.met.DHCPExchange("discover", "ok")
+	c.met.DHCPClientExchange("discover", "ok")
 	return c.hold(ctx, ex, lease)
 }
 
@@ -246,12 +246,12 @@ func (c *Client) hold(ctx context.Context, ex exchanger, lease *nclient4.Lease) 
 				return stop()
 			}
 			if err == nil {
-				c.met.DHCPExchange(kind, "ok")
+				c.met.DHCPClientExchange(kind, "ok")
 				lease, got, renewed = nl, c.now(), true
 				c.bound(lease, got)
 				break
 			}
-			c.met.DHCPExchange(kind, result(err))
+			c.met.DHCPClientExchange(kind, result(err))
 			if result(err) == "nak" {
 				c.log.Warn("lease refused by the server", "kind", kind, "err", err)
 				c.set(wanlink.State{Interface: c.cfg.Interface})

@@ -9,7 +9,9 @@
 // outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused),
 // the DNS server (DNSQuery, DNSRateLimited, DNSZoneSwap, DNSTransfer,
 // DNSNotify) and its forwarding resolver (ForwardCache, ForwardExchange,
-// ForwardDiscarded).
+// ForwardDiscarded), the network reconciler (NetlinkChanges,
+// NetlinkDriftCorrected) and the WAN's DHCP client (DHCPClientLease,
+// DHCPClientExchange).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
@@ -72,6 +74,14 @@
 //	mailfountain_dns_zone_swap_duration_seconds        histogram  time to index and swap in a zone set
 //	mailfountain_dns_transfers_total{result}           counter    zone transfers (AXFR, IXFR): result="allowed" or "refused"
 //	mailfountain_dns_notifies_total{result}            counter    NOTIFY to secondaries: result="acknowledged" or "failed" (after its retries)
+//
+// The network reconciler (reconcilers/network) and the WAN's DHCP client
+// (runtime/dhcpclient):
+//
+//	mailfountain_network_netlink_changes_total             counter  changes made to the box's links, addresses, routes and forwarding
+//	mailfountain_network_drift_corrected_total             counter  those of them that put back what the layout last applied had (a port set down, an address deleted by hand)
+//	mailfountain_dhcp_client_lease                         gauge    1 while the WAN's DHCP client holds a lease, else 0
+//	mailfountain_dhcp_client_exchanges_total{kind,result}  counter  exchanges with a DHCP server: kind="discover", "renew", "rebind"; result="ok", "nak", "failed"
 //
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
@@ -141,6 +151,9 @@ type Metrics struct {
 	dnsSwaps                    prometheus.Counter
 	dnsSwapDuration             prometheus.Histogram
 	dnsTransfers, dnsNotifies   *prometheus.CounterVec
+	netlinkChanges, netDrift    prometheus.Counter
+	dhcpClientLease             prometheus.Gauge
+	dhcpClientExchanges         *prometheus.CounterVec
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -242,6 +255,20 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			"Zone transfers, allowed (to a secondary) or refused.", "result"),
 		dnsNotifies: counter("mailfountain_dns_notifies_total",
 			"NOTIFY messages to secondaries: acknowledged, or failed after the retries.", "result"),
+		netlinkChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_network_netlink_changes_total",
+			Help: "Changes the network reconciler made to the box's links, addresses, routes and forwarding.",
+		}),
+		netDrift: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_network_drift_corrected_total",
+			Help: "Netlink changes that put back what the layout last applied had: the box's links had drifted.",
+		}),
+		dhcpClientLease: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_dhcp_client_lease",
+			Help: "1 while the WAN's DHCP client holds a lease, else 0.",
+		}),
+		dhcpClientExchanges: counter("mailfountain_dhcp_client_exchanges_total",
+			"Exchanges of the WAN's DHCP client with a server, by kind (discover, renew, rebind) and result (ok, nak, failed).", "kind", "result"),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
@@ -251,6 +278,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.outConns, m.outRcpts, m.mtastsRefusals,
 		m.fwdQueries, m.fwdExchanges, m.fwdDuration, m.fwdDiscarded,
 		m.dnsQueries, m.dnsRateLimited, m.dnsSwaps, m.dnsSwapDuration, m.dnsTransfers, m.dnsNotifies,
+		m.netlinkChanges, m.netDrift, m.dhcpClientLease, m.dhcpClientExchanges,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -511,6 +539,42 @@ func (m *Metrics) DNSNotify(result string) {
 		return
 	}
 	m.dnsNotifies.WithLabelValues(result).Inc()
+}
+
+// NetlinkChanges records changes the network reconciler made.
+func (m *Metrics) NetlinkChanges(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.netlinkChanges.Add(float64(n))
+}
+
+// NetlinkDriftCorrected records netlink changes that corrected drift.
+func (m *Metrics) NetlinkDriftCorrected(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.netDrift.Add(float64(n))
+}
+
+// DHCPClientLease records whether the WAN's DHCP client holds a lease.
+func (m *Metrics) DHCPClientLease(up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.dhcpClientLease.Set(v)
+}
+
+// DHCPClientExchange records an exchange of the WAN's DHCP client.
+func (m *Metrics) DHCPClientExchange(kind, result string) {
+	if m == nil {
+		return
+	}
+	m.dhcpClientExchanges.WithLabelValues(kind, result).Inc()
 }
 
 // Handler answers with the metrics of the registry, in the format the

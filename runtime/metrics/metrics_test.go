@@ -12,9 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/daemon"
+	"mailfountain.dev/mailfountain/runtime/dhcpclient"
 	"mailfountain.dev/mailfountain/runtime/dnsd"
 	"mailfountain.dev/mailfountain/runtime/dnsd/forward"
 	"mailfountain.dev/mailfountain/runtime/imapd"
@@ -34,16 +36,18 @@ type observer interface {
 
 // The hooks *Metrics implements, those of the packages that call them.
 var (
-	_ observer        = (*metrics.Metrics)(nil)
-	_ smtpd.Metrics   = (*metrics.Metrics)(nil)
-	_ imapd.Metrics   = (*metrics.Metrics)(nil)
-	_ pop3d.Metrics   = (*metrics.Metrics)(nil)
-	_ auth.Observer   = (*metrics.Metrics)(nil)
-	_ daemon.Metrics  = (*metrics.Metrics)(nil)
-	_ queue.Metrics   = (*metrics.Metrics)(nil)
-	_ smtpout.Metrics = (*metrics.Metrics)(nil)
-	_ forward.Metrics = (*metrics.Metrics)(nil)
-	_ dnsd.Metrics    = (*metrics.Metrics)(nil)
+	_ observer           = (*metrics.Metrics)(nil)
+	_ smtpd.Metrics      = (*metrics.Metrics)(nil)
+	_ imapd.Metrics      = (*metrics.Metrics)(nil)
+	_ pop3d.Metrics      = (*metrics.Metrics)(nil)
+	_ auth.Observer      = (*metrics.Metrics)(nil)
+	_ daemon.Metrics     = (*metrics.Metrics)(nil)
+	_ queue.Metrics      = (*metrics.Metrics)(nil)
+	_ smtpout.Metrics    = (*metrics.Metrics)(nil)
+	_ forward.Metrics    = (*metrics.Metrics)(nil)
+	_ dnsd.Metrics       = (*metrics.Metrics)(nil)
+	_ network.Metrics    = (*metrics.Metrics)(nil)
+	_ dhcpclient.Metrics = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
@@ -161,6 +165,13 @@ func TestScrape(t *testing.T) {
 	m.DNSZoneSwap(20 * time.Millisecond)
 	m.DNSTransfer(dnsd.Refused)
 	m.DNSNotify(dnsd.Acknowledged)
+	m.NetlinkChanges(5)
+	m.NetlinkChanges(0) // nothing changed: nothing added
+	m.NetlinkDriftCorrected(2)
+	m.DHCPClientLease(false)
+	m.DHCPClientLease(true)
+	m.DHCPClientExchange("discover", "ok")
+	m.DHCPClientExchange("renew", "nak")
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -219,6 +230,11 @@ func TestScrape(t *testing.T) {
 		`mailfountain_dns_zone_swap_duration_seconds_sum`:                            0.02,
 		`mailfountain_dns_transfers_total{result="refused"}`:                         1,
 		`mailfountain_dns_notifies_total{result="acknowledged"}`:                     1,
+		`mailfountain_network_netlink_changes_total`:                                 5,
+		`mailfountain_network_drift_corrected_total`:                                 2,
+		`mailfountain_dhcp_client_lease`:                                             1,
+		`mailfountain_dhcp_client_exchanges_total{kind="discover",result="ok"}`:      1,
+		`mailfountain_dhcp_client_exchanges_total{kind="renew",result="nak"}`:        1,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -314,6 +330,10 @@ func TestNil(t *testing.T) {
 	m.DNSZoneSwap(time.Millisecond)
 	m.DNSTransfer(dnsd.Allowed)
 	m.DNSNotify(dnsd.Failed)
+	m.NetlinkChanges(1)
+	m.NetlinkDriftCorrected(1)
+	m.DHCPClientLease(true)
+	m.DHCPClientExchange("renew", "ok")
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says
