@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
 	"mailfountain.dev/mailfountain/reconcilers/dns"
@@ -35,6 +36,10 @@ type Env struct {
 	// the zones on disk to it when built, and every apply after. Nil
 	// when no server runs (mfapply without the daemon).
 	Zones *dnszone.Live
+	// Box is the hardware the network, firewall and DHCP reconcilers
+	// drive; nil on a machine that is not a box, where they touch
+	// nothing.
+	Box *hw.Box
 	// Host is what the network reconciler reads of the host; the zero
 	// Host reads the one this runs on (network.SystemHost).
 	Host   network.Host
