@@ -9,7 +9,8 @@
 // outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused),
 // the DNS server (DNSQuery, DNSRateLimited, DNSZoneSwap, DNSTransfer,
 // DNSNotify) and its forwarding resolver (ForwardCache, ForwardExchange,
-// ForwardDiscarded).
+// ForwardDiscarded), the PPPoE WAN link (PPPoESession, PPPoERestart,
+// PPPoEUp).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
@@ -72,6 +73,12 @@
 //	mailfountain_dns_zone_swap_duration_seconds        histogram  time to index and swap in a zone set
 //	mailfountain_dns_transfers_total{result}           counter    zone transfers (AXFR, IXFR): result="allowed" or "refused"
 //	mailfountain_dns_notifies_total{result}            counter    NOTIFY to secondaries: result="acknowledged" or "failed" (after its retries)
+//
+// The PPPoE WAN link (runtime/pppoe):
+//
+//	mailfountain_pppoe_sessions_total  counter  PPP sessions that came up (pppd ran ip-up)
+//	mailfountain_pppoe_restarts_total  counter  times pppd exited and was started again after its backoff
+//	mailfountain_pppoe_up              gauge    1 while a PPP session is up, else 0
 //
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
@@ -141,6 +148,10 @@ type Metrics struct {
 	dnsSwaps                    prometheus.Counter
 	dnsSwapDuration             prometheus.Histogram
 	dnsTransfers, dnsNotifies   *prometheus.CounterVec
+
+	// The PPPoE WAN link's.
+	pppoeSessions, pppoeRestarts prometheus.Counter
+	pppoeUp                      prometheus.Gauge
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -242,6 +253,18 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			"Zone transfers, allowed (to a secondary) or refused.", "result"),
 		dnsNotifies: counter("mailfountain_dns_notifies_total",
 			"NOTIFY messages to secondaries: acknowledged, or failed after the retries.", "result"),
+		pppoeSessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_pppoe_sessions_total",
+			Help: "PPP sessions of the PPPoE WAN link that came up.",
+		}),
+		pppoeRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_pppoe_restarts_total",
+			Help: "Times pppd exited and was started again after its backoff.",
+		}),
+		pppoeUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_pppoe_up",
+			Help: "1 while a PPP session of the PPPoE WAN link is up, else 0.",
+		}),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
@@ -251,6 +274,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.outConns, m.outRcpts, m.mtastsRefusals,
 		m.fwdQueries, m.fwdExchanges, m.fwdDuration, m.fwdDiscarded,
 		m.dnsQueries, m.dnsRateLimited, m.dnsSwaps, m.dnsSwapDuration, m.dnsTransfers, m.dnsNotifies,
+		m.pppoeSessions, m.pppoeRestarts, m.pppoeUp,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -511,6 +535,34 @@ func (m *Metrics) DNSNotify(result string) {
 		return
 	}
 	m.dnsNotifies.WithLabelValues(result).Inc()
+}
+
+// PPPoESession records a PPP session that came up.
+func (m *Metrics) PPPoESession() {
+	if m == nil {
+		return
+	}
+	m.pppoeSessions.Inc()
+}
+
+// PPPoERestart records that pppd exited and is started again.
+func (m *Metrics) PPPoERestart() {
+	if m == nil {
+		return
+	}
+	m.pppoeRestarts.Inc()
+}
+
+// PPPoEUp records whether a PPP session is up.
+func (m *Metrics) PPPoEUp(up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.pppoeUp.Set(v)
 }
 
 // Handler answers with the metrics of the registry, in the format the

@@ -20,6 +20,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
+	"mailfountain.dev/mailfountain/runtime/pppoe"
 	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/smtpd"
 	"mailfountain.dev/mailfountain/runtime/smtpout"
@@ -44,6 +45,7 @@ var (
 	_ smtpout.Metrics = (*metrics.Metrics)(nil)
 	_ forward.Metrics = (*metrics.Metrics)(nil)
 	_ dnsd.Metrics    = (*metrics.Metrics)(nil)
+	_ pppoe.Metrics   = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
@@ -161,6 +163,12 @@ func TestScrape(t *testing.T) {
 	m.DNSZoneSwap(20 * time.Millisecond)
 	m.DNSTransfer(dnsd.Refused)
 	m.DNSNotify(dnsd.Acknowledged)
+	m.PPPoEUp(true)
+	m.PPPoESession()
+	m.PPPoEUp(false)
+	m.PPPoERestart()
+	m.PPPoEUp(true)
+	m.PPPoESession()
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -219,6 +227,9 @@ func TestScrape(t *testing.T) {
 		`mailfountain_dns_zone_swap_duration_seconds_sum`:                            0.02,
 		`mailfountain_dns_transfers_total{result="refused"}`:                         1,
 		`mailfountain_dns_notifies_total{result="acknowledged"}`:                     1,
+		`mailfountain_pppoe_sessions_total`:                                          2,
+		`mailfountain_pppoe_restarts_total`:                                          1,
+		`mailfountain_pppoe_up`:                                                      1,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -314,6 +325,9 @@ func TestNil(t *testing.T) {
 	m.DNSZoneSwap(time.Millisecond)
 	m.DNSTransfer(dnsd.Allowed)
 	m.DNSNotify(dnsd.Failed)
+	m.PPPoESession()
+	m.PPPoERestart()
+	m.PPPoEUp(true)
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says
