@@ -22,6 +22,10 @@ const (
 	DefaultRestartMax  = 2 * time.Minute
 	DefaultStableAfter = time.Minute
 	DefaultStopGrace   = 5 * time.Second
+
+	// minRestart is the least RestartMin: whatever the configuration, a
+	// pppd that exits at once is not started again for half a second.
+	minRestart = time.Second
 )
 
 // IfName is the PPP interface pppd creates (its ifname option): the
@@ -70,7 +74,7 @@ type Config struct {
 	// together do not call back together). A session that lasted
 	// StableAfter starts the series again. StopGrace is how long pppd
 	// has after SIGTERM to close its session before SIGKILL. Zero is
-	// the Default of each.
+	// the Default of each; RestartMin is at least 1 s.
 	RestartMin, RestartMax time.Duration
 	StableAfter            time.Duration
 	StopGrace              time.Duration
@@ -87,6 +91,7 @@ func (c Config) withDefaults() Config {
 	if c.RestartMin <= 0 {
 		c.RestartMin = DefaultRestartMin
 	}
+	c.RestartMin = max(c.RestartMin, minRestart)
 	if c.RestartMax <= 0 {
 		c.RestartMax = DefaultRestartMax
 	}

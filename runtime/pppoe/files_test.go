@@ -251,6 +251,9 @@ func runPPPD(t *testing.T, pppd string, args ...string) ([]byte, int) {
 // kernel without PPPoE, so they are left out here.
 func TestFilesRealPPPD(t *testing.T) {
 	pppd := testenv.NeedTool(t, "pppd")
+	if os.Geteuid() != 0 {
+		testenv.Unavailable(t, "pppd takes privileged options (noauth) only from root")
+	}
 	for _, h := range hostile {
 		t.Run(h.name, func(t *testing.T) {
 			cfg := Config{Interface: "wan", Username: h.s, Password: h.s, Dir: t.TempDir()}.withDefaults()

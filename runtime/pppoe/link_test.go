@@ -277,12 +277,15 @@ func at(ds []time.Duration, i int) any {
 // TestNeverHot: whatever the configuration, a pppd that exits at once is
 // not started again at once.
 func TestNeverHot(t *testing.T) {
-	for _, c := range []Config{{}, {RestartMin: -time.Second, RestartMax: -time.Second}, {RestartMin: time.Minute, RestartMax: time.Second}} {
+	for _, c := range []Config{
+		{}, {RestartMin: -time.Second, RestartMax: -time.Second}, {RestartMin: time.Minute, RestartMax: time.Second},
+		{RestartMin: time.Nanosecond}, {RestartMin: time.Millisecond, RestartMax: time.Millisecond},
+	} {
 		l := New(c, nil, nil)
 		l.rand = func() float64 { return 0 }
 		d := l.jitter(l.nextBackoff(0))
-		if d < time.Second {
-			t.Errorf("%+v: first wait %v, want at least 1 s", c, d)
+		if d < 500*time.Millisecond {
+			t.Errorf("%+v: first wait %v, want at least 500 ms", c, d)
 		}
 		if l.cfg.RestartMax < l.cfg.RestartMin {
 			t.Errorf("%+v: max %v under min %v", c, l.cfg.RestartMax, l.cfg.RestartMin)
