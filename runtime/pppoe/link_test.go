@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"mailfountain.dev/mailfountain/hw/hwtest"
 	"mailfountain.dev/mailfountain/runtime/metrics/metricstest"
 	"mailfountain.dev/mailfountain/runtime/testenv"
 	"mailfountain.dev/mailfountain/runtime/wanlink"
@@ -419,4 +420,53 @@ func FuzzParseEvent(f *testing.F) {
 			t.Fatalf("parseEvent(%q) = %+v: an up event without its addresses", line, ev)
 		}
 	})
+}
+
+// syncBuffer is a log written by Run's goroutines and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRealPPPD: the real pppd, started as Run starts it, loads the
+// rp-pppoe plugin by the name we give it; on this kernel without PPP it
+// then exits (status 1), and Run starts it again. On a kernel with PPPoE
+// it would go on to discovery: that is for such a kernel to show.
+func TestRealPPPD(t *testing.T) {
+	box := hwtest.Box(t)
+	pppd := testenv.NeedTool(t, "pppd")
+	if _, err := os.Stat("/dev/ppp"); err == nil {
+		t.Skip("this kernel has PPP: pppd would go on to a session")
+	}
+	var log syncBuffer
+	var m metricstest.Counts
+	l := New(Config{Interface: box.Profile.WAN, Username: "u", Password: "p", Dir: t.TempDir(), PPPD: pppd},
+		slog.New(slog.NewTextHandler(&log, nil)), &m)
+	l.sleep = func(ctx context.Context, d time.Duration) error { return errors.New("one run is enough") }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.Run(ctx); err != nil || ctx.Err() != nil {
+		t.Fatalf("Run: %v, %v", err, ctx.Err())
+	}
+	t.Log(log.String())
+	for _, want := range []string{`line="Plugin rp-pppoe.so loaded."`, `pppd exited with status 1: a fatal error`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	if got := m.Counts(); got["pppoe restart"] != 1 {
+		t.Errorf("metrics %v, want 1 restart", got)
+	}
 }
