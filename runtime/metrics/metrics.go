@@ -77,7 +77,7 @@
 // The PPPoE WAN link (runtime/pppoe):
 //
 //	mailfountain_pppoe_sessions_total  counter  PPP sessions that came up (pppd ran ip-up)
-//	mailfountain_pppoe_restarts_total  counter  times pppd exited and was started again after its backoff
+//	mailfountain_pppoe_restarts_total  counter  times pppd exited (or could not start) and was started again after its backoff
 //	mailfountain_pppoe_up              gauge    1 while a PPP session is up, else 0
 //
 // And the Go runtime's and the process's collectors: go_* (goroutines,
@@ -259,7 +259,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		}),
 		pppoeRestarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mailfountain_pppoe_restarts_total",
-			Help: "Times pppd exited and was started again after its backoff.",
+			Help: "Times pppd exited (or could not start) and was started again after its backoff.",
 		}),
 		pppoeUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mailfountain_pppoe_up",
@@ -545,7 +545,8 @@ func (m *Metrics) PPPoESession() {
 	m.pppoeSessions.Inc()
 }
 
-// PPPoERestart records that pppd exited and is started again.
+// PPPoERestart records that pppd exited (or could not start) and is
+// started again.
 func (m *Metrics) PPPoERestart() {
 	if m == nil {
 		return

@@ -26,7 +26,8 @@ import (
 type Metrics interface {
 	// PPPoESession: a session came up (pppd ran ip-up).
 	PPPoESession()
-	// PPPoERestart: pppd exited and is started again after the backoff.
+	// PPPoERestart: pppd exited (or could not start) and is started
+	// again after the backoff.
 	PPPoERestart()
 	// PPPoEUp: the link is up (a session is up) or down.
 	PPPoEUp(up bool)
@@ -126,7 +127,8 @@ func (l *Link) down() { l.setState(wanlink.State{Interface: IfName}) }
 // Run runs pppd until ctx is done, and again, after a backoff, each time it
 // exits; then it stops pppd (SIGTERM, SIGKILL after Config.StopGrace) and
 // returns nil. It returns an error at once only for a Config that Validate
-// refuses. The link is down when Run returns.
+// refuses. A password file that cannot be read is retried like an exit of
+// pppd. The link is down when Run returns. One Run at a time.
 func (l *Link) Run(ctx context.Context) error {
 	if err := l.cfg.Validate(); err != nil {
 		return err
@@ -158,7 +160,7 @@ func (l *Link) Run(ctx context.Context) error {
 		backoff = l.nextBackoff(backoff)
 		wait := l.jitter(backoff)
 		l.m.PPPoERestart()
-		l.log.Warn("pppd exited; starting it again", "err", err, "lasted", lasted.Round(time.Millisecond), "after", wait.Round(time.Millisecond))
+		l.log.Warn("pppoe: pppd is not running; starting it again", "err", err, "lasted", lasted.Round(time.Millisecond), "after", wait.Round(time.Millisecond))
 		if l.sleep(ctx, wait) != nil {
 			return nil
 		}

@@ -470,3 +470,34 @@ func TestRealPPPD(t *testing.T) {
 		t.Errorf("metrics %v, want 1 restart", got)
 	}
 }
+
+// TestPasswordFileMissing: a password file that cannot be read is retried
+// with the backoff, pppd never started without its password.
+func TestPasswordFileMissing(t *testing.T) {
+	ctl := t.TempDir()
+	pppd := fakePPPD(t, "echo ran >> '"+ctl+"/runs'\n")
+	var log syncBuffer
+	var m metricstest.Counts
+	l := New(Config{Interface: "wan", Username: "u", PasswordFile: filepath.Join(ctl, "missing"), Dir: t.TempDir(), PPPD: pppd},
+		slog.New(slog.NewTextHandler(&log, nil)), &m)
+	var waits []time.Duration
+	l.sleep = func(ctx context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		if len(waits) == 3 {
+			return errors.New("enough")
+		}
+		return nil
+	}
+	if err := l.Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(ctl, "runs")); err == nil {
+		t.Error("pppd ran without its password")
+	}
+	if len(waits) != 3 || !strings.Contains(log.String(), "read the password file") {
+		t.Errorf("waits %v, log:\n%s", waits, log.String())
+	}
+	if got := m.Counts(); got["pppoe restart"] != 3 {
+		t.Errorf("metrics %v, want 3 restarts", got)
+	}
+}
