@@ -284,7 +284,7 @@ func exitError(err error) error {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		if err == nil {
-			return errors.New("pppd exited with status 0")
+			return fmt.Errorf("pppd exited with status 0: %s", exitReasons[0])
 		}
 		return fmt.Errorf("pppd: %w", err)
 	}
