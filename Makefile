@@ -23,7 +23,9 @@ PATCHED_MODS := runtime/smtpd/go-smtp runtime/imapd/go-imap
 # chromium:chromium ...
 TOOLS := gcc:gcc python3:python3 swaks:swaks,libnet-ssleay-perl,libio-socket-ssl-perl \
 	fetchmail:fetchmail openssl:openssl s-nail:s-nail mbsync:isync curl:curl git:git srs:srs \
-	smtp-sink:postfix dig:bind9-dnsutils ip:iproute2
+	smtp-sink:postfix dig:bind9-dnsutils ip:iproute2 \
+	nft:nftables dnsmasq:dnsmasq-base pppoe-server:pppoe pppd:ppp dhclient:isc-dhcp-client \
+	udhcpc:udhcpc busybox:busybox
 
 # Python modules the tests import from Debian's python3 (/usr/bin/python3,
 # not a python3 of a user's own), as module:debian-packages: independent

@@ -24,6 +24,8 @@ const (
 	// StateNotApplied: it had changes but came after the one that failed,
 	// so they were not applied; it is as it was before the apply.
 	StateNotApplied = "not applied"
+	// StateSkipped: it has nothing to drive (Skipper); Error says why.
+	StateSkipped = "skipped"
 )
 
 // Engine plans every reconciler and applies them in dependency order,
@@ -501,6 +503,11 @@ func (e *Engine) apply(ctx context.Context, plan *Plan, lastGood *schema.State) 
 	statuses := make([]Status, len(e.rs))
 	for i, r := range e.rs {
 		statuses[i] = Status{Reconciler: r.Name(), State: StateInSync}
+		if s, ok := r.(Skipper); ok {
+			if why := s.SkipReason(); why != "" {
+				statuses[i].State, statuses[i].Error = StateSkipped, why
+			}
+		}
 	}
 	table := maps.Clone(plan.facts)
 	replan := make([]bool, len(e.rs)) // a fact it reads moved
@@ -534,7 +541,7 @@ func (e *Engine) apply(ctx context.Context, plan *Plan, lastGood *schema.State) 
 			statuses[i].State, statuses[i].Error = StateFailed, err.Error()
 			return e.fail(ctx, statuses, plan, applied, i, true, fmt.Errorf("%s failed: %w", r.Name(), err), lastGood, table)
 		}
-		statuses[i].State, statuses[i].Changes = StateChanged, len(changes)
+		statuses[i].State, statuses[i].Error, statuses[i].Changes = StateChanged, "", len(changes)
 		applied = append(applied, i)
 		if len(e.pubs[i]) > 0 {
 			// What it published may differ from what it announced: the

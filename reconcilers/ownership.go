@@ -33,6 +33,29 @@ const (
 // nothing applies yet.
 const ReasonNoReconciler = "no reconciler yet"
 
+// ReasonNoHardware is the SkipReason of the reconcilers of the box's
+// hardware (network, firewall, DHCP) on a machine that is not a box: they
+// touch nothing of the host's network.
+const ReasonNoHardware = "no box hardware"
+
+// Skipper is a Reconciler that may have nothing to drive. While
+// SkipReason is not "", its Plan returns no change for the fields it owns
+// (it may still observe and publish facts), its status after an apply is
+// StateSkipped with the reason, and plan, apply and status list its
+// changed fields as not applied, with the reason.
+type Skipper interface {
+	SkipReason() string
+}
+
+// PartSkipper is a Skipper that, while skipped, still applies some of the
+// fields it owns (the network reconciler keeps network.public_address
+// without box hardware): SkippedFields lists those it does not, which
+// plan, apply and status list as not applied instead of all it owns.
+type PartSkipper interface {
+	Skipper
+	SkippedFields() []string
+}
+
 // Unowned is a field, or a section of fields, that no reconciler owns.
 type Unowned struct {
 	Path string
@@ -89,9 +112,10 @@ type UnappliedField struct {
 	// Path is the changed path: "network.dhcp.start",
 	// "domains[ma-societe.fr].dns.hosts".
 	Path string `json:"path"`
-	// Section is the part of the box whose reconciler will apply it.
+	// Section is the part of the box whose reconciler will apply it, or
+	// the skipped reconciler that owns it.
 	Section string `json:"section"`
-	// Reason is ReasonNoReconciler.
+	// Reason is ReasonNoReconciler, or a skipped reconciler's SkipReason.
 	Reason string `json:"reason"`
 }
 
@@ -103,16 +127,49 @@ func (u UnappliedField) String() string {
 // Unapplied lists the fields that differ from old (nil: nothing applied
 // yet) to new and that no reconciler applies, in the document's order.
 func Unapplied(old, new *schema.State) []UnappliedField {
-	na := NotApplied()
-	paths := make([]string, len(na))
-	for i, u := range na {
+	return unapplied(old, new, nil)
+}
+
+// Unapplied is the package's Unapplied plus the changed fields owned by
+// the engine's skipped reconcilers (Skipper), with the reason they give.
+func (e *Engine) Unapplied(old, new *schema.State) []UnappliedField {
+	var skipped []UnappliedField
+	for _, r := range e.rs {
+		s, ok := r.(Skipper)
+		if !ok {
+			continue
+		}
+		if why := s.SkipReason(); why != "" {
+			fields := r.Owns()
+			if ps, ok := r.(PartSkipper); ok {
+				fields = ps.SkippedFields()
+			}
+			for _, p := range fields {
+				skipped = append(skipped, UnappliedField{Path: p, Section: r.Name(), Reason: why})
+			}
+		}
+	}
+	return unapplied(old, new, skipped)
+}
+
+// unapplied lists the changed fields of NotApplied and of extra (whose
+// Path is a path of schema.Fields), in the document's order.
+func unapplied(old, new *schema.State, extra []UnappliedField) []UnappliedField {
+	var all []UnappliedField
+	for _, u := range NotApplied() {
+		all = append(all, UnappliedField{Path: u.Path, Section: u.Section, Reason: ReasonNoReconciler})
+	}
+	all = append(all, extra...)
+	paths := make([]string, len(all))
+	for i, u := range all {
 		paths[i] = u.Path
 	}
 	var out []UnappliedField
 	for _, c := range schema.ChangedPaths(old, new, paths...) {
-		for _, u := range na {
+		for _, u := range all {
 			if covers(u.Path, c.Field) {
-				out = append(out, UnappliedField{Path: c.Path, Section: u.Section, Reason: ReasonNoReconciler})
+				u.Path = c.Path
+				out = append(out, u)
 				break
 			}
 		}

@@ -1,6 +1,7 @@
 package reconcilers_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -233,5 +234,65 @@ func TestEngineOwner(t *testing.T) {
 		if got := e.Owner(field); got != want {
 			t.Errorf("Owner(%s) = %q, want %q", field, got, want)
 		}
+	}
+}
+
+// skipper is a fake with nothing to drive.
+type skipper struct {
+	owner
+	why string
+}
+
+func (s *skipper) SkipReason() string { return s.why }
+
+// Plan plans nothing while skipped, as Skipper asks.
+func (s *skipper) Plan(ctx context.Context, live reconcilers.Live, desired *schema.State) ([]reconcilers.Change, error) {
+	if s.why != "" {
+		return nil, nil
+	}
+	return s.owner.Plan(ctx, live, desired)
+}
+
+// TestEngineSkipped: a skipped reconciler's changed fields are reported as
+// not applied with its reason, and its status says skipped; once it has
+// something to drive, neither.
+func TestEngineSkipped(t *testing.T) {
+	j := &journal{}
+	s := &skipper{owner: owner{fake: fake{name: "box", j: j}, owns: []string{"system.hostname"}}, why: reconcilers.ReasonNoHardware}
+	e, err := reconcilers.Build(reconcilers.Config{}, reconcilers.Spec{Reconciler: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, new := doc("1"), doc("2")
+	got := e.Unapplied(old, new)
+	want := reconcilers.UnappliedField{Path: "system.hostname", Section: "box", Reason: "no box hardware"}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("Unapplied = %v, want [%v]", got, want)
+	}
+	if g := got[0].String(); g != "not applied: system.hostname — no box hardware (box)" {
+		t.Errorf("line %q", g)
+	}
+	plan, err := e.Plan(context.Background(), new)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts, err := e.Apply(context.Background(), plan, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sts[0].State != reconcilers.StateSkipped || sts[0].Error != "no box hardware" {
+		t.Errorf("status %+v, want skipped: no box hardware", sts[0])
+	}
+
+	s.why = ""
+	if got := e.Unapplied(old, new); len(got) != 0 {
+		t.Errorf("not skipped: Unapplied = %v", got)
+	}
+	plan, err = e.Plan(context.Background(), new)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sts, err = e.Apply(context.Background(), plan, nil); err != nil || sts[0].State == reconcilers.StateSkipped {
+		t.Errorf("not skipped: status %+v, %v", sts, err)
 	}
 }

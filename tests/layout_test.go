@@ -41,7 +41,7 @@ func TestImportRules(t *testing.T) {
 }
 
 // testSupport are the packages for tests only (like net/http/httptest).
-var testSupport = []string{"runtime/dnsd/dnstest", "runtime/testenv", "runtime/metrics/metricstest", "runtime/dsn/dsntest", "schema/schematest", "runtime/tlscert/certtest"}
+var testSupport = []string{"hw/hwtest", "runtime/dnsd/dnstest", "runtime/testenv", "runtime/metrics/metricstest", "runtime/dsn/dsntest", "schema/schematest", "runtime/tlscert/certtest"}
 
 // testSupportRule says why pkg, without its tests, may not import dep (""
 // if it may): a package for tests serves the _test.go files, tests/ and

@@ -6,6 +6,7 @@
 //	              [--smtp ADDR] [--submission ADDR] [--submissions ADDR]
 //	              [--pop3 ADDR] [--pop3s ADDR] [--imap ADDR] [--imaps ADDR]
 //	              [--metrics ADDR] [--resolver ADDR] [--remote-port N]
+//	              [--hardware auto|none|virtual[:NAME]]
 //
 // It serves SMTP (MX, port 25), submission (587 with STARTTLS, 465 over
 // TLS), POP3 (110, 995) and IMAP (143, 993) once the applied document has
@@ -20,6 +21,12 @@
 // names instead of those of /etc/resolv.conf, and --remote-port N the
 // port of the remote MX hosts instead of 25. Both exist for tests and
 // benchmarks on loopback; a box in service leaves them unset.
+//
+// --hardware selects what the network, firewall and DHCP reconcilers
+// drive: auto is the box this runs on, or nothing on another machine
+// (they then report "skipped: no box hardware" and touch nothing);
+// virtual:NAME is a box made of network namespaces (package hw), which the
+// daemon creates if missing and runs inside, as root.
 //
 // SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
 // the daemon cleanly (exit 0).
@@ -40,6 +47,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
@@ -84,6 +92,9 @@ type options struct {
 	resolver string
 	// remotePort is --remote-port: the port of remote MX hosts.
 	remotePort int
+	// hardware is --hardware: the hardware the network, firewall and
+	// DHCP reconcilers drive.
+	hardware hw.Selection
 }
 
 func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -101,13 +112,19 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	fs.StringVar(&o.metrics, "metrics", "", "listen address of the Prometheus metrics (HTTP, path /metrics); none if empty")
 	fs.StringVar(&o.resolver, "resolver", "", "DNS server (host:port) asked for the MX, A, AAAA and MTA-STS names of outbound mail; the system's if empty")
 	fs.IntVar(&o.remotePort, "remote-port", 25, "port of the remote MX hosts outbound mail is sent to")
+	hardware := getenv("MAILFOUNTAIN_HARDWARE")
+	if hardware == "" {
+		hardware = hw.SelectAuto
+	}
+	fs.StringVar(&hardware, "hardware", hardware, "hardware the network, firewall and DHCP reconcilers drive: auto (this box, or none), none, or virtual[:NAME] (a box in network namespaces, for development and tests; root) (env MAILFOUNTAIN_HARDWARE)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--dns ADDR] [--metrics ADDR] [--resolver ADDR] [--remote-port N]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--dns ADDR] [--metrics ADDR] [--resolver ADDR] [--remote-port N] [--hardware SEL]\n\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nSIGHUP reloads the state files; SIGTERM or SIGINT stops the daemon.\n")
 	}
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -129,6 +146,9 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	}
 	if o.remotePort < 1 || o.remotePort > 65535 {
 		return nil, fmt.Errorf("--remote-port %d: want a port from 1 to 65535", o.remotePort)
+	}
+	if o.hardware, err = hw.ParseSelection(hardware); err != nil {
+		return nil, fmt.Errorf("--hardware: %w", err)
 	}
 	if err := o.level.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)
@@ -174,7 +194,12 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	if _, err := os.Stat(o.statePath); err != nil {
 		return fmt.Errorf("state path: %w", err)
 	}
-	logger.Info("mailfountaind starting", "data", o.dataDir, "state", o.statePath, "resync", o.resync.String(), "pid", os.Getpid())
+	// First of all, as it may run the daemon again inside a virtual box.
+	box, err := hw.Start(o.hardware)
+	if err != nil {
+		return err
+	}
+	logger.Info("mailfountaind starting", "data", o.dataDir, "state", o.statePath, "resync", o.resync.String(), "hardware", hardwareName(box), "pid", os.Getpid())
 
 	m, metricsComponent, closeMetrics, err := metricsServer(ctx, o.metrics, logger)
 	if err != nil {
@@ -183,7 +208,7 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	defer closeMetrics()
 
 	zones := &dnszone.Live{}
-	opts := []applier.Option{applier.WithZones(zones)}
+	opts := []applier.Option{applier.WithZones(zones), applier.WithBox(box)}
 	if m != nil {
 		opts = append(opts, applier.WithObserver(m))
 	}
@@ -249,4 +274,15 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	})
 
 	return d.Run(ctx)
+}
+
+// hardwareName says what hardware the daemon drives, for its log.
+func hardwareName(box *hw.Box) string {
+	switch {
+	case box == nil:
+		return "none"
+	case box.Virtual != "":
+		return "virtual box " + box.Virtual
+	}
+	return box.Profile.Model
 }

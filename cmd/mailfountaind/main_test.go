@@ -6,9 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailfountain.dev/mailfountain/hw"
 )
 
 func TestParseArgs(t *testing.T) {
+	auto := hw.Selection{Kind: hw.SelectAuto}
 	tests := []struct {
 		name    string
 		args    []string
@@ -16,13 +19,13 @@ func TestParseArgs(t *testing.T) {
 		want    options
 		wantErr string
 	}{
-		{"defaults", []string{"-f", "s.yaml"}, "", options{dataDir: defaultDataDir, statePath: "s.yaml", resync: time.Minute, level: slog.LevelInfo, remotePort: 25}, ""},
-		{"env sets the data directory", []string{"-f", "s.yaml"}, "/env", options{dataDir: "/env", statePath: "s.yaml", resync: time.Minute, remotePort: 25}, ""},
-		{"flag beats env", []string{"--data", "/flag", "-f", "s.yaml"}, "/env", options{dataDir: "/flag", statePath: "s.yaml", resync: time.Minute, remotePort: 25}, ""},
-		{"resync and level", []string{"-f", "d", "--resync", "5s", "--log-level", "debug"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: 5 * time.Second, level: slog.LevelDebug, remotePort: 25}, ""},
-		{"resync 0 disables", []string{"-f", "d", "--resync", "0"}, "", options{dataDir: defaultDataDir, statePath: "d", remotePort: 25}, ""},
-		{"metrics", []string{"-f", "d", "--metrics", "127.0.0.1:9100"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, metrics: "127.0.0.1:9100", remotePort: 25}, ""},
-		{"outbound for tests", []string{"-f", "d", "--resolver", "127.0.0.1:5353", "--remote-port", "2525"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, resolver: "127.0.0.1:5353", remotePort: 2525}, ""},
+		{"defaults", []string{"-f", "s.yaml"}, "", options{dataDir: defaultDataDir, statePath: "s.yaml", resync: time.Minute, level: slog.LevelInfo, remotePort: 25, hardware: auto}, ""},
+		{"env sets the data directory", []string{"-f", "s.yaml"}, "/env", options{dataDir: "/env", statePath: "s.yaml", resync: time.Minute, remotePort: 25, hardware: auto}, ""},
+		{"flag beats env", []string{"--data", "/flag", "-f", "s.yaml"}, "/env", options{dataDir: "/flag", statePath: "s.yaml", resync: time.Minute, remotePort: 25, hardware: auto}, ""},
+		{"resync and level", []string{"-f", "d", "--resync", "5s", "--log-level", "debug"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: 5 * time.Second, level: slog.LevelDebug, remotePort: 25, hardware: auto}, ""},
+		{"resync 0 disables", []string{"-f", "d", "--resync", "0"}, "", options{dataDir: defaultDataDir, statePath: "d", remotePort: 25, hardware: auto}, ""},
+		{"metrics", []string{"-f", "d", "--metrics", "127.0.0.1:9100"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, metrics: "127.0.0.1:9100", remotePort: 25, hardware: auto}, ""},
+		{"outbound for tests", []string{"-f", "d", "--resolver", "127.0.0.1:5353", "--remote-port", "2525"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, resolver: "127.0.0.1:5353", remotePort: 2525, hardware: auto}, ""},
 		{"resolver without port", []string{"-f", "d", "--resolver", "127.0.0.1"}, "", options{}, "want host:port"},
 		{"remote port 0", []string{"-f", "d", "--remote-port", "0"}, "", options{}, "want a port from 1 to 65535"},
 		{"no -f", []string{"--data", "/x"}, "", options{}, "-f PATH is required"},
@@ -30,6 +33,8 @@ func TestParseArgs(t *testing.T) {
 		{"bad level", []string{"-f", "d", "--log-level", "loud"}, "", options{}, "--log-level"},
 		{"stray argument", []string{"-f", "d", "extra"}, "", options{}, `unexpected argument "extra"`},
 		{"empty data", []string{"-f", "d", "--data", ""}, "", options{}, "--data must not be empty"},
+		{"virtual hardware", []string{"-f", "d", "--hardware", "virtual:t1"}, "", options{dataDir: defaultDataDir, statePath: "d", resync: time.Minute, remotePort: 25, hardware: hw.Selection{Kind: hw.SelectVirtual, Name: "t1"}}, ""},
+		{"bad hardware", []string{"-f", "d", "--hardware", "box"}, "", options{}, "--hardware: hardware \"box\": want auto"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

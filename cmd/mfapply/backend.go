@@ -72,5 +72,5 @@ func (c *cli) openHere(ctx context.Context) (*applier.Applier, error) {
 	// Warnings and errors of the applier go to stderr; its progress is
 	// what mfapply prints itself.
 	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return applier.Open(ctx, c.dataDir, logger)
+	return applier.Open(ctx, c.dataDir, logger, applier.WithBox(c.box))
 }

@@ -19,6 +19,8 @@ import (
 	"syscall"
 
 	"golang.org/x/term"
+
+	"mailfountain.dev/mailfountain/hw"
 )
 
 // Exit statuses.
@@ -34,7 +36,13 @@ const defaultDataDir = "/var/lib/mailfountain"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	box, err := startHardware(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mfapply: %v\n", err)
+		os.Exit(exitFail)
+	}
 	c := &cli{
+		box:       box,
 		stdin:     os.Stdin,
 		stdout:    os.Stdout,
 		stderr:    os.Stderr,
@@ -51,6 +59,8 @@ func main() {
 // cli is one run of mfapply: its standard streams, environment and
 // global options.
 type cli struct {
+	// box is the hardware an apply without the daemon drives (nil: none).
+	box            *hw.Box
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	stdinFd        int
@@ -421,7 +431,9 @@ Options (before or after the command):
                dkim show, dns records, queue)
 
 When mailfountaind runs on the data directory, mfapply goes through its
-control socket (DIR/control.sock); otherwise it applies directly.
+control socket (DIR/control.sock); otherwise it applies directly, on the
+hardware MAILFOUNTAIN_HARDWARE selects as mailfountaind's --hardware does
+(auto: this box, or none; virtual[:NAME]).
 "mfapply COMMAND -h" describes a command.
 `, defaultDataDir)
 }
@@ -502,4 +514,20 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]st
 		return nil, c.usageError(name, fmt.Sprintf("unexpected argument %q", operands[maxArgs]))
 	}
 	return operands, -1
+}
+
+// startHardware selects, as mailfountaind does, the hardware that the
+// network, firewall and DHCP reconcilers drive when mfapply applies
+// without the daemon: MAILFOUNTAIN_HARDWARE (auto if unset). A virtual
+// box runs mfapply again inside it.
+func startHardware(getenv func(string) string) (*hw.Box, error) {
+	v := getenv("MAILFOUNTAIN_HARDWARE")
+	if v == "" {
+		v = hw.SelectAuto
+	}
+	sel, err := hw.ParseSelection(v)
+	if err != nil {
+		return nil, fmt.Errorf("MAILFOUNTAIN_HARDWARE: %w", err)
+	}
+	return hw.Start(sel)
 }

@@ -25,7 +25,7 @@ func (c *cli) printUnapplied(us []reconcilers.UnappliedField) {
 // that nothing applies: the plan printed them above.
 func (c *cli) printNotCarriedOut(res *applier.Result, p *applier.Plan) {
 	if n := len(p.Unapplied); n > 0 && res.Version > 0 {
-		fmt.Fprintf(c.stdout, "recorded but not carried out: %s above (not applied: no reconciler yet)\n", plural(n, "field"))
+		fmt.Fprintf(c.stdout, "recorded but not carried out: %s above (not applied)\n", plural(n, "field"))
 	}
 }
 

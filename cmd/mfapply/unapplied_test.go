@@ -35,7 +35,7 @@ func TestNotApplied(t *testing.T) {
 	e := newEnv(t)
 	e.expect(e.run("", "status"), 0, "does not run", "version: none, nothing applied yet")
 	r := e.run("", "apply", "-f", e.file("v1.yaml", docV1), "--yes")
-	e.expect(r, 0, "applied: version 1", "not applied: network.mode — no reconciler yet (network)", "recorded but not carried out")
+	e.expect(r, 0, "applied: version 1", "not applied: network.mode — no box hardware (network)", "recorded but not carried out")
 	dhcp := e.file("dhcp.yaml", docDHCP)
 
 	r = e.run("", "plan", "-f", dhcp)

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/runtime/wanlink"
 	"mailfountain.dev/mailfountain/schema"
@@ -24,7 +25,7 @@ import (
 // Bridge is the LAN bridge the reconciler creates: the LAN ports in
 // router mode (manual 6.2.1.2), every port in server mode, a switch
 // (manual 6.2.2.1).
-const Bridge = "br-lan"
+const Bridge = hw.LANBridge
 
 // MetaOwned is the store meta key of what the reconciler created on the
 // host (JSON of owned): it removes nothing else.

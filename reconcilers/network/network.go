@@ -101,10 +101,6 @@ func SystemHost() Host {
 	}
 }
 
-// ReasonNoHardware is why the netlink part is skipped on a machine that
-// is not a box.
-const ReasonNoHardware = "no box hardware"
-
 // Metrics records the netlink changes; runtime/metrics implements it.
 type Metrics interface {
 	// NetlinkChanges records changes made to the box's links, addresses,
@@ -196,9 +192,15 @@ func (r *Reconciler) Owns() []string {
 // still kept).
 func (r *Reconciler) SkipReason() string {
 	if r.ports == nil {
-		return ReasonNoHardware
+		return reconcilers.ReasonNoHardware
 	}
 	return ""
+}
+
+// SkippedFields implements reconcilers.PartSkipper: without box hardware
+// network.public_address is still applied (the facts of the DNS zones).
+func (r *Reconciler) SkippedFields() []string {
+	return []string{"network.mode", "network.wan", "network.lan.address"}
 }
 
 // Changes is the number of netlink changes this reconciler applied.

@@ -13,7 +13,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
 	"mailfountain.dev/mailfountain/reconcilers/dns"
@@ -21,7 +23,9 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
+	"mailfountain.dev/mailfountain/runtime/pppoe"
 	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/schema"
 )
 
 // Env is what reconcilers are built from.
@@ -35,12 +39,17 @@ type Env struct {
 	// the zones on disk to it when built, and every apply after. Nil
 	// when no server runs (mfapply without the daemon).
 	Zones *dnszone.Live
+	// Box is the hardware the network, firewall and DHCP reconcilers
+	// drive; nil on a machine that is not a box, where they touch
+	// nothing.
+	Box *hw.Box
 	// Host is what the network reconciler reads of the host; the zero
 	// Host reads the one this runs on (network.SystemHost).
 	Host network.Host
-	// Network is the network reconciler's hardware (the box's ports: nil
-	// without box hardware, nothing on the host is touched), WAN links and
-	// metrics.
+	// Network is the network reconciler's WAN links and metrics; its
+	// ports come from Box, the PPPoE link is runtime/pppoe's (files in
+	// DATA/pppoe), and the metrics are the engine's Observer when it
+	// implements network.Metrics, unless set here.
 	Network network.Config
 	Logger  *slog.Logger
 }
@@ -70,7 +79,21 @@ func newNetwork(_ context.Context, env Env) (reconcilers.Reconciler, error) {
 	if host.RouteAddress == nil || host.Resolvers == nil {
 		host = network.SystemHost()
 	}
-	return network.New(env.Store, host, env.Network, env.Logger), nil
+	cfg := env.Network
+	if env.Box != nil && cfg.Ports == nil {
+		cfg.Ports = &network.Ports{WAN: env.Box.Profile.WAN, LAN: env.Box.Profile.LAN}
+	}
+	if cfg.NewPPPoE == nil {
+		dir, err := filepath.Abs(filepath.Join(env.Store.Dir(), "pppoe"))
+		if err != nil {
+			return nil, fmt.Errorf("the pppoe link's directory: %w", err)
+		}
+		pm, _ := cfg.Metrics.(pppoe.Metrics)
+		cfg.NewPPPoE = func(iface string, wan schema.WAN) (network.WANLink, error) {
+			return pppoe.New(pppoe.Config{Interface: iface, Username: wan.Username, Password: wan.Password, PasswordFile: wan.PasswordFile, Dir: dir}, env.Logger, pm), nil
+		}
+	}
+	return network.New(env.Store, host, cfg, env.Logger), nil
 }
 
 // newDNS builds the DNS reconciler and hands the server the zones it
@@ -110,6 +133,9 @@ func Build(ctx context.Context, env Env, cfg reconcilers.Config, extra ...reconc
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = env.Logger
+	}
+	if nm, ok := cfg.Observer.(network.Metrics); ok && env.Network.Metrics == nil {
+		env.Network.Metrics = nm // the daemon's metrics
 	}
 	var specs []reconcilers.Spec
 	for _, e := range Entries() {

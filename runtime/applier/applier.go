@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/registry"
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
@@ -100,6 +101,7 @@ type options struct {
 	observer reconcilers.Observer
 	extra    []reconcilers.Spec
 	zones    *dnszone.Live
+	box      *hw.Box
 }
 
 // WithObserver has the engine tell obs of every plan and apply attempt.
@@ -112,6 +114,12 @@ func WithObserver(obs reconcilers.Observer) Option {
 // Without it (mfapply without the daemon) the zones are only written.
 func WithZones(zones *dnszone.Live) Option {
 	return func(o *options) { o.zones = zones }
+}
+
+// WithBox has the network, firewall and DHCP reconcilers drive box;
+// without it (or with nil) they touch nothing and report skipped.
+func WithBox(box *hw.Box) Option {
+	return func(o *options) { o.box = box }
 }
 
 // WithReconcilers adds reconcilers after the registry's, where their
@@ -140,7 +148,7 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 		return nil, fmt.Errorf("open applier: %w", err)
 	}
 	settings := &mailconf.Live{}
-	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, Logger: logger}
+	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, Box: o.box, Logger: logger}
 	engine, err := registry.Build(ctx, env, reconcilers.Config{Logger: logger, Observer: o.observer}, o.extra...)
 	if err != nil {
 		st.Close()
@@ -215,7 +223,7 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 				return nil, fmt.Errorf("plan: %w", err)
 			}
 		}
-		p.Unapplied = reconcilers.Unapplied(old, st)
+		p.Unapplied = a.engine.Unapplied(old, st)
 	}
 	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"mailfountain.dev/mailfountain/reconcilers"
+	"mailfountain.dev/mailfountain/schema"
 )
 
 // Unapplied returns the latest version's number (0 when nothing was
@@ -18,5 +19,11 @@ func (a *Applier) Unapplied(ctx context.Context) (int, []reconcilers.UnappliedFi
 	if latest == nil {
 		return 0, nil, nil
 	}
-	return latest.N, reconcilers.Unapplied(nil, st), nil
+	return latest.N, a.engine.Unapplied(nil, st), nil
+}
+
+// UnappliedIn returns the fields st sets that the box leaves as they are:
+// those no reconciler applies yet, and those of skipped reconcilers.
+func (a *Applier) UnappliedIn(st *schema.State) []reconcilers.UnappliedField {
+	return a.engine.Unapplied(nil, st)
 }

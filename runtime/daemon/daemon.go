@@ -475,7 +475,7 @@ func (d *Daemon) latest(ctx context.Context) (*store.Version, *schema.State, err
 	}
 	n, unapplied := 0, []reconcilers.UnappliedField(nil)
 	if v != nil {
-		n, unapplied = v.N, reconcilers.Unapplied(nil, st)
+		n, unapplied = v.N, d.app.UnappliedIn(st)
 	}
 	d.setStatus(func(s *Status) { s.Version, s.Unapplied = n, unapplied })
 	return v, st, nil

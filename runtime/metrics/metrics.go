@@ -9,9 +9,9 @@
 // outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused),
 // the DNS server (DNSQuery, DNSRateLimited, DNSZoneSwap, DNSTransfer,
 // DNSNotify) and its forwarding resolver (ForwardCache, ForwardExchange,
-// ForwardDiscarded), the network reconciler (NetlinkChanges,
-// NetlinkDriftCorrected) and the WAN's DHCP client (DHCPClientLease,
-// DHCPClientExchange).
+// ForwardDiscarded), the PPPoE WAN link (PPPoESession, PPPoERestart,
+// PPPoEUp), the network reconciler (NetlinkChanges, NetlinkDriftCorrected)
+// and the WAN's DHCP client (DHCPClientLease, DHCPClientExchange).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
@@ -74,6 +74,12 @@
 //	mailfountain_dns_zone_swap_duration_seconds        histogram  time to index and swap in a zone set
 //	mailfountain_dns_transfers_total{result}           counter    zone transfers (AXFR, IXFR): result="allowed" or "refused"
 //	mailfountain_dns_notifies_total{result}            counter    NOTIFY to secondaries: result="acknowledged" or "failed" (after its retries)
+//
+// The PPPoE WAN link (runtime/pppoe):
+//
+//	mailfountain_pppoe_sessions_total  counter  PPP sessions that came up (pppd ran ip-up)
+//	mailfountain_pppoe_restarts_total  counter  times pppd exited (or could not start) and was started again after its backoff
+//	mailfountain_pppoe_up              gauge    1 while a PPP session is up, else 0
 //
 // The network reconciler (reconcilers/network) and the WAN's DHCP client
 // (runtime/dhcpclient):
@@ -151,9 +157,15 @@ type Metrics struct {
 	dnsSwaps                    prometheus.Counter
 	dnsSwapDuration             prometheus.Histogram
 	dnsTransfers, dnsNotifies   *prometheus.CounterVec
-	netlinkChanges, netDrift    prometheus.Counter
-	dhcpClientLease             prometheus.Gauge
-	dhcpClientExchanges         *prometheus.CounterVec
+
+	// The PPPoE WAN link's.
+	pppoeSessions, pppoeRestarts prometheus.Counter
+	pppoeUp                      prometheus.Gauge
+
+	// The network reconciler's and the WAN's DHCP client's.
+	netlinkChanges, netDrift prometheus.Counter
+	dhcpClientLease          prometheus.Gauge
+	dhcpClientExchanges      *prometheus.CounterVec
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -255,6 +267,18 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			"Zone transfers, allowed (to a secondary) or refused.", "result"),
 		dnsNotifies: counter("mailfountain_dns_notifies_total",
 			"NOTIFY messages to secondaries: acknowledged, or failed after the retries.", "result"),
+		pppoeSessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_pppoe_sessions_total",
+			Help: "PPP sessions of the PPPoE WAN link that came up.",
+		}),
+		pppoeRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_pppoe_restarts_total",
+			Help: "Times pppd exited (or could not start) and was started again after its backoff.",
+		}),
+		pppoeUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_pppoe_up",
+			Help: "1 while a PPP session of the PPPoE WAN link is up, else 0.",
+		}),
 		netlinkChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mailfountain_network_netlink_changes_total",
 			Help: "Changes the network reconciler made to the box's links, addresses, routes and forwarding.",
@@ -278,6 +302,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.outConns, m.outRcpts, m.mtastsRefusals,
 		m.fwdQueries, m.fwdExchanges, m.fwdDuration, m.fwdDiscarded,
 		m.dnsQueries, m.dnsRateLimited, m.dnsSwaps, m.dnsSwapDuration, m.dnsTransfers, m.dnsNotifies,
+		m.pppoeSessions, m.pppoeRestarts, m.pppoeUp,
 		m.netlinkChanges, m.netDrift, m.dhcpClientLease, m.dhcpClientExchanges,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -539,6 +564,35 @@ func (m *Metrics) DNSNotify(result string) {
 		return
 	}
 	m.dnsNotifies.WithLabelValues(result).Inc()
+}
+
+// PPPoESession records a PPP session that came up.
+func (m *Metrics) PPPoESession() {
+	if m == nil {
+		return
+	}
+	m.pppoeSessions.Inc()
+}
+
+// PPPoERestart records that pppd exited (or could not start) and is
+// started again.
+func (m *Metrics) PPPoERestart() {
+	if m == nil {
+		return
+	}
+	m.pppoeRestarts.Inc()
+}
+
+// PPPoEUp records whether a PPP session is up.
+func (m *Metrics) PPPoEUp(up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.pppoeUp.Set(v)
 }
 
 // NetlinkChanges records changes the network reconciler made.

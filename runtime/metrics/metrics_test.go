@@ -22,6 +22,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/imapd"
 	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
+	"mailfountain.dev/mailfountain/runtime/pppoe"
 	"mailfountain.dev/mailfountain/runtime/queue"
 	"mailfountain.dev/mailfountain/runtime/smtpd"
 	"mailfountain.dev/mailfountain/runtime/smtpout"
@@ -46,6 +47,7 @@ var (
 	_ smtpout.Metrics    = (*metrics.Metrics)(nil)
 	_ forward.Metrics    = (*metrics.Metrics)(nil)
 	_ dnsd.Metrics       = (*metrics.Metrics)(nil)
+	_ pppoe.Metrics      = (*metrics.Metrics)(nil)
 	_ network.Metrics    = (*metrics.Metrics)(nil)
 	_ dhcpclient.Metrics = (*metrics.Metrics)(nil)
 )
@@ -165,6 +167,12 @@ func TestScrape(t *testing.T) {
 	m.DNSZoneSwap(20 * time.Millisecond)
 	m.DNSTransfer(dnsd.Refused)
 	m.DNSNotify(dnsd.Acknowledged)
+	m.PPPoEUp(true)
+	m.PPPoESession()
+	m.PPPoEUp(false)
+	m.PPPoERestart()
+	m.PPPoEUp(true)
+	m.PPPoESession()
 	m.NetlinkChanges(5)
 	m.NetlinkChanges(0) // nothing changed: nothing added
 	m.NetlinkDriftCorrected(2)
@@ -230,6 +238,9 @@ func TestScrape(t *testing.T) {
 		`mailfountain_dns_zone_swap_duration_seconds_sum`:                            0.02,
 		`mailfountain_dns_transfers_total{result="refused"}`:                         1,
 		`mailfountain_dns_notifies_total{result="acknowledged"}`:                     1,
+		`mailfountain_pppoe_sessions_total`:                                          2,
+		`mailfountain_pppoe_restarts_total`:                                          1,
+		`mailfountain_pppoe_up`:                                                      1,
 		`mailfountain_network_netlink_changes_total`:                                 5,
 		`mailfountain_network_drift_corrected_total`:                                 2,
 		`mailfountain_dhcp_client_lease`:                                             1,
@@ -330,6 +341,9 @@ func TestNil(t *testing.T) {
 	m.DNSZoneSwap(time.Millisecond)
 	m.DNSTransfer(dnsd.Allowed)
 	m.DNSNotify(dnsd.Failed)
+	m.PPPoESession()
+	m.PPPoERestart()
+	m.PPPoEUp(true)
 	m.NetlinkChanges(1)
 	m.NetlinkDriftCorrected(1)
 	m.DHCPClientLease(true)

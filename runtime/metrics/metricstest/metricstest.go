@@ -15,7 +15,8 @@ import (
 // direct delivered", "outbound mta-sts refused", "forward cache hit",
 // "forward exchange ok", "forward discarded", "dns query udp noerror",
 // "dns rate limited slipped", "dns zone swap", "dns transfer allowed",
-// "dns notify acknowledged". Its zero value is ready;
+// "dns notify acknowledged", "pppoe session", "pppoe restart", "pppoe
+// up", "pppoe down". Its zero value is ready;
 // it is safe for concurrent use.
 type Counts struct {
 	mu sync.Mutex
@@ -69,6 +70,16 @@ func (m *Counts) DNSRateLimited(action string)     { m.add("dns rate limited %s"
 func (m *Counts) DNSZoneSwap(took time.Duration)   { m.add("dns zone swap") }
 func (m *Counts) DNSTransfer(result string)        { m.add("dns transfer %s", result) }
 func (m *Counts) DNSNotify(result string)          { m.add("dns notify %s", result) }
+
+func (m *Counts) PPPoESession() { m.add("pppoe session") }
+func (m *Counts) PPPoERestart() { m.add("pppoe restart") }
+func (m *Counts) PPPoEUp(up bool) {
+	if up {
+		m.add("pppoe up")
+	} else {
+		m.add("pppoe down")
+	}
+}
 
 // Counts returns a copy of the counts so far.
 func (m *Counts) Counts() map[string]int {
