@@ -88,7 +88,11 @@ func (r *Reconciler) subscribe(ctx context.Context, wg *sync.WaitGroup, events c
 	linkCh := make(chan netlink.LinkUpdate, 64)
 	addrCh := make(chan netlink.AddrUpdate, 64)
 	routeCh := make(chan netlink.RouteUpdate, 64)
-	onErr := func(err error) { r.log.Warn("netlink subscription", "err", err) }
+	onErr := func(err error) {
+		if ctx.Err() == nil { // a closed subscription says so too
+			r.log.Warn("netlink subscription", "err", err)
+		}
+	}
 	if err := netlink.LinkSubscribeWithOptions(linkCh, ctx.Done(), netlink.LinkSubscribeOptions{ErrorCallback: onErr, ListExisting: true}); err != nil {
 		r.log.Warn("subscribe to link updates", "err", err)
 		linkCh = nil
