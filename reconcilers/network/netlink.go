@@ -401,6 +401,21 @@ const (
 // the WAN link. What it did not create it never removes.
 func planNet(s netState, want layout, ports *Ports) []op {
 	var ops []op
+	// The WAN link: when the watch loop runs, the link it runs; without
+	// it (mfapply), the one last asked for. A running link that goes
+	// stops first, while its port still has its address; a new one
+	// starts last, once its port is up.
+	running := s.Owned.Link
+	if s.Watching {
+		running = s.Running
+	}
+	var link []op
+	if running != want.Link || s.Owned.Link != want.Link {
+		link = []op{{kind: opLink, spec: want.Link, wan: want.WAN}}
+	}
+	if running.Method != "" {
+		ops, link = link, nil
+	}
 	if !s.Links[Bridge].Exists {
 		ops = append(ops, op{kind: opBridge, link: Bridge})
 	}
@@ -444,16 +459,7 @@ func planNet(s netState, want layout, ports *Ports) []op {
 	if s.Forward != [2]string{on, on} {
 		ops = append(ops, op{kind: opForward, on: want.Forward})
 	}
-	// The running link: when the watch loop runs, the link it runs;
-	// without it (mfapply), the one last asked for.
-	running := s.Owned.Link
-	if s.Watching {
-		running = s.Running
-	}
-	if running != want.Link || s.Owned.Link != want.Link {
-		ops = append(ops, op{kind: opLink, spec: want.Link, wan: want.WAN})
-	}
-	return ops
+	return append(ops, link...)
 }
 
 // change is how the plan shows an op.

@@ -43,6 +43,10 @@ const Name = "network"
 // MetaApplied is the store meta key of the applied settings (JSON).
 const MetaApplied = "network_settings"
 
+// linkSwitchWait bounds how long Apply waits for the watch loop to switch
+// WAN links (a DHCP release, pppd's exit).
+const linkSwitchWait = 15 * time.Second
+
 // PollInterval is how often Watch looks at the host's route address and
 // resolvers: a dynamic address that moves reaches the DNS zones within
 // seconds.
@@ -359,7 +363,16 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 						return fmt.Errorf("apply %s: %w", c.Resource, err)
 					}
 				}
-				r.links.ask(p.op.spec, l)
+				// The running link stops before the changes that follow
+				// take its port's address away: a lease is released
+				// from that address.
+				select {
+				case <-r.links.ask(p.op.spec, l):
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(linkSwitchWait):
+					r.log.Warn("the wan link has not switched yet", "link", p.op.spec)
+				}
 				r.log.Info("wan link asked for", "link", p.op.spec)
 				continue
 			}

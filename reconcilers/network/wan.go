@@ -30,22 +30,41 @@ type links struct {
 	mu       sync.Mutex
 	watching bool
 	want     linkSpec
-	wantLink WANLink       // made by Apply, started by the watch loop
-	wake     chan struct{} // capacity 1: want moved
+	wantLink WANLink         // made by Apply, started by the watch loop
+	wake     chan struct{}   // capacity 1: want moved
+	waiters  []chan struct{} // closed once the watch loop switched
 	cur      WANLink
 	curSpec  linkSpec
 }
 
 // ask makes l, of spec, the link to run (nil for none); the watch loop
-// starts it.
-func (ls *links) ask(spec linkSpec, l WANLink) {
+// stops the running one and starts it. The channel returned is closed
+// once it did (at once when no watch loop runs).
+func (ls *links) ask(spec linkSpec, l WANLink) <-chan struct{} {
+	done := make(chan struct{})
 	ls.mu.Lock()
 	ls.want, ls.wantLink = spec, l
+	if ls.watching {
+		ls.waiters = append(ls.waiters, done)
+	} else {
+		close(done)
+	}
 	ls.mu.Unlock()
 	select {
 	case ls.wake <- struct{}{}:
 	default:
 	}
+	return done
+}
+
+// served closes the channels of the asks served so far.
+func (ls *links) served() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, w := range ls.waiters {
+		close(w)
+	}
+	ls.waiters = nil
 }
 
 // running is the link the watch loop runs and its state, and whether a

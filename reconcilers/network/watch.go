@@ -30,6 +30,7 @@ func (r *Reconciler) watchBox(ctx context.Context, every time.Duration, notify f
 		ls.mu.Lock()
 		ls.watching, ls.cur, ls.curSpec = false, nil, linkSpec{}
 		ls.mu.Unlock()
+		ls.served()
 	}()
 	// A run with the watch loop present: Plan asks for the document's
 	// link, which nothing runs yet.
@@ -60,6 +61,7 @@ func (r *Reconciler) watchBox(ctx context.Context, every time.Duration, notify f
 		case <-ls.wake:
 			var moved bool
 			run, changed, moved = ls.switchTo(ctx, run)
+			ls.served()
 			if moved {
 				notify()
 			}
