@@ -201,4 +201,14 @@ func TestOwnsAndReads(t *testing.T) {
 	if got := strings.Join(r.Owns(), " "); got != "network.mode network.wan network.lan.address network.public_address" {
 		t.Errorf("owns %q", got)
 	}
+	// Without box hardware its netlink part is skipped, and only it.
+	if why := r.SkipReason(); why != reconcilers.ReasonNoHardware {
+		t.Errorf("skip reason %q", why)
+	}
+	if got := strings.Join(r.SkippedFields(), " "); got != "network.mode network.wan network.lan.address" {
+		t.Errorf("skipped fields %q", got)
+	}
+	if why := New(nil, Host{}, Config{Ports: &Ports{WAN: "wan"}}, nil).SkipReason(); why != "" {
+		t.Errorf("with ports: skip reason %q", why)
+	}
 }
