@@ -188,9 +188,6 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 			new:  base,
 			want: []string{
 				"not applied: system.timezone — no reconciler yet (system)",
-				"not applied: network.mode — no reconciler yet (network)",
-				"not applied: network.wan.method — no reconciler yet (network)",
-				"not applied: network.lan.address — no reconciler yet (network)",
 				"not applied: network.dhcp.enabled — no reconciler yet (dhcp)",
 				"not applied: network.dhcp.start — no reconciler yet (dhcp)",
 				"not applied: network.dhcp.end — no reconciler yet (dhcp)",
@@ -294,5 +291,33 @@ func TestEngineSkipped(t *testing.T) {
 	}
 	if sts, err = e.Apply(context.Background(), plan, nil); err != nil || sts[0].State == reconcilers.StateSkipped {
 		t.Errorf("not skipped: status %+v, %v", sts, err)
+	}
+}
+
+// partSkipper is a skipper that still applies some of what it owns.
+type partSkipper struct {
+	skipper
+	skipped []string
+}
+
+func (s *partSkipper) SkippedFields() []string { return s.skipped }
+
+// TestEnginePartlySkipped: a skipped PartSkipper's changed fields are
+// reported as not applied only for those it says it skips.
+func TestEnginePartlySkipped(t *testing.T) {
+	s := &partSkipper{
+		skipper: skipper{owner: owner{fake: fake{name: "box", j: &journal{}}, owns: []string{"system.hostname", "smtp.mode"}}, why: reconcilers.ReasonNoHardware},
+		skipped: []string{"smtp.mode"},
+	}
+	e, err := reconcilers.Build(reconcilers.Config{}, reconcilers.Spec{Reconciler: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, new := doc("1"), doc("2")
+	new.SMTP.Mode = "relay"
+	got := e.Unapplied(old, new)
+	want := reconcilers.UnappliedField{Path: "smtp.mode", Section: "box", Reason: "no box hardware"}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("Unapplied = %v, want [%v]", got, want)
 	}
 }
