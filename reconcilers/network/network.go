@@ -428,7 +428,7 @@ func (r *Reconciler) Facts(observed reconcilers.Live, planned []reconcilers.Chan
 		link = l.net.LinkUp
 	}
 	for _, c := range planned {
-		if nc, ok := c.Payload.(netChange); ok && nc.op.kind == opLink && nc.op.spec != l.net.Running {
+		if nc, ok := c.Payload.(netChange); ok && l.net != nil && nc.op.kind == opLink && nc.op.spec != l.net.Running {
 			link = wanlink.State{} // another link, not started yet
 		}
 	}
