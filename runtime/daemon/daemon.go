@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/store"
@@ -73,6 +74,14 @@ type Config struct {
 	// Servers, if not nil, runs the servers the applied document wants;
 	// the daemon converges it, its creator stops it.
 	Servers *supervisor.Supervisor
+	// LED, if not nil, is the box's front LED, whose pattern the status
+	// shows; nil means none is driven (no box hardware).
+	LED LED
+}
+
+// LED is the front LED as the status shows it; *led.Loop is one.
+type LED interface {
+	Showing() hw.Pattern
 }
 
 // Metrics hears what the daemon does, for its metrics; *metrics.Metrics
@@ -142,8 +151,23 @@ type Status struct {
 	// Unapplied are the fields of the latest version's document that no
 	// reconciler applies yet.
 	Unapplied []reconcilers.UnappliedField `json:"unapplied,omitempty"`
+	// Setup is true while the box is not configured yet, before the
+	// first-boot wizard has finished (manual 5): no version applied yet,
+	// or the latest one sets no administrator's password
+	// (system.admin.password_hash, the wizard's last mandatory step, manual
+	// 5.5). The front LED blinks it.
+	Setup bool `json:"setup"`
+	// LED is the front LED's pattern (hw.Pattern: setup, steady, error,
+	// off), or "none" when no LED is driven (no box hardware).
+	LED hw.Pattern `json:"led"`
 	// Updated is when the status last changed.
 	Updated time.Time `json:"updated"`
+}
+
+// setupMode reports whether the box is in setup mode with st applied
+// (nil: nothing applied yet); see Status.Setup.
+func setupMode(st *schema.State) bool {
+	return st == nil || st.System.Admin.PasswordHash == ""
 }
 
 // New returns a daemon for the state path. The path must exist; the files
@@ -177,7 +201,7 @@ func New(cfg Config, app *applier.Applier) (*Daemon, error) {
 		app:    app,
 		log:    cfg.Logger,
 		reload: make(chan struct{}, 1),
-		status: Status{StatePath: t.path},
+		status: Status{StatePath: t.path, Setup: true},
 	}, nil
 }
 
@@ -206,6 +230,10 @@ func (d *Daemon) Status() Status {
 	s.Reconcilers = append([]reconcilers.Status(nil), s.Reconcilers...)
 	s.Servers = d.serverStatus()
 	s.Unapplied = append([]reconcilers.UnappliedField(nil), s.Unapplied...)
+	s.LED = hw.PatternNone
+	if d.cfg.LED != nil {
+		s.LED = d.cfg.LED.Showing()
+	}
 	return s
 }
 
@@ -477,7 +505,8 @@ func (d *Daemon) latest(ctx context.Context) (*store.Version, *schema.State, err
 	if v != nil {
 		n, unapplied = v.N, d.app.UnappliedIn(st)
 	}
-	d.setStatus(func(s *Status) { s.Version, s.Unapplied = n, unapplied })
+	setup := v == nil || setupMode(st)
+	d.setStatus(func(s *Status) { s.Version, s.Unapplied, s.Setup = n, unapplied, setup })
 	return v, st, nil
 }
 

@@ -10,7 +10,7 @@
 // the DNS server (DNSQuery, DNSRateLimited, DNSZoneSwap, DNSTransfer,
 // DNSNotify) and its forwarding resolver (ForwardCache, ForwardExchange,
 // ForwardDiscarded), the PPPoE WAN link (PPPoESession, PPPoERestart,
-// PPPoEUp).
+// PPPoEUp), the front LED's loop (LEDPattern).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
@@ -80,6 +80,10 @@
 //	mailfountain_pppoe_restarts_total  counter  times pppd exited (or could not start) and was started again after its backoff
 //	mailfountain_pppoe_up              gauge    1 while a PPP session is up, else 0
 //
+// The front LED (runtime/led; only on box hardware, real or virtual):
+//
+//	mailfountain_led_pattern{pattern}  gauge  1 for the pattern the LED shows, 0 for the others: pattern="setup" (not configured yet), "steady", "error" (a reconciler failed), "off"
+//
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
 package metrics
@@ -97,6 +101,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 )
 
@@ -152,6 +157,9 @@ type Metrics struct {
 	// The PPPoE WAN link's.
 	pppoeSessions, pppoeRestarts prometheus.Counter
 	pppoeUp                      prometheus.Gauge
+
+	// The front LED's.
+	ledPattern *prometheus.GaugeVec
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -265,6 +273,10 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			Name: "mailfountain_pppoe_up",
 			Help: "1 while a PPP session of the PPPoE WAN link is up, else 0.",
 		}),
+		ledPattern: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailfountain_led_pattern",
+			Help: "1 for the pattern the front LED shows (setup, steady, error, off), 0 for the others.",
+		}, []string{"pattern"}),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
@@ -275,6 +287,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.fwdQueries, m.fwdExchanges, m.fwdDuration, m.fwdDiscarded,
 		m.dnsQueries, m.dnsRateLimited, m.dnsSwaps, m.dnsSwapDuration, m.dnsTransfers, m.dnsNotifies,
 		m.pppoeSessions, m.pppoeRestarts, m.pppoeUp,
+		m.ledPattern,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -564,6 +577,25 @@ func (m *Metrics) PPPoEUp(up bool) {
 		v = 1
 	}
 	m.pppoeUp.Set(v)
+}
+
+// ledPatterns are the front LED's patterns, each a series of
+// mailfountain_led_pattern from the first one shown, so that an alert on
+// "error" sees 0 rather than nothing.
+var ledPatterns = [...]hw.Pattern{hw.PatternSetup, hw.PatternSteady, hw.PatternError, hw.PatternOff}
+
+// LEDPattern records the pattern the front LED shows.
+func (m *Metrics) LEDPattern(pattern string) {
+	if m == nil {
+		return
+	}
+	for _, p := range ledPatterns {
+		v := 0.0
+		if string(p) == pattern {
+			v = 1
+		}
+		m.ledPattern.WithLabelValues(string(p)).Set(v)
+	}
 }
 
 // Handler answers with the metrics of the registry, in the format the

@@ -12,12 +12,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/daemon"
 	"mailfountain.dev/mailfountain/runtime/dnsd"
 	"mailfountain.dev/mailfountain/runtime/dnsd/forward"
 	"mailfountain.dev/mailfountain/runtime/imapd"
+	"mailfountain.dev/mailfountain/runtime/led"
 	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
 	"mailfountain.dev/mailfountain/runtime/pppoe"
@@ -46,6 +48,7 @@ var (
 	_ forward.Metrics = (*metrics.Metrics)(nil)
 	_ dnsd.Metrics    = (*metrics.Metrics)(nil)
 	_ pppoe.Metrics   = (*metrics.Metrics)(nil)
+	_ led.Metrics     = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
@@ -169,6 +172,8 @@ func TestScrape(t *testing.T) {
 	m.PPPoERestart()
 	m.PPPoEUp(true)
 	m.PPPoESession()
+	m.LEDPattern(string(hw.PatternSetup))
+	m.LEDPattern(string(hw.PatternError))
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -230,6 +235,10 @@ func TestScrape(t *testing.T) {
 		`mailfountain_pppoe_sessions_total`:                                          2,
 		`mailfountain_pppoe_restarts_total`:                                          1,
 		`mailfountain_pppoe_up`:                                                      1,
+		`mailfountain_led_pattern{pattern="setup"}`:                                  0,
+		`mailfountain_led_pattern{pattern="steady"}`:                                 0,
+		`mailfountain_led_pattern{pattern="error"}`:                                  1,
+		`mailfountain_led_pattern{pattern="off"}`:                                    0,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -328,6 +337,7 @@ func TestNil(t *testing.T) {
 	m.PPPoESession()
 	m.PPPoERestart()
 	m.PPPoEUp(true)
+	m.LEDPattern(string(hw.PatternSteady))
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says
