@@ -341,6 +341,9 @@ func (c *cli) daemonStatus(ctx context.Context) int {
 	w := c.stdout
 	fmt.Fprintf(w, "mailfountaind runs on %s, watching %s\n", c.dataDir, st.StatePath)
 	fmt.Fprintf(w, "version: %d\n", st.Version)
+	if st.LED != "" {
+		fmt.Fprintf(w, "front LED: %s\n", st.LED.Describe())
+	}
 	switch {
 	case st.Held != nil:
 		h := st.Held
