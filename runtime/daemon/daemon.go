@@ -145,6 +145,11 @@ type Status struct {
 	// Reconcilers is each reconciler's state after the last apply or
 	// resync that did something, or that failed.
 	Reconcilers []reconcilers.Status `json:"reconcilers"`
+	// Failed says why the last apply or resync of the box failed (a
+	// reconciler could not observe, plan or apply); empty once one
+	// succeeds. Unlike Reconcilers, it also tells of a failure before
+	// any reconciler applied. The front LED shows it.
+	Failed string `json:"failed,omitempty"`
 	// Servers are the servers' endpoints: serving (with their address),
 	// draining, failed or off.
 	Servers []supervisor.ServerStatus `json:"servers,omitempty"`
@@ -426,9 +431,12 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 		d.seen = ""
 		d.log.Error("apply state failed; keeping the last good version", "err", err, "version", d.currentVersion(ctx))
 		d.setPending([]string{err.Error()})
-		if res != nil {
-			d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
-		}
+		d.setStatus(func(s *Status) {
+			s.Failed = err.Error()
+			if res != nil {
+				s.Reconcilers = res.Statuses
+			}
+		})
 		d.logStatus()
 		return false
 	}
@@ -449,7 +457,7 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 	d.unhold(ctx)
 	d.setStatus(func(s *Status) {
 		s.SourcesHash, s.Pending, s.Errors = hash, false, nil
-		s.Reconcilers = res.Statuses
+		s.Reconcilers, s.Failed = res.Statuses, ""
 	})
 	d.logStatus()
 	return true
@@ -462,6 +470,12 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 func (d *Daemon) resync(ctx context.Context, logAlways bool) (*store.Version, *schema.State, error) {
 	res, err := d.app.Resync(context.WithoutCancel(ctx))
 	v, st, lerr := d.latest(ctx)
+	d.setStatus(func(s *Status) {
+		s.Failed = ""
+		if err != nil {
+			s.Failed = err.Error()
+		}
+	})
 	if res != nil {
 		d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
 		for _, rs := range res.Statuses {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"mailfountain.dev/mailfountain/hw"
 )
@@ -61,4 +62,33 @@ func TestDaemonSetupMode(t *testing.T) {
 	if st := r2.d.Status(); st.LED != hw.PatternSetup || !st.Setup {
 		t.Errorf("LED %q, setup %v; want setup, true", st.LED, st.Setup)
 	}
+}
+
+// TestDaemonStatusSaysAFailure: a resync that fails, here before any
+// reconciler applied (the relay's password file is gone, so the mail
+// reconciler cannot plan), is in the status until one succeeds.
+func TestDaemonStatusSaysAFailure(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "relay.pass")
+	if err := os.WriteFile(pass, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state.yaml")
+	d := strings.Replace(doc("a.example", "bob"), "smtp: {mode: direct}", "smtp: {mode: direct, relay: {host: relay.example, username: u, password_file: "+pass+"}}", 1)
+	if err := os.WriteFile(state, []byte(d), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startDaemon(t, filepath.Join(dir, "data"), state, 100*time.Millisecond)
+	waitFor(t, "version 1", func() bool { return r.d.Status().Version == 1 })
+	if f := r.d.Status().Failed; f != "" {
+		t.Fatalf("failed %q after a good apply", f)
+	}
+	if err := os.Rename(pass, pass+".away"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the failed resync in the status", func() bool { return strings.Contains(r.d.Status().Failed, "password_file") })
+	if err := os.Rename(pass+".away", pass); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the failure cleared by a resync", func() bool { return r.d.Status().Failed == "" })
 }
