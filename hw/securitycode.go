@@ -164,3 +164,18 @@ func EnsureSecurityCode(path string) (string, error) {
 	}
 	return code, nil
 }
+
+// SecurityCode returns the box's security code: the file of a real box's
+// profile, or the virtual box's DATA/security-code, made at its first
+// call. A nil box has none.
+func (b *Box) SecurityCode(dataDir string) (string, error) {
+	switch {
+	case b == nil:
+		return "", errors.New("no box hardware: no security code")
+	case b.Virtual != "":
+		return EnsureSecurityCode(filepath.Join(dataDir, SecurityCodeFile))
+	case b.Profile.SecurityCode == "":
+		return "", fmt.Errorf("model %s: no security code", b.Profile.Model)
+	}
+	return ReadSecurityCode(b.Profile.SecurityCode)
+}

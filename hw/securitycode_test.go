@@ -123,3 +123,40 @@ func FuzzCheckSecurityCode(f *testing.F) {
 		}
 	})
 }
+
+// TestBoxSecurityCode: a virtual box's code is made in the data
+// directory; a real box's is read from its profile's file; no box has
+// none.
+func TestBoxSecurityCode(t *testing.T) {
+	data := t.TempDir()
+	c, err := VirtualBox("mfsec").SecurityCode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := ReadSecurityCode(filepath.Join(data, SecurityCodeFile)); err != nil || again != c {
+		t.Errorf("DATA/%s = %q, %v; want %q", SecurityCodeFile, again, err, c)
+	}
+
+	root := t.TempDir()
+	for path, content := range map[string]string{ModelFile: "S200\n", boxSecurityCode: "ACEF-GHJK-MNPR-TWXY\n"} {
+		full := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, ok := Detect(root)
+	if !ok {
+		t.Fatal("not detected")
+	}
+	box := &Box{Profile: *p}
+	if c, err := box.SecurityCode(data); err != nil || c != "ACEF-GHJK-MNPR-TWXY" {
+		t.Errorf("real box: %q, %v", c, err)
+	}
+	var none *Box
+	if _, err := none.SecurityCode(data); err == nil {
+		t.Error("no box hardware, yet a code")
+	}
+}
