@@ -28,6 +28,12 @@
 // virtual:NAME is a box made of network namespaces (package hw), which the
 // daemon creates if missing and runs inside, as root.
 //
+// On box hardware it drives the front LED (runtime/led): setup, steady,
+// error, off when stopped; the virtual box's LED is the file DATA/led,
+// holding the pattern's name. It also makes sure of the security code of
+// the warranty card (the virtual box's, DATA/security-code, is made at its
+// first start).
+//
 // SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
 // the daemon cleanly (exit 0).
 package main
@@ -245,7 +251,13 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	defer servers.Stop()
 	ctl.ServeServers(servers.Status)
 
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m, Servers: servers}, app)
+	checkSecurityCode(box, o.dataDir, logger)
+	cfg := daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m, Servers: servers}
+	ledLoop, ledSource := frontLED(box, o.dataDir, m, logger)
+	if ledLoop != nil {
+		cfg.LED = ledLoop
+	}
+	d, err := daemon.New(cfg, app)
 	if err != nil {
 		return err
 	}
@@ -255,6 +267,10 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	d.Host(daemon.ComponentFunc{ComponentName: "dns", Serve: dns.Run})
 	if metricsComponent != nil {
 		d.Host(metricsComponent)
+	}
+	if ledLoop != nil {
+		ledSource.d = d
+		d.Host(ledLoop)
 	}
 
 	done := make(chan struct{})
