@@ -56,6 +56,8 @@ func TestSysfsShow(t *testing.T) {
 			map[string]string{"trigger": "none", "brightness": "0"}},
 		{"error by the kernel's timer", "[none] timer heartbeat", true, hw.PatternError, true,
 			map[string]string{"trigger": "timer", "delay_on": "125", "delay_off": "125"}},
+		{"error, the timer trigger already selected", "none [timer] heartbeat", true, hw.PatternError, true,
+			map[string]string{"trigger": "timer", "delay_on": "125", "delay_off": "125"}},
 		{"error without the timer trigger: blinked by the loop", "[none] heartbeat", false, hw.PatternError, false,
 			map[string]string{"trigger": "none"}},
 		{"setup is no regular blink: blinked by the loop", "[none] timer", true, hw.PatternSetup, false,
