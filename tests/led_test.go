@@ -115,3 +115,33 @@ func TestFrontLED(t *testing.T) {
 		t.Errorf("security code after a restart: %q, %v; want the first, %q", again, err, code)
 	}
 }
+
+// TestFrontLEDWithoutHardware: on a machine that is no box nothing is
+// driven: the status says "none", and no LED file nor security code is
+// made.
+func TestFrontLEDWithoutHardware(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	state := filepath.Join(dir, "state.yaml")
+	if err := os.WriteFile(state, []byte(ledDoc(reneHash, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDaemonProc(t, "--data", data, "-f", state, "--hardware", "none")
+	waitVersions(t, data, 1)
+	code, out, errOut := mfapply(t, "", "--data", data, "status", "--json")
+	var st struct {
+		LED   string `json:"led"`
+		Setup bool   `json:"setup"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("mfapply status --json: exit %d: %s%s", code, out, errOut)
+	}
+	if st.LED != string(hw.PatternNone) || st.Setup {
+		t.Errorf("status --json: led %q, setup %v; want none, false", st.LED, st.Setup)
+	}
+	for _, f := range []string{"led", hw.SecurityCodeFile} {
+		if _, err := os.Stat(filepath.Join(data, f)); !os.IsNotExist(err) {
+			t.Errorf("DATA/%s without box hardware: %v", f, err)
+		}
+	}
+}
