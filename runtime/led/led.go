@@ -125,7 +125,7 @@ func (l *Loop) Name() string { return "led" }
 
 // Run shows the daemon's state until ctx is done, then turns the LED off.
 // A LED that cannot be driven is logged, never a reason to stop: the box
-// serves mail without it.
+// serves mail without it; the loop tries again at each poll.
 func (l *Loop) Run(ctx context.Context) error {
 	poll := time.NewTicker(l.cfg.Poll)
 	defer poll.Stop()
@@ -139,12 +139,16 @@ func (l *Loop) Run(ctx context.Context) error {
 		cur   hw.Pattern
 		steps []hw.Step // the steps the loop blinks; nil when the driver shows cur
 		i     int
+		retry bool // the driver failed to show cur
 	)
 	for {
-		if p := PatternOf(l.cfg.Source.LEDState()); p != cur {
+		if p := PatternOf(l.cfg.Source.LEDState()); p != cur || retry {
+			changed := p != cur
 			cur, steps, i = p, nil, 0
 			step.Stop()
-			if !l.show(p) && len(p.Steps()) > 0 {
+			shown, err := l.show(p, changed)
+			retry = err != nil
+			if err == nil && !shown && len(p.Steps()) > 0 {
 				steps = p.Steps()
 				l.set(steps[0].On)
 				step.Reset(steps[0].For)
@@ -153,7 +157,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			step.Stop()
-			l.show(hw.PatternOff)
+			l.show(hw.PatternOff, true)
 			return nil
 		case <-poll.C:
 		case <-step.C:
@@ -167,17 +171,26 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 }
 
-// show asks the driver to show p and reports whether it does by itself.
-func (l *Loop) show(p hw.Pattern) bool {
+// show asks the driver to show p and reports whether it does by itself;
+// changed is false when it tries again after a failure, which it logs
+// once.
+func (l *Loop) show(p hw.Pattern, changed bool) (bool, error) {
 	l.showing.Store(&p)
-	l.cfg.Metrics.LEDPattern(string(p))
-	shown, err := l.cfg.Driver.Show(p)
-	if err != nil {
-		l.cfg.Logger.Warn("front LED: show pattern", "pattern", string(p), "err", err)
-		return true // nothing to blink on a LED that fails
+	if changed {
+		l.cfg.Metrics.LEDPattern(string(p))
 	}
-	l.cfg.Logger.Info("front LED", "pattern", string(p))
-	return shown
+	shown, err := l.cfg.Driver.Show(p)
+	switch {
+	case err != nil && changed:
+		l.cfg.Logger.Warn("front LED: show pattern; trying again", "pattern", string(p), "err", err)
+	case err != nil:
+		l.cfg.Logger.Debug("front LED: show pattern", "pattern", string(p), "err", err)
+	case changed:
+		l.cfg.Logger.Info("front LED", "pattern", string(p))
+	default:
+		l.cfg.Logger.Info("front LED: shown at last", "pattern", string(p))
+	}
+	return shown, err
 }
 
 func (l *Loop) set(on bool) {

@@ -2,8 +2,10 @@ package led
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,4 +253,42 @@ func (p *patterns) took() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.ps...)
+}
+
+// flaky is a LED whose first shows fail.
+type flaky struct {
+	mu    sync.Mutex
+	fails int
+	shown []hw.Pattern
+}
+
+func (f *flaky) Show(p hw.Pattern) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return false, errors.New("write brightness: device busy")
+	}
+	f.shown = append(f.shown, p)
+	return true, nil
+}
+
+func (f *flaky) Set(bool) error { return nil }
+
+// TestLoopTriesAgain: a pattern the LED failed to show is shown at a
+// later poll, without a change of state.
+func TestLoopTriesAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{fails: 2}
+		_, stop := runLoop(t, Config{Driver: f, Source: &source{s: State{Failed: true}}})
+		time.Sleep(3 * DefaultPoll)
+		synctest.Wait()
+		f.mu.Lock()
+		got := slices.Clone(f.shown)
+		f.mu.Unlock()
+		if !slices.Equal(got, []hw.Pattern{hw.PatternError}) {
+			t.Errorf("shown %v after two failures, want [error]", got)
+		}
+		stop()
+	})
 }
