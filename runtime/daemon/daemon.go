@@ -9,7 +9,14 @@
 // runs (debounced file-system events: a state file saved whole applies
 // after a short quiet time, see events.go), and when asked to reload
 // (SIGHUP).
-// mfapply apply and rollback add versions through the control socket. A
+// mfapply apply and rollback add versions through the control socket. An
+// apply made with a deadline (mfapply apply --confirm-within) that is not
+// confirmed in time is undone: the daemon applies again the version in
+// force before it, as a new version of origin "confirm-timeout"; the
+// deadline is kept in the store, so that a daemon that starts after it
+// rolls back at once, and one that starts before waits for the rest. A
+// rollback that fails stays pending and is tried again, after 5 s, then
+// twice as long each time, up to 5 minutes (confirm.go). A
 // timer re-applies the latest version to correct drift, and a reconciler
 // that asks to run again (an event it watches, a requeue) is re-applied
 // with the reconcilers that read its facts, not the whole box. An invalid
@@ -77,6 +84,10 @@ type Config struct {
 	// LED, if not nil, is the box's front LED, whose pattern the status
 	// shows; nil means none is driven (no box hardware).
 	LED LED
+	// ConfirmRetry is the delay before trying again a rollback of an
+	// unconfirmed apply that failed; it doubles at each failure, up to 5
+	// minutes. Zero is DefaultConfirmRetry.
+	ConfirmRetry time.Duration
 }
 
 // LED is the front LED as the status shows it; *led.Loop is one.
@@ -94,6 +105,11 @@ type Metrics interface {
 	// held before; Unheld: it holds none any more.
 	Held()
 	Unheld()
+	// ConfirmPending: whether an apply waits for its confirmation;
+	// ConfirmRollback: the daemon rolled back an apply not confirmed in
+	// time (ok), or tried to and failed.
+	ConfirmPending(pending bool)
+	ConfirmRollback(ok bool)
 }
 
 // noMetrics hears nothing: Config.Metrics nil.
@@ -102,6 +118,8 @@ type noMetrics struct{}
 func (noMetrics) DriftCorrected(string, int) {}
 func (noMetrics) Held()                      {}
 func (noMetrics) Unheld()                    {}
+func (noMetrics) ConfirmPending(bool)        {}
+func (noMetrics) ConfirmRollback(bool)       {}
 
 // Daemon keeps one data directory converged. Create it with New, add the
 // components it hosts with Host, then Run it.
@@ -116,8 +134,9 @@ type Daemon struct {
 	// seen is the hash of the state files as last read, applied or not,
 	// so that an event that changed nothing (a touch, a save without
 	// edits) applies nothing. Only Run's goroutine touches it.
-	seen   string
-	served served
+	seen    string
+	served  served
+	confirm *confirmKeeper
 
 	mu     sync.Mutex
 	status Status
@@ -165,6 +184,9 @@ type Status struct {
 	// LED is the front LED's pattern (hw.Pattern: setup, steady, error,
 	// off), or "none" when no LED is driven (no box hardware).
 	LED hw.Pattern `json:"led"`
+	// Confirm is the apply that waits for its confirmation, with its
+	// deadline (confirm.go); nil when none does.
+	Confirm *ConfirmStatus `json:"confirm,omitempty"`
 	// Updated is when the status last changed.
 	Updated time.Time `json:"updated"`
 }
@@ -200,13 +222,17 @@ func New(cfg Config, app *applier.Applier) (*Daemon, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}
+	if cfg.ConfirmRetry <= 0 {
+		cfg.ConfirmRetry = DefaultConfirmRetry
+	}
 	return &Daemon{
-		cfg:    cfg,
-		target: t,
-		app:    app,
-		log:    cfg.Logger,
-		reload: make(chan struct{}, 1),
-		status: Status{StatePath: t.path, Setup: true},
+		cfg:     cfg,
+		target:  t,
+		app:     app,
+		log:     cfg.Logger,
+		reload:  make(chan struct{}, 1),
+		status:  Status{StatePath: t.path, Setup: true},
+		confirm: newConfirmKeeper(),
 	}, nil
 }
 
@@ -259,6 +285,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	// Before the first apply, so that none is missed.
 	recorded := d.app.VersionRecorded()
+	// From here on the daemon rolls back what is not confirmed in time.
+	// A deadline that passed while it was stopped is due at once, before
+	// the latest version (the unconfirmed one) is applied again.
+	confirmChanged := d.app.KeepConfirmDeadlines()
+	defer d.confirm.timer.Stop()
+	d.checkConfirm(ctx)
 	d.start(ctx)
 	if ctx.Err() != nil {
 		return nil
@@ -325,6 +357,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// socket (mfapply apply, rollback).
 			v, st, err := d.versionRecorded(ctx)
 			d.convergeServers(ctx, v, st, err)
+		case <-confirmChanged:
+			d.checkConfirm(ctx)
+		case <-d.confirm.timer.C:
+			d.checkConfirm(ctx)
 		}
 	}
 }

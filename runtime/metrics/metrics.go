@@ -3,7 +3,8 @@
 //
 // The daemon creates a registry, New registers the metrics on it, and the
 // *Metrics is handed to what reports: the reconciler engine (Planned,
-// Applied), the daemon (DriftCorrected, Held, Unheld), the SMTP, IMAP and
+// Applied), the daemon (DriftCorrected, Held, Unheld, ConfirmPending,
+// ConfirmRollback), the SMTP, IMAP and
 // POP3 servers (Session, Refused, Reply, Delivery), the authenticator
 // (Login), the outbound queue (Enqueued, Recipients, QueueSize), the
 // outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused),
@@ -84,6 +85,11 @@
 //
 //	mailfountain_led_pattern{pattern}  gauge  1 for the pattern the LED shows, 0 for the others: pattern="setup" (not configured yet), "steady", "error" (a reconciler failed), "off"
 //
+// Commit-confirm (mfapply apply --confirm-within; runtime/daemon):
+//
+//	mailfountain_confirm_pending                  gauge    1 while an apply waits for its confirmation, else 0
+//	mailfountain_confirm_rollbacks_total{result}  counter  rollbacks of applies not confirmed in time: result="done" or "failed" (tried again later)
+//
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
 package metrics
@@ -160,6 +166,10 @@ type Metrics struct {
 
 	// The front LED's.
 	ledPattern *prometheus.GaugeVec
+
+	// Commit-confirm's.
+	confirmPending   prometheus.Gauge
+	confirmRollbacks *prometheus.CounterVec
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -277,6 +287,12 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			Name: "mailfountain_led_pattern",
 			Help: "1 for the pattern the front LED shows (setup, steady, error, off), 0 for the others.",
 		}, []string{"pattern"}),
+		confirmPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_confirm_pending",
+			Help: "1 while an apply waits for its confirmation (mfapply apply --confirm-within), else 0.",
+		}),
+		confirmRollbacks: counter("mailfountain_confirm_rollbacks_total",
+			"Rollbacks of applies not confirmed in time, by result: done, or failed (tried again later).", "result"),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
@@ -288,6 +304,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.dnsQueries, m.dnsRateLimited, m.dnsSwaps, m.dnsSwapDuration, m.dnsTransfers, m.dnsNotifies,
 		m.pppoeSessions, m.pppoeRestarts, m.pppoeUp,
 		m.ledPattern,
+		m.confirmPending, m.confirmRollbacks,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -596,6 +613,31 @@ func (m *Metrics) LEDPattern(pattern string) {
 		}
 		m.ledPattern.WithLabelValues(string(p)).Set(v)
 	}
+}
+
+// ConfirmPending records whether an apply waits for its confirmation.
+func (m *Metrics) ConfirmPending(pending bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if pending {
+		v = 1
+	}
+	m.confirmPending.Set(v)
+}
+
+// ConfirmRollback records a rollback of an apply not confirmed in time,
+// done or failed.
+func (m *Metrics) ConfirmRollback(ok bool) {
+	if m == nil {
+		return
+	}
+	result := "done"
+	if !ok {
+		result = "failed"
+	}
+	m.confirmRollbacks.WithLabelValues(result).Inc()
 }
 
 // Handler answers with the metrics of the registry, in the format the

@@ -174,6 +174,11 @@ func TestScrape(t *testing.T) {
 	m.PPPoESession()
 	m.LEDPattern(string(hw.PatternSetup))
 	m.LEDPattern(string(hw.PatternError))
+	m.ConfirmPending(true)
+	m.ConfirmRollback(false)
+	m.ConfirmRollback(true)
+	m.ConfirmPending(false)
+	m.ConfirmPending(true)
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -239,6 +244,9 @@ func TestScrape(t *testing.T) {
 		`mailfountain_led_pattern{pattern="steady"}`:                                 0,
 		`mailfountain_led_pattern{pattern="error"}`:                                  1,
 		`mailfountain_led_pattern{pattern="off"}`:                                    0,
+		`mailfountain_confirm_pending`:                                               1,
+		`mailfountain_confirm_rollbacks_total{result="done"}`:                        1,
+		`mailfountain_confirm_rollbacks_total{result="failed"}`:                      1,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -338,6 +346,8 @@ func TestNil(t *testing.T) {
 	m.PPPoERestart()
 	m.PPPoEUp(true)
 	m.LEDPattern(string(hw.PatternSteady))
+	m.ConfirmPending(true)
+	m.ConfirmRollback(true)
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says
