@@ -34,6 +34,11 @@
 // the warranty card (the virtual box's, DATA/security-code, is made at its
 // first start).
 //
+// An apply made with mfapply apply --confirm-within that mfapply confirm
+// does not confirm in time is undone: the daemon applies the previous
+// version again (origin "confirm-timeout"), at once on start if the
+// deadline passed while it was stopped (runtime/daemon).
+//
 // SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
 // the daemon cleanly (exit 0).
 package main

@@ -1,7 +1,9 @@
 // Package applier owns one data directory's applied state: it turns state
 // documents into plans, applies them through the reconciler engine one at
 // a time, and keeps every applied document as a numbered version that can
-// be listed, compared, rolled back to, exported and imported.
+// be listed, compared, rolled back to, exported and imported. An apply may
+// wait for its confirmation, and be undone without one (confirm.go); the
+// daemon keeps the deadlines.
 //
 // mfapply uses it directly when no daemon runs; mailfountaind uses it
 // behind its control socket, so there is one applier per data directory.

@@ -2,8 +2,8 @@
 // on a data directory, mfapply sends its requests to the daemon's applier
 // through DATA/control.sock instead of opening a second one, so there is
 // one applier per data directory. It also carries the daemon's status,
-// its servers and the outbound queue's administration (ServeQueue:
-// mfapply queue).
+// its servers, the outbound queue's administration (ServeQueue: mfapply
+// queue) and commit-confirm (apply under confirmation, mfapply confirm).
 //
 // The protocol is HTTP/JSON over the unix socket. The socket is created
 // 0600 and the server also checks each peer's SO_PEERCRED: only root and
