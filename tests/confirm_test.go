@@ -250,6 +250,64 @@ func TestConfirmKeepsAConfirmedApply(t *testing.T) {
 		`mailfountain_confirm_pending`:                        0,
 		`mailfountain_confirm_rollbacks_total{result="done"}`: 0,
 	})
+
+	// mfapply rollback waits for a confirmation the same way: not
+	// confirmed, version 2 comes back.
+	code, out, errOut = b.mfapply(t, "rollback", "1", "--yes", "--confirm-within", "2s")
+	if code != 0 || !strings.Contains(out, "waiting for confirmation: version 3") || !strings.Contains(out, "version 2 is applied again") {
+		t.Fatalf("mfapply rollback 1 --confirm-within 2s: exit %d\n%s%s", code, out, errOut)
+	}
+	if got := b.accounts(t); !slices.Equal(got, []string{"bob=Bob"}) {
+		t.Fatalf("accounts after the rollback to version 1: %q", got)
+	}
+	h := waitVersions(t, b.data, 4)
+	if h[2].Origin != "rollback" || h[3].Origin != "confirm-timeout" {
+		t.Fatalf("history: %+v", h)
+	}
+	if got := b.accounts(t); !slices.Equal(got, []string{"bob=Robert", "carol=carol"}) {
+		t.Fatalf("accounts once the rollback was undone: %q, want version 2's", got)
+	}
+}
+
+// TestConfirmWithoutTheDaemon: while the daemon is down, status shows
+// what waits, and mfapply confirm works on the data directory: the daemon
+// started after the deadline rolls nothing back.
+func TestConfirmWithoutTheDaemon(t *testing.T) {
+	t.Parallel()
+	b := startConfirmBox(t)
+	deadline := b.applyWithin(t, confirmDoc("Robert", "carol"), "3s")
+	if err := b.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := b.proc.waitExit(t, 10*time.Second); code != 0 {
+		t.Fatalf("mailfountaind exit code %d after SIGTERM", code)
+	}
+	code, out, errOut := b.mfapply(t, "status")
+	if code != 0 || !strings.Contains(out, "mailfountaind does not run") || !strings.Contains(out, "waiting for confirmation: version 2") ||
+		!strings.Contains(out, "no daemon runs to apply version 1 again") {
+		t.Fatalf("mfapply status without the daemon: exit %d\n%s%s", code, out, errOut)
+	}
+	if st := b.status(t); st.Running || st.Confirm == nil || st.Confirm.Version != 2 {
+		t.Fatalf("mfapply status --json without the daemon: %+v", st)
+	}
+	if code, out, errOut := b.mfapply(t, "confirm"); code != 0 || !strings.Contains(out, "confirmed: version 2 stays") {
+		t.Fatalf("mfapply confirm without the daemon: exit %d\n%s%s", code, out, errOut)
+	}
+	time.Sleep(time.Until(deadline) + 500*time.Millisecond)
+	b.start(t)
+	waitFor(t, "the daemon's status", func() error {
+		if st := b.status(t); !st.Running || st.Version != 2 {
+			return fmt.Errorf("%+v", st)
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	if h := waitVersions(t, b.data, 2); h[1].Origin != "mfapply" {
+		t.Fatalf("history: %+v", h)
+	}
+	if got := b.accounts(t); !slices.Equal(got, []string{"bob=Robert", "carol=carol"}) {
+		t.Fatalf("accounts: %q, want version 2's", got)
+	}
 }
 
 // TestConfirmSurvivesADaemonRestart: the daemon killed while version 2
@@ -328,7 +386,7 @@ func TestConfirmNeedsTheDaemon(t *testing.T) {
 			t.Errorf("mfapply %q without a daemon: exit %d\n%s%s", args, code, out, errOut)
 		}
 	}
-	for _, d := range []string{"500ms", "25h", "-1m", "soon"} {
+	for _, d := range []string{"0", "0s", "500ms", "25h", "-1m", "soon"} {
 		code, out, errOut := mfapply(t, "", "--data", data, "apply", "-f", v2, "--yes", "--confirm-within", d)
 		if code != 1 || !strings.Contains(errOut, "confirm-within") {
 			t.Errorf("--confirm-within %s: exit %d\n%s%s", d, code, out, errOut)

@@ -117,7 +117,7 @@ func (c *cli) apply(ctx context.Context, args []string) int {
 	case *path != "" && len(operands) > 0:
 		return c.usageError("apply", "give -f PATH or a saved plan FILE, not both")
 	}
-	if code := c.checkWithin("apply", *within); code >= 0 {
+	if code := c.checkWithin(fs, "apply", *within); code >= 0 {
 		return code
 	}
 	var srcs []schema.Source
@@ -167,7 +167,7 @@ func (c *cli) rollback(ctx context.Context, args []string) int {
 	if !ok {
 		return exitFail
 	}
-	if code := c.checkWithin("rollback", *within); code >= 0 {
+	if code := c.checkWithin(fs, "rollback", *within); code >= 0 {
 		return code
 	}
 	b, err := c.openFor(ctx, "rollback", true, *within)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"time"
 
@@ -10,12 +11,16 @@ import (
 	"mailfountain.dev/mailfountain/runtime/control"
 )
 
-// checkWithin checks --confirm-within; it returns a non-negative exit
-// status when the command must stop.
-func (c *cli) checkWithin(cmd string, within time.Duration) int {
-	if within == 0 {
+// checkWithin checks --confirm-within, if fs has it set; it returns a
+// non-negative exit status when the command must stop.
+func (c *cli) checkWithin(fs *flag.FlagSet, cmd string, within time.Duration) int {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "confirm-within" })
+	if !set {
 		return -1
 	}
+	// 0 too: a plain apply, when the person asked for a safety net, would
+	// be the wrong surprise.
 	if err := applier.CheckConfirmWithin(within); err != nil {
 		return c.usageError(cmd, "--confirm-within "+within.String()+": want from 1s to 24h, e.g. 2m")
 	}
