@@ -208,3 +208,26 @@ func TestDaemonRetriesAFailedRollback(t *testing.T) {
 	waitFor(t, "the status without the confirmation", func() bool { return r.d.Status().Confirm == nil })
 	inForce(t, r.app, doc("a.example", "bob"))
 }
+
+// TestDaemonEditConfirms: an edit of the state files applied while an
+// apply waits is a new version without a deadline: it confirms, as a
+// plain commit does, and nothing is rolled back.
+func TestDaemonEditConfirms(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	state := writeState(t, dir, doc("a.example", "bob"))
+	r := startDaemon(t, data, state, -1)
+	waitVersions(t, r, 1)
+	p := applyWithin(t, r.app, doc("a.example", "bob", "carol"), 2*time.Second)
+	waitFor(t, "the pending confirmation", func() bool { return r.d.Status().Confirm != nil })
+
+	saveByRename(t, state, doc("a.example", "bob", "dave"))
+	vs := waitVersions(t, r, 3)
+	if vs[2].Origin != Origin {
+		t.Fatalf("version 3: %+v", vs[2])
+	}
+	waitFor(t, "the confirmation gone from the status", func() bool { return r.d.Status().Confirm == nil })
+	time.Sleep(time.Until(p.Deadline) + 500*time.Millisecond)
+	waitVersions(t, r, 3)
+	inForce(t, r.app, doc("a.example", "bob", "dave"))
+}
