@@ -63,7 +63,7 @@ func TestPool(t *testing.T) {
 			{op: "bind", mac: 1, addr: "192.168.1.100", want: "192.168.1.100"},
 			{op: "later", d: time.Minute},
 			{op: "bind", mac: 2, addr: "192.168.1.101", want: "192.168.1.101"},
-			{op: "later", d: 2 * time.Hour}, // both expired, 1's first
+			{op: "later", d: 2 * time.Hour},              // both expired, 1's first
 			{op: "offer", mac: 3, want: "192.168.1.102"}, // never leased
 			{op: "bind", mac: 3, addr: "192.168.1.102", want: "192.168.1.102"},
 			{op: "offer", mac: 4, want: "192.168.1.100"},

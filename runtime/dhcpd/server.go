@@ -41,9 +41,9 @@ type Metrics interface {
 
 // Kinds of DHCPReply.
 const (
-	Offer   = "offer"
-	Ack     = "ack"
-	Nak     = "nak"
+	Offer     = "offer"
+	Ack       = "ack"
+	Nak       = "nak"
 	Released  = "released"
 	Declined  = "declined"
 	Exhausted = "exhausted"

@@ -23,7 +23,7 @@ type countMetrics struct {
 	active, free int
 }
 
-func (m *countMetrics) DHCPReply(kind string)        { m.replies[kind]++ }
+func (m *countMetrics) DHCPReply(kind string)       { m.replies[kind]++ }
 func (m *countMetrics) DHCPLeases(active, free int) { m.active, m.free = active, free }
 
 func newTestServer(t *testing.T, dir string, cfg *Config, c *clock) (*Server, *countMetrics) {
