@@ -25,6 +25,7 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/registry"
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
+	"mailfountain.dev/mailfountain/runtime/dhcpd"
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
@@ -115,6 +116,7 @@ type options struct {
 	extra    []reconcilers.Spec
 	zones    *dnszone.Live
 	box      *hw.Box
+	dhcp     *dhcpd.Live
 }
 
 // WithObserver has the engine tell obs of every plan and apply attempt.
@@ -133,6 +135,13 @@ func WithZones(zones *dnszone.Live) Option {
 // without it (or with nil) they touch nothing and report skipped.
 func WithBox(box *hw.Box) Option {
 	return func(o *options) { o.box = box }
+}
+
+// WithDHCP has the DHCP reconciler publish what the DHCP server serves
+// to live: the applied settings from Open on, then those of every
+// apply. Without it (mfapply without the daemon) they are only stored.
+func WithDHCP(live *dhcpd.Live) Option {
+	return func(o *options) { o.dhcp = live }
 }
 
 // WithReconcilers adds reconcilers after the registry's, where their
@@ -161,7 +170,7 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 		return nil, fmt.Errorf("open applier: %w", err)
 	}
 	settings := &mailconf.Live{}
-	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, Box: o.box, Logger: logger}
+	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, DHCP: o.dhcp, Box: o.box, Logger: logger}
 	engine, err := registry.Build(ctx, env, reconcilers.Config{Logger: logger, Observer: o.observer}, o.extra...)
 	if err != nil {
 		st.Close()
