@@ -175,7 +175,7 @@ func mutations() map[string]mutation {
 			r["address"] = netip.MustParseAddr(r["address"].(string)).Next().String()
 		}),
 		"network.dhcp.reservations[].name": reservation(func(r obj) { r["name"] = other(r["name"], "poste-1", "poste-2") }),
-		"network.forwards[].port": forward(func(f obj) { f["port"] = f["port"].(float64) + 1 }),
+		"network.forwards[].port":          forward(func(f obj) { f["port"] = f["port"].(float64) + 1 }),
 		"network.forwards[].protocol": forward(func(f obj) {
 			f["protocol"] = map[any]string{"tcp": "udp", "udp": "tcp", "all": "tcp"}[f["protocol"]]
 		}),
