@@ -38,7 +38,7 @@ func newTestServer(t *testing.T, dir string, cfg *Config, c *clock) (*Server, *c
 	return s, m
 }
 
-func hw(last byte) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, 0, 0, last} }
+func hwAddr(last byte) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, 0, 0, last} }
 
 func request(t *testing.T, kind dhcpv4.MessageType, m net.HardwareAddr, mods ...dhcpv4.Modifier) []byte {
 	t.Helper()
@@ -72,11 +72,11 @@ func wantReply(t *testing.T, resp *dhcpv4.DHCPv4, to *net.UDPAddr, kind dhcpv4.M
 
 func TestServerExchange(t *testing.T) {
 	c := &clock{now: t0}
-	cfg := testConfig("192.168.1.100", "192.168.1.150", Reservation{MAC: hw(9), Addr: netip.MustParseAddr("192.168.1.20"), Name: "imprimante"})
+	cfg := testConfig("192.168.1.100", "192.168.1.150", Reservation{MAC: hwAddr(9), Addr: netip.MustParseAddr("192.168.1.20"), Name: "imprimante"})
 	cfg.Domain = "ma-societe.fr"
 	s, m := newTestServer(t, t.TempDir(), cfg, c)
 
-	resp, to := s.handle(request(t, dhcpv4.MessageTypeDiscover, hw(1)))
+	resp, to := s.handle(request(t, dhcpv4.MessageTypeDiscover, hwAddr(1)))
 	wantReply(t, resp, to, dhcpv4.MessageTypeOffer, "192.168.1.100", "255.255.255.255:68")
 	for _, x := range []struct{ what, got, want string }{
 		{"server id", resp.ServerIdentifier().String(), "192.168.1.1"},
@@ -94,36 +94,36 @@ func TestServerExchange(t *testing.T) {
 	}
 
 	// SELECTING: the REQUEST names us and the address offered.
-	resp, to = s.handle(request(t, dhcpv4.MessageTypeRequest, hw(1), fromID, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 100)))))
+	resp, to = s.handle(request(t, dhcpv4.MessageTypeRequest, hwAddr(1), fromID, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 100)))))
 	wantReply(t, resp, to, dhcpv4.MessageTypeAck, "192.168.1.100", "255.255.255.255:68")
 	// Another device asking for it: NAK, broadcast.
-	resp, to = s.handle(request(t, dhcpv4.MessageTypeRequest, hw(2), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 100)))))
+	resp, to = s.handle(request(t, dhcpv4.MessageTypeRequest, hwAddr(2), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 100)))))
 	wantReply(t, resp, to, dhcpv4.MessageTypeNak, "", "255.255.255.255:68")
 	// An address of another network: NAK.
-	resp, to = s.handle(request(t, dhcpv4.MessageTypeRequest, hw(2), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 7)))))
+	resp, to = s.handle(request(t, dhcpv4.MessageTypeRequest, hwAddr(2), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 7)))))
 	wantReply(t, resp, to, dhcpv4.MessageTypeNak, "", "255.255.255.255:68")
 	// The client chose another server: silence.
-	if resp, _ := s.handle(request(t, dhcpv4.MessageTypeRequest, hw(3), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(192, 168, 1, 2))), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 101))))); resp != nil {
+	if resp, _ := s.handle(request(t, dhcpv4.MessageTypeRequest, hwAddr(3), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(192, 168, 1, 2))), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 101))))); resp != nil {
 		t.Errorf("answered a REQUEST to another server: %s", resp.Summary())
 	}
 	// RENEWING: ciaddr, unicast.
 	c.now = c.now.Add(40 * time.Minute)
-	resp, to = s.handle(request(t, dhcpv4.MessageTypeRequest, hw(1), dhcpv4.WithClientIP(net.IPv4(192, 168, 1, 100))))
+	resp, to = s.handle(request(t, dhcpv4.MessageTypeRequest, hwAddr(1), dhcpv4.WithClientIP(net.IPv4(192, 168, 1, 100))))
 	wantReply(t, resp, to, dhcpv4.MessageTypeAck, "192.168.1.100", "192.168.1.100:68")
 	// INFORM: the options, no address.
-	resp, to = s.handle(request(t, dhcpv4.MessageTypeInform, hw(5), dhcpv4.WithClientIP(net.IPv4(192, 168, 1, 30))))
+	resp, to = s.handle(request(t, dhcpv4.MessageTypeInform, hwAddr(5), dhcpv4.WithClientIP(net.IPv4(192, 168, 1, 30))))
 	wantReply(t, resp, to, dhcpv4.MessageTypeAck, "0.0.0.0", "192.168.1.30:68")
 	if resp.IPAddressLeaseTime(0) != 0 || ips(resp.DNS()) != "192.168.1.1" {
 		t.Errorf("ack to inform: %s", resp.Summary())
 	}
 	// A reservation, with its name.
-	resp, to = s.handle(request(t, dhcpv4.MessageTypeDiscover, hw(9)))
+	resp, to = s.handle(request(t, dhcpv4.MessageTypeDiscover, hwAddr(9)))
 	wantReply(t, resp, to, dhcpv4.MessageTypeOffer, "192.168.1.20", "255.255.255.255:68")
 	if resp.HostName() != "imprimante" {
 		t.Errorf("reservation's host name: %q", resp.HostName())
 	}
 	// RELEASE frees it.
-	s.handle(request(t, dhcpv4.MessageTypeRelease, hw(1), fromID, dhcpv4.WithClientIP(net.IPv4(192, 168, 1, 100))))
+	s.handle(request(t, dhcpv4.MessageTypeRelease, hwAddr(1), fromID, dhcpv4.WithClientIP(net.IPv4(192, 168, 1, 100))))
 	if l := s.Leases(); len(l) != 1 || l[0].Active(c.now) {
 		t.Errorf("leases after release: %+v", l)
 	}
@@ -151,16 +151,16 @@ func TestServerRestart(t *testing.T) {
 	c := &clock{now: t0}
 	cfg := testConfig("192.168.1.100", "192.168.1.150")
 	s, _ := newTestServer(t, dir, cfg, c)
-	resp, _ := s.handle(request(t, dhcpv4.MessageTypeRequest, hw(1), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 120)))))
+	resp, _ := s.handle(request(t, dhcpv4.MessageTypeRequest, hwAddr(1), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 120)))))
 	if resp == nil || resp.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("first request: %v", resp)
 	}
 	s2, _ := newTestServer(t, dir, cfg, c)
-	resp, _ = s2.handle(request(t, dhcpv4.MessageTypeDiscover, hw(1)))
+	resp, _ = s2.handle(request(t, dhcpv4.MessageTypeDiscover, hwAddr(1)))
 	if resp == nil || resp.YourIPAddr.String() != "192.168.1.120" {
 		t.Fatalf("after a restart the client is offered %v", resp)
 	}
-	resp, _ = s2.handle(request(t, dhcpv4.MessageTypeRequest, hw(2), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 120)))))
+	resp, _ = s2.handle(request(t, dhcpv4.MessageTypeRequest, hwAddr(2), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 168, 1, 120)))))
 	if resp == nil || resp.MessageType() != dhcpv4.MessageTypeNak {
 		t.Fatalf("after a restart another client gets the lease: %v", resp)
 	}
@@ -181,17 +181,17 @@ func TestServerSilent(t *testing.T) {
 	off := testConfig("192.168.1.100", "192.168.1.150")
 	off.Enabled = false
 	s, _ := newTestServer(t, t.TempDir(), off, c)
-	if resp, _ := s.handle(request(t, dhcpv4.MessageTypeDiscover, hw(1))); resp != nil {
+	if resp, _ := s.handle(request(t, dhcpv4.MessageTypeDiscover, hwAddr(1))); resp != nil {
 		t.Errorf("disabled server answered: %s", resp.Summary())
 	}
 	s, m := newTestServer(t, t.TempDir(), testConfig("192.168.1.100", "192.168.1.150"), c)
-	relayed := request(t, dhcpv4.MessageTypeDiscover, hw(1), dhcpv4.WithGatewayIP(net.IPv4(10, 0, 0, 1)))
-	reply := request(t, dhcpv4.MessageTypeDiscover, hw(1))
+	relayed := request(t, dhcpv4.MessageTypeDiscover, hwAddr(1), dhcpv4.WithGatewayIP(net.IPv4(10, 0, 0, 1)))
+	reply := request(t, dhcpv4.MessageTypeDiscover, hwAddr(1))
 	reply[0] = byte(dhcpv4.OpcodeBootReply)
 	multicast := request(t, dhcpv4.MessageTypeDiscover, net.HardwareAddr{1, 0, 0x5e, 0, 0, 1})
 	for name, pkt := range map[string][]byte{
 		"empty": nil, "short": reply[:100], "reply": reply, "relayed": relayed, "multicast mac": multicast,
-		"no type": func() []byte { p, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw(1))); return p.ToBytes() }(),
+		"no type": func() []byte { p, _ := dhcpv4.New(dhcpv4.WithHwAddr(hwAddr(1))); return p.ToBytes() }(),
 	} {
 		if resp, _ := s.handle(pkt); resp != nil {
 			t.Errorf("%s: answered %s", name, resp.Summary())
@@ -200,7 +200,7 @@ func TestServerSilent(t *testing.T) {
 	// A flood from one MAC: answered up to the limit.
 	n := 0
 	for range 1000 {
-		if resp, _ := s.handle(request(t, dhcpv4.MessageTypeDiscover, hw(7))); resp != nil {
+		if resp, _ := s.handle(request(t, dhcpv4.MessageTypeDiscover, hwAddr(7))); resp != nil {
 			n++
 		}
 	}
