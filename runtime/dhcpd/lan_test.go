@@ -278,4 +278,3 @@ func TestDisabled(t *testing.T) {
 		t.Fatalf("a disabled server handed out %+v", l)
 	}
 }
-
