@@ -57,6 +57,11 @@ type Endpoint struct {
 	// Network is "tcp" (also when empty) or "udp": a datagram endpoint,
 	// served by a PacketInstance.
 	Network string
+	// Device binds a datagram endpoint to one interface
+	// (SO_BINDTODEVICE), over IPv4: the DHCP server hears and answers
+	// only the LAN, with broadcasts to clients that have no address yet
+	// (Go's datagram sockets may broadcast).
+	Device string
 }
 
 // isPacket says whether ep is a datagram endpoint.
