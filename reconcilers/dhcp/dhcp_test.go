@@ -8,15 +8,53 @@ import (
 	"testing"
 
 	"mailfountain.dev/mailfountain/reconcilers"
-	"mailfountain.dev/mailfountain/reconcilers/network"
+	"mailfountain.dev/mailfountain/reconcilers/facts"
 	"mailfountain.dev/mailfountain/runtime/dhcpd"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/schema"
 	"mailfountain.dev/mailfountain/schema/schematest"
 )
 
-// engine runs the DHCP reconciler after the network reconciler, which
-// publishes the LAN address, over a store of its own.
+// lanPublisher publishes the LAN address as the network reconciler does:
+// network.lan.address/24 in router mode, invalid in server mode.
+type lanPublisher struct{ cur netip.Prefix }
+
+type lanLive netip.Prefix
+
+func (l lanLive) Fingerprint() string { return netip.Prefix(l).String() }
+
+func (p *lanPublisher) Name() string   { return "network" }
+func (p *lanPublisher) Owns() []string { return nil }
+func (p *lanPublisher) Publishes() []reconcilers.FactKey {
+	return []reconcilers.FactKey{facts.LANAddress}
+}
+func (p *lanPublisher) Observe(context.Context) (reconcilers.Live, error) { return lanLive(p.cur), nil }
+func (p *lanPublisher) Plan(_ context.Context, l reconcilers.Live, st *schema.State) ([]reconcilers.Change, error) {
+	var want netip.Prefix
+	if a, err := netip.ParseAddr(st.Network.LAN.Address); err == nil && st.Network.Mode == "router" {
+		want = netip.PrefixFrom(a, 24)
+	}
+	if want == netip.Prefix(l.(lanLive)) {
+		return nil, nil
+	}
+	return []reconcilers.Change{{Op: reconcilers.Update, Resource: "lan", Payload: want}}, nil
+}
+func (p *lanPublisher) Apply(_ context.Context, cs []reconcilers.Change) error {
+	p.cur = cs[0].Payload.(netip.Prefix)
+	return nil
+}
+func (p *lanPublisher) Facts(l reconcilers.Live, planned []reconcilers.Change) reconcilers.Facts {
+	var fs reconcilers.Facts
+	v := netip.Prefix(l.(lanLive))
+	for _, c := range planned {
+		v = c.Payload.(netip.Prefix)
+	}
+	reconcilers.Publish(&fs, facts.LANAddress, v)
+	return fs
+}
+
+// engine runs the DHCP reconciler after a publisher of the LAN address,
+// over a store of its own.
 func engine(t *testing.T, o Options) (*reconcilers.Engine, *store.Store) {
 	t.Helper()
 	st, err := store.Open(context.Background(), t.TempDir())
@@ -24,13 +62,9 @@ func engine(t *testing.T, o Options) (*reconcilers.Engine, *store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	host := network.Host{
-		RouteAddress: func(context.Context) (netip.Addr, error) { return netip.MustParseAddr("192.0.2.2"), nil },
-		Resolvers:    func() ([]netip.Addr, error) { return nil, nil },
-	}
 	o.Store = st
 	e, err := reconcilers.Build(reconcilers.Config{},
-		reconcilers.Spec{Reconciler: network.New(st, host, nil)},
+		reconcilers.Spec{Reconciler: &lanPublisher{}},
 		reconcilers.Spec{Reconciler: New(o)})
 	if err != nil {
 		t.Fatal(err)
