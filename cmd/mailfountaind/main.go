@@ -62,6 +62,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
+	"mailfountain.dev/mailfountain/runtime/dhcpd"
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/supervisor"
 )
@@ -219,7 +220,8 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	defer closeMetrics()
 
 	zones := &dnszone.Live{}
-	opts := []applier.Option{applier.WithZones(zones), applier.WithBox(box)}
+	dhcpConf := &dhcpd.Live{}
+	opts := []applier.Option{applier.WithZones(zones), applier.WithDHCP(dhcpConf), applier.WithBox(box)}
 	if m != nil {
 		opts = append(opts, applier.WithObserver(m))
 	}
@@ -249,7 +251,13 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	// The zones the DNS reconciler publishes: those on disk from the
 	// start, then each apply's.
 	dns := newDNSServer(zones, m, logger)
-	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(deps, dns, &o.listen)...)
+	// The settings the DHCP reconciler publishes: the applied ones from
+	// the start, then each apply's; the leases on disk from the start.
+	dhcp, err := newDHCPServer(dhcpConf, o.dataDir, box, m, logger)
+	if err != nil {
+		return err
+	}
+	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(deps, dns, dhcp, &o.listen)...)
 	if err != nil {
 		return err
 	}
@@ -270,6 +278,7 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
 	d.Host(daemon.ComponentFunc{ComponentName: "queue", Serve: out.queue.Run})
 	d.Host(daemon.ComponentFunc{ComponentName: "dns", Serve: dns.Run})
+	d.Host(daemon.ComponentFunc{ComponentName: "dhcp", Serve: dhcp.Run})
 	if metricsComponent != nil {
 		d.Host(metricsComponent)
 	}

@@ -100,9 +100,8 @@ func mailWanted(st *schema.State) bool { return len(st.Domains) > 0 }
 
 // serverKinds is the registry of the servers the box runs, each with the
 // rule that says when the applied document wants it. A server to come is
-// one more entry: the DHCP server, in router mode with
-// network.dhcp.enabled.
-func serverKinds(deps *mailDeps, dns *dnsServer, l *listeners) []supervisor.Kind {
+// one more entry.
+func serverKinds(deps *mailDeps, dns *dnsServer, dhcp *dhcpServer, l *listeners) []supervisor.Kind {
 	mail := func(eps ...supervisor.Endpoint) func(*schema.State) (supervisor.Spec, string) {
 		return func(st *schema.State) (supervisor.Spec, string) {
 			if !mailWanted(st) {
@@ -132,6 +131,7 @@ func serverKinds(deps *mailDeps, dns *dnsServer, l *listeners) []supervisor.Kind
 			Build: deps.imap,
 		},
 		dns.kind(l.dns),
+		dhcp.kind(),
 	}
 }
 

@@ -11,7 +11,9 @@
 // the DNS server (DNSQuery, DNSRateLimited, DNSZoneSwap, DNSTransfer,
 // DNSNotify) and its forwarding resolver (ForwardCache, ForwardExchange,
 // ForwardDiscarded), the PPPoE WAN link (PPPoESession, PPPoERestart,
-// PPPoEUp), the front LED's loop (LEDPattern).
+// PPPoEUp), the front LED's loop (LEDPattern), commit-confirm
+// (ConfirmPending, ConfirmRollback) and the DHCP server (DHCPReply,
+// DHCPLeases).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
@@ -89,6 +91,12 @@
 //
 //	mailfountain_confirm_pending                  gauge    1 while an apply waits for its confirmation, else 0
 //	mailfountain_confirm_rollbacks_total{result}  counter  rollbacks of applies not confirmed in time: result="done" or "failed" (tried again later)
+//
+// The DHCP server (runtime/dhcpd):
+//
+//	mailfountain_dhcp_replies_total{kind}  counter  requests by the reply sent: kind="offer", "ack", "nak"; or none: "released", "declined", "exhausted" (no address left to offer), "dropped" (malformed, not for this server, over a limit)
+//	mailfountain_dhcp_leases_active        gauge    leases held by a device
+//	mailfountain_dhcp_pool_free            gauge    addresses of the range no active lease holds (reservations apart)
 //
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
@@ -170,6 +178,10 @@ type Metrics struct {
 	// Commit-confirm's.
 	confirmPending   prometheus.Gauge
 	confirmRollbacks *prometheus.CounterVec
+
+	// The DHCP server's.
+	dhcpReplies          *prometheus.CounterVec
+	dhcpActive, dhcpFree prometheus.Gauge
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -293,6 +305,16 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		}),
 		confirmRollbacks: counter("mailfountain_confirm_rollbacks_total",
 			"Rollbacks of applies not confirmed in time, by result: done, or failed (tried again later).", "result"),
+		dhcpReplies: counter("mailfountain_dhcp_replies_total",
+			"DHCP requests by what the server answered: offer, ack, nak; or none: released, declined, exhausted (no address left), dropped.", "kind"),
+		dhcpActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_dhcp_leases_active",
+			Help: "Leases the DHCP server holds for a device.",
+		}),
+		dhcpFree: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_dhcp_pool_free",
+			Help: "Addresses of the DHCP range that no active lease holds (reservations apart).",
+		}),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
@@ -305,6 +327,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.pppoeSessions, m.pppoeRestarts, m.pppoeUp,
 		m.ledPattern,
 		m.confirmPending, m.confirmRollbacks,
+		m.dhcpReplies, m.dhcpActive, m.dhcpFree,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -638,6 +661,25 @@ func (m *Metrics) ConfirmRollback(ok bool) {
 		result = "failed"
 	}
 	m.confirmRollbacks.WithLabelValues(result).Inc()
+}
+
+// DHCPReply records a reply of the DHCP server (offer, ack, nak) or a
+// request it answered with none (released, declined, exhausted,
+// dropped).
+func (m *Metrics) DHCPReply(kind string) {
+	if m == nil {
+		return
+	}
+	m.dhcpReplies.WithLabelValues(kind).Inc()
+}
+
+// DHCPLeases records the DHCP server's leases active and addresses free.
+func (m *Metrics) DHCPLeases(active, free int) {
+	if m == nil {
+		return
+	}
+	m.dhcpActive.Set(float64(active))
+	m.dhcpFree.Set(float64(free))
 }
 
 // Handler answers with the metrics of the registry, in the format the

@@ -16,6 +16,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/daemon"
+	"mailfountain.dev/mailfountain/runtime/dhcpd"
 	"mailfountain.dev/mailfountain/runtime/dnsd"
 	"mailfountain.dev/mailfountain/runtime/dnsd/forward"
 	"mailfountain.dev/mailfountain/runtime/imapd"
@@ -49,6 +50,7 @@ var (
 	_ dnsd.Metrics    = (*metrics.Metrics)(nil)
 	_ pppoe.Metrics   = (*metrics.Metrics)(nil)
 	_ led.Metrics     = (*metrics.Metrics)(nil)
+	_ dhcpd.Metrics   = (*metrics.Metrics)(nil)
 )
 
 // scrape GETs url and returns every sample by series: the metric's name
@@ -179,6 +181,11 @@ func TestScrape(t *testing.T) {
 	m.ConfirmRollback(true)
 	m.ConfirmPending(false)
 	m.ConfirmPending(true)
+	m.DHCPReply(dhcpd.Offer)
+	m.DHCPReply(dhcpd.Ack)
+	m.DHCPReply(dhcpd.Ack)
+	m.DHCPReply(dhcpd.Dropped)
+	m.DHCPLeases(3, 148)
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -247,6 +254,11 @@ func TestScrape(t *testing.T) {
 		`mailfountain_confirm_pending`:                                               1,
 		`mailfountain_confirm_rollbacks_total{result="done"}`:                        1,
 		`mailfountain_confirm_rollbacks_total{result="failed"}`:                      1,
+		`mailfountain_dhcp_replies_total{kind="offer"}`:                              1,
+		`mailfountain_dhcp_replies_total{kind="ack"}`:                                2,
+		`mailfountain_dhcp_replies_total{kind="dropped"}`:                            1,
+		`mailfountain_dhcp_leases_active`:                                            3,
+		`mailfountain_dhcp_pool_free`:                                                148,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -348,6 +360,8 @@ func TestNil(t *testing.T) {
 	m.LEDPattern(string(hw.PatternSteady))
 	m.ConfirmPending(true)
 	m.ConfirmRollback(true)
+	m.DHCPReply(dhcpd.Nak)
+	m.DHCPLeases(1, 1)
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says
