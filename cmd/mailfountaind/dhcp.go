@@ -60,17 +60,17 @@ func newDHCPServer(live *dhcpd.Live, dataDir string, box *hw.Box, m *metrics.Met
 // component.
 func (d *dhcpServer) Run(ctx context.Context) error { return d.srv.Run(ctx) }
 
-func (d *dhcpServer) kind() supervisor.Kind {
+func (d *dhcpServer) kind(l listener) supervisor.Kind {
 	return supervisor.Kind{
 		Name: "dhcp",
 		Want: func(st *schema.State) (supervisor.Spec, string) {
 			if off := dhcpWanted(d.box, st); off != "" {
 				return supervisor.Spec{}, off
 			}
-			// Port 67 of the LAN bridge of the namespace the daemon runs
-			// in (a virtual box's, or the box's own).
+			// Port 67 (--dhcp) of the LAN bridge of the namespace the
+			// daemon runs in (a virtual box's, or the box's own).
 			return supervisor.Spec{Endpoints: []supervisor.Endpoint{
-				{Name: "dhcp", Addr: ":67", Network: "udp", Device: hw.LANBridge},
+				{Name: l.flag, Addr: l.def, Network: "udp", Device: hw.LANBridge},
 			}}, ""
 		},
 		Build: func(context.Context, supervisor.Spec) (supervisor.Instance, error) { return dhcpInstance{d.srv}, nil },

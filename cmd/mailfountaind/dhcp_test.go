@@ -30,7 +30,7 @@ func TestDHCPWanted(t *testing.T) {
 		{"no hardware", nil, router(true), noDHCPHardware},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			spec, off := (&dhcpServer{box: tc.box}).kind().Want(tc.st)
+			spec, off := (&dhcpServer{box: tc.box}).kind(listener{flag: "dhcp", def: ":67"}).Want(tc.st)
 			if off != tc.off {
 				t.Fatalf("off %q, want %q", off, tc.off)
 			}

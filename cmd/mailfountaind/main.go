@@ -5,12 +5,15 @@
 //	mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL]
 //	              [--smtp ADDR] [--submission ADDR] [--submissions ADDR]
 //	              [--pop3 ADDR] [--pop3s ADDR] [--imap ADDR] [--imaps ADDR]
+//	              [--dns ADDR] [--dhcp ADDR]
 //	              [--metrics ADDR] [--resolver ADDR] [--remote-port N]
 //	              [--hardware auto|none|virtual[:NAME]]
 //
 // It serves SMTP (MX, port 25), submission (587 with STARTTLS, 465 over
 // TLS), POP3 (110, 995) and IMAP (143, 993) once the applied document has
-// a domain, and stops them when it has none; each listen address is a
+// a domain, and stops them when it has none; on a box in router mode, the
+// DHCP server of the LAN (port 67 of the LAN bridge, --dhcp) while
+// network.dhcp.enabled, its leases in DATA/dhcp. Each listen address is a
 // flag, "off" to not serve it. An address that cannot be bound is logged
 // and shown in the status, and tried again at the next apply or resync.
 // --metrics ADDR serves Prometheus metrics over HTTP at /metrics

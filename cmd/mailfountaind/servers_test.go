@@ -56,7 +56,7 @@ func TestMailServersWanted(t *testing.T) {
 		}
 	}
 	o := l.overrides()
-	if o["smtp"] != "127.0.0.1:2525" || o["imaps"] != "off" || o["pop3"] != ":110" || len(o) != 9 {
+	if o["smtp"] != "127.0.0.1:2525" || o["imaps"] != "off" || o["pop3"] != ":110" || o["dhcp"] != ":67" || len(o) != 10 {
 		t.Errorf("overrides %v", o)
 	}
 }
