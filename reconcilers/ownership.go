@@ -60,7 +60,7 @@ type Unowned struct {
 
 // NotApplied lists the fields that no reconciler applies yet. A document
 // may set them and they are validated, but changing them changes nothing
-// on the box: plan and apply say so ("not applied: network.dhcp.start — no
+// on the box: plan and apply say so ("not applied: system.timezone — no
 // reconciler yet"), and status lists those of the applied document. When
 // a section's reconciler arrives, its fields move from here to its Owns.
 func NotApplied() []Unowned {
