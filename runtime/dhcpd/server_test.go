@@ -1,6 +1,7 @@
 package dhcpd
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -209,5 +210,36 @@ func TestServerSilent(t *testing.T) {
 	}
 	if m.replies[Dropped] < 1000-perMAC {
 		t.Errorf("dropped: %d", m.replies[Dropped])
+	}
+}
+
+// TestServerFloodOfMACs: a client asking for the whole range (and more)
+// with random MACs gets at most the range, past the total limit nothing,
+// and the server's memory and leases file stay bounded.
+func TestServerFloodOfMACs(t *testing.T) {
+	c := &clock{now: t0}
+	dir := t.TempDir()
+	s, m := newTestServer(t, dir, testConfig("192.168.1.100", "192.168.1.149"), c)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 5000 {
+		mac := net.HardwareAddr{2, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(i >> 8), byte(i)}
+		a := net.IPv4(192, 168, 1, byte(rng.IntN(256)))
+		s.handle(request(t, dhcpv4.MessageTypeRequest, mac, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(a))))
+		if i%1000 == 999 {
+			c.now = c.now.Add(limitWindow)
+		}
+	}
+	if n := len(s.Leases()); n > 50 {
+		t.Errorf("%d leases for a range of 50", n)
+	}
+	if m.replies[Ack] > 50 || m.active > 50 || m.free != 50-m.active {
+		t.Errorf("acks %d, gauges %d active %d free", m.replies[Ack], m.active, m.free)
+	}
+	if got := m.replies[Dropped]; got != 5*(1000-perWindow) {
+		t.Errorf("dropped %d, want %d over the total limit", got, 5*(1000-perWindow))
+	}
+	fi, err := os.Stat(filepath.Join(dir, LeaseFile))
+	if err != nil || fi.Size() > 50*200 {
+		t.Errorf("leases file: %v %v", fi, err)
 	}
 }
