@@ -137,7 +137,8 @@ func (s *Server) save() error {
 	if err := os.MkdirAll(s.o.Dir, 0o755); err != nil {
 		return err
 	}
-	if err := safeio.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+	// The devices' MACs and names: the box's business only.
+	if err := safeio.WriteFile(path, append(data, '\n'), 0o600); err != nil {
 		return err
 	}
 	return safeio.SyncDir(s.o.Dir)
@@ -308,6 +309,9 @@ func (s *Server) answer(cfg *Config, req *dhcpv4.DHCPv4, mac string, now time.Ti
 			a = ciaddr
 		default:
 			return nil, nil, ""
+		}
+		if !a.IsValid() {
+			return nil, nil, "" // SELECTING without the address chosen: malformed
 		}
 		if !cfg.Server.Contains(a) {
 			// An address of another network (the client moved): NAK so
