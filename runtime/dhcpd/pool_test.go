@@ -60,15 +60,15 @@ func TestPool(t *testing.T) {
 			{op: "offer", mac: 2, addr: "192.168.1.107", want: "192.168.1.100"},
 		}},
 		{"expired leases are reused last, the oldest first", testConfig("192.168.1.100", "192.168.1.102"), []step{
-			{op: "bind", mac: 1, addr: "192.168.1.100", want: "192.168.1.100"},
+			{op: "bind", mac: 1, addr: "192.168.1.101", want: "192.168.1.101"},
 			{op: "later", d: time.Minute},
-			{op: "bind", mac: 2, addr: "192.168.1.101", want: "192.168.1.101"},
+			{op: "bind", mac: 2, addr: "192.168.1.100", want: "192.168.1.100"},
 			{op: "later", d: 2 * time.Hour},              // both expired, 1's first
 			{op: "offer", mac: 3, want: "192.168.1.102"}, // never leased
 			{op: "bind", mac: 3, addr: "192.168.1.102", want: "192.168.1.102"},
-			{op: "offer", mac: 4, want: "192.168.1.100"},
-			{op: "bind", mac: 4, addr: "192.168.1.100", want: "192.168.1.100"},
-			{op: "offer", mac: 1, want: "192.168.1.101"}, // its own went to 4
+			{op: "offer", mac: 4, want: "192.168.1.101"}, // 1's, expired the longest ago
+			{op: "bind", mac: 4, addr: "192.168.1.101", want: "192.168.1.101"},
+			{op: "offer", mac: 1, want: "192.168.1.100"}, // its own went to 4
 		}},
 		{"exhausted: no offer", testConfig("192.168.1.100", "192.168.1.101"), []step{
 			{op: "bind", mac: 1, addr: "192.168.1.100", want: "192.168.1.100"},
