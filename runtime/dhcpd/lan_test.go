@@ -68,6 +68,7 @@ func macOf(t *testing.T, port string) net.HardwareAddr {
 // serving is a server answering on the LAN bridge.
 type serving struct {
 	s    *Server
+	m    *countMetrics
 	stop func()
 }
 
@@ -77,7 +78,8 @@ func serve(t *testing.T, cfg *Config, dir string) *serving {
 	t.Helper()
 	live := &Live{}
 	live.Publish(cfg)
-	s, err := New(Options{Config: live, Dir: dir, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	m := &countMetrics{replies: map[string]int{}}
+	s, err := New(Options{Config: live, Dir: dir, Metrics: m, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func serve(t *testing.T, cfg *Config, dir string) *serving {
 		})
 	}
 	t.Cleanup(stop)
-	return &serving{s: s, stop: stop}
+	return &serving{s: s, m: m, stop: stop}
 }
 
 type testWriter struct{ t *testing.T }
@@ -153,8 +155,16 @@ func udhcpc(t *testing.T, port string) (lease, bool) {
 // until the lease is bound (or 20 s) and is then killed.
 func dhclient(t *testing.T, port string) (lease, bool) {
 	t.Helper()
-	dir := t.TempDir()
+	return dhclientIn(t, port, t.TempDir())
+}
+
+// dhclientIn is dhclient with its files in dir: a lease file left by an
+// earlier run makes it ask for that lease's address first (INIT-REBOOT,
+// a REQUEST without a DISCOVER).
+func dhclientIn(t *testing.T, port, dir string) (lease, bool) {
+	t.Helper()
 	out := filepath.Join(dir, "out")
+	os.Remove(out)
 	script := filepath.Join(dir, "script")
 	writeScript(t, script, `case "$reason" in BOUND|REBOOT) echo "$new_ip_address|$new_subnet_mask|$new_routers|$new_domain_name_servers|$new_domain_name|$new_host_name" > `+out+`;; esac`)
 	conf := filepath.Join(dir, "dhclient.conf")
@@ -253,6 +263,34 @@ func TestRestartKeepsLeases(t *testing.T) {
 	again, ok := dhclient(t, "lan1")
 	if !ok || again.ip != first.ip {
 		t.Fatalf("after the restart, the first device got %+v (%v), want %s", again, ok, first.ip)
+	}
+}
+
+// TestInitReboot: dhclient, started again with its lease file, asks for
+// its address with a REQUEST alone; after a restart of the server too,
+// it gets it.
+func TestInitReboot(t *testing.T) {
+	lan(t)
+	dir := t.TempDir()
+	srv := serve(t, lanConfig(), dir)
+	client := t.TempDir()
+	first, ok := dhclientIn(t, "lan1", client)
+	if !ok {
+		t.Fatal("no lease")
+	}
+	srv.stop()
+	srv = serve(t, lanConfig(), dir)
+	// Another device first: the address stays the first one's.
+	if other, ok := udhcpc(t, "lan2"); !ok || other.ip == first.ip {
+		t.Fatalf("the other device got %+v (%v)", other, ok)
+	}
+	again, ok := dhclientIn(t, "lan1", client)
+	if !ok || again.ip != first.ip {
+		t.Fatalf("INIT-REBOOT got %+v (%v), want %s", again, ok, first.ip)
+	}
+	// It did not DISCOVER: one offer (to the other device), two ACKs.
+	if o, a := srv.m.count(Offer), srv.m.count(Ack); o != 1 || a != 2 {
+		t.Errorf("the restarted server sent %d offers and %d acks, want 1 and 2", o, a)
 	}
 }
 

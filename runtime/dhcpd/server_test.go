@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,12 +21,30 @@ func (c *clock) Now() time.Time { return c.now }
 
 // countMetrics counts the calls.
 type countMetrics struct {
+	mu           sync.Mutex
 	replies      map[string]int
 	active, free int
 }
 
-func (m *countMetrics) DHCPReply(kind string)       { m.replies[kind]++ }
-func (m *countMetrics) DHCPLeases(active, free int) { m.active, m.free = active, free }
+func (m *countMetrics) DHCPReply(kind string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.replies[kind]++
+}
+
+func (m *countMetrics) DHCPLeases(active, free int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.active, m.free = active, free
+}
+
+// count is the number of replies of kind, for a test whose server runs
+// in another goroutine.
+func (m *countMetrics) count(kind string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.replies[kind]
+}
 
 func newTestServer(t *testing.T, dir string, cfg *Config, c *clock) (*Server, *countMetrics) {
 	t.Helper()
