@@ -103,7 +103,12 @@ func Start(sel Selection) (*Box, error) {
 			return nil, err
 		}
 		return VirtualBox(sel.Name), nil
-	case SelectNone, SelectAuto:
+	case SelectAuto:
+		if p, ok := Detect("/"); ok {
+			return &Box{Profile: *p}, nil
+		}
+		return nil, nil
+	case SelectNone:
 		return nil, nil
 	}
 	return nil, fmt.Errorf("hardware %q: not a selection", sel.Kind)

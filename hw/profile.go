@@ -8,7 +8,15 @@
 // so that the network, firewall and DHCP reconcilers run for real on any
 // Linux machine as root without touching the host's network. On a machine
 // that is neither a box nor a virtual box there is no Box, and those
-// reconcilers touch nothing.
+// reconcilers touch nothing. A real box is recognised by the file its
+// system image installs, /etc/mailfountain/model (Detect).
+//
+// It also says what the front LED shows (Pattern: setup, steady, error,
+// off; the blinking's timing, manual 5), leaving the driving to
+// runtime/led, and keeps the security code of the warranty card (manual
+// 5.5): read from a real box's file, made once in the data directory of a
+// virtual one, checked in constant time (CheckSecurityCode) for the web
+// administration's password reset, which is its caller to come.
 package hw
 
 // Names of the interfaces the box creates itself, the same on every

@@ -69,21 +69,16 @@ type Unowned struct {
 
 // NotApplied lists the fields that no reconciler applies yet. A document
 // may set them and they are validated, but changing them changes nothing
-// on the box: plan and apply say so ("not applied: network.dhcp.start — no
+// on the box: plan and apply say so ("not applied: system.timezone — no
 // reconciler yet"), and status lists those of the applied document. When
 // a section's reconciler arrives, its fields move from here to its Owns.
 func NotApplied() []Unowned {
 	const (
-		nft   = "the firewall reconciler (nftables) does not exist yet: no port is forwarded"
-		dhcpd = "the built-in DHCP server and its reconciler do not exist yet"
+		nft = "the firewall reconciler (nftables) does not exist yet: no port is forwarded"
 	)
 	return []Unowned{
 		{"system.timezone", SectionSystem, "the time zone of the box's clock; nothing sets it yet (the servers write times in UTC)"},
 		{"system.admin.password_hash", SectionWeb, "the administrator's password of the web administration, which does not exist yet"},
-
-		{"network.dhcp.enabled", SectionDHCP, dhcpd},
-		{"network.dhcp.start", SectionDHCP, dhcpd},
-		{"network.dhcp.end", SectionDHCP, dhcpd},
 
 		{"network.forwards", SectionFirewall, nft},
 	}

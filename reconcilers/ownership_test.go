@@ -8,6 +8,7 @@ import (
 
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
+	"mailfountain.dev/mailfountain/reconcilers/dhcp"
 	"mailfountain.dev/mailfountain/reconcilers/dns"
 	"mailfountain.dev/mailfountain/reconcilers/mail"
 	"mailfountain.dev/mailfountain/reconcilers/network"
@@ -16,7 +17,7 @@ import (
 
 // theBox is the reconcilers the box runs; Owns and Reads need no store.
 func theBox() []reconcilers.Reconciler {
-	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil), network.New(nil, network.Host{}, network.Config{}, nil), dns.New("", nil, nil)}
+	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil), network.New(nil, network.Host{}, network.Config{}, nil), dns.New("", nil, nil), dhcp.New(dhcp.Options{})}
 }
 
 // owner is a fake that owns and reads what it is told.
@@ -48,11 +49,11 @@ func TestOwnershipRefuses(t *testing.T) {
 	}{
 		{
 			name: "a field added to the schema and forgotten",
-			// As if State had a field network.dhcp.lease_time that no
+			// As if State had a field system.serial_number that no
 			// reconciler owns and no list names.
-			fields: append(schema.Fields(), "network.dhcp.lease_time"),
+			fields: append(schema.Fields(), "system.serial_number"),
 			rs:     theBox(),
-			want:   []string{"field network.dhcp.lease_time has no owner"},
+			want:   []string{"field system.serial_number has no owner"},
 		},
 		{
 			name: "no mail reconciler",
@@ -66,8 +67,8 @@ func TestOwnershipRefuses(t *testing.T) {
 		},
 		{
 			name: "owned while listed as not applied",
-			rs:   append(theBox(), named("dhcp", []string{"network.dhcp"}, nil)),
-			want: []string{"field network.dhcp.start has 2 owners: reconciler dhcp, NotApplied (dhcp)"},
+			rs:   append(theBox(), named("clock", []string{"system.timezone"}, nil)),
+			want: []string{"field system.timezone has 2 owners: reconciler clock, NotApplied (system)"},
 		},
 		{
 			name: "owned while listed as read by none",
@@ -76,8 +77,8 @@ func TestOwnershipRefuses(t *testing.T) {
 		},
 		{
 			name: "a path that is no field",
-			rs:   append(theBox(), named("dhcp", []string{"network.dhcp.lease_time", "network.dhcp[]"}, nil)),
-			want: []string{"reconciler dhcp names network.dhcp.lease_time, which is no field", "reconciler dhcp names network.dhcp[], which is no field"},
+			rs:   append(theBox(), named("nowhere", []string{"network.dhcp.next_server", "network.dhcp[]"}, nil)),
+			want: []string{"reconciler nowhere names network.dhcp.next_server, which is no field", "reconciler nowhere names network.dhcp[], which is no field"},
 		},
 		{
 			name: "a half name is no field",
@@ -146,10 +147,10 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 		want     []string
 	}{
 		{
-			name: "dhcp start",
+			name: "a time zone",
 			old:  base,
-			new:  strings.Replace(base, "mode: router,", "mode: router, dhcp: {start: 192.168.1.110},", 1),
-			want: []string{"not applied: network.dhcp.start — no reconciler yet (dhcp)"},
+			new:  strings.Replace(base, "{model: M500}", "{model: M500, timezone: Europe/Brussels}", 1),
+			want: []string{"not applied: system.timezone — no reconciler yet (system)"},
 		},
 		{
 			name: "only applied fields",
@@ -188,9 +189,6 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 			new:  base,
 			want: []string{
 				"not applied: system.timezone — no reconciler yet (system)",
-				"not applied: network.dhcp.enabled — no reconciler yet (dhcp)",
-				"not applied: network.dhcp.start — no reconciler yet (dhcp)",
-				"not applied: network.dhcp.end — no reconciler yet (dhcp)",
 				"not applied: network.forwards[tcp/8080].port — no reconciler yet (firewall)",
 				"not applied: network.forwards[tcp/8080].protocol — no reconciler yet (firewall)",
 				"not applied: network.forwards[tcp/8080].to — no reconciler yet (firewall)",

@@ -209,6 +209,8 @@ func identity(v any) (string, bool) {
 		return e.Name, true
 	case Forward:
 		return e.Protocol + "/" + strconv.Itoa(e.Port), true
+	case Reservation:
+		return strings.ToLower(e.MAC), true
 	}
 	return "", false
 }

@@ -58,6 +58,9 @@ func TestLoadDefaults(t *testing.T) {
 	if want := (Queue{MinBackoff: "5m", MaxBackoff: "1h", Lifetime: "5d", DelayWarning: "4h"}); st.SMTP.Queue != want {
 		t.Errorf("queue defaults: %+v, want %+v", st.SMTP.Queue, want)
 	}
+	if st.Network.DHCP.LeaseTime != "12h" || len(st.Network.DHCP.Reservations) != 0 {
+		t.Errorf("dhcp defaults: %+v", st.Network.DHCP)
+	}
 	dom := st.Domains[0]
 	if dom.Language != "fr" {
 		t.Errorf("domain language defaults to the system's: %q", dom.Language)
@@ -140,6 +143,18 @@ func TestLoadInvalid(t *testing.T) {
 		{"DHCP outside LAN", "start: 192.168.1.100", "start: 192.168.2.100", 7, "not a host address of the LAN 192.168.1.0/24"},
 		{"DHCP includes box", "start: 192.168.1.100", "start: 192.168.1.1", 7, "includes the box's own address"},
 		{"DHCP reversed", "end: 192.168.1.250", "end: 192.168.1.50", 7, "ends (192.168.1.50) before it starts"},
+		{"DHCP lease too short", "end: 192.168.1.250}", "end: 192.168.1.250, lease_time: 1m}", 7, "lease_time 1m is out of bounds: from 2m0s to 720h0m0s (30d)"},
+		{"DHCP lease too long", "end: 192.168.1.250}", "end: 192.168.1.250, lease_time: 31d}", 7, "lease_time 31d is out of bounds"},
+		{"DHCP lease not a duration", "end: 192.168.1.250}", "end: 192.168.1.250, lease_time: 12}", 7, "expected a string"},
+		{"DHCP bad MAC", "end: 192.168.1.250}", "end: 192.168.1.250,\n    reservations: [{mac: \"00:11:22:33:44\", address: 192.168.1.20}]}", 8, "expected a MAC address such as 02:00:5e:10:00:01; got \"00:11:22:33:44\""},
+		{"DHCP multicast MAC", "end: 192.168.1.250}", "end: 192.168.1.250,\n    reservations: [{mac: \"01:00:5e:00:00:01\", address: 192.168.1.20}]}", 8, "01:00:5e:00:00:01 is a multicast address"},
+		{"DHCP MAC twice", "end: 192.168.1.250}", "end: 192.168.1.250, reservations: [\n    {mac: \"02:00:00:00:00:01\", address: 192.168.1.20},\n    {mac: \"02:00:00:00:00:01\", address: 192.168.1.21}]}", 9, "MAC 02:00:00:00:00:01 is already reserved (doc0.yaml:8)"},
+		{"DHCP MAC twice in another case", "end: 192.168.1.250}", "end: 192.168.1.250, reservations: [\n    {mac: \"02:00:00:00:00:0a\", address: 192.168.1.20},\n    {mac: \"02:00:00:00:00:0A\", address: 192.168.1.21}]}", 9, "MAC 02:00:00:00:00:0A is already reserved (doc0.yaml:8)"},
+		{"DHCP address reserved twice", "end: 192.168.1.250}", "end: 192.168.1.250, reservations: [\n    {mac: \"02:00:00:00:00:01\", address: 192.168.1.20},\n    {mac: \"02:00:00:00:00:02\", address: 192.168.1.20}]}", 9, "192.168.1.20 is already reserved (doc0.yaml:8)"},
+		{"DHCP reservation outside LAN", "end: 192.168.1.250}", "end: 192.168.1.250,\n    reservations: [{mac: \"02:00:00:00:00:01\", address: 192.168.2.20}]}", 8, "192.168.2.20 is not a host address of the LAN 192.168.1.0/24"},
+		{"DHCP reservation of the broadcast", "end: 192.168.1.250}", "end: 192.168.1.250,\n    reservations: [{mac: \"02:00:00:00:00:01\", address: 192.168.1.255}]}", 8, "192.168.1.255 is not a host address"},
+		{"DHCP reservation of the box", "end: 192.168.1.250}", "end: 192.168.1.250,\n    reservations: [{mac: \"02:00:00:00:00:01\", address: 192.168.1.1}]}", 8, "192.168.1.1 is the box's own address"},
+		{"DHCP reservation with a bad name", "end: 192.168.1.250}", "end: 192.168.1.250,\n    reservations: [{mac: \"02:00:00:00:00:01\", address: 192.168.1.20, name: \"imprimante du hall\"}]}", 8, "expected a device's name"},
 		{"forward outside LAN", "smtp:", "  forwards: [{port: 8080, to: 10.0.0.5}]\nsmtp:", 8, "not a host of the LAN"},
 		{"forward takes SMTP", "smtp:", "  forwards: [{port: 25, to: 192.168.1.20}]\nsmtp:", 8, "tcp/25 is served by the box itself"},
 		{"forward takes DNS over udp", "smtp:", "  forwards: [{port: 53, protocol: all, to: 192.168.1.20}]\nsmtp:", 8, "udp/53 is served by the box"},

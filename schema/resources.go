@@ -134,8 +134,13 @@ func Resources(st *State) []Resource {
 		"password":      secretDigest(net.WAN.Password),
 	})
 	add(KindLAN, KindLAN, map[string]string{"address": net.LAN.Address})
+	var reserved []string
+	for _, r := range net.DHCP.Reservations {
+		reserved = append(reserved, strings.ToLower(r.MAC)+"="+r.Address+"("+r.Name+")")
+	}
 	add(KindDHCP, KindDHCP, map[string]string{
 		"enabled": strconv.FormatBool(net.DHCP.Enabled), "start": net.DHCP.Start, "end": net.DHCP.End,
+		"lease_time": net.DHCP.LeaseTime, "reservations": strings.Join(reserved, ","),
 	})
 	for _, f := range net.Forwards {
 		add(KindForward, f.Protocol+"/"+strconv.Itoa(f.Port), map[string]string{

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -373,6 +374,8 @@ func (d *document) checkNetwork(n *Network) Errors {
 		}
 	}
 
+	errs = append(errs, d.checkDHCP(&n.DHCP, lan, lanAddr)...)
+
 	taken := map[string]int{} // "tcp/8080" -> forward index
 	for i, f := range n.Forwards {
 		path := []string{"network", "forwards", strconv.Itoa(i)}
@@ -400,6 +403,66 @@ func (d *document) checkNetwork(n *Network) Errors {
 				break
 			}
 			taken[key] = i
+		}
+	}
+	return errs
+}
+
+// Bounds of network.dhcp.lease_time: a client renews at half of it, so a
+// shorter lease is mostly renewal traffic; a longer one keeps an address
+// of a device long gone from the range.
+const (
+	MinLeaseTime = 2 * time.Minute
+	MaxLeaseTime = 30 * 24 * time.Hour
+)
+
+// checkDHCP checks the DHCP server's lease time and reservations (its
+// range is checked with the LAN, above): each reservation a host of the
+// LAN other than the box, each MAC and address reserved once.
+func (d *document) checkDHCP(c *DHCP, lan netip.Prefix, lanAddr netip.Addr) Errors {
+	var errs Errors
+	at := func(elems ...string) []string { return append([]string{"network", "dhcp"}, elems...) }
+	add := func(path []string, format string, args ...any) {
+		errs = append(errs, d.at(path, fmt.Sprintf(format, args...)))
+	}
+	if lt, err := ParseDuration(c.LeaseTime); err != nil {
+		add(at("lease_time"), "%v", err)
+	} else if lt < MinLeaseTime || lt > MaxLeaseTime {
+		add(at("lease_time"), "lease_time %s is out of bounds: from %s to %s (30d)", c.LeaseTime, MinLeaseTime, MaxLeaseTime)
+	}
+	macAt := map[string]int{}
+	addrAt := map[netip.Addr]int{}
+	for i, r := range c.Reservations {
+		idx := strconv.Itoa(i)
+		if mac, err := net.ParseMAC(r.MAC); err == nil {
+			switch {
+			case len(mac) != 6:
+				add(at("reservations", idx, "mac"), "%s is not an Ethernet address", r.MAC)
+			case mac[0]&1 != 0:
+				add(at("reservations", idx, "mac"), "%s is a multicast address, not a device's", r.MAC)
+			default:
+				if j, ok := macAt[mac.String()]; ok {
+					add(at("reservations", idx, "mac"), "MAC %s is already reserved (%s)", r.MAC, d.where(at("reservations", strconv.Itoa(j), "mac")))
+				} else {
+					macAt[mac.String()] = i
+				}
+			}
+		}
+		a, err := netip.ParseAddr(r.Address)
+		if err != nil {
+			continue
+		}
+		switch {
+		case !lan.Contains(a) || a == lan.Addr() || a == broadcast(lan):
+			add(at("reservations", idx, "address"), "%s is not a host address of the LAN %s", a, lan)
+		case a == lanAddr:
+			add(at("reservations", idx, "address"), "%s is the box's own address", a)
+		default:
+			if j, ok := addrAt[a]; ok {
+				add(at("reservations", idx, "address"), "%s is already reserved (%s)", a, d.where(at("reservations", strconv.Itoa(j), "address")))
+			} else {
+				addrAt[a] = i
+			}
 		}
 	}
 	return errs

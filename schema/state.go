@@ -76,6 +76,18 @@ type DHCP struct {
 	Enabled bool   `json:"enabled"`
 	Start   string `json:"start"`
 	End     string `json:"end"`
+	// LeaseTime is a duration of the document (ParseDuration).
+	LeaseTime    string        `json:"lease_time"`
+	Reservations []Reservation `json:"reservations"`
+}
+
+// Reservation is a fixed address of the DHCP server for one device.
+type Reservation struct {
+	// MAC is as the document writes it, in either case: compare them with
+	// net.ParseMAC's bytes.
+	MAC     string `json:"mac"`
+	Address string `json:"address"`
+	Name    string `json:"name,omitempty"`
 }
 
 type Forward struct {

@@ -38,6 +38,8 @@ var formatNames = map[string]string{
 	"#IPv4":         "an IPv4 address such as 192.168.1.1",
 	"#IPv4CIDR":     "an IPv4 address with its prefix length, such as 203.0.113.10/24",
 	"#IP":           "an IP address",
+	"#HostName":     "a device's name: letters a-z, digits or '-', no dots, spaces or accents",
+	"#MAC":          "a MAC address such as 02:00:5e:10:00:01",
 	"#Port":         "a port number from 1 to 65535",
 	"#Path":         "an absolute file path",
 	"#Duration":     `a duration such as 5m, 1h30m or 5d (units s, m, h, d; "0" for none)`,

@@ -124,7 +124,7 @@ type daemonProc struct {
 }
 
 // serverFlags are mailfountaind's listen address flags.
-var serverFlags = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "dns"}
+var serverFlags = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "dns", "dhcp"}
 
 // startDaemonProc runs mailfountaind with args; the servers args do not
 // name are off, so that tests never take the standard ports.

@@ -3,93 +3,107 @@ package tests
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
+
+	"mailfountain.dev/mailfountain/hw"
 )
 
-// TestNetworkDaemonDHCPWAN: mailfountaind on a virtual box, router mode
-// with a DHCP WAN. Its watch loop runs the DHCP client: the lease that
-// dnsmasq, in the WAN peer's namespace, hands out lands on the wan port
-// with the default route via the lease's router, and the records of the
-// domain follow the lease's address. An edit to server mode moves the
-// ports into br-lan and the addresses, in place; the lease is released
-// and its address removed.
-func TestNetworkDaemonDHCPWAN(t *testing.T) {
-	b := newVirtualBox(t)
-	dnsmasq := needTool(t, "dnsmasq")
-	b.create(t)
-	wan := b.peer("wan")
-	b.must(t, wan, "ip", "addr", "add", "10.99.0.1/24", "dev", "eth0")
+// dhcpDoc is a router whose DHCP server hands out .100-.110, and a fixed
+// address to the device of mac.
+func dhcpDoc(enabled bool, mac string) string {
+	return fmt.Sprintf(`system: {model: virtual}
+network:
+  mode: router
+  wan: {method: dhcp}
+  lan: {address: 192.168.1.1}
+  dhcp:
+    enabled: %v
+    start: 192.168.1.100
+    end: 192.168.1.110
+    lease_time: 1h
+    reservations: [{mac: "%s", address: 192.168.1.20, name: imprimante}]
+smtp: {mode: direct}
+domains: [{name: a.example}]
+`, enabled, mac)
+}
+
+// udhcpcIn asks for a lease from namespace ns with busybox's udhcpc (its
+// own script, which configures nothing) and returns "ADDRESS ROUTER DNS
+// DOMAIN HOSTNAME", or "" when no server answered 3 DISCOVERs.
+func udhcpcIn(t *testing.T, b *virtualBox, ns string) string {
+	t.Helper()
 	dir := t.TempDir()
-	leases := filepath.Join(dir, "leases")
-	srv := exec.Command(b.ip, "netns", "exec", wan, dnsmasq, "--no-daemon", "--conf-file=/dev/null",
-		"--port=0", "--interface=eth0", "--bind-interfaces", "--dhcp-authoritative",
-		"--dhcp-range=10.99.0.50,10.99.0.59,255.255.255.0,2m",
-		"--dhcp-option=3,10.99.0.1", "--dhcp-option=6,10.99.0.53",
-		"--pid-file="+filepath.Join(dir, "pid"), "--dhcp-leasefile="+leases)
-	if err := srv.Start(); err != nil {
+	out, script := filepath.Join(dir, "out"), filepath.Join(dir, "script")
+	body := "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip $router $dns $domain $hostname\" > " + out + "; fi\nexit 0\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	log, err := b.in(ns, "busybox", "udhcpc", "-i", hw.PeerPort, "-f", "-q", "-n", "-t", "3", "-T", "1", "-s", script)
+	t.Logf("udhcpc in %s: %v\n%s", ns, err, log)
+	data, _ := os.ReadFile(out)
+	return strings.TrimSpace(string(data))
+}
 
+// TestNetworkDHCPServer: mailfountaind on a virtual box serves DHCP on
+// its LAN bridge as the document says: a device of LAN1 gets an address
+// of the range with the box as router and DNS, the reserved device of
+// LAN2 its fixed address; dhcp.enabled false stops the server.
+func TestNetworkDHCPServer(t *testing.T) {
+	needTool(t, "busybox")
+	b := newVirtualBox(t)
+	b.create(t)
+	// The LAN bridge of router mode, which the network reconciler makes
+	// (here the test, so that the DHCP server is tested on its own).
+	for _, args := range [][]string{
+		{"link", "add", hw.LANBridge, "type", "bridge"},
+		{"link", "set", "lan1", "master", hw.LANBridge, "up"},
+		{"link", "set", "lan2", "master", hw.LANBridge, "up"},
+		{"addr", "add", "192.168.1.1/24", "dev", hw.LANBridge},
+		{"link", "set", hw.LANBridge, "up"},
+	} {
+		b.must(t, b.name, append([]string{b.ip}, args...)...)
+	}
+	mac := strings.TrimSpace(b.must(t, b.peer("lan2"), "cat", "/sys/class/net/"+hw.PeerPort+"/address"))
+
+	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	state := filepath.Join(dir, "state.yaml")
-	if err := os.WriteFile(state, []byte(stateDoc("bob")), 0o600); err != nil {
+	if err := os.WriteFile(state, []byte(dhcpDoc(true, mac)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startDaemonProc(t, "--data", data, "-f", state, "--hardware", b.hardware())
+	startDaemonProc(t, "--data", data, "-f", state, "--hardware", b.hardware(), "--dhcp", ":67")
 	waitVersions(t, data, 1)
-
-	lease := regexp.MustCompile(`inet (10\.99\.0\.5\d)/24`)
-	var addr string
-	waitFor(t, "a lease on wan", func() error {
-		out := b.must(t, b.name, "ip", "-4", "addr", "show", "dev", "wan")
-		m := lease.FindStringSubmatch(out)
-		if m == nil {
-			return fmt.Errorf("wan: %s", out)
+	waitFor(t, "the dhcp server", func() error {
+		ss, err := serverStatuses(t, data)
+		if err == nil && (ss["dhcp"].State != "serving" || ss["dhcp"].Addr != "0.0.0.0:67") {
+			err = fmt.Errorf("%+v", ss["dhcp"])
 		}
-		addr = m[1]
-		return nil
-	})
-	waitFor(t, "the default route via the lease's router", func() error {
-		if out := b.must(t, b.name, "ip", "-4", "route", "show", "default"); !strings.Contains(out, "via 10.99.0.1 dev wan") {
-			return fmt.Errorf("routes: %s", out)
-		}
-		return nil
-	})
-	// The daemon's DNS reconciler follows the public address fact (mfapply
-	// dns records computes its own, outside the box).
-	waitFor(t, "the records of a.example with the lease's address", func() error {
-		out, err := os.ReadFile(filepath.Join(data, "dns", "registrar", "a.example.zone"))
-		if err != nil || !strings.Contains(string(out), "A\t"+addr) {
-			return fmt.Errorf("records: %v\n%s", err, out)
-		}
-		return nil
+		return err
 	})
 
-	saveByRename(t, state, strings.Replace(stateDoc("bob"), "network: {mode: router, wan: {method: dhcp}}",
-		"network: {mode: server, wan: {method: static, address: 10.99.0.9/24, gateway: 10.99.0.1, dns: [10.99.0.53]}, dhcp: {enabled: false}}", 1))
+	if got := udhcpcIn(t, b, b.peer("lan1")); got != "192.168.1.100 192.168.1.1 192.168.1.1 a.example" {
+		t.Errorf("LAN1's device got %q, want 192.168.1.100 with the box as router and DNS, domain a.example", got)
+	}
+	if got := udhcpcIn(t, b, b.peer("lan2")); got != "192.168.1.20 192.168.1.1 192.168.1.1 a.example imprimante" {
+		t.Errorf("LAN2's reserved device got %q, want 192.168.1.20 named imprimante", got)
+	}
+	leases, err := os.ReadFile(filepath.Join(data, "dhcp", "leases.json"))
+	if err != nil || !strings.Contains(string(leases), `"192.168.1.100"`) || !strings.Contains(string(leases), mac) {
+		t.Errorf("leases kept: %s %v", leases, err)
+	}
+
+	saveByRename(t, state, dhcpDoc(false, mac))
 	waitVersions(t, data, 2)
-	waitFor(t, "server mode", func() error {
-		links := b.must(t, b.name, "ip", "-o", "link", "show", "master", "br-lan")
-		addrs := b.must(t, b.name, "ip", "-4", "-o", "addr", "show")
-		for _, p := range []string{"wan", "lan1", "lan2"} {
-			if !strings.Contains(links, " "+p+"@") {
-				return fmt.Errorf("%s not in br-lan:\n%s", p, links)
-			}
+	waitFor(t, "the dhcp server to stop", func() error {
+		ss, err := serverStatuses(t, data)
+		if err == nil && (ss["dhcp"].State != "off" || ss["dhcp"].Reason != "network.dhcp.enabled is false") {
+			err = fmt.Errorf("%+v", ss["dhcp"])
 		}
-		if !strings.Contains(addrs, "br-lan    inet 10.99.0.9/24") || strings.Contains(addrs, addr+"/") || strings.Contains(addrs, "192.168.1.1/") {
-			return fmt.Errorf("addresses:\n%s", addrs)
-		}
-		return nil
+		return err
 	})
-	waitFor(t, "the lease released", func() error {
-		if b, err := os.ReadFile(leases); err != nil || strings.Contains(string(b), addr) {
-			return fmt.Errorf("dnsmasq's leases: %q %v", b, err)
-		}
-		return nil
-	})
+	if got := udhcpcIn(t, b, b.peer("lan1")); got != "" {
+		t.Errorf("with dhcp.enabled false, a device got %q", got)
+	}
 }

@@ -5,12 +5,15 @@
 //	mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL]
 //	              [--smtp ADDR] [--submission ADDR] [--submissions ADDR]
 //	              [--pop3 ADDR] [--pop3s ADDR] [--imap ADDR] [--imaps ADDR]
+//	              [--dns ADDR] [--dhcp ADDR]
 //	              [--metrics ADDR] [--resolver ADDR] [--remote-port N]
 //	              [--hardware auto|none|virtual[:NAME]]
 //
 // It serves SMTP (MX, port 25), submission (587 with STARTTLS, 465 over
 // TLS), POP3 (110, 995) and IMAP (143, 993) once the applied document has
-// a domain, and stops them when it has none; each listen address is a
+// a domain, and stops them when it has none; on a box in router mode, the
+// DHCP server of the LAN (port 67 of the LAN bridge, --dhcp) while
+// network.dhcp.enabled, its leases in DATA/dhcp. Each listen address is a
 // flag, "off" to not serve it. An address that cannot be bound is logged
 // and shown in the status, and tried again at the next apply or resync.
 // --metrics ADDR serves Prometheus metrics over HTTP at /metrics
@@ -27,6 +30,17 @@
 // (they then report "skipped: no box hardware" and touch nothing);
 // virtual:NAME is a box made of network namespaces (package hw), which the
 // daemon creates if missing and runs inside, as root.
+//
+// On box hardware it drives the front LED (runtime/led): setup, steady,
+// error, off when stopped; the virtual box's LED is the file DATA/led,
+// holding the pattern's name. It also makes sure of the security code of
+// the warranty card (the virtual box's, DATA/security-code, is made at its
+// first start).
+//
+// An apply made with mfapply apply --confirm-within that mfapply confirm
+// does not confirm in time is undone: the daemon applies the previous
+// version again (origin "confirm-timeout"), at once on start if the
+// deadline passed while it was stopped (runtime/daemon).
 //
 // SIGHUP reads and applies the state files again; SIGTERM and SIGINT stop
 // the daemon cleanly (exit 0).
@@ -51,6 +65,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
+	"mailfountain.dev/mailfountain/runtime/dhcpd"
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/supervisor"
 )
@@ -208,7 +223,8 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	defer closeMetrics()
 
 	zones := &dnszone.Live{}
-	opts := []applier.Option{applier.WithZones(zones), applier.WithBox(box)}
+	dhcpConf := &dhcpd.Live{}
+	opts := []applier.Option{applier.WithZones(zones), applier.WithDHCP(dhcpConf), applier.WithBox(box)}
 	if m != nil {
 		opts = append(opts, applier.WithObserver(m))
 	}
@@ -238,14 +254,26 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	// The zones the DNS reconciler publishes: those on disk from the
 	// start, then each apply's.
 	dns := newDNSServer(zones, m, logger)
-	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(deps, dns, &o.listen)...)
+	// The settings the DHCP reconciler publishes: the applied ones from
+	// the start, then each apply's; the leases on disk from the start.
+	dhcp, err := newDHCPServer(dhcpConf, o.dataDir, box, m, logger)
+	if err != nil {
+		return err
+	}
+	servers, err := supervisor.New(supervisor.Config{Listen: o.listen.overrides(), Logger: logger}, serverKinds(deps, dns, dhcp, &o.listen)...)
 	if err != nil {
 		return err
 	}
 	defer servers.Stop()
 	ctl.ServeServers(servers.Status)
 
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m, Servers: servers}, app)
+	checkSecurityCode(box, o.dataDir, logger)
+	cfg := daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m, Servers: servers}
+	ledLoop, ledSource := frontLED(box, o.dataDir, m, logger)
+	if ledLoop != nil {
+		cfg.LED = ledLoop
+	}
+	d, err := daemon.New(cfg, app)
 	if err != nil {
 		return err
 	}
@@ -253,8 +281,13 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	d.Host(daemon.ComponentFunc{ComponentName: "control", Serve: ctl.Serve})
 	d.Host(daemon.ComponentFunc{ComponentName: "queue", Serve: out.queue.Run})
 	d.Host(daemon.ComponentFunc{ComponentName: "dns", Serve: dns.Run})
+	d.Host(daemon.ComponentFunc{ComponentName: "dhcp", Serve: dhcp.Run})
 	if metricsComponent != nil {
 		d.Host(metricsComponent)
+	}
+	if ledLoop != nil {
+		ledSource.d = d
+		d.Host(ledLoop)
 	}
 
 	done := make(chan struct{})

@@ -68,7 +68,7 @@ func TestListenFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"smtp": "127.0.0.1:2525", "submission": ":587", "submissions": ":465", "pop3": ":110", "pop3s": ":995", "imap": ":143", "imaps": "off", "dns": ":53"}
+	want := map[string]string{"smtp": "127.0.0.1:2525", "submission": ":587", "submissions": ":465", "pop3": ":110", "pop3s": ":995", "imap": ":143", "imaps": "off", "dns": ":53", "dhcp": ":67"}
 	for _, l := range o.listen.all() {
 		if l.addr != want[l.flag] {
 			t.Errorf("--%s = %q, want %q", l.flag, l.addr, want[l.flag])

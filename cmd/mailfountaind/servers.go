@@ -30,11 +30,11 @@ type listener struct {
 // listeners are the servers' listen addresses, each a flag, defaulting to
 // the standard ports on every address of the box.
 type listeners struct {
-	smtp, submission, submissions, pop3, pop3s, imap, imaps, dns listener
+	smtp, submission, submissions, pop3, pop3s, imap, imaps, dns, dhcp listener
 }
 
 func (l *listeners) all() []*listener {
-	return []*listener{&l.smtp, &l.submission, &l.submissions, &l.pop3, &l.pop3s, &l.imap, &l.imaps, &l.dns}
+	return []*listener{&l.smtp, &l.submission, &l.submissions, &l.pop3, &l.pop3s, &l.imap, &l.imaps, &l.dns, &l.dhcp}
 }
 
 func (l *listeners) register(fs *flag.FlagSet) {
@@ -47,6 +47,7 @@ func (l *listeners) register(fs *flag.FlagSet) {
 		imap:        listener{flag: "imap", what: "IMAP with STARTTLS", def: ":143"},
 		imaps:       listener{flag: "imaps", what: "IMAP over TLS", def: ":993"},
 		dns:         listener{flag: "dns", what: "DNS (UDP and TCP)", def: ":53"},
+		dhcp:        listener{flag: "dhcp", what: "DHCP (UDP, on the LAN bridge)", def: ":67"},
 	}
 	for _, x := range l.all() {
 		fs.StringVar(&x.addr, x.flag, x.def, fmt.Sprintf("listen address of %s; \"off\" to not serve it", x.what))
@@ -100,9 +101,8 @@ func mailWanted(st *schema.State) bool { return len(st.Domains) > 0 }
 
 // serverKinds is the registry of the servers the box runs, each with the
 // rule that says when the applied document wants it. A server to come is
-// one more entry: the DHCP server, in router mode with
-// network.dhcp.enabled.
-func serverKinds(deps *mailDeps, dns *dnsServer, l *listeners) []supervisor.Kind {
+// one more entry.
+func serverKinds(deps *mailDeps, dns *dnsServer, dhcp *dhcpServer, l *listeners) []supervisor.Kind {
 	mail := func(eps ...supervisor.Endpoint) func(*schema.State) (supervisor.Spec, string) {
 		return func(st *schema.State) (supervisor.Spec, string) {
 			if !mailWanted(st) {
@@ -132,6 +132,7 @@ func serverKinds(deps *mailDeps, dns *dnsServer, l *listeners) []supervisor.Kind
 			Build: deps.imap,
 		},
 		dns.kind(l.dns),
+		dhcp.kind(l.dhcp),
 	}
 }
 

@@ -22,7 +22,7 @@ func TestMailServersWanted(t *testing.T) {
 	if err := fs.Parse([]string{"--smtp", "127.0.0.1:2525", "--imaps", "off"}); err != nil {
 		t.Fatal(err)
 	}
-	kinds := serverKinds(&mailDeps{}, newDNSServer(&dnszone.Live{}, nil, slog.New(slog.DiscardHandler)), &l)[:3]
+	kinds := serverKinds(&mailDeps{}, newDNSServer(&dnszone.Live{}, nil, slog.New(slog.DiscardHandler)), &dhcpServer{}, &l)[:3]
 	want := map[string][]supervisor.Endpoint{
 		"smtp": {{Name: "smtp", Addr: ":25", NoKeepAlive: true}, {Name: "submission", Addr: ":587", NoKeepAlive: true}, {Name: "submissions", Addr: ":465", NoKeepAlive: true}},
 		"pop3": {{Name: "pop3", Addr: ":110"}, {Name: "pop3s", Addr: ":995"}},
@@ -56,7 +56,7 @@ func TestMailServersWanted(t *testing.T) {
 		}
 	}
 	o := l.overrides()
-	if o["smtp"] != "127.0.0.1:2525" || o["imaps"] != "off" || o["pop3"] != ":110" || len(o) != 9 {
+	if o["smtp"] != "127.0.0.1:2525" || o["imaps"] != "off" || o["pop3"] != ":110" || o["dhcp"] != ":67" || len(o) != 10 {
 		t.Errorf("overrides %v", o)
 	}
 }

@@ -266,6 +266,10 @@ type applyOutput struct {
 	Version  int            `json:"version"`
 	Statuses []statusOutput `json:"statuses"`
 	Error    string         `json:"error,omitempty"`
+	// Pending is the confirmation this apply (--confirm-within) waits
+	// for; Confirmed the version whose confirmation it gave.
+	Pending   *applier.PendingConfirm `json:"pending,omitempty"`
+	Confirmed int                     `json:"confirmed,omitempty"`
 }
 
 type statusOutput struct {
@@ -278,12 +282,12 @@ type statusOutput struct {
 // confirmAndApplyJSON is confirmAndApply with --json: the plan and the
 // result as one JSON document on stdout. Asking still happens on the
 // terminal, with the plan shown there (on stderr).
-func (c *cli) confirmAndApplyJSON(ctx context.Context, cmd string, b backend, p *applier.Plan, yes bool, message, origin string) int {
+func (c *cli) confirmAndApplyJSON(ctx context.Context, cmd string, b backend, p *applier.Plan, yes bool, message, origin string, within time.Duration) int {
 	out := applyOutput{Plan: planJSON(p, ""), Statuses: []statusOutput{}}
-	if !hasChanges(p) {
+	if !hasChanges(p) && within == 0 {
 		return c.printJSON(out)
 	}
-	if !yes {
+	if !yes && hasChanges(p) {
 		if !c.stdinTTY {
 			return c.fail(cmd, errors.New("refusing to apply without confirmation: no terminal to ask on (use --yes)"))
 		}
@@ -298,9 +302,10 @@ func (c *cli) confirmAndApplyJSON(ctx context.Context, cmd string, b backend, p 
 			return exitFail
 		}
 	}
-	res, err := b.Apply(ctx, p, message, origin)
+	res, err := applyPlan(ctx, b, p, message, origin, within)
 	if res != nil {
 		out.Applied, out.Version = err == nil, res.Version
+		out.Pending, out.Confirmed = res.Pending, res.Confirmed
 		for _, s := range res.Statuses {
 			out.Statuses = append(out.Statuses, statusOutput{Reconciler: s.Reconciler, State: s.State, Error: s.Error, Changes: s.Changes})
 		}
@@ -341,6 +346,19 @@ func (c *cli) daemonStatus(ctx context.Context) int {
 	w := c.stdout
 	fmt.Fprintf(w, "mailfountaind runs on %s, watching %s\n", c.dataDir, st.StatePath)
 	fmt.Fprintf(w, "version: %d\n", st.Version)
+	if st.LED != "" {
+		fmt.Fprintf(w, "front LED: %s\n", st.LED.Describe())
+	}
+	if st.Confirm != nil {
+		c.printPending(&st.Confirm.PendingConfirm)
+		if st.Confirm.Attempts > 0 {
+			next := ""
+			if st.Confirm.NextAttempt != nil {
+				next = "; next try at " + st.Confirm.NextAttempt.Local().Format("2006-01-02 15:04:05")
+			}
+			fmt.Fprintf(w, "  the rollback failed %s (last error: %s)%s\n", plural(st.Confirm.Attempts, "time"), oneLine(st.Confirm.LastError), next)
+		}
+	}
 	switch {
 	case st.Held != nil:
 		h := st.Held

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"time"
 
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
 	"mailfountain.dev/mailfountain/runtime/applier"
@@ -23,6 +24,9 @@ type backend interface {
 	Plan(ctx context.Context, srcs []schema.Source) (*applier.Plan, error)
 	Verify(ctx context.Context, p *applier.Plan) error
 	Apply(ctx context.Context, p *applier.Plan, message, origin string) (*applier.Result, error)
+	ApplyWithin(ctx context.Context, p *applier.Plan, message, origin string, within time.Duration) (*applier.Result, error)
+	PendingConfirm(ctx context.Context) (*applier.PendingConfirm, error)
+	Confirm(ctx context.Context) (*applier.PendingConfirm, error)
 	History(ctx context.Context) ([]store.Version, error)
 	Show(ctx context.Context, n int) (*store.Version, error)
 	Diff(ctx context.Context, n, m int) ([]schema.ResourceChange, error)

@@ -106,6 +106,7 @@ func (c *cli) apply(ctx context.Context, args []string) int {
 	message := fs.String("m", "", "")
 	yes := fs.Bool("yes", false, "")
 	fs.BoolVar(yes, "y", false, "")
+	within := fs.Duration("confirm-within", 0, "")
 	operands, code := c.parse(fs, args, 0, 1)
 	if code >= 0 {
 		return code
@@ -116,6 +117,9 @@ func (c *cli) apply(ctx context.Context, args []string) int {
 	case *path != "" && len(operands) > 0:
 		return c.usageError("apply", "give -f PATH or a saved plan FILE, not both")
 	}
+	if code := c.checkWithin(fs, "apply", *within); code >= 0 {
+		return code
+	}
 	var srcs []schema.Source
 	if *path != "" {
 		var err error
@@ -123,7 +127,7 @@ func (c *cli) apply(ctx context.Context, args []string) int {
 			return c.fail("apply", err)
 		}
 	}
-	b, err := c.open(ctx, false)
+	b, err := c.openFor(ctx, "apply", false, *within)
 	if err != nil {
 		return c.fail("apply", err)
 	}
@@ -146,7 +150,7 @@ func (c *cli) apply(ctx context.Context, args []string) int {
 			return c.fail("apply", err)
 		}
 	}
-	return c.confirmAndApply(ctx, "apply", b, p, *yes, *message, "mfapply")
+	return c.confirmAndApply(ctx, "apply", b, p, *yes, *message, "mfapply", *within)
 }
 
 func (c *cli) rollback(ctx context.Context, args []string) int {
@@ -154,6 +158,7 @@ func (c *cli) rollback(ctx context.Context, args []string) int {
 	message := fs.String("m", "", "")
 	yes := fs.Bool("yes", false, "")
 	fs.BoolVar(yes, "y", false, "")
+	within := fs.Duration("confirm-within", 0, "")
 	operands, code := c.parse(fs, args, 1, 1)
 	if code >= 0 {
 		return code
@@ -162,7 +167,10 @@ func (c *cli) rollback(ctx context.Context, args []string) int {
 	if !ok {
 		return exitFail
 	}
-	b, err := c.open(ctx, true)
+	if code := c.checkWithin(fs, "rollback", *within); code >= 0 {
+		return code
+	}
+	b, err := c.openFor(ctx, "rollback", true, *within)
 	if err != nil {
 		return c.fail("rollback", err)
 	}
@@ -177,19 +185,22 @@ func (c *cli) rollback(ctx context.Context, args []string) int {
 	if !c.json {
 		fmt.Fprintf(c.stdout, "rollback to version %d:\n", n)
 	}
-	return c.confirmAndApply(ctx, "rollback", b, p, *yes, *message, applier.OriginRollback)
+	return c.confirmAndApply(ctx, "rollback", b, p, *yes, *message, applier.OriginRollback, *within)
 }
 
-// confirmAndApply shows p, asks unless yes, applies and reports.
-func (c *cli) confirmAndApply(ctx context.Context, cmd string, b backend, p *applier.Plan, yes bool, message, origin string) int {
+// confirmAndApply shows p, asks unless yes, applies and reports. With
+// within, it applies under confirmation (applyPlan).
+func (c *cli) confirmAndApply(ctx context.Context, cmd string, b backend, p *applier.Plan, yes bool, message, origin string, within time.Duration) int {
 	if c.json {
-		return c.confirmAndApplyJSON(ctx, cmd, b, p, yes, message, origin)
+		return c.confirmAndApplyJSON(ctx, cmd, b, p, yes, message, origin, within)
 	}
 	c.printPlan(p)
-	if !hasChanges(p) {
+	if !hasChanges(p) && within == 0 {
 		return exitOK
 	}
-	if !yes {
+	// Without changes, an apply under confirmation only moves the
+	// deadline of a pending one: nothing to ask.
+	if !yes && hasChanges(p) {
 		if !c.stdinTTY {
 			return c.fail(cmd, errors.New("refusing to apply without confirmation: no terminal to ask on (use --yes)"))
 		}
@@ -200,10 +211,13 @@ func (c *cli) confirmAndApply(ctx context.Context, cmd string, b backend, p *app
 			return exitFail
 		}
 	}
-	res, err := b.Apply(ctx, p, message, origin)
+	res, err := applyPlan(ctx, b, p, message, origin, within)
 	if res != nil {
-		c.printResult(res)
-		c.printNotCarriedOut(res, p)
+		if hasChanges(p) {
+			c.printResult(res)
+			c.printNotCarriedOut(res, p)
+		}
+		c.printConfirmResult(res, within)
 	}
 	if err != nil {
 		return c.fail(cmd, err)
@@ -225,10 +239,15 @@ func (c *cli) history(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail("history", err)
 	}
+	pending, err := b.PendingConfirm(ctx)
+	if err != nil {
+		return c.fail("history", err)
+	}
 	if c.json {
 		out := make([]versionJSON, len(vs))
 		for i, v := range vs {
-			out[i] = versionJSON{N: v.N, Created: v.Created, Message: v.Message, Origin: v.Origin, StateHash: v.StateHash}
+			out[i] = versionJSON{N: v.N, Created: v.Created, Message: v.Message, Origin: v.Origin, StateHash: v.StateHash,
+				Unconfirmed: pending != nil && pending.Version == v.N}
 		}
 		return c.printJSON(out)
 	}
@@ -246,6 +265,7 @@ func (c *cli) history(ctx context.Context, args []string) int {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", v.N, v.Created.Local().Format("2006-01-02 15:04:05"), v.Origin, hash, oneLine(v.Message))
 	}
 	tw.Flush()
+	c.printPending(pending)
 	return exitOK
 }
 
@@ -458,6 +478,8 @@ type versionJSON struct {
 	Message   string    `json:"message"`
 	Origin    string    `json:"origin"`
 	StateHash string    `json:"state_hash"`
+	// Unconfirmed marks the version that waits for its confirmation.
+	Unconfirmed bool `json:"unconfirmed,omitempty"`
 }
 
 type changeJSON struct {

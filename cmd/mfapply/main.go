@@ -128,7 +128,7 @@ invalid document prints every error, positioned).`,
 		},
 		{
 			name:    "apply",
-			usage:   "apply -f PATH [--yes] [-m MESSAGE] [--json] | apply FILE",
+			usage:   "apply -f PATH [--yes] [-m MESSAGE] [--confirm-within DURATION] [--json] | apply FILE",
 			summary: "apply a state document, or a saved plan, as a new version",
 			help: `Plans the state document PATH (or reads the plan FILE saved by
 "mfapply plan -out"), shows the plan, asks "Apply these changes? [y/N]" on
@@ -143,24 +143,62 @@ move to the archive, with their messages and size, and the archived
 mailboxes that come back with re-created accounts. This is how a person
 applies state files that mailfountaind holds (see mfapply status).
 
+With --confirm-within DURATION (2m, 90s; from 1s to 24h) the version waits
+for "mfapply confirm": unless it comes in time, mailfountaind applies the
+version in force before it again, as a new version of origin
+"confirm-timeout". A change that cuts you off (the network) so undoes
+itself. The deadline is kept in the data directory: it survives a restart
+of the daemon, which rolls back at once if it starts after it. It needs
+mailfountaind running on the data directory (refused otherwise, nothing
+applied), and a version to go back to. While one apply waits:
+  - apply --confirm-within again: a new deadline; the version applied
+    again at it stays the one before the first unconfirmed apply;
+  - apply (or rollback) without it: the new version confirms the waiting
+    one, as a plain commit after a commit confirmed;
+  - the same document with --confirm-within: only the deadline moves.
+"mfapply status" and "mfapply history" show what waits, until when.
+
 Options:
   -f PATH      the state document
   --yes, -y    do not ask
   -m MESSAGE   a message recorded with the version
-  --json       the plan and the result as one JSON document
+  --confirm-within DURATION
+               apply under confirmation (see above)
+  --json       the plan and the result as one JSON document ("pending":
+               version, previous, within, since, deadline)
 
-Exit status: 0 applied (or "no changes"); 1 error, refusal or cancelled.`,
+Exit status: 0 applied (or "no changes"); 1 error, refusal (no daemon for
+--confirm-within) or cancelled.`,
 			run: (*cli).apply,
+		},
+		{
+			name:    "confirm",
+			usage:   "confirm [--json]",
+			summary: "keep the version applied with --confirm-within",
+			help: `Confirms the apply that waits for its confirmation (mfapply apply
+--confirm-within): it stays, and the version before it is not applied
+again. Works with or without mailfountaind (without it, the data
+directory's store is updated: a daemon started later rolls nothing back).
+
+Options:
+  --json   the confirmed apply: version, previous, within, since, deadline
+
+Exit status: 0 confirmed; 1 nothing to confirm (nothing waits, or too late:
+the deadline passed and the previous version is in force again) or error.`,
+			run: (*cli).confirmCmd,
 		},
 		{
 			name:    "history",
 			usage:   "history [--json]",
 			summary: "list the applied versions",
 			help: `Lists the versions applied to the data directory, oldest first; the last
-one is the desired state.
+one is the desired state. A version that waits for its confirmation (apply
+--confirm-within) is named below the list, with its deadline; a version
+applied again because none came has the origin "confirm-timeout".
 
 Options:
-  --json   machine-readable output`,
+  --json   machine-readable output ("unconfirmed": true on the version
+           that waits for its confirmation)`,
 			run: (*cli).history,
 		},
 		{
@@ -189,7 +227,7 @@ Options:
 		},
 		{
 			name:    "rollback",
-			usage:   "rollback N [--yes] [-m MESSAGE]",
+			usage:   "rollback N [--yes] [-m MESSAGE] [--confirm-within DURATION]",
 			summary: "apply version N again, as a new version",
 			help: `Plans the state files of version N against the live state, shows the
 plan, asks "Apply these changes? [y/N]" unless --yes, and applies them as a
@@ -200,6 +238,8 @@ UIDs and UIDVALIDITY: IMAP clients resynchronise without a full download.
 Options:
   --yes, -y    do not ask
   -m MESSAGE   a message recorded with the version (default "rollback to version N")
+  --confirm-within DURATION
+               wait for "mfapply confirm", as apply does
   --json       the plan and the result as one JSON document
 
 Exit status: 0 applied (or "no changes"); 1 error, refusal or cancelled.`,
@@ -222,7 +262,9 @@ with those of an archive, after checking that each one is valid.`,
 state files are applied, invalid (their errors) or held (an edit that
 removes a domain, every account or most mailboxes with mail waits for a
 person: why, what it would archive, since when, and the command that
-applies it), and each reconciler's state. With or without the daemon, it
+applies it), and each reconciler's state; the apply that waits for its
+confirmation (apply --confirm-within), until when, and a rollback that
+failed and is tried again. With or without the daemon, it
 lists the fields of the applied document that no reconciler applies yet,
 one line each ("not applied: network.dhcp.start — no reconciler yet
 (dhcp)").
@@ -427,8 +469,8 @@ Commands:
 Options (before or after the command):
   --data DIR   data directory (default %s; env MAILFOUNTAIN_DATA)
   --json       machine-readable output, errors included (validate, plan,
-               apply, rollback, history, show, diff, status, archive list,
-               dkim show, dns records, queue)
+               apply, rollback, confirm, history, show, diff, status,
+               archive list, dkim show, dns records, queue)
 
 When mailfountaind runs on the data directory, mfapply goes through its
 control socket (DIR/control.sock); otherwise it applies directly, on the

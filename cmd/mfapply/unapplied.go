@@ -50,6 +50,7 @@ func unappliedList(us []reconcilers.UnappliedField) []unappliedJSON {
 // applied version and the fields of its document that nothing applies.
 func (c *cli) statusWithoutDaemon(ctx context.Context) int {
 	n, us := 0, []reconcilers.UnappliedField{}
+	var pending *applier.PendingConfirm
 	if _, err := os.Stat(c.dataDir); err == nil {
 		// Read the data directory here: the daemon serves no route for
 		// this (its status carries the same fields).
@@ -61,6 +62,9 @@ func (c *cli) statusWithoutDaemon(ctx context.Context) int {
 		if n, us, err = a.Unapplied(ctx); err != nil {
 			return c.fail("status", err)
 		}
+		if pending, err = a.PendingConfirm(ctx); err != nil {
+			return c.fail("status", err)
+		}
 	}
 	if c.json {
 		// The keys of the daemon's status (daemon.Status) that an
@@ -69,7 +73,8 @@ func (c *cli) statusWithoutDaemon(ctx context.Context) int {
 			Running   bool                         `json:"running"`
 			Version   int                          `json:"version"`
 			Unapplied []reconcilers.UnappliedField `json:"unapplied"`
-		}{false, n, nonNil(us)})
+			Confirm   *applier.PendingConfirm      `json:"confirm,omitempty"`
+		}{false, n, nonNil(us), pending})
 	}
 	fmt.Fprintf(c.stdout, "mailfountaind does not run on %s: nothing watches the state files, nothing is held\n", c.dataDir)
 	if n == 0 {
@@ -77,6 +82,10 @@ func (c *cli) statusWithoutDaemon(ctx context.Context) int {
 		return exitOK
 	}
 	fmt.Fprintf(c.stdout, "version: %d\n", n)
+	if pending != nil {
+		c.printPending(pending)
+		fmt.Fprintf(c.stdout, "  no daemon runs to apply version %d again at the deadline: mailfountaind does when it starts, at once if the deadline passed\n", pending.Previous)
+	}
 	c.printUnappliedStatus(us)
 	return exitOK
 }

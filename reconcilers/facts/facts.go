@@ -5,8 +5,8 @@
 // moves during an apply.
 //
 // The mail reconciler publishes DKIMKeys, the network reconciler the
-// others; the DNS reconciler reads them all (the DHCP reconciler, to
-// come, will read LANAddress). Each key names its type and its
+// others; the DNS reconciler reads them all, the DHCP reconciler
+// LANAddress. Each key names its type and its
 // publisher; a reconciler can read it only once that publisher publishes
 // it (the engine refuses a fact with no publisher).
 package facts
@@ -27,8 +27,8 @@ var (
 	PublicAddress = reconcilers.NewFact[netip.Addr]("public-address")
 	// LANAddress is the box's address on its LAN, with the LAN's prefix
 	// (network.lan.address/24, manual 6.2.1.2); invalid in server mode.
-	// The DNS server's LAN view; what the DHCP server will hand out as
-	// gateway and resolver. Publisher: network.
+	// The DNS server's LAN view; what the DHCP server hands out as
+	// router and DNS server. Publisher: network.
 	LANAddress = reconcilers.NewFact[netip.Prefix]("lan-address")
 	// UpstreamResolvers are the resolvers the DNS server forwards the
 	// LAN's queries to: the static WAN's (network.wan.dns), else those of

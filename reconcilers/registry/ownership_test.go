@@ -26,12 +26,13 @@ func TestRegistryChecksOwnership(t *testing.T) {
 		owns []string
 		want string
 	}{
-		{[]string{"system.hostname"}, "field system.hostname has 2 owners: reconciler mail, reconciler dhcp"},
-		{[]string{"domains[].dns.hosts"}, "field domains[].dns.hosts has 2 owners: reconciler dns, reconciler dhcp"},
-		{[]string{"network.dhcp.start"}, "field network.dhcp.start has 2 owners: reconciler dhcp, NotApplied (dhcp)"},
-		{[]string{"dhcp.leases"}, "reconciler dhcp names dhcp.leases, which is no field of the schema"},
+		{[]string{"system.hostname"}, "field system.hostname has 2 owners: reconciler mail, reconciler extra"},
+		{[]string{"domains[].dns.hosts"}, "field domains[].dns.hosts has 2 owners: reconciler dns, reconciler extra"},
+		{[]string{"network.dhcp.start"}, "field network.dhcp.start has 2 owners: reconciler dhcp, reconciler extra"},
+		{[]string{"system.timezone"}, "field system.timezone has 2 owners: reconciler extra, NotApplied (system)"},
+		{[]string{"dhcp.leases"}, "reconciler extra names dhcp.leases, which is no field of the schema"},
 	} {
-		_, err := registry.Build(ctx, env(t), reconcilers.Config{}, reconcilers.Spec{Reconciler: owner{extra{"dhcp"}, tc.owns}})
+		_, err := registry.Build(ctx, env(t), reconcilers.Config{}, reconcilers.Spec{Reconciler: owner{extra{"extra"}, tc.owns}})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("an extra reconciler owning %v: %v, want an error saying %q", tc.owns, err, tc.want)
 		}

@@ -18,9 +18,11 @@ import (
 	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
+	"mailfountain.dev/mailfountain/reconcilers/dhcp"
 	"mailfountain.dev/mailfountain/reconcilers/dns"
 	"mailfountain.dev/mailfountain/reconcilers/mail"
 	"mailfountain.dev/mailfountain/reconcilers/network"
+	"mailfountain.dev/mailfountain/runtime/dhcpd"
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/pppoe"
@@ -43,6 +45,10 @@ type Env struct {
 	// drive; nil on a machine that is not a box, where they touch
 	// nothing.
 	Box *hw.Box
+	// DHCP is what the DHCP server serves: the DHCP reconciler publishes
+	// the applied settings to it when built, and every apply after. Nil
+	// when no server runs.
+	DHCP *dhcpd.Live
 	// Host is what the network reconciler reads of the host; the zero
 	// Host reads the one this runs on (network.SystemHost).
 	Host network.Host
@@ -71,7 +77,21 @@ func Entries() []Entry {
 		{Name: mail.Name, New: newMail},
 		{Name: network.Name, New: newNetwork},
 		{Name: dns.Name, New: newDNS},
+		{Name: dhcp.Name, New: newDHCP},
 	}
+}
+
+// newDHCP builds the DHCP reconciler and hands the server the settings
+// it last applied, so that it serves them from the start.
+func newDHCP(ctx context.Context, env Env) (reconcilers.Reconciler, error) {
+	cur, err := dhcp.Load(ctx, env.Store)
+	if err != nil {
+		return nil, err
+	}
+	// TODO(merge): NoHardware: env.Box == nil.
+	r := dhcp.New(dhcp.Options{Store: env.Store, Live: env.DHCP, NoHardware: true, Logger: env.Logger})
+	r.Publish(cur)
+	return r, nil
 }
 
 func newNetwork(_ context.Context, env Env) (reconcilers.Reconciler, error) {

@@ -47,7 +47,7 @@ func TestRegistryBuilds(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"accounts", "mail", "network", "dns"}; !slices.Equal(order, want) {
+	if want := []string{"accounts", "mail", "network", "dns", "dhcp"}; !slices.Equal(order, want) {
 		t.Errorf("order %q, want %q", order, want)
 	}
 }
@@ -72,11 +72,11 @@ func TestRegistryWithExtra(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.Order(), []string{"accounts", "mail", "network", "dns", "late"}; !slices.Equal(got, want) {
+	if got, want := e.Order(), []string{"accounts", "mail", "network", "dns", "dhcp", "late"}; !slices.Equal(got, want) {
 		t.Fatalf("order %q, want %q", got, want)
 	}
-	_, err = registry.Build(ctx, env(t), reconcilers.Config{}, reconcilers.Spec{Reconciler: extra{"late"}, After: []string{"dhcp"}})
-	if err == nil || !strings.Contains(err.Error(), `late depends on "dhcp": no such reconciler`) {
+	_, err = registry.Build(ctx, env(t), reconcilers.Config{}, reconcilers.Spec{Reconciler: extra{"late"}, After: []string{"nonesuch"}})
+	if err == nil || !strings.Contains(err.Error(), `late depends on "nonesuch": no such reconciler`) {
 		t.Fatalf("extra depending on an unknown reconciler: %v", err)
 	}
 	_, err = registry.Build(ctx, env(t), reconcilers.Config{}, reconcilers.Spec{Reconciler: extra{"mail"}})

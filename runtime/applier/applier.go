@@ -1,7 +1,9 @@
 // Package applier owns one data directory's applied state: it turns state
 // documents into plans, applies them through the reconciler engine one at
 // a time, and keeps every applied document as a numbered version that can
-// be listed, compared, rolled back to, exported and imported.
+// be listed, compared, rolled back to, exported and imported. An apply may
+// wait for its confirmation, and be undone without one (confirm.go); the
+// daemon keeps the deadlines.
 //
 // mfapply uses it directly when no daemon runs; mailfountaind uses it
 // behind its control socket, so there is one applier per data directory.
@@ -16,12 +18,14 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/reconcilers/registry"
 	"mailfountain.dev/mailfountain/runtime/accountstatus"
+	"mailfountain.dev/mailfountain/runtime/dhcpd"
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
@@ -57,7 +61,11 @@ type Applier struct {
 	// does it across processes. A channel so waiting honours a context.
 	sem chan struct{}
 	// recorded signals the versions recorded (notify.go).
-	recorded recordedSignal
+	recorded broadcast
+	// confirm signals the changes of the pending confirmation, and
+	// keeper whether someone rolls back at its deadline (confirm.go).
+	confirm broadcast
+	keeper  atomic.Bool
 	// docs is what loading documents learnt (cache.go).
 	docs *documents
 }
@@ -92,6 +100,12 @@ type Result struct {
 	Version  int // the version recorded; 0 when nothing new was recorded
 	Statuses []reconcilers.Status
 	Changed  bool // a version was recorded or the live state was changed
+	// Pending is the confirmation an ApplyWithin left waiting (nil when
+	// it left none: the same document, and nothing pending before).
+	Pending *PendingConfirm
+	// Confirmed is the version whose pending confirmation this apply's
+	// new version confirmed, 0 if none.
+	Confirmed int
 }
 
 // Option is an option of Open.
@@ -102,6 +116,7 @@ type options struct {
 	extra    []reconcilers.Spec
 	zones    *dnszone.Live
 	box      *hw.Box
+	dhcp     *dhcpd.Live
 }
 
 // WithObserver has the engine tell obs of every plan and apply attempt.
@@ -120,6 +135,13 @@ func WithZones(zones *dnszone.Live) Option {
 // without it (or with nil) they touch nothing and report skipped.
 func WithBox(box *hw.Box) Option {
 	return func(o *options) { o.box = box }
+}
+
+// WithDHCP has the DHCP reconciler publish what the DHCP server serves
+// to live: the applied settings from Open on, then those of every
+// apply. Without it (mfapply without the daemon) they are only stored.
+func WithDHCP(live *dhcpd.Live) Option {
+	return func(o *options) { o.dhcp = live }
 }
 
 // WithReconcilers adds reconcilers after the registry's, where their
@@ -148,7 +170,7 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 		return nil, fmt.Errorf("open applier: %w", err)
 	}
 	settings := &mailconf.Live{}
-	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, Box: o.box, Logger: logger}
+	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, DHCP: o.dhcp, Box: o.box, Logger: logger}
 	engine, err := registry.Build(ctx, env, reconcilers.Config{Logger: logger, Observer: o.observer}, o.extra...)
 	if err != nil {
 		st.Close()
@@ -238,6 +260,11 @@ func (a *Applier) Plan(ctx context.Context, srcs []schema.Source) (*Plan, error)
 // records nothing. With no version yet there is nothing to put back: the
 // statuses say what was left as it was.
 func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*Result, error) {
+	return a.apply(ctx, p, message, origin, 0)
+}
+
+// apply is Apply; within > 0 applies under confirmation (ApplyWithin).
+func (a *Applier) apply(ctx context.Context, p *Plan, message, origin string, within time.Duration) (*Result, error) {
 	if p == nil || p.Engine == nil {
 		return nil, errors.New("apply: no plan")
 	}
@@ -282,6 +309,19 @@ func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*
 	if r := planDifference(p.Engine, fresh); r != "" {
 		return nil, fmt.Errorf("apply: %s: %w", r, ErrStale)
 	}
+	records := latest == nil || latest.StateHash != hash
+	pending, err := a.readPending(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	var next *PendingConfirm
+	if within > 0 {
+		// Recorded before the live state changes: a crash half-way
+		// leaves a deadline that puts the previous version back.
+		if next, err = a.beginConfirm(ctx, pending, base, records, within); err != nil {
+			return nil, fmt.Errorf("apply: %w", err)
+		}
+	}
 
 	statuses, err := a.engine.Apply(ctx, fresh, lastGood)
 	res := &Result{Statuses: statuses, Changed: !fresh.Empty()}
@@ -289,31 +329,66 @@ func (a *Applier) Apply(ctx context.Context, p *Plan, message, origin string) (*
 		// The engine put back the last good version; the statuses say
 		// whether it could.
 		res.Changed = false
+		if next != nil {
+			a.restorePending(ctx, pending)
+		}
 		a.logger.Error("apply failed; last good version restored", "base_version", base, "err", err)
 		return res, fmt.Errorf("apply: %w", err)
 	}
-	if latest != nil && latest.StateHash == hash {
-		return res, nil
+	if !records {
+		if next != nil {
+			// The same document: the deadline of the pending
+			// confirmation moves, its version stays.
+			res.Pending, err = a.endConfirm(ctx, next, pending.Version)
+		}
+		return res, err
 	}
+	n, err := a.record(ctx, p.Sources, st, stateJSON, hash, message, origin)
+	if err != nil {
+		// The live state now matches the document but history does not
+		// say so; the next apply of the same document records it.
+		if next != nil {
+			a.restorePending(ctx, pending)
+		}
+		return res, fmt.Errorf("apply: %w", err)
+	}
+	res.Version, res.Changed = n, true
+	a.logger.Info("applied", "version", n, "origin", origin, "changes", countChanges(fresh))
+	switch {
+	case next != nil:
+		if res.Pending, err = a.endConfirm(ctx, next, n); err != nil {
+			return res, fmt.Errorf("apply: %w", err)
+		}
+	case pending != nil:
+		// A version applied without a deadline confirms the pending
+		// one, as a plain commit does after a commit confirmed.
+		if err := a.writePending(ctx, nil); err != nil {
+			return res, fmt.Errorf("apply: confirm version %d: %w", pending.Version, err)
+		}
+		res.Confirmed = pending.Version
+		a.logger.Info("confirmed by a new version", "version", pending.Version, "by", n)
+	}
+	return res, nil
+}
+
+// record adds the applied document as a new version and returns its
+// number.
+func (a *Applier) record(ctx context.Context, srcs []schema.Source, st *schema.State, stateJSON []byte, hash, message, origin string) (int, error) {
 	v := &store.Version{
 		Created:   time.Now().UTC(),
 		Message:   message,
 		Origin:    origin,
 		StateHash: hash,
-		Sources:   versionSources(p.Sources),
+		Sources:   versionSources(srcs),
 		State:     stateJSON,
 	}
 	n, err := a.store.AddVersion(ctx, v)
 	if err != nil {
-		// The live state now matches the document but history does not
-		// say so; the next apply of the same document records it.
-		return res, fmt.Errorf("apply: record version: %w", err)
+		return 0, fmt.Errorf("record version: %w", err)
 	}
-	res.Version, res.Changed = n, true
 	a.recorded.notify()
 	a.docs.remember(n, hash, st)
-	a.logger.Info("applied", "version", n, "origin", origin, "changes", countChanges(fresh))
-	return res, nil
+	return n, nil
 }
 
 // Verify reports ErrStale when p no longer describes what Apply would do,

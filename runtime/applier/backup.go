@@ -133,6 +133,17 @@ func (a *Applier) Import(ctx context.Context, r io.Reader) error {
 	if err := a.store.ImportVersions(ctx, versions); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
+	// The versions a pending confirmation names are gone: a person
+	// replaced the whole history, which settles it.
+	if p, err := a.readPending(ctx); err != nil || p != nil {
+		if err == nil {
+			err = a.writePending(ctx, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("import: clear the pending confirmation: %w", err)
+		}
+		a.logger.Info("imported versions replace the apply waiting for confirmation", "version", p.Version)
+	}
 	a.logger.Info("imported versions", "count", len(versions), "latest", versions[len(versions)-1].N)
 	return nil
 }

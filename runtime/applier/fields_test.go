@@ -156,17 +156,26 @@ func mutations() map[string]mutation {
 			h["enabled"] = !h["enabled"].(bool)
 			return true
 		},
-		"network.dhcp.start": func(d obj, _ tlsFiles) bool {
-			h := sec(d, "network.dhcp")
+		"network.dhcp.start": dhcp(func(h obj) bool {
 			h["start"] = netip.MustParseAddr(h["start"].(string)).Next().String()
 			return true
-		},
-		"network.dhcp.end": func(d obj, _ tlsFiles) bool {
-			h := sec(d, "network.dhcp")
+		}),
+		"network.dhcp.end": dhcp(func(h obj) bool {
 			h["end"] = netip.MustParseAddr(h["end"].(string)).Prev().String()
 			return true
-		},
-		"network.forwards[].port": forward(func(f obj) { f["port"] = f["port"].(float64) + 1 }),
+		}),
+		"network.dhcp.lease_time": dhcp(func(h obj) bool {
+			h["lease_time"] = other(h["lease_time"], "12h", "1d")
+			return true
+		}),
+		"network.dhcp.reservations[].mac": reservation(func(r obj) {
+			r["mac"] = strings.TrimSuffix(r["mac"].(string), "0") + "e"
+		}),
+		"network.dhcp.reservations[].address": reservation(func(r obj) {
+			r["address"] = netip.MustParseAddr(r["address"].(string)).Next().String()
+		}),
+		"network.dhcp.reservations[].name": reservation(func(r obj) { r["name"] = other(r["name"], "poste-1", "poste-2") }),
+		"network.forwards[].port":          forward(func(f obj) { f["port"] = f["port"].(float64) + 1 }),
 		"network.forwards[].protocol": forward(func(f obj) {
 			f["protocol"] = map[any]string{"tcp": "udp", "udp": "tcp", "all": "tcp"}[f["protocol"]]
 		}),
@@ -394,6 +403,30 @@ func forward(f func(obj)) mutation {
 		f(fs[0].(obj))
 		return true
 	}
+}
+
+// dhcp changes the DHCP server's settings of a router whose server is
+// on (in server mode the server is off: they change nothing).
+func dhcp(f func(obj) bool) mutation {
+	return func(d obj, _ tlsFiles) bool {
+		h := sec(d, "network.dhcp")
+		if sec(d, "network")["mode"] == "server" || h["enabled"] != true {
+			return false
+		}
+		return f(h)
+	}
+}
+
+// reservation changes the first DHCP reservation.
+func reservation(f func(obj)) mutation {
+	return dhcp(func(h obj) bool {
+		rs := list(h, "reservations")
+		if len(rs) == 0 {
+			return false
+		}
+		f(rs[0].(obj))
+		return true
+	})
 }
 
 func relay(f func(obj)) mutation {

@@ -8,9 +8,10 @@ import (
 	"mailfountain.dev/mailfountain/schema"
 )
 
-// recordedSignal tells those who asked (the daemon) that a version was
-// recorded, whoever applied it: mfapply through the control socket too.
-type recordedSignal struct {
+// broadcast tells those who asked (the daemon) that something happened,
+// whoever did it: a version recorded, by mfapply through the control
+// socket too; a confirmation pending or no longer.
+type broadcast struct {
 	mu    sync.Mutex
 	chans []chan struct{}
 }
@@ -19,14 +20,20 @@ type recordedSignal struct {
 // records a version. A receiver that lags gets one value for several:
 // the apply never waits for it.
 func (a *Applier) VersionRecorded() <-chan struct{} {
-	a.recorded.mu.Lock()
-	defer a.recorded.mu.Unlock()
+	return a.recorded.subscribe()
+}
+
+// subscribe returns a channel that receives after each notify, one value
+// for several when its receiver lags.
+func (r *broadcast) subscribe() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	c := make(chan struct{}, 1)
-	a.recorded.chans = append(a.recorded.chans, c)
+	r.chans = append(r.chans, c)
 	return c
 }
 
-func (r *recordedSignal) notify() {
+func (r *broadcast) notify() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.chans {

@@ -105,7 +105,10 @@ func (c *Client) Plan(ctx context.Context, srcs []schema.Source) (*applier.Plan,
 // failed apply both the result (statuses after the roll back) and the
 // error are returned, as the applier does.
 func (c *Client) Apply(ctx context.Context, p *applier.Plan, message, origin string) (*applier.Result, error) {
-	req := applyRequest{Plan: toWirePlan(p, true, false), Message: message, Origin: origin}
+	return c.apply(ctx, applyRequest{Plan: toWirePlan(p, true, false), Message: message, Origin: origin})
+}
+
+func (c *Client) apply(ctx context.Context, req applyRequest) (*applier.Result, error) {
 	var w wireResult
 	if err := c.do(ctx, http.MethodPost, pathApply, nil, req, &w); err != nil {
 		var re *remoteError
@@ -327,6 +330,10 @@ func decodeError(resp *http.Response) error {
 		return &remoteError{msg: we.Error, target: ErrNoQueue}
 	case kindDenied:
 		return &remoteError{msg: we.Error, target: ErrDenied}
+	case kindNoConfirm:
+		return &remoteError{msg: we.Error, target: applier.ErrNothingToConfirm}
+	case kindNoKeeper:
+		return &remoteError{msg: we.Error, target: applier.ErrNoConfirmKeeper}
 	}
 	return &remoteError{msg: "daemon: " + we.Error, result: we.Result}
 }

@@ -2,8 +2,8 @@
 // on a data directory, mfapply sends its requests to the daemon's applier
 // through DATA/control.sock instead of opening a second one, so there is
 // one applier per data directory. It also carries the daemon's status,
-// its servers and the outbound queue's administration (ServeQueue:
-// mfapply queue).
+// its servers, the outbound queue's administration (ServeQueue: mfapply
+// queue) and commit-confirm (apply under confirmation, mfapply confirm).
 //
 // The protocol is HTTP/JSON over the unix socket. The socket is created
 // 0600 and the server also checks each peer's SO_PEERCRED: only root and
@@ -224,6 +224,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+pathQueueMessage, s.queueShow)
 	mux.HandleFunc("DELETE "+pathQueueMessage, s.queueDelete)
 	mux.HandleFunc("POST "+pathQueueAction, s.queueAction)
+	mux.HandleFunc("GET "+pathConfirm, s.pendingConfirm)
+	mux.HandleFunc("POST "+pathConfirm, s.confirm)
 	return s.guard(mux)
 }
 
@@ -318,7 +320,19 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	// The applier loads the sources again and refuses (ErrStale) a plan
 	// that is no longer what it would do: the client's plan is checked, not
 	// trusted.
-	res, err := s.a.Apply(r.Context(), p, req.Message, req.Origin)
+	var res *applier.Result
+	var err error
+	if req.ConfirmWithinMS != 0 {
+		// Checked before the multiplication, which could overflow.
+		within := time.Duration(max(0, min(req.ConfirmWithinMS, applier.MaxConfirmWithin.Milliseconds()+1))) * time.Millisecond
+		if err := applier.CheckConfirmWithin(within); err != nil {
+			s.fail(w, r, badRequest{fmt.Errorf("confirm_within_ms %d: %w", req.ConfirmWithinMS, err)}, nil)
+			return
+		}
+		res, err = s.a.ApplyWithin(r.Context(), p, req.Message, req.Origin, within)
+	} else {
+		res, err = s.a.Apply(r.Context(), p, req.Message, req.Origin)
+	}
 	if err != nil {
 		s.fail(w, r, err, res)
 		return
@@ -513,6 +527,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error, res *ap
 		we.Kind, code = kindNoMessage, http.StatusNotFound
 	case errors.Is(err, ErrNoQueue):
 		we.Kind, code = kindNoQueue, http.StatusServiceUnavailable
+	case errors.Is(err, applier.ErrNothingToConfirm):
+		we.Kind, code = kindNoConfirm, http.StatusConflict
+	case errors.Is(err, applier.ErrNoConfirmKeeper):
+		we.Kind, code = kindNoKeeper, http.StatusServiceUnavailable
 	case errors.As(err, &br):
 		we.Kind, code = kindBadRequest, http.StatusBadRequest
 	}

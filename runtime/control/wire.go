@@ -121,6 +121,9 @@ type applyRequest struct {
 	Plan    *wirePlan `json:"plan"`
 	Message string    `json:"message"`
 	Origin  string    `json:"origin"`
+	// ConfirmWithinMS, when not 0, applies under confirmation
+	// (applier.ApplyWithin): milliseconds to wait for it.
+	ConfirmWithinMS int64 `json:"confirm_within_ms,omitempty"`
 }
 
 // planRequest is a plan to check or to encode as a plan file.
@@ -143,16 +146,18 @@ type wireStatus struct {
 }
 
 type wireResult struct {
-	Version  int          `json:"version"`
-	Statuses []wireStatus `json:"statuses"`
-	Changed  bool         `json:"changed"`
+	Version   int          `json:"version"`
+	Statuses  []wireStatus `json:"statuses"`
+	Changed   bool         `json:"changed"`
+	Pending   *wirePending `json:"pending,omitempty"`
+	Confirmed int          `json:"confirmed,omitempty"`
 }
 
 func toWireResult(r *applier.Result) *wireResult {
 	if r == nil {
 		return nil
 	}
-	w := &wireResult{Version: r.Version, Changed: r.Changed}
+	w := &wireResult{Version: r.Version, Changed: r.Changed, Pending: toWirePending(r.Pending), Confirmed: r.Confirmed}
 	for _, s := range r.Statuses {
 		w.Statuses = append(w.Statuses, wireStatus{Reconciler: s.Reconciler, State: s.State, Error: s.Error, Changes: s.Changes, Attempts: s.Attempts, LastError: s.LastError})
 	}
@@ -163,7 +168,7 @@ func (w *wireResult) result() *applier.Result {
 	if w == nil {
 		return nil
 	}
-	r := &applier.Result{Version: w.Version, Changed: w.Changed}
+	r := &applier.Result{Version: w.Version, Changed: w.Changed, Pending: w.Pending.pending(), Confirmed: w.Confirmed}
 	for _, s := range w.Statuses {
 		r.Statuses = append(r.Statuses, reconcilers.Status{Reconciler: s.Reconciler, State: s.State, Error: s.Error, Changes: s.Changes, Attempts: s.Attempts, LastError: s.LastError})
 	}
@@ -220,6 +225,8 @@ const (
 	kindNoMessage  = "no_message"  // queue.ErrNotFound
 	kindNoQueue    = "no_queue"    // ErrNoQueue
 	kindDenied     = "denied"      // peer not allowed
+	kindNoConfirm  = "no_confirm"  // applier.ErrNothingToConfirm
+	kindNoKeeper   = "no_keeper"   // applier.ErrNoConfirmKeeper
 	kindFailed     = "failed"      // anything else
 )
 

@@ -9,7 +9,14 @@
 // runs (debounced file-system events: a state file saved whole applies
 // after a short quiet time, see events.go), and when asked to reload
 // (SIGHUP).
-// mfapply apply and rollback add versions through the control socket. A
+// mfapply apply and rollback add versions through the control socket. An
+// apply made with a deadline (mfapply apply --confirm-within) that is not
+// confirmed in time is undone: the daemon applies again the version in
+// force before it, as a new version of origin "confirm-timeout"; the
+// deadline is kept in the store, so that a daemon that starts after it
+// rolls back at once, and one that starts before waits for the rest. A
+// rollback that fails stays pending and is tried again, after 5 s, then
+// twice as long each time, up to 5 minutes (confirm.go). A
 // timer re-applies the latest version to correct drift, and a reconciler
 // that asks to run again (an event it watches, a requeue) is re-applied
 // with the reconcilers that read its facts, not the whole box. An invalid
@@ -27,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/reconcilers"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/store"
@@ -73,6 +81,18 @@ type Config struct {
 	// Servers, if not nil, runs the servers the applied document wants;
 	// the daemon converges it, its creator stops it.
 	Servers *supervisor.Supervisor
+	// LED, if not nil, is the box's front LED, whose pattern the status
+	// shows; nil means none is driven (no box hardware).
+	LED LED
+	// ConfirmRetry is the delay before trying again a rollback of an
+	// unconfirmed apply that failed; it doubles at each failure, up to 5
+	// minutes. Zero is DefaultConfirmRetry.
+	ConfirmRetry time.Duration
+}
+
+// LED is the front LED as the status shows it; *led.Loop is one.
+type LED interface {
+	Showing() hw.Pattern
 }
 
 // Metrics hears what the daemon does, for its metrics; *metrics.Metrics
@@ -85,6 +105,11 @@ type Metrics interface {
 	// held before; Unheld: it holds none any more.
 	Held()
 	Unheld()
+	// ConfirmPending: whether an apply waits for its confirmation;
+	// ConfirmRollback: the daemon rolled back an apply not confirmed in
+	// time (ok), or tried to and failed.
+	ConfirmPending(pending bool)
+	ConfirmRollback(ok bool)
 }
 
 // noMetrics hears nothing: Config.Metrics nil.
@@ -93,6 +118,8 @@ type noMetrics struct{}
 func (noMetrics) DriftCorrected(string, int) {}
 func (noMetrics) Held()                      {}
 func (noMetrics) Unheld()                    {}
+func (noMetrics) ConfirmPending(bool)        {}
+func (noMetrics) ConfirmRollback(bool)       {}
 
 // Daemon keeps one data directory converged. Create it with New, add the
 // components it hosts with Host, then Run it.
@@ -107,8 +134,9 @@ type Daemon struct {
 	// seen is the hash of the state files as last read, applied or not,
 	// so that an event that changed nothing (a touch, a save without
 	// edits) applies nothing. Only Run's goroutine touches it.
-	seen   string
-	served served
+	seen    string
+	served  served
+	confirm *confirmKeeper
 
 	mu     sync.Mutex
 	status Status
@@ -136,14 +164,37 @@ type Status struct {
 	// Reconcilers is each reconciler's state after the last apply or
 	// resync that did something, or that failed.
 	Reconcilers []reconcilers.Status `json:"reconcilers"`
+	// Failed says why the last apply or resync of the box failed (a
+	// reconciler could not observe, plan or apply); empty once one
+	// succeeds. Unlike Reconcilers, it also tells of a failure before
+	// any reconciler applied. The front LED shows it.
+	Failed string `json:"failed,omitempty"`
 	// Servers are the servers' endpoints: serving (with their address),
 	// draining, failed or off.
 	Servers []supervisor.ServerStatus `json:"servers,omitempty"`
 	// Unapplied are the fields of the latest version's document that no
 	// reconciler applies yet.
 	Unapplied []reconcilers.UnappliedField `json:"unapplied,omitempty"`
+	// Setup is true while the box is not configured yet, before the
+	// first-boot wizard has finished (manual 5): no version applied yet,
+	// or the latest one sets no administrator's password
+	// (system.admin.password_hash, the wizard's last mandatory step, manual
+	// 5.5). The front LED blinks it.
+	Setup bool `json:"setup"`
+	// LED is the front LED's pattern (hw.Pattern: setup, steady, error,
+	// off), or "none" when no LED is driven (no box hardware).
+	LED hw.Pattern `json:"led"`
+	// Confirm is the apply that waits for its confirmation, with its
+	// deadline (confirm.go); nil when none does.
+	Confirm *ConfirmStatus `json:"confirm,omitempty"`
 	// Updated is when the status last changed.
 	Updated time.Time `json:"updated"`
+}
+
+// setupMode reports whether the box is in setup mode with st applied
+// (nil: nothing applied yet); see Status.Setup.
+func setupMode(st *schema.State) bool {
+	return st == nil || st.System.Admin.PasswordHash == ""
 }
 
 // New returns a daemon for the state path. The path must exist; the files
@@ -171,13 +222,17 @@ func New(cfg Config, app *applier.Applier) (*Daemon, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}
+	if cfg.ConfirmRetry <= 0 {
+		cfg.ConfirmRetry = DefaultConfirmRetry
+	}
 	return &Daemon{
-		cfg:    cfg,
-		target: t,
-		app:    app,
-		log:    cfg.Logger,
-		reload: make(chan struct{}, 1),
-		status: Status{StatePath: t.path},
+		cfg:     cfg,
+		target:  t,
+		app:     app,
+		log:     cfg.Logger,
+		reload:  make(chan struct{}, 1),
+		status:  Status{StatePath: t.path, Setup: true},
+		confirm: newConfirmKeeper(),
 	}, nil
 }
 
@@ -206,6 +261,10 @@ func (d *Daemon) Status() Status {
 	s.Reconcilers = append([]reconcilers.Status(nil), s.Reconcilers...)
 	s.Servers = d.serverStatus()
 	s.Unapplied = append([]reconcilers.UnappliedField(nil), s.Unapplied...)
+	s.LED = hw.PatternNone
+	if d.cfg.LED != nil {
+		s.LED = d.cfg.LED.Showing()
+	}
 	return s
 }
 
@@ -226,6 +285,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	// Before the first apply, so that none is missed.
 	recorded := d.app.VersionRecorded()
+	// From here on the daemon rolls back what is not confirmed in time.
+	// A deadline that passed while it was stopped is due at once, before
+	// the latest version (the unconfirmed one) is applied again.
+	confirmChanged := d.app.KeepConfirmDeadlines()
+	defer d.confirm.timer.Stop()
+	d.checkConfirm(ctx)
 	d.start(ctx)
 	if ctx.Err() != nil {
 		return nil
@@ -292,6 +357,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// socket (mfapply apply, rollback).
 			v, st, err := d.versionRecorded(ctx)
 			d.convergeServers(ctx, v, st, err)
+		case <-confirmChanged:
+			d.checkConfirm(ctx)
+		case <-d.confirm.timer.C:
+			d.checkConfirm(ctx)
 		}
 	}
 }
@@ -398,9 +467,12 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 		d.seen = ""
 		d.log.Error("apply state failed; keeping the last good version", "err", err, "version", d.currentVersion(ctx))
 		d.setPending([]string{err.Error()})
-		if res != nil {
-			d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
-		}
+		d.setStatus(func(s *Status) {
+			s.Failed = err.Error()
+			if res != nil {
+				s.Reconcilers = res.Statuses
+			}
+		})
 		d.logStatus()
 		return false
 	}
@@ -421,7 +493,7 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 	d.unhold(ctx)
 	d.setStatus(func(s *Status) {
 		s.SourcesHash, s.Pending, s.Errors = hash, false, nil
-		s.Reconcilers = res.Statuses
+		s.Reconcilers, s.Failed = res.Statuses, ""
 	})
 	d.logStatus()
 	return true
@@ -434,6 +506,12 @@ func (d *Daemon) applySources(ctx context.Context, srcs []schema.Source, hash, w
 func (d *Daemon) resync(ctx context.Context, logAlways bool) (*store.Version, *schema.State, error) {
 	res, err := d.app.Resync(context.WithoutCancel(ctx))
 	v, st, lerr := d.latest(ctx)
+	d.setStatus(func(s *Status) {
+		s.Failed = ""
+		if err != nil {
+			s.Failed = err.Error()
+		}
+	})
 	if res != nil {
 		d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
 		for _, rs := range res.Statuses {
@@ -477,7 +555,8 @@ func (d *Daemon) latest(ctx context.Context) (*store.Version, *schema.State, err
 	if v != nil {
 		n, unapplied = v.N, d.app.UnappliedIn(st)
 	}
-	d.setStatus(func(s *Status) { s.Version, s.Unapplied = n, unapplied })
+	setup := v == nil || setupMode(st)
+	d.setStatus(func(s *Status) { s.Version, s.Unapplied, s.Setup = n, unapplied, setup })
 	return v, st, nil
 }
 

@@ -28,6 +28,9 @@ func (r *driftRecorder) DriftCorrected(reconciler string, changes int) {
 func (r *driftRecorder) Held()   {}
 func (r *driftRecorder) Unheld() {}
 
+func (r *driftRecorder) ConfirmPending(bool)  {}
+func (r *driftRecorder) ConfirmRollback(bool) {}
+
 func (r *driftRecorder) get() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -29,9 +29,17 @@ func (d *Daemon) startTriggers(ctx context.Context) (triggered <-chan []string, 
 func (d *Daemon) resyncTriggered(ctx context.Context, names []string) {
 	d.log.Info("reconcilers asked to run again", "reconcilers", names)
 	res, err := d.app.ResyncOnly(context.WithoutCancel(ctx), names)
-	if res != nil {
-		d.setStatus(func(s *Status) { s.Reconcilers = mergeStatuses(s.Reconcilers, res.Statuses) })
-	}
+	d.setStatus(func(s *Status) {
+		if res != nil {
+			s.Reconcilers = mergeStatuses(s.Reconcilers, res.Statuses)
+		}
+		// A success clears nothing: it ran only some reconcilers, and
+		// the failure may be another's; the next resync of the whole box
+		// says.
+		if err != nil {
+			s.Failed = err.Error()
+		}
+	})
 	if err != nil {
 		d.log.Error("resync the latest version", "reconcilers", names, "err", err)
 	}

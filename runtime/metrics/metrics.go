@@ -3,15 +3,19 @@
 //
 // The daemon creates a registry, New registers the metrics on it, and the
 // *Metrics is handed to what reports: the reconciler engine (Planned,
-// Applied), the daemon (DriftCorrected, Held, Unheld), the SMTP, IMAP and
+// Applied), the daemon (DriftCorrected, Held, Unheld, ConfirmPending,
+// ConfirmRollback), the SMTP, IMAP and
 // POP3 servers (Session, Refused, Reply, Delivery), the authenticator
 // (Login), the outbound queue (Enqueued, Recipients, QueueSize), the
 // outbound client (OutboundConnection, OutboundRecipient, MTASTSRefused),
 // the DNS server (DNSQuery, DNSRateLimited, DNSZoneSwap, DNSTransfer,
 // DNSNotify) and its forwarding resolver (ForwardCache, ForwardExchange,
 // ForwardDiscarded), the PPPoE WAN link (PPPoESession, PPPoERestart,
-// PPPoEUp), the network reconciler (NetlinkChanges, NetlinkDriftCorrected)
-// and the WAN's DHCP client (DHCPClientLease, DHCPClientExchange).
+// PPPoEUp), the front LED's loop (LEDPattern), commit-confirm
+// (ConfirmPending, ConfirmRollback), the DHCP server (DHCPReply,
+// DHCPLeases), the network reconciler (NetlinkChanges,
+// NetlinkDriftCorrected) and the WAN's DHCP client (DHCPClientLease,
+// DHCPClientExchange).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
@@ -81,6 +85,21 @@
 //	mailfountain_pppoe_restarts_total  counter  times pppd exited (or could not start) and was started again after its backoff
 //	mailfountain_pppoe_up              gauge    1 while a PPP session is up, else 0
 //
+// The front LED (runtime/led; only on box hardware, real or virtual):
+//
+//	mailfountain_led_pattern{pattern}  gauge  1 for the pattern the LED shows, 0 for the others: pattern="setup" (not configured yet), "steady", "error" (a reconciler failed), "off"
+//
+// Commit-confirm (mfapply apply --confirm-within; runtime/daemon):
+//
+//	mailfountain_confirm_pending                  gauge    1 while an apply waits for its confirmation, else 0
+//	mailfountain_confirm_rollbacks_total{result}  counter  rollbacks of applies not confirmed in time: result="done" or "failed" (tried again later)
+//
+// The DHCP server (runtime/dhcpd):
+//
+//	mailfountain_dhcp_replies_total{kind}  counter  requests by the reply sent: kind="offer", "ack", "nak"; or none: "released", "declined", "exhausted" (no address left to offer), "dropped" (malformed, not for this server, over a limit)
+//	mailfountain_dhcp_leases_active        gauge    leases held by a device
+//	mailfountain_dhcp_pool_free            gauge    addresses of the range no active lease holds (reservations apart)
+//
 // The network reconciler (reconcilers/network) and the WAN's DHCP client
 // (runtime/dhcpclient):
 //
@@ -106,6 +125,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 )
 
@@ -161,6 +181,17 @@ type Metrics struct {
 	// The PPPoE WAN link's.
 	pppoeSessions, pppoeRestarts prometheus.Counter
 	pppoeUp                      prometheus.Gauge
+
+	// The front LED's.
+	ledPattern *prometheus.GaugeVec
+
+	// Commit-confirm's.
+	confirmPending   prometheus.Gauge
+	confirmRollbacks *prometheus.CounterVec
+
+	// The DHCP server's.
+	dhcpReplies          *prometheus.CounterVec
+	dhcpActive, dhcpFree prometheus.Gauge
 
 	// The network reconciler's and the WAN's DHCP client's.
 	netlinkChanges, netDrift prometheus.Counter
@@ -279,6 +310,26 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			Name: "mailfountain_pppoe_up",
 			Help: "1 while a PPP session of the PPPoE WAN link is up, else 0.",
 		}),
+		ledPattern: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailfountain_led_pattern",
+			Help: "1 for the pattern the front LED shows (setup, steady, error, off), 0 for the others.",
+		}, []string{"pattern"}),
+		confirmPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_confirm_pending",
+			Help: "1 while an apply waits for its confirmation (mfapply apply --confirm-within), else 0.",
+		}),
+		confirmRollbacks: counter("mailfountain_confirm_rollbacks_total",
+			"Rollbacks of applies not confirmed in time, by result: done, or failed (tried again later).", "result"),
+		dhcpReplies: counter("mailfountain_dhcp_replies_total",
+			"DHCP requests by what the server answered: offer, ack, nak; or none: released, declined, exhausted (no address left), dropped.", "kind"),
+		dhcpActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_dhcp_leases_active",
+			Help: "Leases the DHCP server holds for a device.",
+		}),
+		dhcpFree: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailfountain_dhcp_pool_free",
+			Help: "Addresses of the DHCP range that no active lease holds (reservations apart).",
+		}),
 		netlinkChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mailfountain_network_netlink_changes_total",
 			Help: "Changes the network reconciler made to the box's links, addresses, routes and forwarding.",
@@ -303,6 +354,9 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.fwdQueries, m.fwdExchanges, m.fwdDuration, m.fwdDiscarded,
 		m.dnsQueries, m.dnsRateLimited, m.dnsSwaps, m.dnsSwapDuration, m.dnsTransfers, m.dnsNotifies,
 		m.pppoeSessions, m.pppoeRestarts, m.pppoeUp,
+		m.ledPattern,
+		m.confirmPending, m.confirmRollbacks,
+		m.dhcpReplies, m.dhcpActive, m.dhcpFree,
 		m.netlinkChanges, m.netDrift, m.dhcpClientLease, m.dhcpClientExchanges,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -593,6 +647,69 @@ func (m *Metrics) PPPoEUp(up bool) {
 		v = 1
 	}
 	m.pppoeUp.Set(v)
+}
+
+// ledPatterns are the front LED's patterns, each a series of
+// mailfountain_led_pattern from the first one shown, so that an alert on
+// "error" sees 0 rather than nothing.
+var ledPatterns = [...]hw.Pattern{hw.PatternSetup, hw.PatternSteady, hw.PatternError, hw.PatternOff}
+
+// LEDPattern records the pattern the front LED shows.
+func (m *Metrics) LEDPattern(pattern string) {
+	if m == nil {
+		return
+	}
+	for _, p := range ledPatterns {
+		v := 0.0
+		if string(p) == pattern {
+			v = 1
+		}
+		m.ledPattern.WithLabelValues(string(p)).Set(v)
+	}
+}
+
+// ConfirmPending records whether an apply waits for its confirmation.
+func (m *Metrics) ConfirmPending(pending bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if pending {
+		v = 1
+	}
+	m.confirmPending.Set(v)
+}
+
+// ConfirmRollback records a rollback of an apply not confirmed in time,
+// done or failed.
+func (m *Metrics) ConfirmRollback(ok bool) {
+	if m == nil {
+		return
+	}
+	result := "done"
+	if !ok {
+		result = "failed"
+	}
+	m.confirmRollbacks.WithLabelValues(result).Inc()
+}
+
+// DHCPReply records a reply of the DHCP server (offer, ack, nak) or a
+// request it answered with none (released, declined, exhausted,
+// dropped).
+func (m *Metrics) DHCPReply(kind string) {
+	if m == nil {
+		return
+	}
+	m.dhcpReplies.WithLabelValues(kind).Inc()
+}
+
+// DHCPLeases records the DHCP server's leases active and addresses free.
+func (m *Metrics) DHCPLeases(active, free int) {
+	if m == nil {
+		return
+	}
+	m.dhcpActive.Set(float64(active))
+	m.dhcpFree.Set(float64(free))
 }
 
 // NetlinkChanges records changes the network reconciler made.

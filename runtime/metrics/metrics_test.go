@@ -12,14 +12,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/connlimit"
 	"mailfountain.dev/mailfountain/runtime/daemon"
 	"mailfountain.dev/mailfountain/runtime/dhcpclient"
+	"mailfountain.dev/mailfountain/runtime/dhcpd"
 	"mailfountain.dev/mailfountain/runtime/dnsd"
 	"mailfountain.dev/mailfountain/runtime/dnsd/forward"
 	"mailfountain.dev/mailfountain/runtime/imapd"
+	"mailfountain.dev/mailfountain/runtime/led"
 	"mailfountain.dev/mailfountain/runtime/metrics"
 	"mailfountain.dev/mailfountain/runtime/pop3d"
 	"mailfountain.dev/mailfountain/runtime/pppoe"
@@ -48,6 +51,8 @@ var (
 	_ forward.Metrics    = (*metrics.Metrics)(nil)
 	_ dnsd.Metrics       = (*metrics.Metrics)(nil)
 	_ pppoe.Metrics      = (*metrics.Metrics)(nil)
+	_ led.Metrics        = (*metrics.Metrics)(nil)
+	_ dhcpd.Metrics      = (*metrics.Metrics)(nil)
 	_ network.Metrics    = (*metrics.Metrics)(nil)
 	_ dhcpclient.Metrics = (*metrics.Metrics)(nil)
 )
@@ -173,6 +178,18 @@ func TestScrape(t *testing.T) {
 	m.PPPoERestart()
 	m.PPPoEUp(true)
 	m.PPPoESession()
+	m.LEDPattern(string(hw.PatternSetup))
+	m.LEDPattern(string(hw.PatternError))
+	m.ConfirmPending(true)
+	m.ConfirmRollback(false)
+	m.ConfirmRollback(true)
+	m.ConfirmPending(false)
+	m.ConfirmPending(true)
+	m.DHCPReply(dhcpd.Offer)
+	m.DHCPReply(dhcpd.Ack)
+	m.DHCPReply(dhcpd.Ack)
+	m.DHCPReply(dhcpd.Dropped)
+	m.DHCPLeases(3, 148)
 	m.NetlinkChanges(5)
 	m.NetlinkChanges(0) // nothing changed: nothing added
 	m.NetlinkDriftCorrected(2)
@@ -241,6 +258,18 @@ func TestScrape(t *testing.T) {
 		`mailfountain_pppoe_sessions_total`:                                          2,
 		`mailfountain_pppoe_restarts_total`:                                          1,
 		`mailfountain_pppoe_up`:                                                      1,
+		`mailfountain_led_pattern{pattern="setup"}`:                                  0,
+		`mailfountain_led_pattern{pattern="steady"}`:                                 0,
+		`mailfountain_led_pattern{pattern="error"}`:                                  1,
+		`mailfountain_led_pattern{pattern="off"}`:                                    0,
+		`mailfountain_confirm_pending`:                                               1,
+		`mailfountain_confirm_rollbacks_total{result="done"}`:                        1,
+		`mailfountain_confirm_rollbacks_total{result="failed"}`:                      1,
+		`mailfountain_dhcp_replies_total{kind="offer"}`:                              1,
+		`mailfountain_dhcp_replies_total{kind="ack"}`:                                2,
+		`mailfountain_dhcp_replies_total{kind="dropped"}`:                            1,
+		`mailfountain_dhcp_leases_active`:                                            3,
+		`mailfountain_dhcp_pool_free`:                                                148,
 		`mailfountain_network_netlink_changes_total`:                                 5,
 		`mailfountain_network_drift_corrected_total`:                                 2,
 		`mailfountain_dhcp_client_lease`:                                             1,
@@ -344,6 +373,11 @@ func TestNil(t *testing.T) {
 	m.PPPoESession()
 	m.PPPoERestart()
 	m.PPPoEUp(true)
+	m.LEDPattern(string(hw.PatternSteady))
+	m.ConfirmPending(true)
+	m.ConfirmRollback(true)
+	m.DHCPReply(dhcpd.Nak)
+	m.DHCPLeases(1, 1)
 	m.NetlinkChanges(1)
 	m.NetlinkDriftCorrected(1)
 	m.DHCPClientLease(true)

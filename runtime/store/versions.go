@@ -14,6 +14,9 @@ const (
 	OriginDaemon   = "daemon"
 	OriginRollback = "rollback"
 	OriginImport   = "import"
+	// OriginConfirmTimeout: the version before an apply that was not
+	// confirmed in time, applied again by the daemon.
+	OriginConfirmTimeout = "confirm-timeout"
 )
 
 // Version is one applied state document, kept so that it can be shown,

@@ -63,17 +63,30 @@ func (p *pool) acquire(ctx context.Context, ep Endpoint) (*shared, error) {
 // serving has its own, bound with SO_REUSEPORT, so that a new instance
 // binds the address while the old one still reads, and the old socket
 // closes when it is retired (the datagrams queued on it are lost, as UDP
-// allows: clients ask again). Called with p.mu held.
+// allows: clients ask again). With a Device, it is bound to that
+// interface; Go's datagram sockets may broadcast (SO_BROADCAST) in any
+// case. Called with p.mu held.
 func (p *pool) bindPacket(ctx context.Context, ep Endpoint) (*shared, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			if serr == nil && ep.Device != "" {
+				serr = unix.BindToDevice(int(fd), ep.Device)
+			}
 		})
 		return errors.Join(err, serr)
 	}}
-	pc, err := lc.ListenPacket(ctx, "udp", ep.Addr)
+	network := "udp"
+	if ep.Device != "" {
+		// DHCP is IPv4's: its broadcasts are sent from an IPv4 socket.
+		network = "udp4"
+	}
+	pc, err := lc.ListenPacket(ctx, network, ep.Addr)
 	if err != nil {
+		if ep.Device != "" {
+			return nil, fmt.Errorf("listen on udp %s on %s: %w", ep.Addr, ep.Device, err)
+		}
 		return nil, fmt.Errorf("listen on udp %s: %w", ep.Addr, err)
 	}
 	l := &shared{ep: ep.Name, pc: pc, refs: 1}

@@ -2,11 +2,14 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"mailfountain.dev/mailfountain/schema"
 )
@@ -143,5 +146,66 @@ func TestPacketEndpointNeedsPacketInstance(t *testing.T) {
 	})
 	if !s.Failing() {
 		t.Error("Failing() = false")
+	}
+}
+
+// deviceServer answers each datagram with its socket's device and
+// whether it may broadcast.
+type deviceServer struct{ echoServer }
+
+func (s *deviceServer) ServePacket(ctx context.Context, _ string, pc net.PacketConn) error {
+	buf := make([]byte, 512)
+	for {
+		_, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		var dev string
+		var bcast int
+		rc, _ := pc.(*net.UDPConn).SyscallConn()
+		rc.Control(func(fd uintptr) {
+			dev, _ = unix.GetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE)
+			bcast, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST)
+		})
+		pc.WriteTo(fmt.Appendf(nil, "%s %d", dev, bcast), from)
+	}
+}
+
+// TestPacketEndpointOnDevice: an endpoint with a Device is bound to it
+// (the DHCP server's socket); every datagram socket may broadcast; a device that does not exist
+// fails the endpoint, with its name.
+func TestPacketEndpointOnDevice(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	for _, tc := range []struct{ device, answer, err string }{
+		{"lo", "lo 1", ""},
+		{"", " 1", ""},
+		{"nosuchdev0", "", "on nosuchdev0: "},
+	} {
+		k := Kind{
+			Name: "dev",
+			Want: func(*schema.State) (Spec, string) {
+				return Spec{Endpoints: []Endpoint{{Name: "dev", Addr: addr, Network: "udp", Device: tc.device}}}, ""
+			},
+			Build: func(context.Context, Spec) (Instance, error) { return &deviceServer{}, nil },
+		}
+		s := newSupervisor(t, Config{}, k)
+		s.Converge(t.Context(), doc("one", false))
+		st := endpoint(t, s, "dev")
+		if tc.err != "" {
+			if st.State != StateFailed || !strings.Contains(st.Error, tc.err) {
+				t.Errorf("device %q: status %+v, want failed with %q", tc.device, st, tc.err)
+			}
+		} else if got := ask(t, addr, "ping"); got != tc.answer {
+			t.Errorf("device %q: socket %q, want %q", tc.device, got, tc.answer)
+		}
+		s.Stop()
 	}
 }

@@ -1,7 +1,7 @@
 // Package supervisor starts, reconfigures and stops the servers of the box
 // as the applied document wants them.
 //
-// Each server kind (SMTP, POP3, IMAP; later DNS, DHCP) is one Kind: a rule
+// Each server kind (SMTP, POP3, IMAP, DNS, DHCP) is one Kind: a rule
 // that reads the document and says whether the server is wanted, on which
 // endpoints (listen addresses) and with which configuration, and a
 // function that builds an instance of it. After every apply the daemon
@@ -57,6 +57,11 @@ type Endpoint struct {
 	// Network is "tcp" (also when empty) or "udp": a datagram endpoint,
 	// served by a PacketInstance.
 	Network string
+	// Device binds a datagram endpoint to one interface
+	// (SO_BINDTODEVICE), over IPv4: the DHCP server hears and answers
+	// only the LAN, with broadcasts to clients that have no address yet
+	// (Go's datagram sockets may broadcast).
+	Device string
 }
 
 // isPacket says whether ep is a datagram endpoint.
