@@ -38,14 +38,14 @@ type Env struct {
 	// the zones on disk to it when built, and every apply after. Nil
 	// when no server runs (mfapply without the daemon).
 	Zones *dnszone.Live
-	// Box is the hardware the network, firewall and DHCP reconcilers
-	// drive; nil on a machine that is not a box, where they touch
-	// nothing.
-	Box *hw.Box
 	// DHCP is what the DHCP server serves: the DHCP reconciler publishes
 	// the applied settings to it when built, and every apply after. Nil
 	// when no server runs.
 	DHCP *dhcpd.Live
+	// Box is the hardware the network, firewall and DHCP reconcilers
+	// drive; nil on a machine that is not a box, where they touch
+	// nothing.
+	Box *hw.Box
 	// Host is what the network reconciler reads of the host; the zero
 	// Host reads the one this runs on (network.SystemHost).
 	Host   network.Host
@@ -80,8 +80,7 @@ func newDHCP(ctx context.Context, env Env) (reconcilers.Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	// TODO(merge): NoHardware: env.Box == nil.
-	r := dhcp.New(dhcp.Options{Store: env.Store, Live: env.DHCP, NoHardware: true, Logger: env.Logger})
+	r := dhcp.New(dhcp.Options{Store: env.Store, Live: env.DHCP, NoHardware: env.Box == nil, Logger: env.Logger})
 	r.Publish(cur)
 	return r, nil
 }
