@@ -12,8 +12,9 @@
 // DNSNotify) and its forwarding resolver (ForwardCache, ForwardExchange,
 // ForwardDiscarded), the PPPoE WAN link (PPPoESession, PPPoERestart,
 // PPPoEUp), the front LED's loop (LEDPattern), commit-confirm
-// (ConfirmPending, ConfirmRollback) and the DHCP server (DHCPReply,
-// DHCPLeases).
+// (ConfirmPending, ConfirmRollback), the DHCP server (DHCPReply,
+// DHCPLeases) and the firewall reconciler (FirewallApplied,
+// FirewallDriftCorrected).
 // Those packages declare the small interfaces they call and do
 // not import Prometheus; a nil *Metrics takes every call and records
 // nothing, so that a daemon without --metrics pays nothing.
@@ -97,6 +98,12 @@
 //	mailfountain_dhcp_replies_total{kind}  counter  requests by the reply sent: kind="offer", "ack", "nak"; or none: "released", "declined", "exhausted" (no address left to offer), "dropped" (malformed, not for this server, over a limit)
 //	mailfountain_dhcp_leases_active        gauge    leases held by a device
 //	mailfountain_dhcp_pool_free            gauge    addresses of the range no active lease holds (reservations apart)
+//
+// The firewall reconciler (reconcilers/firewall; label op: add, delete):
+//
+//	mailfountain_firewall_rules_applied_total{op}      counter    rules of the table inet mailfountain added or deleted (a table rebuilt whole adds every rule)
+//	mailfountain_firewall_drift_corrected_total        counter    rules (or the table, or a chain) changed by hand and put right
+//	mailfountain_firewall_apply_duration_seconds       histogram  time of a commit of the table's batch
 //
 // And the Go runtime's and the process's collectors: go_* (goroutines,
 // memory, GC) and process_* (CPU, resident memory, open files).
@@ -182,6 +189,11 @@ type Metrics struct {
 	// The DHCP server's.
 	dhcpReplies          *prometheus.CounterVec
 	dhcpActive, dhcpFree prometheus.Gauge
+
+	// The firewall reconciler's.
+	fwRules         *prometheus.CounterVec
+	fwDrift         prometheus.Counter
+	fwApplyDuration prometheus.Histogram
 }
 
 // New registers mailfountaind's metrics, and the Go runtime and process
@@ -315,6 +327,17 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			Name: "mailfountain_dhcp_pool_free",
 			Help: "Addresses of the DHCP range that no active lease holds (reservations apart).",
 		}),
+		fwRules: counter("mailfountain_firewall_rules_applied_total",
+			"Rules of the firewall's table added or deleted (op=add, delete).", "op"),
+		fwDrift: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_firewall_drift_corrected_total",
+			Help: "Firewall rules, or its table or a chain, changed by hand and put right.",
+		}),
+		fwApplyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailfountain_firewall_apply_duration_seconds",
+			Help:    "Time of a commit of the firewall table's batch.",
+			Buckets: dnsBuckets,
+		}),
 	}
 	cs := []prometheus.Collector{
 		m.planDuration, m.applyDuration, m.changesApplied, m.failures, m.driftCorrected, m.lastSuccess,
@@ -328,6 +351,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.ledPattern,
 		m.confirmPending, m.confirmRollbacks,
 		m.dhcpReplies, m.dhcpActive, m.dhcpFree,
+		m.fwRules, m.fwDrift, m.fwApplyDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -680,6 +704,30 @@ func (m *Metrics) DHCPLeases(active, free int) {
 	}
 	m.dhcpActive.Set(float64(active))
 	m.dhcpFree.Set(float64(free))
+}
+
+// FirewallApplied records a commit of the firewall's table: the rules it
+// added and deleted, and how long it took.
+func (m *Metrics) FirewallApplied(added, deleted int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	if added > 0 {
+		m.fwRules.WithLabelValues("add").Add(float64(added))
+	}
+	if deleted > 0 {
+		m.fwRules.WithLabelValues("delete").Add(float64(deleted))
+	}
+	m.fwApplyDuration.Observe(took.Seconds())
+}
+
+// FirewallDriftCorrected records n changes made by hand to the firewall's
+// table and put right.
+func (m *Metrics) FirewallDriftCorrected(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.fwDrift.Add(float64(n))
 }
 
 // Handler answers with the metrics of the registry, in the format the

@@ -186,6 +186,10 @@ func TestScrape(t *testing.T) {
 	m.DHCPReply(dhcpd.Ack)
 	m.DHCPReply(dhcpd.Dropped)
 	m.DHCPLeases(3, 148)
+	m.FirewallApplied(27, 0, 3*time.Millisecond)
+	m.FirewallApplied(2, 1, time.Millisecond)
+	m.FirewallDriftCorrected(2)
+	m.FirewallDriftCorrected(0) // nothing
 	after := time.Now()
 
 	got := scrape(t, url)
@@ -259,6 +263,11 @@ func TestScrape(t *testing.T) {
 		`mailfountain_dhcp_replies_total{kind="dropped"}`:                            1,
 		`mailfountain_dhcp_leases_active`:                                            3,
 		`mailfountain_dhcp_pool_free`:                                                148,
+		`mailfountain_firewall_rules_applied_total{op="add"}`:                        29,
+		`mailfountain_firewall_rules_applied_total{op="delete"}`:                     1,
+		`mailfountain_firewall_drift_corrected_total`:                                2,
+		`mailfountain_firewall_apply_duration_seconds_count`:                         2,
+		`mailfountain_firewall_apply_duration_seconds_sum`:                           0.004,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -362,6 +371,8 @@ func TestNil(t *testing.T) {
 	m.ConfirmRollback(true)
 	m.DHCPReply(dhcpd.Nak)
 	m.DHCPLeases(1, 1)
+	m.FirewallApplied(1, 1, time.Millisecond)
+	m.FirewallDriftCorrected(1)
 }
 
 // TestRegisterTwice: New on a registry that has the metrics already says
