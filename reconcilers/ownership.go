@@ -66,7 +66,6 @@ type Unowned struct {
 func NotApplied() []Unowned {
 	const (
 		netlink = "the network reconciler (netlink) does not exist yet: the box's ports are configured outside MailFountain"
-		nft     = "the firewall reconciler (nftables) does not exist yet: no port is forwarded"
 	)
 	return []Unowned{
 		{"system.timezone", SectionSystem, "the time zone of the box's clock; nothing sets it yet (the servers write times in UTC)"},
@@ -75,8 +74,6 @@ func NotApplied() []Unowned {
 		{"network.mode", SectionNetwork, netlink + "; the mail reconciler reads it to pick the network its clients come from"},
 		{"network.wan", SectionNetwork, netlink + "; the mail reconciler reads network.wan.address in server mode"},
 		{"network.lan.address", SectionNetwork, netlink + "; the mail reconciler reads it for the network its clients come from"},
-
-		{"network.forwards", SectionFirewall, nft},
 	}
 }
 

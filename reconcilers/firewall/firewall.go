@@ -59,7 +59,8 @@ func (noMetrics) FirewallDriftCorrected(int)              {}
 // Config is what the reconciler is built from.
 type Config struct {
 	// WAN is the box's WAN port (its profile's: "eth0", or "wan" in the
-	// virtual box); with wan.method pppoe the WAN link is PPP instead.
+	// virtual box); with wan.method pppoe the WAN link is hw.PPPInterface
+	// instead.
 	WAN string
 	// Skip is the reason the reconciler has nothing to drive
 	// (reconcilers.ReasonNoHardware), "" on a box.

@@ -13,6 +13,7 @@ import (
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 
+	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -23,16 +24,11 @@ const (
 	TableFamily = nftables.TableFamilyINet
 )
 
-// The interface names the ruleset matches, by name (iifname, oifname):
-// a link that comes and goes (ppp0) keeps its rules.
-const (
-	// LANBridge is the box's LAN bridge (hw.LANBridge): LAN1 and LAN2 in
-	// router mode, every port in server mode.
-	LANBridge = "br-lan"
-	// PPP is the WAN link of wan.method pppoe.
-	PPP      = "ppp0"
-	loopback = "lo"
-)
+// The ruleset matches interfaces by name (iifname, oifname), so that a
+// link that comes and goes (ppp0) keeps its rules: the LAN bridge
+// hw.LANBridge (LAN1 and LAN2 in router mode, every port in server mode),
+// the WAN port or hw.PPPInterface, and loopback.
+const loopback = "lo"
 
 // ServedTCP and ServedUDP are the box's own services open from the WAN
 // (the schema's servedPorts, which no forward may take): SMTP,
@@ -93,7 +89,7 @@ type Input struct {
 	// Mode is network.mode: "router" or "server".
 	Mode string
 	// WAN is the interface of the WAN link: the profile's WAN port, or
-	// PPP with wan.method pppoe.
+	// hw.PPPInterface with wan.method pppoe.
 	WAN string
 	// Forwards are network.forwards (router mode only).
 	Forwards []schema.Forward
@@ -107,7 +103,7 @@ func InputOf(st *schema.State, wanPort string) Input {
 		in.Mode = "router"
 	}
 	if st.Network.WAN.Method == "pppoe" {
-		in.WAN = PPP
+		in.WAN = hw.PPPInterface
 	}
 	if in.Mode == "router" {
 		in.Forwards = st.Network.Forwards
@@ -190,7 +186,7 @@ func boxRules(in Input) []*Rule {
 	// Input: established traffic, loopback and the LAN, always.
 	add(rule("input", box, "established").ctState(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED).accept())
 	add(rule("input", box, "loopback").iif(loopback).accept())
-	add(rule("input", box, "lan").iif(LANBridge).accept())
+	add(rule("input", box, "lan").iif(hw.LANBridge).accept())
 	if in.Mode != "router" {
 		// Server mode: the bridge is the only interface; no NAT, no
 		// forwarding (the forward chain's policy drops).
@@ -219,7 +215,7 @@ func boxRules(in Input) []*Rule {
 	// Forwarding: the LAN out to the WAN, what answers it back; NAT out
 	// of the WAN.
 	add(rule("forward", box, "established").ctState(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED).accept())
-	add(rule("forward", box, "lan to wan").iif(LANBridge).oif(in.WAN).accept())
+	add(rule("forward", box, "lan to wan").iif(hw.LANBridge).oif(in.WAN).accept())
 	add(rule("postrouting", box, "masquerade").oif(in.WAN).masquerade())
 	return rules
 }

@@ -220,7 +220,7 @@ func TestKeyOf(t *testing.T) {
 		{userData("mf box: lan #0123"), "mf box: lan #0123"},
 		{nil, ""},
 		{[]byte{0}, ""},
-		{[]byte{0, 200, 'a'}, ""},                   // cut short
+		{[]byte{0, 200, 'a'}, ""}, // cut short
 		{[]byte{1, 1, 'x', 0, 3, 'a', 'b', 0}, "ab"}, // another TLV first
 	} {
 		if got := keyOf(tc.ud); got != tc.want {
@@ -306,8 +306,8 @@ func TestPlan(t *testing.T) {
 // nftables as a user; as root it must not touch the host's).
 func TestSkipped(t *testing.T) {
 	ctx := context.Background()
-	r := New(Config{WAN: "eth0", Skip: "no box hardware"})
-	if r.SkipReason() != "no box hardware" {
+	r := New(Config{WAN: "eth0", Skip: reconcilers.ReasonNoHardware})
+	if r.SkipReason() != reconcilers.ReasonNoHardware {
 		t.Fatalf("SkipReason %q", r.SkipReason())
 	}
 	l, err := r.Observe(ctx)

@@ -19,6 +19,7 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
 	"mailfountain.dev/mailfountain/reconcilers/dhcp"
 	"mailfountain.dev/mailfountain/reconcilers/dns"
+	"mailfountain.dev/mailfountain/reconcilers/firewall"
 	"mailfountain.dev/mailfountain/reconcilers/mail"
 	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/runtime/dhcpd"
@@ -48,8 +49,17 @@ type Env struct {
 	Box *hw.Box
 	// Host is what the network reconciler reads of the host; the zero
 	// Host reads the one this runs on (network.SystemHost).
-	Host   network.Host
-	Logger *slog.Logger
+	Host network.Host
+	// Metrics are what the reconcilers report besides the engine's
+	// Observer; nil records nothing.
+	Metrics Metrics
+	Logger  *slog.Logger
+}
+
+// Metrics are the reconcilers' own metrics (runtime/metrics implements
+// them).
+type Metrics interface {
+	firewall.Metrics
 }
 
 // Entry is one reconciler of the box.
@@ -68,6 +78,7 @@ func Entries() []Entry {
 		{Name: accounts.Name, New: newAccounts},
 		{Name: mail.Name, New: newMail},
 		{Name: network.Name, New: newNetwork},
+		{Name: firewall.Name, New: newFirewall},
 		{Name: dns.Name, New: newDNS},
 		{Name: dhcp.Name, New: newDHCP},
 	}
@@ -91,6 +102,21 @@ func newNetwork(_ context.Context, env Env) (reconcilers.Reconciler, error) {
 		host = network.SystemHost()
 	}
 	return network.New(env.Store, host, env.Logger), nil
+}
+
+// newFirewall builds the firewall reconciler of the box's WAN port;
+// without box hardware it touches nothing and reports skipped.
+func newFirewall(_ context.Context, env Env) (reconcilers.Reconciler, error) {
+	cfg := firewall.Config{Logger: env.Logger}
+	if env.Metrics != nil {
+		cfg.Metrics = env.Metrics
+	}
+	if env.Box == nil {
+		cfg.Skip = reconcilers.ReasonNoHardware
+	} else {
+		cfg.WAN = env.Box.Profile.WAN
+	}
+	return firewall.New(cfg), nil
 }
 
 // newDNS builds the DNS reconciler and hands the server the zones it

@@ -171,6 +171,11 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 	}
 	settings := &mailconf.Live{}
 	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, DHCP: o.dhcp, Box: o.box, Logger: logger}
+	// The daemon's observer (runtime/metrics) takes the reconcilers' own
+	// metrics too.
+	if m, ok := o.observer.(registry.Metrics); ok {
+		env.Metrics = m
+	}
 	engine, err := registry.Build(ctx, env, reconcilers.Config{Logger: logger, Observer: o.observer}, o.extra...)
 	if err != nil {
 		st.Close()
