@@ -89,8 +89,9 @@ type Reconciler struct {
 	// batch make (the new rules' handles unknown: read when needed).
 	cache *live
 	rd    renderer
-	// applied are the keys of the rules the last apply left, nil before
-	// the first: a rule of them found missing is drift.
+	// applied are the keys of the rules the table was last known to hold
+	// as wanted (the last apply, or a plan that found it in sync), nil
+	// before: a rule of them found missing is drift.
 	applied map[string]bool
 	stats   Stats
 }
@@ -347,6 +348,13 @@ func (r *Reconciler) Plan(_ context.Context, observed reconcilers.Live, desired 
 			Detail:  "added by hand, " + what,
 			Payload: &step{batch: batch{del: []LiveRule{f}}, base: l, want: want, drift: 1},
 		})
+	}
+	if len(changes) == 0 {
+		// In sync: the table holds the ruleset (after a restart too), so
+		// a rule of it that goes missing later was deleted by hand.
+		r.mu.Lock()
+		r.applied = want
+		r.mu.Unlock()
 	}
 	return changes, nil
 }

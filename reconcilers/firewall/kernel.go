@@ -80,6 +80,21 @@ func readGen(c *netlink.Conn) (uint32, error) {
 // dumpRules lists the rules of our table: chain, handle and comment, the
 // expressions left unparsed. exists is false when there is no table.
 func dumpRules(c *netlink.Conn) (rules []LiveRule, exists bool, err error) {
+	// A listing of a table that does not exist is empty, not an error:
+	// the table is asked for first.
+	tattrs, _ := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: append([]byte(TableName), 0)},
+	}) // a fixed string attribute: cannot fail
+	_, err = c.Execute(netlink.Message{
+		Header: netlink.Header{Type: nftMsg(unix.NFT_MSG_GETTABLE), Flags: netlink.Request},
+		Data:   append(nfgen(TableFamily), tattrs...),
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("look for table %s: %w", TableName, err)
+	}
 	attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: append([]byte(TableName), 0)},
 	}) // a fixed string attribute: cannot fail
@@ -87,9 +102,6 @@ func dumpRules(c *netlink.Conn) (rules []LiveRule, exists bool, err error) {
 		Header: netlink.Header{Type: nftMsg(unix.NFT_MSG_GETRULE), Flags: netlink.Request | netlink.Dump},
 		Data:   append(nfgen(TableFamily), attrs...),
 	})
-	if errors.Is(err, unix.ENOENT) {
-		return nil, false, nil
-	}
 	if err != nil {
 		return nil, false, fmt.Errorf("list the rules of table %s: %w", TableName, err)
 	}
