@@ -1,0 +1,56 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// firewallDoc is a router document with the given port forwards.
+func firewallDoc(forwards ...string) string {
+	return "system: {model: M500}\nnetwork: {mode: router, wan: {method: dhcp}, forwards: [" + strings.Join(forwards, ", ") + "]}\n" +
+		"smtp: {mode: direct}\ndomains:\n  - name: a.example\n    accounts:\n      - id: bob\n"
+}
+
+// TestFirewallDaemon: mailfountaind on a virtual box writes the table inet
+// mailfountain of the document's port forwards, follows an edit, and puts
+// the table right after `nft flush table` by hand (its resync).
+func TestFirewallDaemon(t *testing.T) {
+	b := newVirtualBox(t)
+	nft := needTool(t, "nft")
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	state := filepath.Join(dir, "state.yaml")
+	if err := os.WriteFile(state, []byte(firewallDoc("{port: 8080, to: 192.168.1.20, to_port: 80}")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDaemonProc(t, "--data", data, "-f", state, "--hardware", b.hardware(), "--resync", "1s")
+	waitVersions(t, data, 1)
+	has := func(parts ...string) func() error {
+		return func() error {
+			out, err := b.in(b.name, nft, "list", "table", "inet", "mailfountain")
+			if err != nil {
+				return err
+			}
+			for _, p := range parts {
+				if !strings.Contains(out, p) {
+					return fmt.Errorf("no %q in\n%s", p, out)
+				}
+			}
+			return nil
+		}
+	}
+	waitFor(t, "the forward's DNAT in the box", has(`oifname "wan" masquerade`, "dnat ip to 192.168.1.20:80"))
+
+	b.must(t, b.name, nft, "flush", "table", "inet", "mailfountain")
+	if has("dnat ip to 192.168.1.20:80")() == nil {
+		t.Fatal("the table was not flushed")
+	}
+	waitFor(t, "the flushed table put right", has(`oifname "wan" masquerade`, "dnat ip to 192.168.1.20:80"))
+
+	saveByRename(t, state, firewallDoc("{port: 8080, to: 192.168.1.20, to_port: 80}", "{port: 2222, to: 192.168.1.21, to_port: 22}"))
+	waitVersions(t, data, 2)
+	waitFor(t, "the new forward in the box", has("dnat ip to 192.168.1.20:80", "dnat ip to 192.168.1.21:22"))
+}
