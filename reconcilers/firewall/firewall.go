@@ -10,7 +10,8 @@
 // deleted or added, in one batch too. Each rule carries its key as a
 // comment (its description and a hash of its expressions), so Observe
 // finds a rule deleted, added or changed by hand (drift) and Plan puts
-// it right. Observe first reads the ruleset's generation: unchanged since
+// it right; Watch hears of such a change from the kernel's nftables
+// events. Observe first reads the ruleset's generation: unchanged since
 // the last observation, nothing else is read and nothing is sent.
 //
 // It works in the current network namespace: the box's (the daemon runs
@@ -93,6 +94,9 @@ type Reconciler struct {
 	// as wanted (the last apply, or a plan that found it in sync), nil
 	// before: a rule of them found missing is drift.
 	applied map[string]bool
+	// lastGen is the generation the reconciler's last batch made (Watch
+	// ignores its own events).
+	lastGen uint32
 	stats   Stats
 }
 
@@ -490,6 +494,12 @@ func (r *Reconciler) commit(b *batch, base *live) (*live, error) {
 		r.stats.Dumps++
 		r.mu.Unlock()
 	}
+	// The generation this batch will make, unless another transaction
+	// comes first (then Watch takes that one for ours: the resync still
+	// sees it): Watch's event may come before send returns.
+	r.mu.Lock()
+	r.lastGen = gen + 1
+	r.mu.Unlock()
 	if err := send(b); err != nil {
 		return nil, err
 	}

@@ -614,3 +614,62 @@ func TestTraffic(t *testing.T) {
 		})
 	}
 }
+
+// TestWatch: a change by hand in our table notifies; a change of another
+// table, or the reconciler's own apply, does not; the watch ends with its
+// context.
+func TestWatch(t *testing.T) {
+	box, nft := inBox(t)
+	r := New(Config{WAN: box.Profile.WAN})
+	ctx, cancel := context.WithCancel(context.Background())
+	notified := make(chan struct{}, 100)
+	done := make(chan error, 1)
+	go func() { done <- r.Watch(ctx, func() { notified <- struct{}{} }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
+	// The subscription is made when the watch starts: a change by hand
+	// until one notifies.
+	expect := func(what string, within time.Duration) bool {
+		select {
+		case <-notified:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	quiet := func(what string) {
+		t.Helper()
+		if expect(what, 300*time.Millisecond) {
+			t.Errorf("%s notified", what)
+		}
+	}
+
+	reconcile(t, r, threeForwards)
+	// The subscription may not have been made before this apply: drain.
+	for expect("", 300*time.Millisecond) {
+	}
+	run(t, nft, "add", "table", "inet", "fwtest-watch")
+	t.Cleanup(func() { exec.Command(nft, "delete", "table", "inet", "fwtest-watch").Run() })
+	run(t, nft, "add", "chain", "inet", "fwtest-watch", "c")
+	quiet("another table's change")
+
+	reconcile(t, r, router("dhcp", fwd("tcp", 8080, "192.168.1.20", 80)))
+	quiet("the reconciler's own apply")
+
+	run(t, nft, "flush", "table", "inet", TableName)
+	if !expect("flush", 5*time.Second) {
+		t.Fatal("a flush by hand did not notify")
+	}
+	if got := reconcile(t, r, router("dhcp", fwd("tcp", 8080, "192.168.1.20", 80))); len(got) == 0 {
+		t.Fatal("notified, yet nothing to correct")
+	}
+	quiet("the correction")
+	run(t, nft, "add", "rule", "inet", TableName, "input", "tcp", "dport", "22", "accept")
+	if !expect("a rule added", 5*time.Second) {
+		t.Fatal("a rule added by hand did not notify")
+	}
+}
