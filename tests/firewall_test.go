@@ -16,7 +16,9 @@ func firewallDoc(forwards ...string) string {
 
 // TestFirewallDaemon: mailfountaind on a virtual box writes the table inet
 // mailfountain of the document's port forwards, follows an edit, and puts
-// the table right after `nft flush table` by hand (its resync).
+// the table right after `nft flush table` by hand: at once, by the
+// firewall reconciler's watch of nftables events (the resync is an hour
+// away).
 func TestFirewallDaemon(t *testing.T) {
 	b := newVirtualBox(t)
 	nft := needTool(t, "nft")
@@ -26,7 +28,7 @@ func TestFirewallDaemon(t *testing.T) {
 	if err := os.WriteFile(state, []byte(firewallDoc("{port: 8080, to: 192.168.1.20, to_port: 80}")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startDaemonProc(t, "--data", data, "-f", state, "--hardware", b.hardware(), "--resync", "1s")
+	startDaemonProc(t, "--data", data, "-f", state, "--hardware", b.hardware(), "--resync", "1h")
 	waitVersions(t, data, 1)
 	has := func(parts ...string) func() error {
 		return func() error {
