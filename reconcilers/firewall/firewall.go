@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -93,7 +94,7 @@ type Reconciler struct {
 	// applied are the keys of the rules the table was last known to hold
 	// as wanted (the last apply, or a plan that found it in sync), nil
 	// before: a rule of them found missing is drift.
-	applied map[string]bool
+	applied map[string]string
 	// lastGen is the generation the reconciler's last batch made (Watch
 	// ignores its own events).
 	lastGen uint32
@@ -217,8 +218,8 @@ type step struct {
 	batch
 	// base is the observation planned from.
 	base *live
-	// want are the keys of the whole desired ruleset.
-	want map[string]bool
+	// want are the keys of the whole desired ruleset, with their chains.
+	want map[string]string
 	// drift counts what of it corrects a change made by hand.
 	drift int
 }
@@ -246,15 +247,15 @@ func (r *Reconciler) Plan(_ context.Context, observed reconcilers.Live, desired 
 	if err != nil {
 		return nil, fmt.Errorf("plan the firewall: %w", err)
 	}
-	want := make(map[string]bool, len(rs.Rules))
+	want := make(map[string]string, len(rs.Rules))
 	for _, x := range rs.Rules {
-		want[x.Key] = true
+		want[x.Key] = x.Chain
 	}
 	resource := fmt.Sprintf("firewall table inet %s", TableName)
 
 	if !l.exists {
 		s := &step{batch: batch{reload: rs}, base: l, want: want}
-		op, detail := reconcilers.Create, fmt.Sprintf("%s mode, %d forwards: %d rules", in.Mode, len(in.Forwards), len(rs.Rules))
+		op, detail := reconcilers.Create, summary(in, rs)
 		if applied != nil {
 			op, detail, s.drift = reconcilers.Update, "deleted by hand: made again, "+detail, 1
 		}
@@ -267,7 +268,7 @@ func (r *Reconciler) Plan(_ context.Context, observed reconcilers.Live, desired 
 			d += " (changed by hand)"
 		}
 		return []reconcilers.Change{{Op: reconcilers.Update, Resource: resource,
-			Detail: fmt.Sprintf("rebuilt whole: %s; %s mode, %d forwards: %d rules", d, in.Mode, len(in.Forwards), len(rs.Rules)), Payload: s}}, nil
+			Detail: "rebuilt whole: " + d + "; " + summary(in, rs), Payload: s}}, nil
 	}
 
 	// Rules: ours that the ruleset still has stay; everything else in
@@ -291,12 +292,14 @@ func (r *Reconciler) Plan(_ context.Context, observed reconcilers.Live, desired 
 	seen := make(map[string]bool, len(l.rules))
 	var foreign []LiveRule
 	for _, lr := range l.rules {
-		if want[lr.Key] && !seen[lr.Key] {
+		if want[lr.Key] == lr.Chain && !seen[lr.Key] {
 			seen[lr.Key] = true
 			continue
 		}
+		// Not ours, or a copy of a wanted rule (a second one, or one in
+		// another chain): made by hand.
 		name, ours := groupOfKey(lr.Key)
-		if !ours || seen[lr.Key] {
+		if !ours || want[lr.Key] != "" {
 			foreign = append(foreign, lr)
 			continue
 		}
@@ -311,7 +314,7 @@ func (r *Reconciler) Plan(_ context.Context, observed reconcilers.Live, desired 
 		g := get(x.Group)
 		g.s.add = append(g.s.add, x)
 		g.added++
-		if applied[x.Key] {
+		if applied[x.Key] != "" {
 			g.missing++
 			g.s.drift++
 		}
@@ -336,9 +339,9 @@ func (r *Reconciler) Plan(_ context.Context, observed reconcilers.Live, desired 
 			if op == reconcilers.Create {
 				op = reconcilers.Update
 			}
-			d = append(d, fmt.Sprintf("%d rules deleted by hand: added again", g.missing))
+			d = append(d, rules(g.missing)+" deleted by hand: added again")
 		} else if op == reconcilers.Update {
-			d = append(d, fmt.Sprintf("%d rules replaced", g.added))
+			d = append(d, rules(g.added)+" replaced")
 		}
 		changes = append(changes, reconcilers.Change{Op: op, Resource: "firewall " + name, Detail: strings.Join(d, "; "), Payload: g.s})
 	}
@@ -365,16 +368,8 @@ func (r *Reconciler) Plan(_ context.Context, observed reconcilers.Live, desired 
 
 // sameKeys reports whether the last apply left the ruleset wanted now:
 // then what differs was changed by hand.
-func sameKeys(applied, want map[string]bool) bool {
-	if applied == nil || len(applied) != len(want) {
-		return false
-	}
-	for k := range want {
-		if !applied[k] {
-			return false
-		}
-	}
-	return true
+func sameKeys(applied, want map[string]string) bool {
+	return applied != nil && maps.Equal(applied, want)
 }
 
 // chainsDiffer says how the table's chains differ from the ruleset's, ""
@@ -421,7 +416,7 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 		return err
 	}
 	var b batch
-	var want map[string]bool
+	var want map[string]string
 	var base *live
 	drift := 0
 	for _, c := range changes {
@@ -551,6 +546,24 @@ func resolveHandles(c *netlink.Conn, del []LiveRule) error {
 		del[i].Handle = h
 	}
 	return nil
+}
+
+// summary is the plan's word for a whole ruleset: "router mode, 2
+// forwards: 27 rules".
+func summary(in Input, rs *Ruleset) string {
+	fs := "forwards"
+	if len(in.Forwards) == 1 {
+		fs = "forward"
+	}
+	return fmt.Sprintf("%s mode, %d %s: %s", in.Mode, len(in.Forwards), fs, rules(len(rs.Rules)))
+}
+
+// rules is "1 rule", "2 rules".
+func rules(n int) string {
+	if n == 1 {
+		return "1 rule"
+	}
+	return fmt.Sprintf("%d rules", n)
 }
 
 // groupOfKey is the group a rule's key names ("forward tcp/8080", "box"),

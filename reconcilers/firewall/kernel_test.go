@@ -371,19 +371,19 @@ func TestDrift(t *testing.T) {
 			hand: func() {
 				run(t, nft, "delete", "rule", "inet", TableName, "prerouting", "handle", handleOf("dnat tcp/8080"))
 			},
-			want:  []string{"~ firewall forward tcp/8080 (→ 192.168.1.20:80; 1 rules deleted by hand: added again)"},
+			want:  []string{"~ firewall forward tcp/8080 (→ 192.168.1.20:80; 1 rule deleted by hand: added again)"},
 			drift: 1,
 		},
 		{
 			name:  "the table deleted",
 			hand:  func() { run(t, nft, "delete", "table", "inet", TableName) },
-			want:  []string{"~ firewall table inet mailfountain (deleted by hand: made again, router mode, 1 forwards: 25 rules)"},
+			want:  []string{"~ firewall table inet mailfountain (deleted by hand: made again, router mode, 1 forward: 25 rules)"},
 			drift: 1,
 		},
 		{
 			name:  "a policy changed",
 			hand:  func() { run(t, nft, "chain", "inet", TableName, "forward", "{ policy accept; }") },
-			want:  []string{"~ firewall table inet mailfountain (rebuilt whole: chain forward changed (changed by hand); router mode, 1 forwards: 25 rules)"},
+			want:  []string{"~ firewall table inet mailfountain (rebuilt whole: chain forward changed (changed by hand); router mode, 1 forward: 25 rules)"},
 			drift: 1,
 		},
 	}

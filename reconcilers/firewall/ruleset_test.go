@@ -269,6 +269,11 @@ func TestPlan(t *testing.T) {
 		{"a forward's rules deleted by hand", without("forward udp/9000"), true, []string{"~ firewall forward udp/9000 (→ 192.168.1.21:9000; 2 rules deleted by hand: added again)"}, 2},
 		{"a rule added by hand", plus(LiveRule{Chain: "input", Handle: 99}), true, []string{"- firewall rule input/99 (added by hand, no comment)"}, 1},
 		{"a rule of ours twice", plus(LiveRule{Chain: "input", Handle: 98, Key: rs.Rules[0].Key}), true, []string{fmt.Sprintf("- firewall rule input/98 (added by hand, comment %q)", rs.Rules[0].Key)}, 1},
+		{"a rule of ours copied into another chain", func() *live {
+			l := full()
+			l.rules = append([]LiveRule{{Chain: "forward", Handle: 96, Key: rs.Rules[0].Key}}, l.rules...)
+			return l
+		}(), true, []string{fmt.Sprintf("- firewall rule forward/96 (added by hand, comment %q)", rs.Rules[0].Key)}, 1},
 		{"a forward no longer wanted", plus(LiveRule{Chain: "prerouting", Handle: 97, Key: "mf forward tcp/22: dnat tcp/22 192.168.1.9:22 #abc"}), false, []string{"- firewall forward tcp/22"}, 0},
 		{"a chain changed by hand", otherChains, true, []string{"~ firewall table inet mailfountain (rebuilt whole: chain input changed (changed by hand); router mode, 2 forwards: 27 rules)"}, 1},
 	}
@@ -276,9 +281,9 @@ func TestPlan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := New(Config{WAN: "wan"})
 			if tc.applied {
-				r.applied = map[string]bool{}
+				r.applied = map[string]string{}
 				for _, x := range rs.Rules {
-					r.applied[x.Key] = true
+					r.applied[x.Key] = x.Chain
 				}
 			}
 			changes, err := r.Plan(ctx, tc.live, st)
