@@ -330,3 +330,20 @@ func TestSkipped(t *testing.T) {
 		t.Fatalf("stats %+v: something was read or sent", s)
 	}
 }
+
+// FuzzKeyOf: a rule's user data comes from whoever made the rule (nft by
+// hand, another program): keyOf never panics, and reads back the comments
+// it writes.
+func FuzzKeyOf(f *testing.F) {
+	f.Add([]byte(nil), "mf box: lan #0123")
+	f.Add([]byte{0, 200, 'a'}, "")
+	f.Add([]byte{1, 1, 'x', 0, 3, 'a', 'b', 0}, "mf forward tcp/8080: dnat tcp/8080 192.168.1.20:80 #1f0c")
+	f.Fuzz(func(t *testing.T, ud []byte, comment string) {
+		keyOf(ud)
+		if len(comment) < 200 && !strings.ContainsRune(comment, 0) {
+			if got := keyOf(userData(comment)); got != comment {
+				t.Errorf("keyOf(userData(%q)) = %q", comment, got)
+			}
+		}
+	})
+}
