@@ -18,6 +18,11 @@
 // (Observe and Plan; nothing may be sent: it checks the reconciler's
 // batch count). It prints one line per figure, medians with min and max,
 // and the ratios.
+//
+//	drive -text N
+//
+// prints the nft script of the table with N forwards (what the bench
+// loads with nft -f), and changes nothing.
 package main
 
 import (
@@ -44,7 +49,17 @@ func main() {
 	sizes := flag.String("sizes", "10,100,1000", "numbers of port forwards, comma separated")
 	nft := flag.String("nft", "nft", "the nft program")
 	noops := flag.Int("noops", 200, "no-op reconciles timed")
+	text := flag.Int("text", -1, "print the nft script of the table with this many forwards, and exit")
 	flag.Parse()
+	if *text >= 0 {
+		rs, err := firewall.Render(firewall.InputOf(doc(*text), wan))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "drive:", err)
+			os.Exit(1)
+		}
+		fmt.Print(rs.Text())
+		return
+	}
 	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
