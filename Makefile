@@ -44,7 +44,7 @@ DEMO_OUTBOUND := --resolver 127.0.0.1:1
 
 FUZZTIME ?= 10s
 
-.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-edit bench-inbound bench-outbound bench-dns fuzz build clean
+.PHONY: all demo test deps fmt-check vet patched-check patches-refresh unit race bench bench-validate bench-edit bench-inbound bench-outbound bench-dns bench-firewall fuzz build clean
 
 all: test
 
@@ -119,7 +119,7 @@ race:
 	@for m in $(PATCHED_MODS); do (cd "$$m" && $(GO) test -race ./...); done
 
 ## bench: every benchmark, each side by side with its peer (not part of `make test`)
-bench: bench-validate bench-edit bench-inbound bench-outbound bench-dns
+bench: bench-validate bench-edit bench-inbound bench-outbound bench-dns bench-firewall
 
 ## bench-validate: validate and plan a large document, side by side with `cue vet`
 bench-validate:
@@ -140,6 +140,10 @@ bench-outbound:
 ## bench-dns: authoritative DNS, a 10,000-host zone, queries/s and queries per CPU-second with dnsperf, side by side with NSD and Knot (as root; HOSTS, DURATION override)
 bench-dns:
 	bash bench/dns.sh
+
+## bench-firewall: the firewall reconciler's applies of 10, 100 and 1,000 port forwards, one forward more, a no-op, side by side with nft -f (as root; SIZES, ROUNDS override)
+bench-firewall:
+	bash bench/firewall.sh
 
 ## fuzz: fuzz every target for FUZZTIME each (not part of `make test`)
 fuzz:

@@ -73,14 +73,9 @@ type Unowned struct {
 // reconciler yet"), and status lists those of the applied document. When
 // a section's reconciler arrives, its fields move from here to its Owns.
 func NotApplied() []Unowned {
-	const (
-		nft = "the firewall reconciler (nftables) does not exist yet: no port is forwarded"
-	)
 	return []Unowned{
 		{"system.timezone", SectionSystem, "the time zone of the box's clock; nothing sets it yet (the servers write times in UTC)"},
 		{"system.admin.password_hash", SectionWeb, "the administrator's password of the web administration, which does not exist yet"},
-
-		{"network.forwards", SectionFirewall, nft},
 	}
 }
 

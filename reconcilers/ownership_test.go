@@ -10,6 +10,7 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
 	"mailfountain.dev/mailfountain/reconcilers/dhcp"
 	"mailfountain.dev/mailfountain/reconcilers/dns"
+	"mailfountain.dev/mailfountain/reconcilers/firewall"
 	"mailfountain.dev/mailfountain/reconcilers/mail"
 	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/schema"
@@ -17,7 +18,7 @@ import (
 
 // theBox is the reconcilers the box runs; Owns and Reads need no store.
 func theBox() []reconcilers.Reconciler {
-	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil), network.New(nil, network.Host{}, network.Config{}, nil), dns.New("", nil, nil), dhcp.New(dhcp.Options{})}
+	return []reconcilers.Reconciler{accounts.New(nil, nil), mail.New(nil, nil, nil), network.New(nil, network.Host{}, network.Config{}, nil), firewall.New(firewall.Config{}), dns.New("", nil, nil), dhcp.New(dhcp.Options{})}
 }
 
 // owner is a fake that owns and reads what it is told.
@@ -159,16 +160,11 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 			want: []string{},
 		},
 		{
+			// The firewall reconciler applies them.
 			name: "a forward changed and one added",
 			old:  base,
 			new:  strings.Replace(base, "to_port: 80}", "to_port: 81}, {port: 2222, to: 192.168.1.21}", 1),
-			want: []string{
-				"not applied: network.forwards[tcp/8080].to_port — no reconciler yet (firewall)",
-				"not applied: network.forwards[tcp/2222].port — no reconciler yet (firewall)",
-				"not applied: network.forwards[tcp/2222].protocol — no reconciler yet (firewall)",
-				"not applied: network.forwards[tcp/2222].to — no reconciler yet (firewall)",
-				"not applied: network.forwards[tcp/2222].to_port — no reconciler yet (firewall)",
-			},
+			want: []string{},
 		},
 		{
 			// The DNS reconciler applies them.
@@ -189,10 +185,6 @@ domains: [{name: a.example, dns: {delegated: true, hosts: {www: 192.0.2.1}}, acc
 			new:  base,
 			want: []string{
 				"not applied: system.timezone — no reconciler yet (system)",
-				"not applied: network.forwards[tcp/8080].port — no reconciler yet (firewall)",
-				"not applied: network.forwards[tcp/8080].protocol — no reconciler yet (firewall)",
-				"not applied: network.forwards[tcp/8080].to — no reconciler yet (firewall)",
-				"not applied: network.forwards[tcp/8080].to_port — no reconciler yet (firewall)",
 			},
 		},
 	} {

@@ -11,7 +11,7 @@ import (
 
 // onlyUnapplied ends a plan whose only changes are fields that no
 // reconciler applies yet: it must not read as "in sync".
-const onlyUnapplied = "nothing the box can apply yet: only fields that no reconciler applies changed; applying records the document as a new version and changes nothing on the box"
+const onlyUnapplied = "nothing the box can apply: only fields that it does not apply (listed above) changed; applying records the document as a new version and changes nothing on the box"
 
 // printUnapplied prints one line per changed field that nothing applies:
 // "not applied: network.dhcp.start — no reconciler yet (dhcp)".
@@ -97,5 +97,5 @@ func (c *cli) printUnappliedStatus(us []reconcilers.UnappliedField) {
 		return
 	}
 	c.printUnapplied(us)
-	fmt.Fprintf(c.stdout, "%s of the applied document not applied: no reconciler applies them yet\n", plural(len(us), "field"))
+	fmt.Fprintf(c.stdout, "%s of the applied document not applied (reasons above)\n", plural(len(us), "field"))
 }

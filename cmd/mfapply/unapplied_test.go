@@ -13,7 +13,7 @@ import (
 )
 
 // dhcpLine is what plan, apply and status say of network.dhcp.start.
-const dhcpLine = "not applied: network.dhcp.start — no reconciler yet (dhcp)"
+const dhcpLine = "not applied: network.dhcp.start — no box hardware (dhcp)"
 
 // docDHCP is docV1 with the DHCP range moved: a field that no reconciler
 // applies yet.
@@ -55,7 +55,7 @@ func TestNotApplied(t *testing.T) {
 	r = e.run("", "plan", "-f", dhcp, "--json")
 	e.expect(r, 2)
 	decodeJSON(t, r, &pj)
-	if !pj.Changes || !pj.NewVersion || len(pj.Unapplied) != 1 || pj.Unapplied[0] != (unappliedOut{"network.dhcp.start", "dhcp", "no reconciler yet", dhcpLine}) {
+	if !pj.Changes || !pj.NewVersion || len(pj.Unapplied) != 1 || pj.Unapplied[0] != (unappliedOut{"network.dhcp.start", "dhcp", "no box hardware", dhcpLine}) {
 		t.Errorf("plan --json: %+v", pj)
 	}
 
@@ -76,13 +76,13 @@ func TestNotApplied(t *testing.T) {
 	r = e.run("", "apply", "-f", end, "--json", "--yes")
 	e.expect(r, 0)
 	decodeJSON(t, r, &aj)
-	if len(aj.Plan.Unapplied) != 1 || aj.Plan.Unapplied[0].Message != "not applied: network.dhcp.end — no reconciler yet (dhcp)" || aj.Version != 3 {
+	if len(aj.Plan.Unapplied) != 1 || aj.Plan.Unapplied[0].Message != "not applied: network.dhcp.end — no box hardware (dhcp)" || aj.Version != 3 {
 		t.Errorf("apply --json: %s", r)
 	}
 
 	// status lists the fields of the applied document that nothing applies.
 	r = e.run("", "status")
-	e.expect(r, 0, "version: 3\n", dhcpLine+"\n", "not applied: network.dhcp.end — no reconciler yet (dhcp)\n", "7 fields of the applied document not applied")
+	e.expect(r, 0, "version: 3\n", dhcpLine+"\n", "not applied: network.dhcp.end — no box hardware (dhcp)\n", "8 fields of the applied document not applied")
 	// The mail reconciler applies smtp.mode, smtp.relay and smtp.queue.
 	if strings.Contains(r.stdout, "not applied: smtp.") {
 		t.Errorf("status lists an smtp field as not applied:\n%s", r.stdout)
@@ -95,7 +95,7 @@ func TestNotApplied(t *testing.T) {
 	r = e.run("", "status", "--json")
 	e.expect(r, 0)
 	decodeJSON(t, r, &sj)
-	if sj.Running || sj.Version != 3 || !slices.Contains(sj.Unapplied, unappliedOut{Path: "network.dhcp.start", Section: "dhcp", Reason: "no reconciler yet"}) {
+	if sj.Running || sj.Version != 3 || !slices.Contains(sj.Unapplied, unappliedOut{Path: "network.dhcp.start", Section: "dhcp", Reason: "no box hardware"}) {
 		t.Errorf("status --json: %s", r)
 	}
 
@@ -127,12 +127,12 @@ func TestNotApplied(t *testing.T) {
 		a.Close()
 	}()
 	r = e.run("", "plan", "-f", e.file("back.yaml", docV1))
-	e.expect(r, 2, "not applied: network.dhcp.start — no reconciler yet (dhcp)\nnot applied: network.dhcp.end — no reconciler yet (dhcp)\n"+onlyUnapplied)
+	e.expect(r, 2, "not applied: network.dhcp.start — no box hardware (dhcp)\nnot applied: network.dhcp.end — no box hardware (dhcp)\n"+onlyUnapplied)
 	e.expect(e.run("", "status"), 0, "mailfountaind runs on", "version: 3\n", dhcpLine+"\n")
 	r = e.run("", "status", "--json")
 	e.expect(r, 0)
 	decodeJSON(t, r, &sj)
-	if !sj.Running || sj.Version != 3 || !slices.Contains(sj.Unapplied, unappliedOut{Path: "network.dhcp.start", Section: "dhcp", Reason: "no reconciler yet"}) {
+	if !sj.Running || sj.Version != 3 || !slices.Contains(sj.Unapplied, unappliedOut{Path: "network.dhcp.start", Section: "dhcp", Reason: "no box hardware"}) {
 		t.Errorf("status --json through the daemon: %s", r)
 	}
 }

@@ -148,7 +148,7 @@ func (r *Reconciler) Reads() []reconcilers.FactKey {
 // SkipReason implements reconcilers.Skipper.
 func (r *Reconciler) SkipReason() string {
 	if r.o.NoHardware {
-		return noHardware
+		return reconcilers.ReasonNoHardware
 	}
 	return ""
 }
@@ -202,9 +202,6 @@ func (r *Reconciler) Observe(ctx context.Context) (reconcilers.Live, error) {
 	}
 	return l, nil
 }
-
-// noHardware is reconcilers.ReasonNoHardware. TODO(merge): use it.
-const noHardware = "no box hardware"
 
 // resource names the server in plans.
 const resource = "dhcp server"

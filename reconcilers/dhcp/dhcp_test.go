@@ -195,7 +195,7 @@ func TestNoHardware(t *testing.T) {
 	if got := planOf(p); len(got) != 0 {
 		t.Errorf("plan without hardware: %q", got)
 	}
-	if r := New(Options{NoHardware: true}); r.SkipReason() != noHardware {
+	if r := New(Options{NoHardware: true}); r.SkipReason() != reconcilers.ReasonNoHardware {
 		t.Errorf("skip reason %q", r.SkipReason())
 	}
 }

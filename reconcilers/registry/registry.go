@@ -20,6 +20,7 @@ import (
 	"mailfountain.dev/mailfountain/reconcilers/accounts"
 	"mailfountain.dev/mailfountain/reconcilers/dhcp"
 	"mailfountain.dev/mailfountain/reconcilers/dns"
+	"mailfountain.dev/mailfountain/reconcilers/firewall"
 	"mailfountain.dev/mailfountain/reconcilers/mail"
 	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/runtime/dhcpd"
@@ -41,23 +42,32 @@ type Env struct {
 	// the zones on disk to it when built, and every apply after. Nil
 	// when no server runs (mfapply without the daemon).
 	Zones *dnszone.Live
-	// Box is the hardware the network, firewall and DHCP reconcilers
-	// drive; nil on a machine that is not a box, where they touch
-	// nothing.
-	Box *hw.Box
 	// DHCP is what the DHCP server serves: the DHCP reconciler publishes
 	// the applied settings to it when built, and every apply after. Nil
 	// when no server runs.
 	DHCP *dhcpd.Live
+	// Box is the hardware the network, firewall and DHCP reconcilers
+	// drive; nil on a machine that is not a box, where they touch
+	// nothing.
+	Box *hw.Box
 	// Host is what the network reconciler reads of the host; the zero
 	// Host reads the one this runs on (network.SystemHost).
 	Host network.Host
-	// Network is the network reconciler's WAN links and metrics; its
-	// ports come from Box, the PPPoE link is runtime/pppoe's (files in
-	// DATA/pppoe), and the metrics are the engine's Observer when it
-	// implements network.Metrics, unless set here.
+	// Network is the network reconciler's WAN links (and ports and
+	// metrics, to override Box's and Metrics); the PPPoE link is
+	// runtime/pppoe's (files in DATA/pppoe) unless set here.
 	Network network.Config
+	// Metrics are what the reconcilers report besides the engine's
+	// Observer; nil records nothing.
+	Metrics Metrics
 	Logger  *slog.Logger
+}
+
+// Metrics are the reconcilers' own metrics (runtime/metrics implements
+// them).
+type Metrics interface {
+	firewall.Metrics
+	network.Metrics
 }
 
 // Entry is one reconciler of the box.
@@ -76,6 +86,7 @@ func Entries() []Entry {
 		{Name: accounts.Name, New: newAccounts},
 		{Name: mail.Name, New: newMail},
 		{Name: network.Name, New: newNetwork},
+		{Name: firewall.Name, New: newFirewall},
 		{Name: dns.Name, New: newDNS},
 		{Name: dhcp.Name, New: newDHCP},
 	}
@@ -88,8 +99,7 @@ func newDHCP(ctx context.Context, env Env) (reconcilers.Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	// TODO(merge): NoHardware: env.Box == nil.
-	r := dhcp.New(dhcp.Options{Store: env.Store, Live: env.DHCP, NoHardware: true, Logger: env.Logger})
+	r := dhcp.New(dhcp.Options{Store: env.Store, Live: env.DHCP, NoHardware: env.Box == nil, Logger: env.Logger})
 	r.Publish(cur)
 	return r, nil
 }
@@ -103,6 +113,9 @@ func newNetwork(_ context.Context, env Env) (reconcilers.Reconciler, error) {
 	if env.Box != nil && cfg.Ports == nil {
 		cfg.Ports = &network.Ports{WAN: env.Box.Profile.WAN, LAN: env.Box.Profile.LAN}
 	}
+	if cfg.Metrics == nil && env.Metrics != nil {
+		cfg.Metrics = env.Metrics // the DHCP client's and PPPoE's too, which it implements
+	}
 	if cfg.NewPPPoE == nil {
 		dir, err := filepath.Abs(filepath.Join(env.Store.Dir(), "pppoe"))
 		if err != nil {
@@ -114,6 +127,21 @@ func newNetwork(_ context.Context, env Env) (reconcilers.Reconciler, error) {
 		}
 	}
 	return network.New(env.Store, host, cfg, env.Logger), nil
+}
+
+// newFirewall builds the firewall reconciler of the box's WAN port;
+// without box hardware it touches nothing and reports skipped.
+func newFirewall(_ context.Context, env Env) (reconcilers.Reconciler, error) {
+	cfg := firewall.Config{Logger: env.Logger}
+	if env.Metrics != nil {
+		cfg.Metrics = env.Metrics
+	}
+	if env.Box == nil {
+		cfg.Skip = reconcilers.ReasonNoHardware
+	} else {
+		cfg.WAN = env.Box.Profile.WAN
+	}
+	return firewall.New(cfg), nil
 }
 
 // newDNS builds the DNS reconciler and hands the server the zones it
@@ -153,9 +181,6 @@ func Build(ctx context.Context, env Env, cfg reconcilers.Config, extra ...reconc
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = env.Logger
-	}
-	if nm, ok := cfg.Observer.(network.Metrics); ok && env.Network.Metrics == nil {
-		env.Network.Metrics = nm // the daemon's metrics
 	}
 	var specs []reconcilers.Spec
 	for _, e := range Entries() {

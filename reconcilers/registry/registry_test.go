@@ -47,7 +47,7 @@ func TestRegistryBuilds(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"accounts", "mail", "network", "dns", "dhcp"}; !slices.Equal(order, want) {
+	if want := []string{"accounts", "mail", "network", "firewall", "dns", "dhcp"}; !slices.Equal(order, want) {
 		t.Errorf("order %q, want %q", order, want)
 	}
 }
@@ -72,7 +72,7 @@ func TestRegistryWithExtra(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.Order(), []string{"accounts", "mail", "network", "dns", "dhcp", "late"}; !slices.Equal(got, want) {
+	if got, want := e.Order(), []string{"accounts", "mail", "network", "firewall", "dns", "dhcp", "late"}; !slices.Equal(got, want) {
 		t.Fatalf("order %q, want %q", got, want)
 	}
 	_, err = registry.Build(ctx, env(t), reconcilers.Config{}, reconcilers.Spec{Reconciler: extra{"late"}, After: []string{"nonesuch"}})

@@ -115,8 +115,8 @@ type options struct {
 	observer reconcilers.Observer
 	extra    []reconcilers.Spec
 	zones    *dnszone.Live
-	box      *hw.Box
 	dhcp     *dhcpd.Live
+	box      *hw.Box
 }
 
 // WithObserver has the engine tell obs of every plan and apply attempt.
@@ -131,17 +131,17 @@ func WithZones(zones *dnszone.Live) Option {
 	return func(o *options) { o.zones = zones }
 }
 
-// WithBox has the network, firewall and DHCP reconcilers drive box;
-// without it (or with nil) they touch nothing and report skipped.
-func WithBox(box *hw.Box) Option {
-	return func(o *options) { o.box = box }
-}
-
 // WithDHCP has the DHCP reconciler publish what the DHCP server serves
 // to live: the applied settings from Open on, then those of every
 // apply. Without it (mfapply without the daemon) they are only stored.
 func WithDHCP(live *dhcpd.Live) Option {
 	return func(o *options) { o.dhcp = live }
+}
+
+// WithBox has the network, firewall and DHCP reconcilers drive box;
+// without it (or with nil) they touch nothing and report skipped.
+func WithBox(box *hw.Box) Option {
+	return func(o *options) { o.box = box }
 }
 
 // WithReconcilers adds reconcilers after the registry's, where their
@@ -171,6 +171,11 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 	}
 	settings := &mailconf.Live{}
 	env := registry.Env{Store: st, Settings: settings, Zones: o.zones, DHCP: o.dhcp, Box: o.box, Logger: logger}
+	// The daemon's observer (runtime/metrics) takes the reconcilers' own
+	// metrics too.
+	if m, ok := o.observer.(registry.Metrics); ok {
+		env.Metrics = m
+	}
 	engine, err := registry.Build(ctx, env, reconcilers.Config{Logger: logger, Observer: o.observer}, o.extra...)
 	if err != nil {
 		st.Close()

@@ -69,7 +69,7 @@ func TestResyncOnly(t *testing.T) {
 		t.Fatalf("resync recorded a version: %+v", hist)
 	}
 
-	if _, err := a.ResyncOnly(ctx, []string{"dhcp"}); err == nil || !strings.Contains(err.Error(), `no reconciler "dhcp"`) {
+	if _, err := a.ResyncOnly(ctx, []string{"nonesuch"}); err == nil || !strings.Contains(err.Error(), `no reconciler "nonesuch"`) {
 		t.Fatalf("resync of an unknown reconciler: %v", err)
 	}
 }
@@ -139,7 +139,7 @@ func TestApplyStaleWhenAFactMoved(t *testing.T) {
 	w.addr.Store("192.0.2.1")
 	r.value.Store("")
 	a := openTest(t, t.TempDir(), r, w)
-	if got := a.engine.Order(); !slices.Equal(got, []string{"accounts", "mail", "network", "dns", "wan", "record"}) {
+	if got := a.engine.Order(); !slices.Equal(got, []string{"accounts", "mail", "network", "firewall", "dns", "dhcp", "wan", "record"}) {
 		t.Fatalf("order %q", got)
 	}
 	apply(t, a, docV1, "v1")
@@ -171,8 +171,8 @@ func TestOpenWithObserver(t *testing.T) {
 	apply(t, a, docV1, "v1")
 	// The DNS reconciler is planned again once the facts it reads (the
 	// DKIM keys made by mail) are known.
-	want := []string{"planned accounts", "planned mail", "planned network", "planned dns", "planned fake",
-		"planned accounts", "planned mail", "planned network", "planned dns", "planned fake",
+	want := []string{"planned accounts", "planned mail", "planned network", "planned firewall", "planned dns", "planned dhcp", "planned fake",
+		"planned accounts", "planned mail", "planned network", "planned firewall", "planned dns", "planned dhcp", "planned fake",
 		"applied accounts", "applied mail", "applied network", "planned dns", "applied dns"}
 	if got := obs.names(); !slices.Equal(got, want) {
 		t.Fatalf("observer heard %q, want %q", got, want)

@@ -33,7 +33,7 @@ func TestPlanUnapplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := []string{"system.timezone", "network.mode", "network.wan.method", "network.lan.address", "network.dhcp.enabled", "network.dhcp.start", "network.dhcp.end"}
+	first := []string{"system.timezone", "network.mode", "network.wan.method", "network.lan.address", "network.dhcp.enabled", "network.dhcp.start", "network.dhcp.end", "network.dhcp.lease_time"}
 	if got := paths(p.Unapplied); !slices.Equal(got, first) {
 		t.Fatalf("first plan: unapplied %v, want %v", got, first)
 	}
@@ -46,7 +46,7 @@ func TestPlanUnapplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []reconcilers.UnappliedField{{Path: "network.dhcp.start", Section: "dhcp", Reason: "no reconciler yet"}}
+	want := []reconcilers.UnappliedField{{Path: "network.dhcp.start", Section: "dhcp", Reason: reconcilers.ReasonNoHardware}}
 	if !p.Engine.Empty() || !p.NewVersion || !slices.Equal(p.Unapplied, want) {
 		t.Fatalf("plan of a new DHCP start: engine empty %v, new version %v, unapplied %v", p.Engine.Empty(), p.NewVersion, p.Unapplied)
 	}

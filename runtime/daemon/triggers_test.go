@@ -154,7 +154,7 @@ func TestDaemonRunsWhatATriggerConcerns(t *testing.T) {
 	for _, s := range r.d.Status().Reconcilers {
 		got = append(got, s.Reconciler+": "+s.State)
 	}
-	if want := []string{"accounts: changed", "mail: changed", "network: changed", "dns: changed", "link: in sync", "pointer: changed"}; !slices.Equal(got, want) {
+	if want := []string{"accounts: changed", "mail: changed", "network: changed", "firewall: skipped", "dns: changed", "dhcp: skipped", "link: in sync", "pointer: changed"}; !slices.Equal(got, want) {
 		t.Errorf("status %q, want %q", got, want)
 	}
 	if err := r.stop(); err != nil {

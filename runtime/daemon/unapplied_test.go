@@ -26,10 +26,10 @@ func TestDaemonReportsUnappliedFields(t *testing.T) {
 
 	saveByRename(t, state, strings.Replace(doc("a.example", "bob"), "wan: {method: dhcp}}", "wan: {method: dhcp}, dhcp: {start: 192.168.1.110}}", 1))
 	waitFor(t, "status of version 2", func() bool { return r.d.Status().Version == 2 })
-	if !strings.Contains(r.logs.String(), `msg="not applied: no reconciler yet" field=network.dhcp.start section=dhcp`) {
+	if !strings.Contains(r.logs.String(), `msg="not applied: no box hardware" field=network.dhcp.start section=dhcp`) {
 		t.Errorf("the log does not say that network.dhcp.start is not applied:\n%s", r.logs)
 	}
-	want := reconcilers.UnappliedField{Path: "network.dhcp.start", Section: "dhcp", Reason: "no reconciler yet"}
+	want := reconcilers.UnappliedField{Path: "network.dhcp.start", Section: "dhcp", Reason: "no box hardware"}
 	if st := r.d.Status(); !slices.Contains(st.Unapplied, want) || !slices.ContainsFunc(st.Unapplied, func(u reconcilers.UnappliedField) bool { return u.Path == "network.mode" }) {
 		t.Errorf("status lists as not applied %v; want network.dhcp.start and network.mode among them", st.Unapplied)
 	}

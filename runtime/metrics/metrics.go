@@ -13,7 +13,8 @@
 // ForwardDiscarded), the PPPoE WAN link (PPPoESession, PPPoERestart,
 // PPPoEUp), the front LED's loop (LEDPattern), commit-confirm
 // (ConfirmPending, ConfirmRollback), the DHCP server (DHCPReply,
-// DHCPLeases), the network reconciler (NetlinkChanges,
+// DHCPLeases), the firewall reconciler (FirewallApplied,
+// FirewallDriftCorrected), the network reconciler (NetlinkChanges,
 // NetlinkDriftCorrected) and the WAN's DHCP client (DHCPClientLease,
 // DHCPClientExchange).
 // Those packages declare the small interfaces they call and do
@@ -99,6 +100,12 @@
 //	mailfountain_dhcp_replies_total{kind}  counter  requests by the reply sent: kind="offer", "ack", "nak"; or none: "released", "declined", "exhausted" (no address left to offer), "dropped" (malformed, not for this server, over a limit)
 //	mailfountain_dhcp_leases_active        gauge    leases held by a device
 //	mailfountain_dhcp_pool_free            gauge    addresses of the range no active lease holds (reservations apart)
+//
+// The firewall reconciler (reconcilers/firewall; label op: add, delete):
+//
+//	mailfountain_firewall_rules_applied_total{op}      counter    rules of the table inet mailfountain added or deleted (a table rebuilt whole adds every rule)
+//	mailfountain_firewall_drift_corrected_total        counter    rules (or the table, or a chain) changed by hand and put right
+//	mailfountain_firewall_apply_duration_seconds       histogram  time of a commit of the table's batch
 //
 // The network reconciler (reconcilers/network) and the WAN's DHCP client
 // (runtime/dhcpclient):
@@ -192,6 +199,11 @@ type Metrics struct {
 	// The DHCP server's.
 	dhcpReplies          *prometheus.CounterVec
 	dhcpActive, dhcpFree prometheus.Gauge
+
+	// The firewall reconciler's.
+	fwRules         *prometheus.CounterVec
+	fwDrift         prometheus.Counter
+	fwApplyDuration prometheus.Histogram
 
 	// The network reconciler's and the WAN's DHCP client's.
 	netlinkChanges, netDrift prometheus.Counter
@@ -330,6 +342,17 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 			Name: "mailfountain_dhcp_pool_free",
 			Help: "Addresses of the DHCP range that no active lease holds (reservations apart).",
 		}),
+		fwRules: counter("mailfountain_firewall_rules_applied_total",
+			"Rules of the firewall's table added or deleted (op=add, delete).", "op"),
+		fwDrift: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailfountain_firewall_drift_corrected_total",
+			Help: "Firewall rules, or its table or a chain, changed by hand and put right.",
+		}),
+		fwApplyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailfountain_firewall_apply_duration_seconds",
+			Help:    "Time of a commit of the firewall table's batch.",
+			Buckets: dnsBuckets,
+		}),
 		netlinkChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mailfountain_network_netlink_changes_total",
 			Help: "Changes the network reconciler made to the box's links, addresses, routes and forwarding.",
@@ -357,6 +380,7 @@ func New(reg *prometheus.Registry, logger *slog.Logger) (*Metrics, error) {
 		m.ledPattern,
 		m.confirmPending, m.confirmRollbacks,
 		m.dhcpReplies, m.dhcpActive, m.dhcpFree,
+		m.fwRules, m.fwDrift, m.fwApplyDuration,
 		m.netlinkChanges, m.netDrift, m.dhcpClientLease, m.dhcpClientExchanges,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -710,6 +734,30 @@ func (m *Metrics) DHCPLeases(active, free int) {
 	}
 	m.dhcpActive.Set(float64(active))
 	m.dhcpFree.Set(float64(free))
+}
+
+// FirewallApplied records a commit of the firewall's table: the rules it
+// added and deleted, and how long it took.
+func (m *Metrics) FirewallApplied(added, deleted int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	if added > 0 {
+		m.fwRules.WithLabelValues("add").Add(float64(added))
+	}
+	if deleted > 0 {
+		m.fwRules.WithLabelValues("delete").Add(float64(deleted))
+	}
+	m.fwApplyDuration.Observe(took.Seconds())
+}
+
+// FirewallDriftCorrected records n changes made by hand to the firewall's
+// table and put right.
+func (m *Metrics) FirewallDriftCorrected(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.fwDrift.Add(float64(n))
 }
 
 // NetlinkChanges records changes the network reconciler made.

@@ -190,6 +190,10 @@ func TestScrape(t *testing.T) {
 	m.DHCPReply(dhcpd.Ack)
 	m.DHCPReply(dhcpd.Dropped)
 	m.DHCPLeases(3, 148)
+	m.FirewallApplied(27, 0, 3*time.Millisecond)
+	m.FirewallApplied(2, 1, time.Millisecond)
+	m.FirewallDriftCorrected(2)
+	m.FirewallDriftCorrected(0) // nothing
 	m.NetlinkChanges(5)
 	m.NetlinkChanges(0) // nothing changed: nothing added
 	m.NetlinkDriftCorrected(2)
@@ -270,6 +274,11 @@ func TestScrape(t *testing.T) {
 		`mailfountain_dhcp_replies_total{kind="dropped"}`:                            1,
 		`mailfountain_dhcp_leases_active`:                                            3,
 		`mailfountain_dhcp_pool_free`:                                                148,
+		`mailfountain_firewall_rules_applied_total{op="add"}`:                        29,
+		`mailfountain_firewall_rules_applied_total{op="delete"}`:                     1,
+		`mailfountain_firewall_drift_corrected_total`:                                2,
+		`mailfountain_firewall_apply_duration_seconds_count`:                         2,
+		`mailfountain_firewall_apply_duration_seconds_sum`:                           0.004,
 		`mailfountain_network_netlink_changes_total`:                                 5,
 		`mailfountain_network_drift_corrected_total`:                                 2,
 		`mailfountain_dhcp_client_lease`:                                             1,
@@ -378,6 +387,8 @@ func TestNil(t *testing.T) {
 	m.ConfirmRollback(true)
 	m.DHCPReply(dhcpd.Nak)
 	m.DHCPLeases(1, 1)
+	m.FirewallApplied(1, 1, time.Millisecond)
+	m.FirewallDriftCorrected(1)
 	m.NetlinkChanges(1)
 	m.NetlinkDriftCorrected(1)
 	m.DHCPClientLease(true)

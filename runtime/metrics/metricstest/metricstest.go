@@ -17,6 +17,9 @@ import (
 // "dns rate limited slipped", "dns zone swap", "dns transfer allowed",
 // "dns notify acknowledged", "pppoe session", "pppoe restart", "pppoe
 // up", "pppoe down". Its zero value is ready;
+// "dns notify acknowledged", "firewall applied" (per commit), "firewall
+// rules added" and "firewall rules deleted" (per rule), "firewall drift
+// corrected" (per correction). Its zero value is ready;
 // it is safe for concurrent use.
 type Counts struct {
 	mu sync.Mutex
@@ -78,6 +81,24 @@ func (m *Counts) PPPoEUp(up bool) {
 		m.add("pppoe up")
 	} else {
 		m.add("pppoe down")
+	}
+}
+func (m *Counts) FirewallApplied(added, deleted int, took time.Duration) {
+	m.add("firewall applied")
+	m.addN("firewall rules added", added)
+	m.addN("firewall rules deleted", deleted)
+}
+func (m *Counts) FirewallDriftCorrected(n int) { m.addN("firewall drift corrected", n) }
+
+// addN counts n calls of key at once (n rules of one call).
+func (m *Counts) addN(key string, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == nil {
+		m.n = map[string]int{}
+	}
+	if n > 0 {
+		m.n[key] += n
 	}
 }
 
