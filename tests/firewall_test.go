@@ -77,10 +77,10 @@ func TestFirewallDaemon(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		// 25 rules at the first apply, 25 again after the flush.
+		// 26 rules at the first apply, 26 again after the flush.
 		for k, want := range map[string]float64{
-			`mailfountain_firewall_rules_applied_total{op="add"}`: 50,
-			`mailfountain_firewall_drift_corrected_total`:         25,
+			`mailfountain_firewall_rules_applied_total{op="add"}`: 52,
+			`mailfountain_firewall_drift_corrected_total`:         26,
 			`mailfountain_firewall_apply_duration_seconds_count`:  2,
 		} {
 			if got[k] != want {

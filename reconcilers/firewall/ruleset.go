@@ -187,9 +187,13 @@ func boxRules(in Input) []*Rule {
 	add(rule("input", box, "established").ctState(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED).accept())
 	add(rule("input", box, "loopback").iif(loopback).accept())
 	add(rule("input", box, "lan").iif(hw.LANBridge).accept())
+	// The bridge is a switch between its ports (LAN1 and LAN2; every port
+	// in server mode): where br_netfilter is loaded, what it switches
+	// passes the forward hook, and must pass it.
+	add(rule("forward", box, "within the lan").iif(hw.LANBridge).oif(hw.LANBridge).accept())
 	if in.Mode != "router" {
 		// Server mode: the bridge is the only interface; no NAT, no
-		// forwarding (the forward chain's policy drops).
+		// routing (the forward chain's policy drops the rest).
 		return rules
 	}
 

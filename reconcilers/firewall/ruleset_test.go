@@ -66,7 +66,7 @@ func TestRender(t *testing.T) {
 				`input: iifname "wan" meta l4proto udp th dport 68 accept`,
 				`input: iifname "wan" accept`,
 			},
-			rules: 3 + 11 + 6 + 3 + 2,
+			rules: 4 + 11 + 6 + 3 + 2,
 		},
 		{
 			name:   "router, pppoe: the WAN is ppp0",
@@ -80,7 +80,7 @@ func TestRender(t *testing.T) {
 				`forward: iifname "ppp0" meta nfproto ipv4 ip daddr 192.168.1.30 meta l4proto udp th dport 5060 ct status dnat accept`,
 			),
 			absent: []string{`postrouting: oifname "wan" masquerade`},
-			rules:  3 + 11 + 6 + 3 + 2,
+			rules:  4 + 11 + 6 + 3 + 2,
 		},
 		{
 			name:   "protocol all: tcp and udp",
@@ -92,7 +92,7 @@ func TestRender(t *testing.T) {
 				`forward: iifname "wan" meta nfproto ipv4 ip daddr 192.168.1.40 meta l4proto tcp th dport 3001 ct status dnat accept`,
 				`forward: iifname "wan" meta nfproto ipv4 ip daddr 192.168.1.40 meta l4proto udp th dport 3001 ct status dnat accept`,
 			},
-			rules: 3 + 11 + 6 + 3 + 4,
+			rules: 4 + 11 + 6 + 3 + 4,
 		},
 		{
 			name: "server mode: the LAN only, no NAT, no forwarding",
@@ -103,9 +103,10 @@ func TestRender(t *testing.T) {
 				`input: ct state established,related accept`,
 				`input: iifname "lo" accept`,
 				`input: iifname "br-lan" accept`,
+				`forward: iifname "br-lan" oifname "br-lan" accept`,
 			},
 			absent: append(served("wan"), `postrouting: oifname "wan" masquerade`),
-			rules:  3,
+			rules:  4,
 		},
 	}
 	for _, tc := range tests {
@@ -262,8 +263,8 @@ func TestPlan(t *testing.T) {
 		want    []string
 		drift   int
 	}{
-		{"no table", &live{}, false, []string{"+ firewall table inet mailfountain (router mode, 2 forwards: 27 rules)"}, 0},
-		{"table deleted by hand", &live{}, true, []string{"~ firewall table inet mailfountain (deleted by hand: made again, router mode, 2 forwards: 27 rules)"}, 1},
+		{"no table", &live{}, false, []string{"+ firewall table inet mailfountain (router mode, 2 forwards: 28 rules)"}, 0},
+		{"table deleted by hand", &live{}, true, []string{"~ firewall table inet mailfountain (deleted by hand: made again, router mode, 2 forwards: 28 rules)"}, 1},
 		{"in sync", full(), true, nil, 0},
 		{"a new forward", without("forward udp/9000"), false, []string{"+ firewall forward udp/9000 (→ 192.168.1.21:9000)"}, 0},
 		{"a forward's rules deleted by hand", without("forward udp/9000"), true, []string{"~ firewall forward udp/9000 (→ 192.168.1.21:9000; 2 rules deleted by hand: added again)"}, 2},
@@ -275,7 +276,7 @@ func TestPlan(t *testing.T) {
 			return l
 		}(), true, []string{fmt.Sprintf("- firewall rule forward/96 (added by hand, comment %q)", rs.Rules[0].Key)}, 1},
 		{"a forward no longer wanted", plus(LiveRule{Chain: "prerouting", Handle: 97, Key: "mf forward tcp/22: dnat tcp/22 192.168.1.9:22 #abc"}), false, []string{"- firewall forward tcp/22"}, 0},
-		{"a chain changed by hand", otherChains, true, []string{"~ firewall table inet mailfountain (rebuilt whole: chain input changed (changed by hand); router mode, 2 forwards: 27 rules)"}, 1},
+		{"a chain changed by hand", otherChains, true, []string{"~ firewall table inet mailfountain (rebuilt whole: chain input changed (changed by hand); router mode, 2 forwards: 28 rules)"}, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
