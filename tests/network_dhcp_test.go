@@ -54,17 +54,6 @@ func TestNetworkDHCPServer(t *testing.T) {
 	needTool(t, "busybox")
 	b := newVirtualBox(t)
 	b.create(t)
-	// The LAN bridge of router mode, which the network reconciler makes
-	// (here the test, so that the DHCP server is tested on its own).
-	for _, args := range [][]string{
-		{"link", "add", hw.LANBridge, "type", "bridge"},
-		{"link", "set", "lan1", "master", hw.LANBridge, "up"},
-		{"link", "set", "lan2", "master", hw.LANBridge, "up"},
-		{"addr", "add", "192.168.1.1/24", "dev", hw.LANBridge},
-		{"link", "set", hw.LANBridge, "up"},
-	} {
-		b.must(t, b.name, append([]string{b.ip}, args...)...)
-	}
 	mac := strings.TrimSpace(b.must(t, b.peer("lan2"), "cat", "/sys/class/net/"+hw.PeerPort+"/address"))
 
 	dir := t.TempDir()
