@@ -110,18 +110,28 @@ func TestVirtualBoxDaemon(t *testing.T) {
 	for round := range 2 {
 		d := startDaemonProc(t, "--data", data, "-f", state, "--hardware", b.hardware())
 		waitVersions(t, data, 1)
-		// Same PID, in the box's namespace.
-		self, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", d.cmd.Process.Pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		box, err := os.Stat(hw.NamespacePath(b.name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !os.SameFile(self, box) {
-			t.Fatalf("round %d: the daemon (PID %d) is not in the box's namespace", round, d.cmd.Process.Pid)
-		}
+		// Same PID, in the box's namespace (once it has run itself
+		// again: the data directory of round 0 is there already).
+		waitFor(t, "the daemon inside the box", func() error {
+			self, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", d.cmd.Process.Pid))
+			if err != nil {
+				return err
+			}
+			box, err := os.Stat(hw.NamespacePath(b.name))
+			if err != nil {
+				return err
+			}
+			if !os.SameFile(self, box) {
+				return fmt.Errorf("round %d: the daemon (PID %d) is not in the box's namespace", round, d.cmd.Process.Pid)
+			}
+			return nil
+		})
+		waitFor(t, "the daemon's control socket", func() error {
+			if code, out, errOut := mfapply(t, "", "--data", data, "status"); code != 0 || !strings.Contains(out, "mailfountaind runs on") {
+				return fmt.Errorf("mfapply status: exit %d\n%s%s", code, out, errOut)
+			}
+			return nil
+		})
 		links := b.must(t, b.name, b.ip, "-o", "link", "show")
 		var m []string
 		for _, port := range []string{"wan", "lan1", "lan2"} {
@@ -138,10 +148,6 @@ func TestVirtualBoxDaemon(t *testing.T) {
 			t.Errorf("the restarted daemon made new ports: %v, were %s", m, macs)
 		}
 		macs = strings.Join(m, " ")
-		// mfapply reaches it through the control socket as usual.
-		if code, out, errOut := mfapply(t, "", "--data", data, "status"); code != 0 {
-			t.Fatalf("mfapply status: exit %d\n%s%s", code, out, errOut)
-		}
 		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}

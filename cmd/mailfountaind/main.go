@@ -182,6 +182,15 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.level}))
 
+	// First of all, as it may run the daemon again inside a virtual box,
+	// and before the signals are caught: one caught by this process image
+	// would be lost to the next, and the daemon would not stop.
+	box, err := hw.Start(o.hardware)
+	if err != nil {
+		logger.Error("mailfountaind stopped", "err", err)
+		return exitError
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// Once stopping, a second signal kills at once.
@@ -192,7 +201,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	if err := serve(ctx, o, hup, logger); err != nil {
+	if err := serve(ctx, o, box, hup, logger); err != nil {
 		logger.Error("mailfountaind stopped", "err", err)
 		return exitError
 	}
@@ -200,7 +209,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	return exitOK
 }
 
-func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.Logger) error {
+func serve(ctx context.Context, o *options, box *hw.Box, hup <-chan os.Signal, logger *slog.Logger) error {
 	resync := o.resync
 	if resync == 0 {
 		resync = -1 // daemon.Config: negative disables
@@ -208,11 +217,6 @@ func serve(ctx context.Context, o *options, hup <-chan os.Signal, logger *slog.L
 	// A wrong -f is found before the data directory is created or locked.
 	if _, err := os.Stat(o.statePath); err != nil {
 		return fmt.Errorf("state path: %w", err)
-	}
-	// First of all, as it may run the daemon again inside a virtual box.
-	box, err := hw.Start(o.hardware)
-	if err != nil {
-		return err
 	}
 	logger.Info("mailfountaind starting", "data", o.dataDir, "state", o.statePath, "resync", o.resync.String(), "hardware", hardwareName(box), "pid", os.Getpid())
 
