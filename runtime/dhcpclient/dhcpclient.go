@@ -141,13 +141,15 @@ func (c *Client) Changed() <-chan struct{} {
 	return c.changed
 }
 
-// set replaces the state when it differs (Since aside), and wakes the
-// waiters of Changed.
+// set replaces the state, and wakes the waiters of Changed when it moved
+// (Since, Detail and Until aside: a renewal, a failed retry only update
+// what the status shows).
 func (c *Client) set(s wanlink.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.state
-	if old.Up == s.Up && old.Address == s.Address && old.Gateway == s.Gateway && slices.Equal(old.DNS, s.DNS) && old.Interface == s.Interface {
+	if sameApplied(old, s) {
+		c.state.Detail, c.state.Until = s.Detail, s.Until
 		return
 	}
 	s.Since = c.now()
@@ -155,6 +157,17 @@ func (c *Client) set(s wanlink.State) {
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.met.DHCPClientLease(s.Up)
+}
+
+func sameApplied(a, b wanlink.State) bool {
+	a, b = a.Applied(), b.Applied()
+	return a.Up == b.Up && a.Address == b.Address && a.Gateway == b.Gateway && slices.Equal(a.DNS, b.DNS) && a.Interface == b.Interface
+}
+
+// down sets the state down, with why (for the status) and when the
+// client tries again (zero: at once).
+func (c *Client) down(detail string, retry time.Time) {
+	c.set(wanlink.State{Interface: c.cfg.Interface, Detail: detail, Until: retry})
 }
 
 // errLost ends a session whose lease was lost: discover again at once.
@@ -176,6 +189,7 @@ func (c *Client) Run(ctx context.Context) error {
 			continue
 		case err != nil:
 			c.log.Debug("no lease", "err", err, "retry_in", backoff)
+			c.down(err.Error(), c.now().Add(backoff))
 		}
 		if !c.sleep(ctx, backoff) {
 			return nil
@@ -254,7 +268,7 @@ func (c *Client) hold(ctx context.Context, ex exchanger, lease *nclient4.Lease) 
 			c.met.DHCPClientExchange(kind, result(err))
 			if result(err) == "nak" {
 				c.log.Warn("lease refused by the server", "kind", kind, "err", err)
-				c.set(wanlink.State{Interface: c.cfg.Interface})
+				c.down(fmt.Sprintf("the server refused to %s the lease of %s", kind, c.State().Address.Addr()), time.Time{})
 				return errLost
 			}
 			c.log.Info("no answer to "+kind, "err", err)
@@ -264,7 +278,7 @@ func (c *Client) hold(ctx context.Context, ex exchanger, lease *nclient4.Lease) 
 		}
 		if !renewed {
 			c.log.Warn("lease expired", "address", c.State().Address)
-			c.set(wanlink.State{Interface: c.cfg.Interface})
+			c.down(fmt.Sprintf("the lease of %s expired, no server renewed it", c.State().Address.Addr()), time.Time{})
 			return errLost
 		}
 	}
@@ -298,6 +312,7 @@ func (c *Client) bound(lease *nclient4.Lease, got time.Time) {
 	s := StateOf(lease.ACK)
 	s.Interface = c.cfg.Interface
 	_, _, exp := Times(lease.ACK, got)
+	s.Until = exp
 	if old := c.State(); !old.Up || old.Address != s.Address {
 		c.log.Info("lease", "address", s.Address, "router", s.Gateway, "dns", s.DNS, "expires", exp.Format(time.RFC3339))
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+
+	"mailfountain.dev/mailfountain/runtime/wanlink"
 )
 
 // The lease's timers, with a fake server and a clock that jumps: each
@@ -29,6 +31,18 @@ type fake struct {
 	c       *Client
 	release int
 	lease   time.Duration
+	// states are what the status showed at each exchange (status).
+	states []string
+}
+
+// status is what the status shows of s: its detail and the second of
+// its Until, relative to the start.
+func (f *fake) status(s wanlink.State) string {
+	until := "-"
+	if !s.Until.IsZero() {
+		until = fmt.Sprint(int(s.Until.Sub(f.t0).Seconds()))
+	}
+	return fmt.Sprintf("up=%v until=%s detail=%q", s.Up, until, s.Detail)
 }
 
 type step struct {
@@ -57,6 +71,7 @@ func (f *fake) exchange(kind string) (*nclient4.Lease, error) {
 	defer f.mu.Unlock()
 	n := len(f.calls)
 	f.calls = append(f.calls, fmt.Sprintf("%s@%d up=%v", kind, int(f.now.Sub(f.t0).Seconds()), up))
+	f.states = append(f.states, f.status(f.c.State()))
 	if n >= len(f.script) {
 		f.cancel()
 		return nil, context.Canceled
@@ -224,5 +239,34 @@ func TestTimes(t *testing.T) {
 		if t1.Sub(t0) != tc.t1 || t2.Sub(t0) != tc.t2 || exp.Sub(t0) != tc.life {
 			t.Errorf("%v: %v %v %v", tc.mods, t1.Sub(t0), t2.Sub(t0), exp.Sub(t0))
 		}
+	}
+}
+
+// What the status shows between the exchanges: the last failure and the
+// next try while there is no lease, the lease's expiry once there is one
+// (moved by each renewal), the server's refusal when it NAKs.
+func TestStatusDetail(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	f := &fake{t0: t0, now: t0, cancel: cancel, lease: 2 * time.Minute,
+		script: []step{{"discover", "silent"}, {"discover", "silent"}, {"discover", "ok"}, {"renew", "ok"}, {"renew", "nak"}, {"discover", "silent"}}}
+	c := New(Config{Interface: "wan"})
+	f.c, c.now, c.after = c, f.clock, f.after
+	c.dial = func(string) (exchanger, error) { return fakeEx{f}, nil }
+	if err := c.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`up=false until=- detail=""`,
+		`up=false until=1 detail="discover on wan: timed out"`,
+		`up=false until=3 detail="discover on wan: timed out"`,
+		`up=true until=123 detail=""`, // got at 3 s, for 2 minutes
+		`up=true until=183 detail=""`, // renewed at 63 s
+		`up=false until=- detail="the server refused to renew the lease of 192.0.2.13"`,
+		`up=false until=124 detail="discover on wan: timed out"`, // NAKed at 123 s: the backoff starts again
+	}
+	if !slices.Equal(f.states, want) {
+		t.Errorf("states\n%q, want\n%q", f.states, want)
 	}
 }

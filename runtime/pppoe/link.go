@@ -92,7 +92,8 @@ func (l *Link) State() wanlink.State {
 // each receive sees the latest and misses none. One reader only.
 func (l *Link) Changed() <-chan struct{} { return l.changed }
 
-// setState sets the state and signals the change, if there is one.
+// setState sets the state and signals the change, if there is one (a
+// new Detail or Until alone is none: they are only shown).
 func (l *Link) setState(s wanlink.State) {
 	l.mu.Lock()
 	old := l.state
@@ -101,6 +102,8 @@ func (l *Link) setState(s wanlink.State) {
 	if !same {
 		s.Since = l.now()
 		l.state = s
+	} else {
+		l.state.Detail, l.state.Until = s.Detail, s.Until
 	}
 	l.mu.Unlock()
 	if same {
@@ -160,6 +163,9 @@ func (l *Link) Run(ctx context.Context) error {
 		backoff = l.nextBackoff(backoff)
 		wait := l.jitter(backoff)
 		l.m.PPPoERestart()
+		// The status tells why there is no session, and when pppd runs
+		// again.
+		l.setState(wanlink.State{Interface: IfName, Detail: err.Error(), Until: l.now().Add(wait)})
 		l.log.Warn("pppoe: pppd is not running; starting it again", "err", err, "lasted", lasted.Round(time.Millisecond), "after", wait.Round(time.Millisecond))
 		if l.sleep(ctx, wait) != nil {
 			return nil

@@ -454,11 +454,25 @@ func TestRealPPPD(t *testing.T) {
 	var m metricstest.Counts
 	l := New(Config{Interface: box.Profile.WAN, Username: "u", Password: "p", Dir: t.TempDir(), PPPD: pppd},
 		slog.New(slog.NewTextHandler(&log, nil)), &m)
-	l.sleep = func(ctx context.Context, d time.Duration) error { return errors.New("one run is enough") }
+	t0 := time.Date(2026, 12, 4, 16, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return t0 }
+	var waiting wanlink.State // the state while Run waits to start pppd again
+	var wait time.Duration
+	l.sleep = func(ctx context.Context, d time.Duration) error {
+		waiting, wait = l.State(), d
+		return errors.New("one run is enough")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := l.Run(ctx); err != nil || ctx.Err() != nil {
 		t.Fatalf("Run: %v, %v", err, ctx.Err())
+	}
+	// What `mfapply status` shows of it: down, why, and the next try.
+	if waiting.Up || waiting.Detail != "pppd exited with status 1: a fatal error" || !waiting.Until.Equal(t0.Add(wait)) {
+		t.Errorf("state while waiting %+v, want down with pppd's exit until %v", waiting, t0.Add(wait))
+	}
+	if s := l.State(); s.Up || s.Detail != "" || !s.Until.IsZero() {
+		t.Errorf("state after Run %+v, want down with nothing to say", s)
 	}
 	t.Log(log.String())
 	for _, want := range []string{`line="Plugin rp-pppoe.so loaded."`, `pppd exited with status 1: a fatal error`} {
@@ -481,8 +495,13 @@ func TestPasswordFileMissing(t *testing.T) {
 	l := New(Config{Interface: "wan", Username: "u", PasswordFile: filepath.Join(ctl, "missing"), Dir: t.TempDir(), PPPD: pppd},
 		slog.New(slog.NewTextHandler(&log, nil)), &m)
 	var waits []time.Duration
+	t0 := time.Date(2026, 12, 4, 16, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return t0 }
 	l.sleep = func(ctx context.Context, d time.Duration) error {
 		waits = append(waits, d)
+		if s := l.State(); s.Up || !strings.Contains(s.Detail, "read the password file") || !s.Until.Equal(t0.Add(d)) {
+			t.Errorf("state while waiting %+v, want down with the password file's error until %v", s, t0.Add(d))
+		}
 		if len(waits) == 3 {
 			return errors.New("enough")
 		}
