@@ -414,3 +414,82 @@ func TestPPPoELink(t *testing.T) {
 		t.Errorf("the WAN port with PPPoE:\n%s", l)
 	}
 }
+
+// TestWANStatus: what the daemon's status shows of the WAN: nothing
+// before an apply; the static address applied, in router mode, and
+// server mode's on the bridge; the same from a reconciler that starts
+// on the applied store (a daemon restarted).
+func TestWANStatus(t *testing.T) {
+	b := newBoxEngine(t, Config{})
+	if st, ok := b.net.WANStatus(); ok {
+		t.Errorf("before any apply: %+v", st)
+	}
+	now := time.Now()
+	for _, c := range []struct{ doc, want string }{
+		{routerStatic, "static on wan: 203.0.113.5/24 via 203.0.113.1, DNS 203.0.113.53"},
+		{serverStatic, "server mode on br-lan: 192.168.10.5/24 via 192.168.10.1, DNS 192.168.10.1"},
+		{routerStatic, "static on wan: 203.0.113.5/24 via 203.0.113.1, DNS 203.0.113.53"},
+	} {
+		b.apply(t, schematest.Load(t, c.doc))
+		st, ok := b.net.WANStatus()
+		if got := st.Describe(now); !ok || got != c.want {
+			t.Errorf("status %q (%v), want %q", got, ok, c.want)
+		}
+	}
+	again := New(b.st, SystemHost(), Config{Ports: b.net.ports}, nil)
+	if _, err := again.Observe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := again.WANStatus()
+	if want := "static on wan: 203.0.113.5/24 via 203.0.113.1, DNS 203.0.113.53"; !ok || st.Describe(now) != want {
+		t.Errorf("after a restart: %q (%v), want %q", st.Describe(now), ok, want)
+	}
+}
+
+// TestPPPoEStatus: the status of a PPPoE WAN is its link's: the user
+// name, the session when up, why it is down and the next try when not.
+// Why and when move without a change signalled and plan nothing: the
+// live state's fingerprint stays.
+func TestPPPoEStatus(t *testing.T) {
+	link := &fakeLink{changed: make(chan struct{}, 1)}
+	b := newBoxEngine(t, Config{NewPPPoE: func(string, schema.WAN) (WANLink, error) { return link, nil }})
+	doc := schematest.Load(t, "system: {model: virtual}\nnetwork: {wan: {method: pppoe, username: fti/abc@fai, password: secret}}\n")
+	stop := b.watch(t, doc, time.Hour)
+	defer stop()
+	waitFor(t, 10*time.Second, "the link running", link.running.Load)
+	now := time.Date(2026, 12, 4, 16, 16, 8, 0, time.Local)
+	status := func() string {
+		st, ok := b.net.WANStatus()
+		if !ok {
+			return "none"
+		}
+		return st.Describe(now)
+	}
+	link.set(wanlink.State{Up: true, Address: netip.MustParsePrefix("198.51.100.7/32"), Gateway: netip.MustParseAddr("198.51.100.1"),
+		DNS: []netip.Addr{netip.MustParseAddr("198.51.100.53")}, Interface: "ppp0", Since: now.Add(-time.Minute)})
+	if want := "pppoe on wan as fti/abc@fai: 198.51.100.7/32 on ppp0 via 198.51.100.1, DNS 198.51.100.53 (since 16:15:08)"; status() != want {
+		t.Errorf("status %q, want %q", status(), want)
+	}
+	link.set(wanlink.State{Interface: "ppp0", Detail: "pppd exited with status 1: a fatal error", Until: now.Add(3 * time.Second)})
+	if want := "pppoe on wan as fti/abc@fai: down (pppd exited with status 1: a fatal error; trying again in 3s)"; status() != want {
+		t.Errorf("status %q, want %q", status(), want)
+	}
+	waitFor(t, 10*time.Second, "the session's facts gone", func() bool { return b.rd.facts()["public"] != "198.51.100.7" })
+	p1, err := b.e.Plan(context.Background(), doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link.mu.Lock() // another failure: not signalled
+	link.st.Detail, link.st.Until = "pppd exited with status 10: the PPP negotiation failed", now.Add(6*time.Second)
+	link.mu.Unlock()
+	p2, err := b.e.Plan(context.Background(), doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p2.Empty() || p1.Fingerprints()[Name] != p2.Fingerprints()[Name] {
+		t.Errorf("a new reason to be down moved the plan: %v\n%q\n%q", p2.Empty(), p1.Fingerprints()[Name], p2.Fingerprints()[Name])
+	}
+	if want := "pppoe on wan as fti/abc@fai: down (pppd exited with status 10: the PPP negotiation failed; trying again in 6s)"; status() != want {
+		t.Errorf("status %q, want %q", status(), want)
+	}
+}

@@ -143,6 +143,7 @@ type Reconciler struct {
 	ports *Ports
 	met   Metrics
 	links *links
+	shown shown
 
 	// changes counts the netlink changes applied, for the tests of
 	// idempotence.
@@ -271,7 +272,12 @@ func (r *Reconciler) Observe(ctx context.Context) (reconcilers.Live, error) {
 			return nil, err
 		}
 		n.Running, n.LinkUp, n.Watching = r.links.running()
+		// What only the status shows (a lease's expiry, pppd's last exit)
+		// is no drift, and moves no fingerprint.
+		n.LinkUp = n.LinkUp.Applied()
 		l.net = &n
+		r.shown.setLayout(n.Owned.Layout)
+		r.shown.setUpstreams(s.Upstreams)
 	}
 	return l, nil
 }
@@ -353,6 +359,7 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 			if err := r.st.SetMeta(ctx, MetaApplied, string(b)); err != nil {
 				return fmt.Errorf("apply network settings: %w", err)
 			}
+			r.shown.setUpstreams(p.Upstreams)
 			r.log.Info("network settings applied", "public_address", p.PublicAddress, "upstreams", p.Upstreams, "lan", p.LAN)
 		case netChange:
 			if p.op.kind == opLink {
@@ -366,8 +373,12 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 				// The running link stops before the changes that follow
 				// take its port's address away: a lease is released
 				// from that address.
+				user := ""
+				if p.op.spec.Method == "pppoe" {
+					user = p.op.wan.Username
+				}
 				select {
-				case <-r.links.ask(p.op.spec, l):
+				case <-r.links.ask(p.op.spec, l, user):
 				case <-ctx.Done():
 					return ctx.Err()
 				case <-time.After(linkSwitchWait):
@@ -386,7 +397,10 @@ func (r *Reconciler) Apply(ctx context.Context, changes []reconcilers.Change) er
 		}
 	}
 	if rec != nil {
-		return saveOwned(ctx, r.st, rec.after)
+		if err := saveOwned(ctx, r.st, rec.after); err != nil {
+			return err
+		}
+		r.shown.setLayout(rec.after.Layout)
 	}
 	return nil
 }

@@ -212,3 +212,30 @@ func TestOwnsAndReads(t *testing.T) {
 		t.Errorf("with ports: skip reason %q", why)
 	}
 }
+
+// TestWANStatusNoHardware: off a box there is no WAN to show, applied
+// or not.
+func TestWANStatusNoHardware(t *testing.T) {
+	st, err := store.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := &fakeHost{route: netip.MustParseAddr("192.0.2.7")}
+	r := New(st, h.host(), Config{}, nil)
+	e, err := reconcilers.Build(reconcilers.Config{}, reconcilers.Spec{Reconciler: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := schematest.Load(t, "network: {wan: {method: static, address: 203.0.113.5/24, gateway: 203.0.113.1, dns: [203.0.113.53]}}\n")
+	p, err := e.Plan(context.Background(), doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(context.Background(), p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := r.WANStatus(); ok {
+		t.Errorf("WAN status without box hardware: %+v", s)
+	}
+}

@@ -35,15 +35,19 @@ type links struct {
 	waiters  []chan struct{} // closed once the watch loop switched
 	cur      WANLink
 	curSpec  linkSpec
+	// The PPPoE user names of the wanted and the running link, for the
+	// status (a linkSpec's Account holds the password's source too).
+	wantUser, curUser string
 }
 
-// ask makes l, of spec, the link to run (nil for none); the watch loop
-// stops the running one and starts it. The channel returned is closed
-// once it did (at once when no watch loop runs).
-func (ls *links) ask(spec linkSpec, l WANLink) <-chan struct{} {
+// ask makes l, of spec, the link to run (nil for none), as user (PPPoE's
+// user name); the watch loop stops the running one and starts it. The
+// channel returned is closed once it did (at once when no watch loop
+// runs).
+func (ls *links) ask(spec linkSpec, l WANLink, user string) <-chan struct{} {
 	done := make(chan struct{})
 	ls.mu.Lock()
-	ls.want, ls.wantLink = spec, l
+	ls.want, ls.wantLink, ls.wantUser = spec, l, user
 	if ls.watching {
 		ls.waiters = append(ls.waiters, done)
 	} else {
@@ -78,6 +82,22 @@ func (ls *links) running() (spec linkSpec, st wanlink.State, watching bool) {
 	return ls.curSpec, st, ls.watching
 }
 
+// status is the running link as the status shows it; the wanted one,
+// not started yet, while the watch loop switches (false when neither is
+// a link: a static WAN, server mode).
+func (ls *links) status() (wanlink.Status, bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.cur != nil && ls.want == ls.curSpec {
+		return wanlink.Status{Method: ls.curSpec.Method, Port: ls.curSpec.Interface, Account: ls.curUser, State: ls.cur.State()}, true
+	}
+	if ls.want.Method == "" {
+		return wanlink.Status{}, false
+	}
+	return wanlink.Status{Method: ls.want.Method, Port: ls.want.Interface, Account: ls.wantUser,
+		State: wanlink.State{Detail: "starting"}}, true
+}
+
 // runner is a running link: its cancel and its end.
 type runner struct {
 	cancel context.CancelFunc
@@ -106,7 +126,7 @@ func (ls *links) changed() <-chan struct{} {
 // running (nil for none) and its Changed.
 func (ls *links) switchTo(ctx context.Context, old *runner) (run *runner, changed <-chan struct{}, moved bool) {
 	ls.mu.Lock()
-	want, l := ls.want, ls.wantLink
+	want, l, user := ls.want, ls.wantLink, ls.wantUser
 	same := want == ls.curSpec && (ls.cur != nil || want.Method == "")
 	ls.mu.Unlock()
 	if same {
@@ -129,7 +149,7 @@ func (ls *links) switchTo(ctx context.Context, old *runner) (run *runner, change
 		}
 	}()
 	ls.mu.Lock()
-	ls.cur, ls.curSpec = l, want
+	ls.cur, ls.curSpec, ls.curUser = l, want, user
 	ls.mu.Unlock()
 	ls.log.Info("wan link started", "link", want)
 	return run, l.Changed(), true
