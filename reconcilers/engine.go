@@ -248,6 +248,15 @@ func (e *Engine) Order() []string {
 	return out
 }
 
+// Reconciler is the reconciler of that name, nil when there is none:
+// for what reads one's own state (the daemon's status).
+func (e *Engine) Reconciler(name string) Reconciler {
+	if i, ok := e.index[name]; ok {
+		return e.rs[i]
+	}
+	return nil
+}
+
 // Dependents returns names and, transitively, the reconcilers that read
 // their facts, in apply order: what must run again when they moved.
 func (e *Engine) Dependents(names []string) ([]string, error) {

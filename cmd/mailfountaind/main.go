@@ -62,6 +62,7 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/hw"
+	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
@@ -273,6 +274,11 @@ func serve(ctx context.Context, o *options, box *hw.Box, hup <-chan os.Signal, l
 
 	checkSecurityCode(box, o.dataDir, logger)
 	cfg := daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m, Servers: servers}
+	// The WAN link the network reconciler runs, for the status (none
+	// without box hardware).
+	if w, ok := app.Reconciler(network.Name).(daemon.WAN); ok && box != nil {
+		cfg.WAN = w
+	}
 	ledLoop, ledSource := frontLED(box, o.dataDir, m, logger)
 	if ledLoop != nil {
 		cfg.LED = ledLoop

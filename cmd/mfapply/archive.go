@@ -349,6 +349,9 @@ func (c *cli) daemonStatus(ctx context.Context) int {
 	if st.LED != "" {
 		fmt.Fprintf(w, "front LED: %s\n", st.LED.Describe())
 	}
+	if st.WAN != nil {
+		fmt.Fprintf(w, "WAN link: %s\n", st.WAN.Describe(time.Now()))
+	}
 	if st.Confirm != nil {
 		c.printPending(&st.Confirm.PendingConfirm)
 		if st.Confirm.Attempts > 0 {

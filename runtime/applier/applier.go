@@ -192,6 +192,12 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 	}, nil
 }
 
+// Reconciler is the engine's reconciler of that name, nil when there is
+// none: mailfountaind shows the network reconciler's WAN in its status.
+func (a *Applier) Reconciler(name string) reconcilers.Reconciler {
+	return a.engine.Reconciler(name)
+}
+
 // AccountStatus returns the status of the accounts of domain (all if
 // empty): last login, messages and their size.
 func (a *Applier) AccountStatus(ctx context.Context, domain string) ([]accountstatus.Account, error) {

@@ -39,6 +39,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/store"
 	"mailfountain.dev/mailfountain/runtime/supervisor"
+	"mailfountain.dev/mailfountain/runtime/wanlink"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -84,6 +85,9 @@ type Config struct {
 	// LED, if not nil, is the box's front LED, whose pattern the status
 	// shows; nil means none is driven (no box hardware).
 	LED LED
+	// WAN, if not nil, is the box's WAN (the network reconciler), whose
+	// link the status shows; nil means none (no box hardware).
+	WAN WAN
 	// ConfirmRetry is the delay before trying again a rollback of an
 	// unconfirmed apply that failed; it doubles at each failure, up to 5
 	// minutes. Zero is DefaultConfirmRetry.
@@ -93,6 +97,14 @@ type Config struct {
 // LED is the front LED as the status shows it; *led.Loop is one.
 type LED interface {
 	Showing() hw.Pattern
+}
+
+// WAN is the box's WAN as the status shows it; the network reconciler
+// is one.
+type WAN interface {
+	// WANStatus is the WAN's method, port and link state; false when
+	// there is none to show (no box hardware, nothing applied yet).
+	WANStatus() (wanlink.Status, bool)
 }
 
 // Metrics hears what the daemon does, for its metrics; *metrics.Metrics
@@ -184,6 +196,10 @@ type Status struct {
 	// LED is the front LED's pattern (hw.Pattern: setup, steady, error,
 	// off), or "none" when no LED is driven (no box hardware).
 	LED hw.Pattern `json:"led"`
+	// WAN is the box's WAN link: the method, the port, the lease or
+	// session, or why it is down (wanlink.Status); nil without box
+	// hardware, or before the network was applied.
+	WAN *wanlink.Status `json:"wan,omitempty"`
 	// Confirm is the apply that waits for its confirmation, with its
 	// deadline (confirm.go); nil when none does.
 	Confirm *ConfirmStatus `json:"confirm,omitempty"`
@@ -264,6 +280,11 @@ func (d *Daemon) Status() Status {
 	s.LED = hw.PatternNone
 	if d.cfg.LED != nil {
 		s.LED = d.cfg.LED.Showing()
+	}
+	if d.cfg.WAN != nil {
+		if w, ok := d.cfg.WAN.WANStatus(); ok {
+			s.WAN = &w
+		}
 	}
 	return s
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/hw"
+
+	"mailfountain.dev/mailfountain/runtime/wanlink"
 )
 
 // adminHash is an administrator's password hash (the example's).
@@ -91,4 +93,41 @@ func TestDaemonStatusSaysAFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the failure cleared by a resync", func() bool { return r.d.Status().Failed == "" })
+}
+
+// fixedWAN is a WAN whose status the test sets; ok false: none to show.
+type fixedWAN struct {
+	st wanlink.Status
+	ok bool
+}
+
+func (w fixedWAN) WANStatus() (wanlink.Status, bool) { return w.st, w.ok }
+
+// TestDaemonStatusShowsTheWAN: the status carries the WAN link that
+// Config.WAN reports, and none when it has none to show or there is no
+// Config.WAN (no box hardware).
+func TestDaemonStatusShowsTheWAN(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.yaml")
+	if err := os.WriteFile(state, []byte(doc("a.example", "bob")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	down := wanlink.Status{Method: "pppoe", Port: "wan", Account: "u", State: wanlink.State{Interface: "ppp0", Detail: "pppd exited with status 1: a fatal error"}}
+	for _, c := range []struct {
+		name string
+		wan  WAN
+		want *wanlink.Status
+	}{
+		{"no box hardware", nil, nil},
+		{"nothing to show", fixedWAN{}, nil},
+		{"pppoe down", fixedWAN{down, true}, &down},
+	} {
+		r := startDaemonConfig(t, filepath.Join(dir, "data"), Config{StatePath: state, Resync: -1, Debounce: testDebounce, WAN: c.wan}, nil, nil)
+		waitFor(t, "the version applied", func() bool { return r.d.Status().Version >= 1 })
+		got := r.d.Status().WAN
+		if (got == nil) != (c.want == nil) || got != nil && (got.Method != c.want.Method || got.State.Detail != c.want.State.Detail) {
+			t.Errorf("%s: WAN %+v, want %+v", c.name, got, c.want)
+		}
+		r.stop()
+	}
 }
