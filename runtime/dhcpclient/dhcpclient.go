@@ -210,8 +210,14 @@ func (c *Client) session(ctx context.Context) error {
 	lease, err := ex.discover(dctx)
 	cancel()
 	if err != nil {
-		if ctx.Err() == nil {
-			c.met.DHCPClientExchange("discover", result(err))
+		if ctx.Err() != nil {
+			return err
+		}
+		c.met.DHCPClientExchange("discover", result(err))
+		if errors.Is(err, nclient4.ErrNoResponse) || errors.Is(err, context.DeadlineExceeded) {
+			// What the status shows: the cause, without nclient4's layers.
+			c.log.Debug("discover", "err", err)
+			return fmt.Errorf("no DHCP server answered on %s", c.cfg.Interface)
 		}
 		return fmt.Errorf("discover on %s: %w", c.cfg.Interface, err)
 	}

@@ -2,7 +2,6 @@ package dhcpclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -85,7 +84,7 @@ func (f *fake) exchange(kind string) (*nclient4.Lease, error) {
 	case "nak":
 		return nil, &nclient4.ErrNak{Nak: ack(f.t0, n, f.lease)}
 	case "silent":
-		return nil, errors.New("timed out")
+		return nil, fmt.Errorf("unable to receive an offer: %w", nclient4.ErrNoResponse)
 	}
 	return &nclient4.Lease{ACK: ack(f.t0, n, f.lease)}, nil
 }
@@ -259,12 +258,12 @@ func TestStatusDetail(t *testing.T) {
 	}
 	want := []string{
 		`up=false until=- detail=""`,
-		`up=false until=1 detail="discover on wan: timed out"`,
-		`up=false until=3 detail="discover on wan: timed out"`,
+		`up=false until=1 detail="no DHCP server answered on wan"`,
+		`up=false until=3 detail="no DHCP server answered on wan"`,
 		`up=true until=123 detail=""`, // got at 3 s, for 2 minutes
 		`up=true until=183 detail=""`, // renewed at 63 s
 		`up=false until=- detail="the server refused to renew the lease of 192.0.2.13"`,
-		`up=false until=124 detail="discover on wan: timed out"`, // NAKed at 123 s: the backoff starts again
+		`up=false until=124 detail="no DHCP server answered on wan"`, // NAKed at 123 s: the backoff starts again
 	}
 	if !slices.Equal(f.states, want) {
 		t.Errorf("states\n%q, want\n%q", f.states, want)
