@@ -9,7 +9,8 @@
 //
 // It configures nothing on the host: it hands the lease on as a
 // wanlink.State (the address with its mask, the first router, the DNS
-// servers), which its caller, the network reconciler, applies with
+// servers, the lease's expiry; without a lease, the last failure and the
+// next try, for the status), which its caller, the network reconciler, applies with
 // netlink and publishes as the box's public address and upstream
 // resolvers. Run keeps the lease until its context is done; State and
 // Changed tell the caller what it holds.

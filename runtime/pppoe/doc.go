@@ -1,7 +1,7 @@
 // Package pppoe is the box's PPPoE WAN link (network.wan.method pppoe):
 // pppd with its rp-pppoe plugin, configured from the document's
 // credentials, supervised, its session's addresses handed on as a
-// wanlink.State.
+// wanlink.State (down, it says why pppd exited and when it runs again).
 //
 // It owns pppd's files in its directory (DATA/pppoe: the options, the
 // password in a file of its own, mode 0600, never on the command line; the
