@@ -83,7 +83,7 @@ func NotApplied() []Unowned {
 // changing them alone changes nothing on the box, by design.
 func ReadByNone() []Unowned {
 	return []Unowned{
-		{Path: "system.model", Why: "it describes the hardware rather than configuring it: the schema's rules check the document against it (S100 and S200 serve one domain and have no managers), and the network reconciler will read the names of its ports"},
+		{Path: "system.model", Why: "it describes the hardware rather than configuring it: the schema's rules check the document against it (S100 and S200 serve one domain and have no managers); the ports the network, firewall and DHCP reconcilers drive are those of the hardware the box runs on (package hw, --hardware), not the document's word"},
 		{Path: "system.language", Why: "only the loader reads it: it is the language of the domains that name none (domains[].language, which the accounts reconciler owns); nothing else speaks it yet"},
 	}
 }

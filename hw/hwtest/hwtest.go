@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -104,4 +105,15 @@ func Box(t testing.TB) *hw.Box {
 func Peer(t testing.TB, port string) string {
 	t.Helper()
 	return hw.PeerNamespace(Box(t).Virtual, port)
+}
+
+// Run runs a program (ip, nft, sysctl…) in the box the tests run in and
+// returns its combined output; a failure fails the test.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }

@@ -45,15 +45,6 @@ func inBox(t *testing.T) (*hw.Box, string) {
 	return box, nft
 }
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // reconcile runs Observe, Plan and Apply as the engine does, and returns
 // the plan's lines.
 func reconcile(t *testing.T, r *Reconciler, st *schema.State) []string {
@@ -148,7 +139,7 @@ func TestApply(t *testing.T) {
 	var doc struct {
 		Nftables []map[string]json.RawMessage `json:"nftables"`
 	}
-	if err := json.Unmarshal([]byte(run(t, nft, "-j", "list", "table", "inet", TableName)), &doc); err != nil {
+	if err := json.Unmarshal([]byte(hwtest.Run(t, nft, "-j", "list", "table", "inet", TableName)), &doc); err != nil {
 		t.Fatal(err)
 	}
 	type chain struct {
@@ -217,13 +208,13 @@ func TestApply(t *testing.T) {
 
 	// The same rules as nft makes of the ruleset's text (what the
 	// benchmark loads), byte for byte as nft lists them.
-	ours := run(t, nft, "list", "table", "inet", TableName)
+	ours := hwtest.Run(t, nft, "list", "table", "inet", TableName)
 	file := filepath.Join(t.TempDir(), "table.nft")
 	if err := os.WriteFile(file, []byte(rs.Text()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run(t, nft, "-f", file)
-	if theirs := run(t, nft, "list", "table", "inet", TableName); theirs != ours {
+	hwtest.Run(t, nft, "-f", file)
+	if theirs := hwtest.Run(t, nft, "list", "table", "inet", TableName); theirs != ours {
 		t.Errorf("nft -f of the text lists\n%s\nthe reconciler's table\n%s", theirs, ours)
 	}
 }
@@ -325,13 +316,13 @@ func TestDrift(t *testing.T) {
 	if err := os.WriteFile(file, []byte(others), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run(t, nft, "-f", file)
+	hwtest.Run(t, nft, "-f", file)
 	t.Cleanup(func() {
 		exec.Command(nft, "delete", "table", "inet", "fwtest-other").Run()
 		exec.Command(nft, "delete", "table", "ip", "fwtest-nat").Run()
 	})
 	listOthers := func() string {
-		return run(t, nft, "list", "table", "inet", "fwtest-other") + run(t, nft, "list", "table", "ip", "fwtest-nat")
+		return hwtest.Run(t, nft, "list", "table", "inet", "fwtest-other") + hwtest.Run(t, nft, "list", "table", "ip", "fwtest-nat")
 	}
 	othersBefore := listOthers()
 	handleOf := func(part string) string {
@@ -353,7 +344,7 @@ func TestDrift(t *testing.T) {
 	}{
 		{
 			name: "table flushed",
-			hand: func() { run(t, nft, "flush", "table", "inet", TableName) },
+			hand: func() { hwtest.Run(t, nft, "flush", "table", "inet", TableName) },
 			want: []string{
 				"~ firewall box (24 rules deleted by hand: added again)",
 				"~ firewall forward tcp/8080 (→ 192.168.1.20:80; 2 rules deleted by hand: added again)",
@@ -362,27 +353,27 @@ func TestDrift(t *testing.T) {
 		},
 		{
 			name:  "a rule added",
-			hand:  func() { run(t, nft, "add", "rule", "inet", TableName, "input", "tcp", "dport", "22", "accept") },
+			hand:  func() { hwtest.Run(t, nft, "add", "rule", "inet", TableName, "input", "tcp", "dport", "22", "accept") },
 			want:  []string{"- firewall rule input/%s (added by hand, no comment)"},
 			drift: 1,
 		},
 		{
 			name: "a rule deleted",
 			hand: func() {
-				run(t, nft, "delete", "rule", "inet", TableName, "prerouting", "handle", handleOf("dnat tcp/8080"))
+				hwtest.Run(t, nft, "delete", "rule", "inet", TableName, "prerouting", "handle", handleOf("dnat tcp/8080"))
 			},
 			want:  []string{"~ firewall forward tcp/8080 (→ 192.168.1.20:80; 1 rule deleted by hand: added again)"},
 			drift: 1,
 		},
 		{
 			name:  "the table deleted",
-			hand:  func() { run(t, nft, "delete", "table", "inet", TableName) },
+			hand:  func() { hwtest.Run(t, nft, "delete", "table", "inet", TableName) },
 			want:  []string{"~ firewall table inet mailfountain (deleted by hand: made again, router mode, 1 forward: 26 rules)"},
 			drift: 1,
 		},
 		{
 			name:  "a policy changed",
-			hand:  func() { run(t, nft, "chain", "inet", TableName, "forward", "{ policy accept; }") },
+			hand:  func() { hwtest.Run(t, nft, "chain", "inet", TableName, "forward", "{ policy accept; }") },
 			want:  []string{"~ firewall table inet mailfountain (rebuilt whole: chain forward changed (changed by hand); router mode, 1 forward: 26 rules)"},
 			drift: 1,
 		},
@@ -439,7 +430,7 @@ func TestServerMode(t *testing.T) {
 	if want := []string{"~ firewall table inet mailfountain (rebuilt whole: chain prerouting not wanted, chain postrouting not wanted; server mode, 0 forwards: 4 rules)"}; !slices.Equal(got, want) {
 		t.Fatalf("plan %q, want %q", got, want)
 	}
-	list := run(t, nft, "list", "table", "inet", TableName)
+	list := hwtest.Run(t, nft, "list", "table", "inet", TableName)
 	for _, absent := range []string{"nat", "masquerade", "dnat", `"wan"`} {
 		if strings.Contains(list, absent) {
 			t.Errorf("server mode's table has %q:\n%s", absent, list)
@@ -546,19 +537,19 @@ func TestTraffic(t *testing.T) {
 	// LAN peer's route through the box, and the WAN peer's to the LAN
 	// (as a hostile upstream could have), and forwarding on.
 	if _, err := net.InterfaceByName(hw.LANBridge); err != nil {
-		run(t, ip, "link", "add", hw.LANBridge, "type", "bridge")
+		hwtest.Run(t, ip, "link", "add", hw.LANBridge, "type", "bridge")
 	}
 	for _, lan := range box.Profile.LAN {
-		run(t, ip, "link", "set", lan, "master", hw.LANBridge, "up")
+		hwtest.Run(t, ip, "link", "set", lan, "master", hw.LANBridge, "up")
 	}
-	run(t, ip, "link", "set", hw.LANBridge, "up")
-	run(t, ip, "link", "set", box.Profile.WAN, "up")
-	run(t, ip, "addr", "replace", boxLAN+"/24", "dev", hw.LANBridge)
-	run(t, ip, "addr", "replace", boxWAN+"/24", "dev", box.Profile.WAN)
-	run(t, ip, "-n", wanPeer, "addr", "replace", peerWAN+"/24", "dev", hw.PeerPort)
-	run(t, ip, "-n", wanPeer, "route", "replace", "192.168.1.0/24", "via", boxWAN)
-	run(t, ip, "-n", lanPeer, "addr", "replace", peerLAN+"/24", "dev", hw.PeerPort)
-	run(t, ip, "-n", lanPeer, "route", "replace", "default", "via", boxLAN)
+	hwtest.Run(t, ip, "link", "set", hw.LANBridge, "up")
+	hwtest.Run(t, ip, "link", "set", box.Profile.WAN, "up")
+	hwtest.Run(t, ip, "addr", "replace", boxLAN+"/24", "dev", hw.LANBridge)
+	hwtest.Run(t, ip, "addr", "replace", boxWAN+"/24", "dev", box.Profile.WAN)
+	hwtest.Run(t, ip, "-n", wanPeer, "addr", "replace", peerWAN+"/24", "dev", hw.PeerPort)
+	hwtest.Run(t, ip, "-n", wanPeer, "route", "replace", "192.168.1.0/24", "via", boxWAN)
+	hwtest.Run(t, ip, "-n", lanPeer, "addr", "replace", peerLAN+"/24", "dev", hw.PeerPort)
+	hwtest.Run(t, ip, "-n", lanPeer, "route", "replace", "default", "via", boxLAN)
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -652,15 +643,15 @@ func TestWatch(t *testing.T) {
 	// The subscription may not have been made before this apply: drain.
 	for expect("", 300*time.Millisecond) {
 	}
-	run(t, nft, "add", "table", "inet", "fwtest-watch")
+	hwtest.Run(t, nft, "add", "table", "inet", "fwtest-watch")
 	t.Cleanup(func() { exec.Command(nft, "delete", "table", "inet", "fwtest-watch").Run() })
-	run(t, nft, "add", "chain", "inet", "fwtest-watch", "c")
+	hwtest.Run(t, nft, "add", "chain", "inet", "fwtest-watch", "c")
 	quiet("another table's change")
 
 	reconcile(t, r, router("dhcp", fwd("tcp", 8080, "192.168.1.20", 80)))
 	quiet("the reconciler's own apply")
 
-	run(t, nft, "flush", "table", "inet", TableName)
+	hwtest.Run(t, nft, "flush", "table", "inet", TableName)
 	if !expect("flush", 5*time.Second) {
 		t.Fatal("a flush by hand did not notify")
 	}
@@ -668,7 +659,7 @@ func TestWatch(t *testing.T) {
 		t.Fatal("notified, yet nothing to correct")
 	}
 	quiet("the correction")
-	run(t, nft, "add", "rule", "inet", TableName, "input", "tcp", "dport", "22", "accept")
+	hwtest.Run(t, nft, "add", "rule", "inet", TableName, "input", "tcp", "dport", "22", "accept")
 	if !expect("a rule added", 5*time.Second) {
 		t.Fatal("a rule added by hand did not notify")
 	}

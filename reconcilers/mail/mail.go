@@ -73,15 +73,8 @@ func New(st *store.Store, live *mailconf.Live, logger *slog.Logger) *Reconciler 
 // A field the stored settings lack (stored by an older version) keeps
 // its default.
 func Load(ctx context.Context, st *store.Store) (mailconf.Settings, error) {
-	v, err := st.Meta(ctx, MetaSettings)
-	if errors.Is(err, store.ErrNotFound) {
-		return mailconf.Default(), nil
-	}
-	if err != nil {
-		return mailconf.Settings{}, err
-	}
 	s := mailconf.Default()
-	if err := json.Unmarshal([]byte(v), &s); err != nil {
+	if _, err := st.MetaJSON(ctx, MetaSettings, &s); err != nil {
 		return mailconf.Settings{}, fmt.Errorf("read mail settings: %w", err)
 	}
 	return s, nil

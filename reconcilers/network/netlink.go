@@ -184,15 +184,8 @@ type owned struct {
 
 func loadOwned(ctx context.Context, st *store.Store) (owned, error) {
 	var o owned
-	v, err := st.Meta(ctx, MetaOwned)
-	if errors.Is(err, store.ErrNotFound) {
-		return o, nil
-	}
-	if err != nil {
-		return o, fmt.Errorf("read what the network reconciler created: %w", err)
-	}
-	if err := json.Unmarshal([]byte(v), &o); err != nil {
-		return o, fmt.Errorf("read what the network reconciler created: %w", err)
+	if _, err := st.MetaJSON(ctx, MetaOwned, &o); err != nil {
+		return owned{}, fmt.Errorf("read what the network reconciler created: %w", err)
 	}
 	return o, nil
 }

@@ -235,15 +235,8 @@ func (l *live) Fingerprint() string {
 // Load reads the applied settings from st; none before any apply.
 func Load(ctx context.Context, st *store.Store) (Settings, error) {
 	var s Settings
-	v, err := st.Meta(ctx, MetaApplied)
-	if errors.Is(err, store.ErrNotFound) {
-		return s, nil
-	}
-	if err != nil {
-		return s, fmt.Errorf("read network settings: %w", err)
-	}
-	if err := json.Unmarshal([]byte(v), &s); err != nil {
-		return s, fmt.Errorf("read network settings: %w", err)
+	if _, err := st.MetaJSON(ctx, MetaApplied, &s); err != nil {
+		return Settings{}, fmt.Errorf("read network settings: %w", err)
 	}
 	return s, nil
 }

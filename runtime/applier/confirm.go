@@ -250,16 +250,13 @@ func (a *Applier) restorePending(ctx context.Context, p *PendingConfirm) {
 }
 
 func (a *Applier) readPending(ctx context.Context) (*PendingConfirm, error) {
-	v, err := a.store.Meta(ctx, MetaConfirm)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && v == "") {
-		return nil, nil
-	}
+	var p PendingConfirm
+	found, err := a.store.MetaJSON(ctx, MetaConfirm, &p)
 	if err != nil {
 		return nil, fmt.Errorf("read the pending confirmation: %w", err)
 	}
-	var p PendingConfirm
-	if err := json.Unmarshal([]byte(v), &p); err != nil {
-		return nil, fmt.Errorf("read the pending confirmation: %w", err)
+	if !found {
+		return nil, nil
 	}
 	return &p, nil
 }

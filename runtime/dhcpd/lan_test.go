@@ -36,28 +36,19 @@ func lan(t *testing.T) {
 	for _, tool := range []string{"ip", "dhclient", "busybox"} {
 		testenv.NeedTool(t, tool)
 	}
-	run(t, "ip", "link", "add", hw.LANBridge, "type", "bridge")
+	hwtest.Run(t, "ip", "link", "add", hw.LANBridge, "type", "bridge")
 	t.Cleanup(func() { exec.Command("ip", "link", "del", hw.LANBridge).Run() })
 	for _, port := range []string{"lan1", "lan2"} {
-		run(t, "ip", "link", "set", port, "master", hw.LANBridge, "up")
+		hwtest.Run(t, "ip", "link", "set", port, "master", hw.LANBridge, "up")
 	}
-	run(t, "ip", "addr", "add", "192.168.1.1/24", "dev", hw.LANBridge)
-	run(t, "ip", "link", "set", hw.LANBridge, "up")
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	hwtest.Run(t, "ip", "addr", "add", "192.168.1.1/24", "dev", hw.LANBridge)
+	hwtest.Run(t, "ip", "link", "set", hw.LANBridge, "up")
 }
 
 // macOf is the MAC of what is plugged into port.
 func macOf(t *testing.T, port string) net.HardwareAddr {
 	t.Helper()
-	out := run(t, "ip", "netns", "exec", hwtest.Peer(t, port), "cat", "/sys/class/net/"+hw.PeerPort+"/address")
+	out := hwtest.Run(t, "ip", "netns", "exec", hwtest.Peer(t, port), "cat", "/sys/class/net/"+hw.PeerPort+"/address")
 	m, err := net.ParseMAC(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -169,6 +170,23 @@ func (s *Store) Meta(ctx context.Context, key string) (string, error) {
 		return "", fmt.Errorf("read meta %s: %w", key, err)
 	}
 	return v, nil
+}
+
+// MetaJSON decodes the JSON value of key into v and reports whether key
+// has one: without a value (or an empty one) v is left as it is, its
+// defaults.
+func (s *Store) MetaJSON(ctx context.Context, key string, v any) (bool, error) {
+	raw, err := s.Meta(ctx, key)
+	if errors.Is(err, ErrNotFound) || (err == nil && raw == "") {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
+		return false, fmt.Errorf("decode meta %s: %w", key, err)
+	}
+	return true, nil
 }
 
 // SetMeta sets key to value.

@@ -115,6 +115,43 @@ func TestMeta(t *testing.T) {
 	}
 }
 
+// TestMetaJSON: a key without a value (or an empty one) leaves the
+// defaults; a value fills what it has; a value that is no JSON is an
+// error naming the key.
+func TestMetaJSON(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	type settings struct{ A, B int }
+	for _, tc := range []struct {
+		stored    *string
+		want      settings
+		found     bool
+		errSubstr string
+	}{
+		{stored: nil, want: settings{A: 1, B: 2}},
+		{stored: new(""), want: settings{A: 1, B: 2}},
+		{stored: new(`{"B":5}`), want: settings{A: 1, B: 5}, found: true},
+		{stored: new(`{"B":`), want: settings{A: 1, B: 2}, errSubstr: "decode meta k"},
+	} {
+		if tc.stored != nil {
+			if err := s.SetMeta(ctx, "k", *tc.stored); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := settings{A: 1, B: 2}
+		found, err := s.MetaJSON(ctx, "k", &got)
+		if tc.errSubstr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errSubstr) {
+				t.Errorf("stored %q: error %v, want %q", *tc.stored, err, tc.errSubstr)
+			}
+			continue
+		}
+		if err != nil || found != tc.found || got != tc.want {
+			t.Errorf("stored %v: MetaJSON = %v, %v, %+v; want %v, %+v", tc.stored, found, err, got, tc.found, tc.want)
+		}
+	}
+}
+
 func TestVersions(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, t.TempDir())
