@@ -62,7 +62,6 @@ import (
 	"time"
 
 	"mailfountain.dev/mailfountain/hw"
-	"mailfountain.dev/mailfountain/reconcilers/network"
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
@@ -276,7 +275,7 @@ func serve(ctx context.Context, o *options, box *hw.Box, hup <-chan os.Signal, l
 	cfg := daemon.Config{StatePath: o.statePath, Resync: resync, Logger: logger, Metrics: m, Servers: servers}
 	// The WAN link the network reconciler runs, for the status (none
 	// without box hardware).
-	if w, ok := app.Reconciler(network.Name).(daemon.WAN); ok && box != nil {
+	if w := app.WAN(); w != nil && box != nil {
 		cfg.WAN = w
 	}
 	ledLoop, ledSource := frontLED(box, o.dataDir, m, logger)

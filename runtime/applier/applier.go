@@ -29,6 +29,7 @@ import (
 	"mailfountain.dev/mailfountain/runtime/dnszone"
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/store"
+	"mailfountain.dev/mailfountain/runtime/wanlink"
 	"mailfountain.dev/mailfountain/schema"
 )
 
@@ -192,10 +193,21 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 	}, nil
 }
 
-// Reconciler is the engine's reconciler of that name, nil when there is
-// none: mailfountaind shows the network reconciler's WAN in its status.
-func (a *Applier) Reconciler(name string) reconcilers.Reconciler {
-	return a.engine.Reconciler(name)
+// WANReporter is a reconciler that runs the box's WAN link and reports
+// it (the network reconciler).
+type WANReporter interface {
+	WANStatus() (wanlink.Status, bool)
+}
+
+// WAN returns the reconciler that reports the WAN link, nil when none
+// does: mailfountaind shows it in its status.
+func (a *Applier) WAN() WANReporter {
+	for _, name := range a.engine.Order() {
+		if w, ok := a.engine.Reconciler(name).(WANReporter); ok {
+			return w
+		}
+	}
+	return nil
 }
 
 // AccountStatus returns the status of the accounts of domain (all if
