@@ -6,8 +6,9 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/live"
 )
 
 // Config is what the server hands out, as the DHCP reconciler publishes
@@ -95,35 +96,9 @@ func (c *Config) String() string {
 func (c *Config) Equal(o *Config) bool { return c.String() == o.String() }
 
 // Live is the Config being served, as the DHCP reconciler last
-// published it. The zero Live holds no Config: the server answers
-// nothing.
-type Live struct {
-	mu      sync.Mutex
-	cur     *Config
-	changed chan struct{} // closed by the next Publish
-}
-
-// Publish makes c the Config being served; c must not be changed after.
-func (l *Live) Publish(c *Config) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.cur = c
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
-	}
-}
-
-// Load returns the Config being served (nil before the first Publish),
-// and a channel closed when another is published.
-func (l *Live) Load() (*Config, <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.changed == nil {
-		l.changed = make(chan struct{})
-	}
-	return l.cur, l.changed
-}
+// published it (Publish, Load). The zero Live holds no Config: the
+// server answers nothing.
+type Live = live.Value[Config]
 
 func broadcast(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As4()

@@ -2,9 +2,10 @@ package dnszone
 
 import (
 	"net/netip"
-	"sync"
 
 	"github.com/miekg/dns"
+
+	"mailfountain.dev/mailfountain/runtime/live"
 )
 
 // Zone is one zone the box serves with authority.
@@ -50,33 +51,18 @@ type Set struct {
 // Live is the Set being served, as the DNS reconciler last published it.
 // The zero Live holds an empty Set.
 type Live struct {
-	mu      sync.Mutex
-	cur     *Set
-	changed chan struct{} // closed by the next Publish
+	v live.Value[Set]
 }
 
 // Publish makes s the Set being served; s must not be changed after.
-func (l *Live) Publish(s *Set) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.cur = s
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
-	}
-}
+func (l *Live) Publish(s *Set) { l.v.Publish(s) }
 
 // Load returns the Set being served (never nil), and a channel closed
 // when another is published.
 func (l *Live) Load() (*Set, <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.changed == nil {
-		l.changed = make(chan struct{})
-	}
-	cur := l.cur
+	cur, changed := l.v.Load()
 	if cur == nil {
 		cur = &Set{}
 	}
-	return cur, l.changed
+	return cur, changed
 }
