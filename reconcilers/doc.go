@@ -45,7 +45,7 @@
 //
 // Every field of the document has exactly one owner: the reconciler that
 // declares it in Owns, or an entry of NotApplied (a field whose
-// reconciler does not exist yet: the network links, the firewall…) or ReadByNone,
+// reconciler does not exist yet: the time zone, the web administration) or ReadByNone,
 // each with its reason (ownership.go). CheckOwnership, which the registry
 // runs when it builds the engine, refuses a field with no owner or two,
 // so that a field added to the schema cannot be silently ignored.

@@ -22,11 +22,8 @@ import (
 // Sections whose reconciler does not exist yet; NotApplied says which
 // fields wait for each.
 const (
-	SectionSystem   = "system"
-	SectionWeb      = "web administration"
-	SectionNetwork  = "network"
-	SectionFirewall = "firewall"
-	SectionDHCP     = "dhcp"
+	SectionSystem = "system"
+	SectionWeb    = "web administration"
 )
 
 // ReasonNoReconciler is what plan and status say of a changed field that

@@ -111,9 +111,11 @@ directory and prints the changes, + add, ~ change, - remove, per resource,
 grouped by reconciler. With -out, saves the plan: "mfapply apply FILE"
 applies exactly it, and refuses if the live state moved since.
 
-A changed field that no reconciler applies yet (the network, firewall, DHCP
-and DNS sections) is listed, one line each:
-  not applied: network.dhcp.start — no reconciler yet (dhcp)
+A changed field that the box does not apply is listed, one line each, with
+the reason: no reconciler yet, or no box hardware (the network, firewall
+and DHCP sections on a machine that is not a box: MAILFOUNTAIN_HARDWARE):
+  not applied: system.timezone — no reconciler yet (system)
+  not applied: network.dhcp.start — no box hardware (dhcp)
 Applying records it with the document, and changes nothing on the box for it.
 
 Options:

@@ -14,7 +14,7 @@ import (
 const onlyUnapplied = "nothing the box can apply: only fields that it does not apply (listed above) changed; applying records the document as a new version and changes nothing on the box"
 
 // printUnapplied prints one line per changed field that nothing applies:
-// "not applied: network.dhcp.start — no reconciler yet (dhcp)".
+// "not applied: network.dhcp.start — no box hardware (dhcp)".
 func (c *cli) printUnapplied(us []reconcilers.UnappliedField) {
 	for _, u := range us {
 		fmt.Fprintln(c.stdout, u.String())

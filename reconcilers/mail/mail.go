@@ -128,9 +128,8 @@ func (r *Reconciler) Facts(observed reconcilers.Live, planned []reconcilers.Chan
 }
 
 // ReadsFields implements reconcilers.FieldReader: the other fields Desired
-// reads. The domains' names are the accounts reconciler's; the network's
-// fields will be the network reconciler's, which does not exist yet, so a
-// change of them is also reported as not applied.
+// reads. The domains' names are the accounts reconciler's, the network's
+// fields the network reconciler's.
 func (r *Reconciler) ReadsFields() []string {
 	return []string{
 		"domains[].name",
