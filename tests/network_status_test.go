@@ -117,6 +117,21 @@ func TestNetworkStatusWAN(t *testing.T) {
 	if w == nil || w.Method != "pppoe" || w.Account != "fti/abc@fai" || w.State.Up || w.State.Detail != "pppd exited with status 1: a fatal error" {
 		t.Errorf("status --json of PPPoE: %+v", w)
 	}
+	// pppd got the document's credentials, the password in a file only
+	// the box reads.
+	options, err := os.ReadFile(filepath.Join(b.data, "pppoe", "options"))
+	if err != nil || !strings.Contains(string(options), "\nuser \"fti/abc@fai\"\n") || strings.Contains(string(options), `"secret"`) {
+		t.Errorf("pppd's options (%v):\n%s", err, options)
+	}
+	secrets := filepath.Join(b.data, "pppoe", "secrets")
+	if data, err := os.ReadFile(secrets); err != nil || !strings.Contains(string(data), "\npassword \"secret\"\n") {
+		t.Errorf("pppd's secrets (%v):\n%s", err, data)
+	}
+	if fi, err := os.Stat(secrets); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("pppd's secrets have mode %v, want 0600", fi.Mode().Perm())
+	}
 
 	b.apply(t, strings.Replace(stateDoc("bob"), "wan: {method: dhcp}", "wan: {method: static, address: 203.0.113.10/24, gateway: 203.0.113.1, dns: [203.0.113.53]}", 1), 3)
 	_, w = waitWAN(t, b.data, "the static WAN", regexp.MustCompile(`^WAN link: static on wan: 203\.0\.113\.10/24 via 203\.0\.113\.1, DNS 203\.0\.113\.53$`))
