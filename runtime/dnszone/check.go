@@ -145,21 +145,6 @@ func (c *Checker) Check(ctx context.Context, expected []dns.RR) []Finding {
 	return findings
 }
 
-// Delegation checks that the zone is delegated to the box: the zone's NS
-// records and its SOA, as z.Records has them, against what the resolver
-// answers.
-func (c *Checker) Delegation(ctx context.Context, z Zone) []Finding {
-	origin := strings.ToLower(dns.Fqdn(z.Origin))
-	var want []dns.RR
-	for _, rr := range z.Records {
-		h := rr.Header()
-		if (h.Rrtype == dns.TypeSOA || h.Rrtype == dns.TypeNS) && strings.EqualFold(dns.Fqdn(h.Name), origin) {
-			want = append(want, rr)
-		}
-	}
-	return c.Check(ctx, want)
-}
-
 // forEach runs fn(0..n-1), at most Parallel at once, and returns when all
 // have.
 func (c *Checker) forEach(ctx context.Context, n int, fn func(int)) {

@@ -165,34 +165,6 @@ func TestCheck(t *testing.T) {
 		}
 	})
 
-	t.Run("delegation", func(t *testing.T) {
-		z := Zone{Origin: "ma-societe.fr.", Records: dnstest.Parse(t,
-			"ma-societe.fr. 3600 SOA ns1.ma-societe.fr. hostmaster.ma-societe.fr. 2026120402 3600 900 1209600 3600",
-			"ma-societe.fr. 28800 NS ns1.ma-societe.fr.",
-			"ns1.ma-societe.fr. 10800 A 192.0.2.10",
-			"ma-societe.fr. 28800 MX 10 mail.ma-societe.fr.",
-		)}
-		c := &Checker{Resolver: addr}
-		got := c.Delegation(t.Context(), z)
-		if len(got) != 2 || got[0].Kind != "SOA" || got[0].Verdict != Match || got[1].Kind != "NS" || got[1].Verdict != Match {
-			t.Fatalf("delegation: %v, want SOA and NS matching", got)
-		}
-		z.Records[1] = dnstest.Parse(t, "ma-societe.fr. 28800 NS ns1.box.example.")[0]
-		got = c.Delegation(t.Context(), z)
-		if len(got) != 2 || got[1].Kind != "NS" || got[1].Verdict != Differs {
-			t.Fatalf("delegation elsewhere: %v, want NS differs", got)
-		}
-		z.Origin = "other.example."
-		for i, rr := range z.Records {
-			rr = dns.Copy(rr)
-			rr.Header().Name = "other.example."
-			z.Records[i] = rr
-		}
-		got = c.Delegation(t.Context(), z)
-		if len(got) != 2 || got[0].Verdict != Missing || got[1].Verdict != Missing {
-			t.Fatalf("a zone nobody serves: %v, want SOA and NS missing", got)
-		}
-	})
 }
 
 // TestCheckSilentResolver: a resolver that never answers gives an error
