@@ -29,8 +29,8 @@ const (
 // by the factory.
 const SecurityCodeFile = "security-code"
 
-// NewSecurityCode returns a random code, grouped as on the card.
-func NewSecurityCode() (string, error) {
+// newSecurityCode returns a random code, grouped as on the card.
+func newSecurityCode() (string, error) {
 	// Bytes beyond the last whole multiple of the alphabet are drawn
 	// again, so that every symbol is equally likely.
 	limit := byte(256 - 256%len(securityAlphabet))
@@ -57,11 +57,11 @@ func formatSecurityCode(code string) string {
 	return strings.Join(groups, "-")
 }
 
-// NormalizeSecurityCode reads a code as a person types it: any case,
+// normalizeSecurityCode reads a code as a person types it: any case,
 // with or without the dashes, spaces around and between the groups. It
 // returns the code grouped as on the card, and false when s is not a
 // code.
-func NormalizeSecurityCode(s string) (string, bool) {
+func normalizeSecurityCode(s string) (string, bool) {
 	if len(s) > 4*securityLen {
 		return "", false // nobody types that much: no work for a flood
 	}
@@ -86,8 +86,8 @@ func NormalizeSecurityCode(s string) (string, bool) {
 // administration's password reset (manual 5.5), which must also limit
 // the attempts, as logins do.
 func CheckSecurityCode(code, typed string) bool {
-	want, ok1 := NormalizeSecurityCode(code)
-	got, ok2 := NormalizeSecurityCode(typed)
+	want, ok1 := normalizeSecurityCode(code)
+	got, ok2 := normalizeSecurityCode(typed)
 	// Compared even when typed is no code, so that its form does not
 	// show in the time either; both are of the same length then.
 	if !ok2 {
@@ -117,23 +117,23 @@ func ReadSecurityCode(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read the security code %s: %w", path, err)
 	}
-	code, ok := NormalizeSecurityCode(strings.TrimSpace(string(b[:n])))
+	code, ok := normalizeSecurityCode(strings.TrimSpace(string(b[:n])))
 	if !ok {
 		return "", fmt.Errorf("read the security code: %s holds no code (%d groups of %d of %s)", path, securityGroups, securityGroup, securityAlphabet)
 	}
 	return code, nil
 }
 
-// EnsureSecurityCode returns the code of the file at path, which it
+// ensureSecurityCode returns the code of the file at path, which it
 // creates with a new code (mode 0600) if there is none: the virtual
 // profile's warranty card, made once and kept. The file appears whole or
 // not at all, and an existing one is never replaced.
-func EnsureSecurityCode(path string) (string, error) {
+func ensureSecurityCode(path string) (string, error) {
 	code, err := ReadSecurityCode(path)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return code, err
 	}
-	if code, err = NewSecurityCode(); err != nil {
+	if code, err = newSecurityCode(); err != nil {
 		return "", err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
@@ -173,7 +173,7 @@ func (b *Box) SecurityCode(dataDir string) (string, error) {
 	case b == nil:
 		return "", errors.New("no box hardware: no security code")
 	case b.Virtual != "":
-		return EnsureSecurityCode(filepath.Join(dataDir, SecurityCodeFile))
+		return ensureSecurityCode(filepath.Join(dataDir, SecurityCodeFile))
 	case b.Profile.SecurityCode == "":
 		return "", fmt.Errorf("model %s: no security code", b.Profile.Model)
 	}

@@ -10,14 +10,14 @@ import (
 func TestNewSecurityCode(t *testing.T) {
 	seen := map[string]bool{}
 	for range 200 {
-		c, err := NewSecurityCode()
+		c, err := newSecurityCode()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(c) != 19 || strings.Count(c, "-") != 3 {
 			t.Fatalf("code %q: want 4 groups of 4", c)
 		}
-		if n, ok := NormalizeSecurityCode(c); !ok || n != c {
+		if n, ok := normalizeSecurityCode(c); !ok || n != c {
 			t.Fatalf("code %q does not read back: %q, %v", c, n, ok)
 		}
 		if seen[c] {
@@ -60,7 +60,7 @@ func TestCheckSecurityCode(t *testing.T) {
 // kept across starts; a code others can read is refused.
 func TestEnsureSecurityCode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), SecurityCodeFile)
-	c1, err := EnsureSecurityCode(path)
+	c1, err := ensureSecurityCode(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,9 +68,9 @@ func TestEnsureSecurityCode(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("security code file: %v, %v; want mode 0600", fi, err)
 	}
-	c2, err := EnsureSecurityCode(path)
+	c2, err := ensureSecurityCode(path)
 	if err != nil || c2 != c1 {
-		t.Fatalf("second EnsureSecurityCode = %q, %v; want the first, %q", c2, err, c1)
+		t.Fatalf("second ensureSecurityCode = %q, %v; want the first, %q", c2, err, c1)
 	}
 	if c3, err := ReadSecurityCode(path); err != nil || c3 != c1 {
 		t.Fatalf("ReadSecurityCode = %q, %v", c3, err)
@@ -85,14 +85,14 @@ func TestEnsureSecurityCode(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := EnsureSecurityCode(path); err == nil || !strings.Contains(err.Error(), "others may read it") {
+	if _, err := ensureSecurityCode(path); err == nil || !strings.Contains(err.Error(), "others may read it") {
 		t.Errorf("a code readable by others: err = %v", err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad")
 	if err := os.WriteFile(bad, []byte("not a code\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := EnsureSecurityCode(bad); err == nil {
+	if _, err := ensureSecurityCode(bad); err == nil {
 		t.Error("a file without a code: no error")
 	}
 	if b, _ := os.ReadFile(bad); string(b) != "not a code\n" {
@@ -109,12 +109,12 @@ func FuzzCheckSecurityCode(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, typed string) {
-		n, ok := NormalizeSecurityCode(typed)
+		n, ok := normalizeSecurityCode(typed)
 		if ok {
 			if len(n) != 19 {
-				t.Fatalf("NormalizeSecurityCode(%q) = %q", typed, n)
+				t.Fatalf("normalizeSecurityCode(%q) = %q", typed, n)
 			}
-			if again, ok := NormalizeSecurityCode(n); !ok || again != n {
+			if again, ok := normalizeSecurityCode(n); !ok || again != n {
 				t.Fatalf("%q does not normalize to itself: %q", n, again)
 			}
 		}
