@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 // commands are the binaries of ./cmd/..., built once, by the first test
@@ -97,28 +99,10 @@ func bin(t *testing.T, name string) string {
 	return filepath.Join(commands.dir, name)
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemonProc is a mailfountaind process run by a test.
 type daemonProc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 	exited chan struct{}
 	err    error // Wait's result, once exited is closed
 }
@@ -160,7 +144,7 @@ func startDaemonProcIn(t *testing.T, wrap, env []string, args ...string) *daemon
 		// in the queue.
 		args = append(args, "--resolver", silentResolver(t))
 	}
-	p := &daemonProc{stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &daemonProc{stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	argv := append(slices.Clone(wrap), bin(t, "mailfountaind"))
 	p.cmd = exec.Command(argv[0], append(argv[1:], args...)...)
 	p.cmd.Stderr = p.stderr

@@ -371,7 +371,7 @@ type py struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	out    *bufio.Reader
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 	ports  map[string]int // server flag → port, for connect
 }
 
@@ -462,7 +462,7 @@ func startPy(t *testing.T, d *mailDaemon) *py {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &py{t: t, stderr: &syncBuffer{}}
+	p := &py{t: t, stderr: &testenv.Buffer{}}
 	p.cmd = exec.Command(python, "-c", string(script))
 	p.cmd.Stderr = p.stderr
 	if p.in, err = p.cmd.StdinPipe(); err != nil {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 // The upstream network of the WAN peer.
@@ -110,7 +112,7 @@ func newBoxNet(t *testing.T) *boxNet {
 func (b *boxNet) background(t *testing.T, ns string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(b.ip, append([]string{"netns", "exec", ns}, args...)...)
-	var out syncBuffer
+	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -196,7 +198,7 @@ func (b *boxNet) lease(t *testing.T, ns, client string) []string {
 	// The client runs until it has configured the lease, then is killed
 	// (no release): the next lease of the test starts afresh.
 	cmd := exec.Command(b.ip, append([]string{"netns", "exec", ns}, args...)...)
-	var log syncBuffer
+	var log testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -237,7 +239,7 @@ func (b *boxNet) quietDuring(t *testing.T, f func()) []string {
 	var events []string
 	for _, mon := range [][]string{{b.ip, "monitor", "link", "address", "route"}, {"nft", "monitor"}} {
 		cmd := exec.Command(b.ip, append([]string{"netns", "exec", b.name}, mon...)...)
-		var out syncBuffer
+		var out testenv.Buffer
 		cmd.Stdout = &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

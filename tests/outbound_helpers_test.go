@@ -795,7 +795,7 @@ func startPostfixSink(t *testing.T, ip string, port int, opts ...string) *postfi
 	addr := net.JoinHostPort(ip, strconv.Itoa(port))
 	args = append(append(args, opts...), addr, "64")
 	cmd := exec.Command(path, args...)
-	var stderr syncBuffer
+	var stderr testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

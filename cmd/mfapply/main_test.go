@@ -12,13 +12,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/auth"
 	"mailfountain.dev/mailfountain/runtime/control"
+
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 // mfapplyBin is the command under test, built once by TestMain.
@@ -473,30 +474,12 @@ func TestDataDirectory(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestThroughDaemon serves the data directory's applier on its control
 // socket, as mailfountaind does, and checks that mfapply goes through it:
 // the daemon's log sees each request, and the results are the daemon's.
 func TestThroughDaemon(t *testing.T) {
 	e := newEnv(t)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := applier.Open(ctx, e.data, logger)

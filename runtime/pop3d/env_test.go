@@ -26,6 +26,8 @@ import (
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/maildir"
 	"mailfountain.dev/mailfountain/runtime/store"
+
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 // The accounts of every test environment.
@@ -64,7 +66,7 @@ type env struct {
 	addr     string // port 110's stand-in
 	tlsAddr  string // port 995's stand-in
 	certs    *x509.CertPool
-	logs     *syncBuffer
+	logs     *testenv.Buffer
 	cancel   context.CancelFunc
 	served   chan error
 	serveErr []error
@@ -98,7 +100,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 
-	e := &env{t: t, st: st, live: &mailconf.Live{}, logs: &syncBuffer{}}
+	e := &env{t: t, st: st, live: &mailconf.Live{}, logs: &testenv.Buffer{}}
 	s := mailconf.Default()
 	s.Hostname = "mail.example.org"
 	s.LegacyPlainAuth = o.legacy
@@ -404,24 +406,6 @@ func testTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
 		MinVersion:   tls.VersionTLS12,
 	}, pool
-}
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // client is a raw POP3 connection for scripted exchanges.

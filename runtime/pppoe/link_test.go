@@ -422,24 +422,6 @@ func FuzzParseEvent(f *testing.F) {
 	})
 }
 
-// syncBuffer is a log written by Run's goroutines and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRealPPPD: the real pppd, started as Run starts it, loads the
 // rp-pppoe plugin by the name we give it; on this kernel without PPP it
 // then exits (status 1), and Run starts it again. On a kernel with PPPoE
@@ -450,7 +432,7 @@ func TestRealPPPD(t *testing.T) {
 	if _, err := os.Stat("/dev/ppp"); err == nil {
 		t.Skip("this kernel has PPP: pppd would go on to a session")
 	}
-	var log syncBuffer
+	var log testenv.Buffer
 	var m metricstest.Counts
 	l := New(Config{Interface: box.Profile.WAN, Username: "u", Password: "p", Dir: t.TempDir(), PPPD: pppd},
 		slog.New(slog.NewTextHandler(&log, nil)), &m)
@@ -490,7 +472,7 @@ func TestRealPPPD(t *testing.T) {
 func TestPasswordFileMissing(t *testing.T) {
 	ctl := t.TempDir()
 	pppd := fakePPPD(t, "echo ran >> '"+ctl+"/runs'\n")
-	var log syncBuffer
+	var log testenv.Buffer
 	var m metricstest.Counts
 	l := New(Config{Interface: "wan", Username: "u", PasswordFile: filepath.Join(ctl, "missing"), Dir: t.TempDir(), PPPD: pppd},
 		slog.New(slog.NewTextHandler(&log, nil)), &m)

@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -32,6 +31,8 @@ import (
 	"mailfountain.dev/mailfountain/runtime/mailconf"
 	"mailfountain.dev/mailfountain/runtime/maildir"
 	"mailfountain.dev/mailfountain/runtime/store"
+
+	"mailfountain.dev/mailfountain/runtime/testenv"
 )
 
 const (
@@ -117,24 +118,6 @@ func testTLS(t testing.TB) *tls.Config {
 // clientTLS trusts any certificate: the test's is self-signed.
 var clientTLS = &tls.Config{InsecureSkipVerify: true}
 
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a running server over a real store, with its three listeners.
 type env struct {
 	t                    testing.TB
@@ -142,7 +125,7 @@ type env struct {
 	live                 *mailconf.Live
 	srv                  *Server
 	cfg                  Config
-	logs                 *syncBuffer
+	logs                 *testenv.Buffer
 	mx, sub, subs        string
 	cancel               context.CancelFunc
 	stopOnce             sync.Once
@@ -169,7 +152,7 @@ func newEnvIn(t testing.TB, dir string, edit func(*Config)) *env {
 	set.Hostname = testHost
 	set.Domain = "example.test"
 	live.Store(set)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		t.Fatal(err)
