@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -41,15 +40,7 @@ func newVirtualBox(t *testing.T) *virtualBox {
 	b := &virtualBox{name: fmt.Sprintf("t%d-%d", os.Getpid()%100000, boxSeq.Add(1)), ip: needTool(t, "ip")}
 	t.Cleanup(func() {
 		for _, ns := range b.namespaces() {
-			out, err := exec.Command(b.ip, "netns", "pids", ns).Output()
-			if err != nil {
-				continue
-			}
-			for f := range strings.FieldsSeq(string(out)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
+			killIn(b.ip, ns)
 		}
 		if err := hw.RemoveVirtual(b.name); err != nil {
 			t.Errorf("remove the virtual box: %v", err)

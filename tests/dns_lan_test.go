@@ -53,6 +53,20 @@ type netns struct {
 	name, ip string // its name; the path of ip(8)
 }
 
+// killIn kills what still runs in namespace ns, never the test itself
+// (listed if a thread of its could not leave the namespace).
+func killIn(ip, ns string) {
+	out, err := exec.Command(ip, "netns", "pids", ns).Output()
+	if err != nil {
+		return
+	}
+	for f := range strings.FieldsSeq(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
 // newNetns makes a namespace with its loopback up; its processes are
 // killed and it is deleted when the test ends.
 func newNetns(t *testing.T) *netns {
@@ -66,15 +80,8 @@ func newNetns(t *testing.T) *netns {
 	}
 	t.Cleanup(func() {
 		// The daemon is killed by its own cleanup (registered later, run
-		// earlier); anything left is ours too, but never the test itself
-		// (listed if a thread of do could not leave the namespace).
-		if out, err := exec.Command(n.ip, "netns", "pids", n.name).Output(); err == nil {
-			for f := range strings.FieldsSeq(string(out)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
+		// earlier); anything left is ours too.
+		killIn(n.ip, n.name)
 		if out, err := exec.Command(n.ip, "netns", "del", n.name).CombinedOutput(); err != nil {
 			t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
 		}
