@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 
 	"mailfountain.dev/mailfountain/hw"
-	"mailfountain.dev/mailfountain/runtime/applier"
-	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
 )
 
@@ -27,25 +24,8 @@ func TestStatusShowsTheLED(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.led), func(t *testing.T) {
 			e := newEnv(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			a, err := applier.Open(ctx, e.data, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := control.Listen(e.data, a, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, srv := serveDaemon(t, e, slog.New(slog.DiscardHandler))
 			srv.SetStatus(func() any { return daemon.Status{Setup: tt.setup, LED: tt.led} })
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("serve: %v", err)
-				}
-				a.Close()
-			}()
 			e.expect(e.run("", "status"), 0, "version: 0\n"+tt.line)
 			r := e.run("", "status", "--json")
 			e.expect(r, 0)

@@ -474,20 +474,21 @@ func TestDataDirectory(t *testing.T) {
 	}
 }
 
-// TestThroughDaemon serves the data directory's applier on its control
-// socket, as mailfountaind does, and checks that mfapply goes through it:
-// the daemon's log sees each request, and the results are the daemon's.
-func TestThroughDaemon(t *testing.T) {
-	e := newEnv(t)
-	logs := &testenv.Buffer{}
-	logger := slog.New(slog.NewTextHandler(logs, nil))
+// serveDaemon serves the data directory's applier on its control socket,
+// as mailfountaind does, until the test ends; the caller gives the server
+// the daemon's status or queue if the test needs them.
+func serveDaemon(t *testing.T, e *env, logger *slog.Logger) (*applier.Applier, *control.Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := applier.Open(ctx, e.data, logger)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	srv, err := control.Listen(e.data, a, logger)
 	if err != nil {
+		cancel()
+		a.Close()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -499,6 +500,17 @@ func TestThroughDaemon(t *testing.T) {
 		}
 		a.Close()
 	})
+	return a, srv
+}
+
+// TestThroughDaemon serves the data directory's applier on its control
+// socket, as mailfountaind does, and checks that mfapply goes through it:
+// the daemon's log sees each request, and the results are the daemon's.
+func TestThroughDaemon(t *testing.T) {
+	e := newEnv(t)
+	logs := &testenv.Buffer{}
+	a, _ := serveDaemon(t, e, slog.New(slog.NewTextHandler(logs, nil)))
+	ctx := t.Context()
 
 	requests := func(path string) int {
 		return strings.Count(logs.String(), "path="+path+" ")

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"mailfountain.dev/mailfountain/runtime/applier"
 	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/queue"
 )
@@ -135,28 +134,10 @@ func queueMessages(now time.Time) []queue.Info {
 // q as the daemon's queue (none when q is nil).
 func startQueueDaemon(t *testing.T, e *env, q control.QueueAdmin) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logger := slog.New(slog.DiscardHandler)
-	a, err := applier.Open(ctx, e.data, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := control.Listen(e.data, a, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, srv := serveDaemon(t, e, slog.New(slog.DiscardHandler))
 	if q != nil {
 		srv.ServeQueue(q)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		a.Close()
-	})
 }
 
 // TestQueueCommands runs mfapply queue against a daemon serving a queue

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 
-	"mailfountain.dev/mailfountain/runtime/applier"
-	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
 )
 
@@ -100,32 +97,15 @@ func TestNotApplied(t *testing.T) {
 	}
 
 	// The same through the daemon's control socket.
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := applier.Open(ctx, e.data, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := control.Listen(e.data, a, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, srv := serveDaemon(t, e, slog.New(slog.DiscardHandler))
 	// The daemon's status, as mailfountaind gives it to its socket.
 	srv.SetStatus(func() any {
-		n, us, err := a.Unapplied(ctx)
+		n, us, err := a.Unapplied(t.Context())
 		if err != nil {
 			t.Error(err)
 		}
 		return daemon.Status{Version: n, Unapplied: us}
 	})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		a.Close()
-	}()
 	r = e.run("", "plan", "-f", e.file("back.yaml", docV1))
 	e.expect(r, 2, "not applied: network.dhcp.start — no box hardware (dhcp)\nnot applied: network.dhcp.end — no box hardware (dhcp)\n"+onlyUnapplied)
 	e.expect(e.run("", "status"), 0, "mailfountaind runs on", "version: 3\n", dhcpLine+"\n")

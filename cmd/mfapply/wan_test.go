@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
 
-	"mailfountain.dev/mailfountain/runtime/applier"
-	"mailfountain.dev/mailfountain/runtime/control"
 	"mailfountain.dev/mailfountain/runtime/daemon"
 	"mailfountain.dev/mailfountain/runtime/wanlink"
 )
@@ -41,25 +38,8 @@ func TestStatusShowsTheWAN(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			a, err := applier.Open(ctx, e.data, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := control.Listen(e.data, a, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, srv := serveDaemon(t, e, slog.New(slog.DiscardHandler))
 			srv.SetStatus(func() any { return daemon.Status{LED: "none", WAN: tt.wan()} })
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("serve: %v", err)
-				}
-				a.Close()
-			}()
 			e.expect(e.run("", "status"), 0, "front LED: none (no box hardware)\n"+tt.line+"state files: applied\n")
 			r := e.run("", "status", "--json")
 			e.expect(r, 0)
