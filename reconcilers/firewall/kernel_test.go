@@ -3,9 +3,11 @@ package firewall
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"mailfountain.dev/mailfountain/hw"
 	"mailfountain.dev/mailfountain/hw/hwtest"
@@ -603,6 +606,80 @@ func TestTraffic(t *testing.T) {
 				t.Errorf("%s to %s: %q, %v; want %q", tc.from, tc.addr, got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSpoofedFromTheWAN: a UDP datagram from the WAN that claims a LAN
+// source (the DNS server answers the LAN's addresses as a resolver) never
+// reaches the box's service; the same from the WAN peer's own address
+// does.
+func TestSpoofedFromTheWAN(t *testing.T) {
+	box, _ := inBox(t)
+	ip := testenv.NeedTool(t, "ip")
+	wanPeer := hwtest.Peer(t, "wan")
+	const boxWAN, peerWAN, spoofed = "192.0.2.1", "192.0.2.2", "192.168.1.20"
+	if _, err := net.InterfaceByName(hw.LANBridge); err != nil {
+		hwtest.Run(t, ip, "link", "add", hw.LANBridge, "type", "bridge")
+	}
+	hwtest.Run(t, ip, "link", "set", hw.LANBridge, "up")
+	hwtest.Run(t, ip, "link", "set", box.Profile.WAN, "up")
+	hwtest.Run(t, ip, "addr", "replace", "192.168.1.1/24", "dev", hw.LANBridge)
+	hwtest.Run(t, ip, "addr", "replace", boxWAN+"/24", "dev", box.Profile.WAN)
+	hwtest.Run(t, ip, "-n", wanPeer, "addr", "replace", peerWAN+"/24", "dev", hw.PeerPort)
+
+	r := New(Config{WAN: box.Profile.WAN})
+	reconcile(t, r, router("static"))
+	pc, err := net.ListenPacket("udp4", boxWAN+":53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	got := make(chan string, 10)
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			got <- from.String() + " " + string(buf[:n])
+		}
+	}()
+	send := func(src string, payload string) {
+		t.Helper()
+		inNamespace(t, wanPeer, func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			s4, d4 := netip.MustParseAddr(src).As4(), netip.MustParseAddr(boxWAN).As4()
+			// IPv4 (the kernel fills in the length and checksum), then UDP
+			// without a checksum.
+			pkt := []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, unix.IPPROTO_UDP, 0, 0}
+			pkt = append(append(pkt, s4[:]...), d4[:]...)
+			udp := binary.BigEndian.AppendUint16(nil, 40000)
+			udp = binary.BigEndian.AppendUint16(udp, 53)
+			udp = binary.BigEndian.AppendUint16(udp, uint16(8+len(payload)))
+			udp = append(udp, 0, 0)
+			pkt = append(append(pkt, udp...), payload...)
+			return unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: d4})
+		})
+	}
+	send(spoofed, "forged")
+	send(peerWAN, "true")
+	select {
+	case g := <-got:
+		if g != peerWAN+":40000 true" {
+			t.Fatalf("the box's UDP/53 got %q first, want the WAN peer's own datagram", g)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the WAN peer's own datagram did not arrive (the test proves nothing)")
+	}
+	select {
+	case g := <-got:
+		t.Errorf("the box's UDP/53 also got %q", g)
+	case <-time.After(500 * time.Millisecond):
 	}
 }
 

@@ -199,10 +199,10 @@ func boxRules(in Input) []*Rule {
 
 	// Input from the WAN: the box's own services, and ICMP.
 	for _, p := range ServedTCP {
-		add(rule("input", box, fmt.Sprintf("wan tcp/%d", p)).iif(in.WAN).l4(unix.IPPROTO_TCP).dport(p).accept())
+		add(rule("input", box, fmt.Sprintf("wan tcp/%d", p)).iif(in.WAN).rpf().l4(unix.IPPROTO_TCP).dport(p).accept())
 	}
 	for _, p := range ServedUDP {
-		add(rule("input", box, fmt.Sprintf("wan udp/%d", p)).iif(in.WAN).l4(unix.IPPROTO_UDP).dport(p).accept())
+		add(rule("input", box, fmt.Sprintf("wan udp/%d", p)).iif(in.WAN).rpf().l4(unix.IPPROTO_UDP).dport(p).accept())
 	}
 	const (
 		icmpEcho, icmpUnreach, icmpTimeExceeded, icmpParamProblem = 8, 3, 11, 12
@@ -354,6 +354,17 @@ func (b *builder) oif(name string) *builder {
 	return b.add(fmt.Sprintf("oifname %q", name),
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(name)})
+}
+
+// rpf matches packets whose source address is routed back through the
+// interface they came in by (reverse path): from the WAN, a packet
+// forged with a LAN source address is not, and so never reaches the box's
+// services as if from the LAN (the DNS server answers the LAN's addresses
+// as a resolver).
+func (b *builder) rpf() *builder {
+	return b.add("fib saddr . iif oif != 0",
+		&expr.Fib{Register: 1, FlagSADDR: true, FlagIIF: true, ResultOIF: true},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 }
 
 func (b *builder) ipv4() *builder {

@@ -34,9 +34,9 @@ func TestRender(t *testing.T) {
 	served := func(wan string) []string {
 		var out []string
 		for _, p := range ServedTCP {
-			out = append(out, fmt.Sprintf(`input: iifname %q meta l4proto tcp th dport %d accept`, wan, p))
+			out = append(out, fmt.Sprintf(`input: iifname %q fib saddr . iif oif != 0 meta l4proto tcp th dport %d accept`, wan, p))
 		}
-		return append(out, fmt.Sprintf(`input: iifname %q meta l4proto udp th dport 53 accept`, wan))
+		return append(out, fmt.Sprintf(`input: iifname %q fib saddr . iif oif != 0 meta l4proto udp th dport 53 accept`, wan))
 	}
 	tests := []struct {
 		name   string
