@@ -35,12 +35,14 @@ const (
 const defaultDataDir = "/var/lib/mailfountain"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Before the signals are caught: one caught by this process image
+	// would be lost to the one a virtual box runs again.
 	box, err := startHardware(os.Getenv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mfapply: %v\n", err)
 		os.Exit(exitFail)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	c := &cli{
 		box:       box,
 		stdin:     os.Stdin,
