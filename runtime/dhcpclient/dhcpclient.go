@@ -49,6 +49,14 @@ const (
 	maxBackoff = 16 * time.Second
 	// defaultLease is the lease time assumed of an ACK that gives none.
 	defaultLease = time.Hour
+	// minLease is the shortest lease taken as given, and minRenew the
+	// shortest wait before renewing: a server that hands out leases of
+	// 0 s would otherwise have the client, and every reconciler that
+	// follows the WAN's address, run without a pause.
+	minLease = time.Minute
+	minRenew = minLease / 2
+	// maxDNS is how many of an ACK's DNS servers are kept.
+	maxDNS = 3
 )
 
 // Metrics records what the client does; runtime/metrics implements it.
@@ -223,6 +231,9 @@ func (c *Client) session(ctx context.Context) error {
 		return fmt.Errorf("discover on %s: %w", c.cfg.Interface, err)
 	}
 	c.met.DHCPClientExchange("discover", "ok")
+	if !StateOf(lease.ACK).Up {
+		return fmt.Errorf("the DHCP server on %s offered no usable address (%s)", c.cfg.Interface, lease.ACK.YourIPAddr)
+	}
 	return c.hold(ctx, ex, lease)
 }
 
@@ -268,6 +279,10 @@ func (c *Client) hold(ctx context.Context, ex exchanger, lease *nclient4.Lease) 
 			}
 			if err == nil {
 				c.met.DHCPClientExchange(kind, "ok")
+				if !StateOf(nl.ACK).Up {
+					c.down(fmt.Sprintf("the server's %s gave no usable address (%s)", kind, nl.ACK.YourIPAddr), time.Time{})
+					return errLost
+				}
 				lease, got, renewed = nl, c.now(), true
 				c.bound(lease, got)
 				break
@@ -304,11 +319,12 @@ func retryWait(now, t2, exp time.Time) time.Duration {
 }
 
 // Times are the lease's T1, T2 and expiry from got, when its ACK came:
-// its options, or RFC 2131's defaults (half the lease, seven eighths).
+// its options, or RFC 2131's defaults (half the lease, seven eighths);
+// never a lease under minLease nor a renewal under minRenew.
 func Times(ack *dhcpv4.DHCPv4, got time.Time) (t1, t2, exp time.Time) {
-	lease := ack.IPAddressLeaseTime(defaultLease)
-	r1 := ack.IPAddressRenewalTime(lease / 2)
-	r2 := ack.IPAddressRebindingTime(lease * 7 / 8)
+	lease := max(ack.IPAddressLeaseTime(defaultLease), minLease)
+	r1 := max(ack.IPAddressRenewalTime(lease/2), minRenew)
+	r2 := max(ack.IPAddressRebindingTime(lease*7/8), minRenew)
 	r2 = min(r2, lease)
 	r1 = min(r1, r2)
 	return got.Add(r1), got.Add(r2), got.Add(lease)
@@ -327,26 +343,37 @@ func (c *Client) bound(lease *nclient4.Lease, got time.Time) {
 }
 
 // StateOf is the link state an ACK gives: the address with its mask (the
-// address's class when the ACK has none), the first router, the DNS
-// servers.
+// address's class when the ACK has none or one that is not contiguous),
+// the first router, the first maxDNS DNS servers. What is not a unicast
+// address of a host (0.0.0.0, loopback, link-local, multicast,
+// broadcast) is left out; without a usable address the state is down.
 func StateOf(ack *dhcpv4.DHCPv4) wanlink.State {
-	s := wanlink.State{Up: true}
 	a, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
-	mask := ack.SubnetMask()
-	if mask == nil {
-		mask = ack.YourIPAddr.DefaultMask()
+	if !hostAddr(a) {
+		return wanlink.State{}
 	}
-	bits, _ := mask.Size()
+	s := wanlink.State{Up: true}
+	bits, total := ack.SubnetMask().Size()
+	if total == 0 || bits == 0 {
+		bits, _ = ack.YourIPAddr.DefaultMask().Size()
+	}
 	s.Address = netip.PrefixFrom(a, bits)
 	if rs := ack.Router(); len(rs) > 0 {
-		s.Gateway, _ = netip.AddrFromSlice(rs[0].To4())
+		if g, _ := netip.AddrFromSlice(rs[0].To4()); hostAddr(g) {
+			s.Gateway = g
+		}
 	}
 	for _, d := range ack.DNS() {
-		if x, ok := netip.AddrFromSlice(d.To4()); ok {
+		if x, _ := netip.AddrFromSlice(d.To4()); hostAddr(x) && len(s.DNS) < maxDNS {
 			s.DNS = append(s.DNS, x)
 		}
 	}
 	return s
+}
+
+// hostAddr reports whether a is a unicast address a host can have.
+func hostAddr(a netip.Addr) bool {
+	return a.IsValid() && a.IsGlobalUnicast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // sleep waits d, or until ctx is done (false).

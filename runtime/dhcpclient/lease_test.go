@@ -269,3 +269,39 @@ func TestStatusDetail(t *testing.T) {
 		t.Errorf("states\n%q, want\n%q", f.states, want)
 	}
 }
+
+// TestHostileACK: what a broken or hostile server hands out is not taken
+// as is: a lease of 0 s is a minute, renewed after 30 s; an address that
+// no host can have makes no link; a mask that is not contiguous is the
+// address's class; only unicast DNS servers, three at most.
+func TestHostileACK(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	m, err := dhcpv4.New(dhcpv4.WithLeaseTime(0), dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(0)), dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t1, t2, exp := Times(m, t0); t1.Sub(t0) != minRenew || t2.Sub(t0) != minRenew || exp.Sub(t0) != minLease {
+		t.Errorf("lease 0: T1 %v, T2 %v, expiry %v", t1.Sub(t0), t2.Sub(t0), exp.Sub(t0))
+	}
+	ack := func(yiaddr string, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+		m, err := dhcpv4.New(append([]dhcpv4.Modifier{dhcpv4.WithYourIP(net.ParseIP(yiaddr))}, mods...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, a := range []string{"0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "169.254.1.1"} {
+		if s := StateOf(ack(a)); s.Up || s.Address.IsValid() {
+			t.Errorf("address %s: state %+v, want down", a, s)
+		}
+	}
+	s := StateOf(ack("192.0.2.10",
+		dhcpv4.WithNetmask(net.IPv4Mask(255, 0, 255, 0)),
+		dhcpv4.WithRouter(net.IPv4zero),
+		dhcpv4.WithDNS(net.ParseIP("127.0.0.1"), net.ParseIP("224.0.0.1"), net.ParseIP("192.0.2.53"),
+			net.ParseIP("192.0.2.54"), net.ParseIP("192.0.2.55"), net.ParseIP("192.0.2.56"))))
+	if !s.Up || s.Address.String() != "192.0.2.10/24" || s.Gateway.IsValid() ||
+		fmt.Sprint(s.DNS) != "[192.0.2.53 192.0.2.54 192.0.2.55]" {
+		t.Errorf("state %+v", s)
+	}
+}
