@@ -92,9 +92,6 @@ func (c *Config) String() string {
 	return b.String()
 }
 
-// Equal says whether c and o hand out the same.
-func (c *Config) Equal(o *Config) bool { return c.String() == o.String() }
-
 // Live is the Config being served, as the DHCP reconciler last
 // published it (Publish, Load). The zero Live holds no Config: the
 // server answers nothing.

@@ -100,6 +100,9 @@ func New(o Options) (*Server, error) {
 	if o.Config == nil {
 		o.Config = &Live{}
 	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("dhcp leases' directory: %w", err)
+	}
 	s := &Server{o: o, log: o.Logger, m: o.Metrics, pool: newPool(), limit: newLimiter()}
 	ls, err := readLeases(filepath.Join(o.Dir, LeaseFile))
 	if err != nil {
@@ -134,9 +137,6 @@ func (s *Server) save() error {
 		return err
 	}
 	path := filepath.Join(s.o.Dir, LeaseFile)
-	if err := os.MkdirAll(s.o.Dir, 0o755); err != nil {
-		return err
-	}
 	// The devices' MACs and names: the box's business only.
 	if err := safeio.WriteFile(path, append(data, '\n'), 0o600); err != nil {
 		return err
@@ -291,7 +291,7 @@ func (s *Server) answer(cfg *Config, req *dhcpv4.DHCPv4, mac string, now time.Ti
 			s.log.Warn("dhcp: no address left to offer", "client", mac, "range", fmt.Sprintf("%s-%s", cfg.Start, cfg.End))
 			return nil, nil, Exhausted
 		}
-		return s.reply(cfg, req, dhcpv4.MessageTypeOffer, a, mac), broadcastIfNew(to, ciaddr), Offer
+		return s.reply(cfg, req, dhcpv4.MessageTypeOffer, a, mac), to, Offer
 
 	case dhcpv4.MessageTypeRequest:
 		var a netip.Addr
@@ -318,7 +318,7 @@ func (s *Server) answer(cfg *Config, req *dhcpv4.DHCPv4, mac string, now time.Ti
 			// that it starts again (RFC 2131 4.3.2).
 			return s.nak(cfg, req, "address not on this network"), broadcastTo, Nak
 		}
-		l, ok := s.pool.bind(mac, a, req.HostName(), now)
+		l, ok := s.pool.bind(mac, a, hostLabel(req.HostName()), now)
 		if !ok {
 			s.log.Info("dhcp: request refused", "client", mac, "address", a)
 			return s.nak(cfg, req, "address not available"), broadcastTo, Nak
@@ -359,15 +359,6 @@ func (s *Server) answer(cfg *Config, req *dhcpv4.DHCPv4, mac string, now time.Ti
 		return s.reply(cfg, req, dhcpv4.MessageTypeAck, netip.Addr{}, mac), to, Ack
 	}
 	return nil, nil, ""
-}
-
-// broadcastIfNew is where an OFFER goes: to a client that has an address
-// (ciaddr), there; else broadcast.
-func broadcastIfNew(to *net.UDPAddr, ciaddr netip.Addr) *net.UDPAddr {
-	if ciaddr.IsValid() {
-		return to
-	}
-	return broadcastTo
 }
 
 func (s *Server) saveOrLog() {
@@ -423,4 +414,21 @@ func (s *Server) nak(cfg *Config, req *dhcpv4.DHCPv4, why string) *dhcpv4.DHCPv4
 		return nil
 	}
 	return resp
+}
+
+// hostLabel is a client's host name (option 12) as the leases keep it: a
+// DNS label of letters, digits and '-', at most 63 bytes; anything else
+// (a hostile client's 255 bytes of escapes, which the leases file and the
+// log would carry at every renewal) is not kept.
+func hostLabel(name string) string {
+	if len(name) == 0 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return ""
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return ""
+		}
+	}
+	return name
 }

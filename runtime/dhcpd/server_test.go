@@ -262,3 +262,16 @@ func TestServerFloodOfMACs(t *testing.T) {
 		t.Errorf("leases file: %v %v", fi, err)
 	}
 }
+
+// TestHostLabel: a client's host name is kept only as a DNS label.
+func TestHostLabel(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	for in, want := range map[string]string{
+		"poste-12": "poste-12", "PC": "PC", "": "", "-x": "", "x-": "", "a.b": "",
+		"caf\u00e9": "", "a b": "", "x\u2028y": "", long: "", long[:63]: long[:63],
+	} {
+		if got := hostLabel(in); got != want {
+			t.Errorf("hostLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
