@@ -123,7 +123,13 @@ func newNetwork(_ context.Context, env Env) (reconcilers.Reconciler, error) {
 		}
 		pm, _ := cfg.Metrics.(pppoe.Metrics)
 		cfg.NewPPPoE = func(iface string, wan schema.WAN) (network.WANLink, error) {
-			return pppoe.New(pppoe.Config{Interface: iface, Username: wan.Username, Password: wan.Password, PasswordFile: wan.PasswordFile, Dir: dir}, env.Logger, pm), nil
+			// Credentials pppd cannot take (a NUL, over 255 bytes) fail
+			// the apply, rather than a link that never starts.
+			c := pppoe.Config{Interface: iface, Username: wan.Username, Password: wan.Password, PasswordFile: wan.PasswordFile, Dir: dir}
+			if err := c.Validate(); err != nil {
+				return nil, err
+			}
+			return pppoe.New(c, env.Logger, pm), nil
 		}
 	}
 	return network.New(env.Store, host, cfg, env.Logger), nil
