@@ -18,8 +18,8 @@ const ledFile = "led"
 type daemonState struct{ d *daemon.Daemon }
 
 func (s *daemonState) LEDState() led.State {
-	st := s.d.Status()
-	return led.State{Setup: st.Setup, Failed: st.Failed != "" || led.Failed(st.Reconcilers)}
+	setup, failed, statuses := s.d.Health()
+	return led.State{Setup: setup, Failed: failed != "" || led.Failed(statuses)}
 }
 
 // frontLED returns the loop of the box's front LED, with the source to

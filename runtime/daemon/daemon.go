@@ -289,6 +289,16 @@ func (d *Daemon) Status() Status {
 	return s
 }
 
+// Health is the part of the status the front LED shows, read four times a
+// second: setup mode, why the last apply or resync failed ("" if it did
+// not), and the reconcilers' statuses of the last one. It builds none of
+// the rest (the servers, the WAN link).
+func (d *Daemon) Health() (setup bool, failed string, statuses []reconcilers.Status) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status.Setup, d.status.Failed, append([]reconcilers.Status(nil), d.status.Reconcilers...)
+}
+
 // Run applies the state on start, starts the hosted components, then
 // watches the state files, reloads on request and corrects drift until ctx
 // is done. It returns nil after a clean stop, and an error when it cannot

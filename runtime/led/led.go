@@ -22,7 +22,7 @@ import (
 
 // DefaultPoll is Config.Poll's default: how often the loop reads the
 // daemon's state. A quarter of a second is soon enough for a person
-// looking at the box, and the read is a copy of a few slices.
+// looking at the box, and the read (the daemon's Health) copies one slice.
 const DefaultPoll = 250 * time.Millisecond
 
 // State is what decides the pattern.
