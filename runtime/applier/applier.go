@@ -196,6 +196,8 @@ func Open(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Opti
 // WANReporter is a reconciler that runs the box's WAN link and reports
 // it (the network reconciler).
 type WANReporter interface {
+	// WANStatus is the WAN's method, port and link state; false when
+	// there is none to show (no box hardware, nothing applied yet).
 	WANStatus() (wanlink.Status, bool)
 }
 
@@ -362,7 +364,7 @@ func (a *Applier) apply(ctx context.Context, p *Plan, message, origin string, wi
 		if next != nil {
 			// The same document: the deadline of the pending
 			// confirmation moves, its version stays.
-			res.Pending, err = a.endConfirm(ctx, next, pending.Version)
+			res.Pending, err = a.endConfirm(ctx, next, pending.Version, within)
 		}
 		return res, err
 	}
@@ -379,7 +381,7 @@ func (a *Applier) apply(ctx context.Context, p *Plan, message, origin string, wi
 	a.logger.Info("applied", "version", n, "origin", origin, "changes", countChanges(fresh))
 	switch {
 	case next != nil:
-		if res.Pending, err = a.endConfirm(ctx, next, n); err != nil {
+		if res.Pending, err = a.endConfirm(ctx, next, n, within); err != nil {
 			return res, fmt.Errorf("apply: %w", err)
 		}
 	case pending != nil:

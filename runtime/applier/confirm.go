@@ -226,11 +226,7 @@ func (a *Applier) beginConfirm(ctx context.Context, pending *PendingConfirm, bas
 
 // endConfirm records the pending confirmation once its apply is done:
 // its version, and its deadline counted from now.
-func (a *Applier) endConfirm(ctx context.Context, next *PendingConfirm, version int) (*PendingConfirm, error) {
-	within, err := time.ParseDuration(next.Within)
-	if err != nil {
-		return nil, fmt.Errorf("pending confirmation: %w", err)
-	}
+func (a *Applier) endConfirm(ctx context.Context, next *PendingConfirm, version int, within time.Duration) (*PendingConfirm, error) {
 	done := *next
 	done.Version, done.Deadline = version, time.Now().UTC().Add(within)
 	if err := a.writePending(ctx, &done); err != nil {

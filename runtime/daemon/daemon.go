@@ -101,11 +101,7 @@ type LED interface {
 
 // WAN is the box's WAN as the status shows it; the network reconciler
 // is one.
-type WAN interface {
-	// WANStatus is the WAN's method, port and link state; false when
-	// there is none to show (no box hardware, nothing applied yet).
-	WANStatus() (wanlink.Status, bool)
-}
+type WAN = applier.WANReporter
 
 // Metrics hears what the daemon does, for its metrics; *metrics.Metrics
 // is one.

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -88,13 +87,11 @@ func (d *Daemon) heldSince(ctx context.Context, hash string) time.Time {
 		return cur.Since
 	}
 	st := d.app.Store()
-	if v, err := st.Meta(ctx, MetaHeld); err == nil && v != "" {
-		var m heldMeta
-		if json.Unmarshal([]byte(v), &m) == nil && m.SourcesHash == hash && !m.Since.IsZero() {
-			return m.Since
-		}
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+	var m heldMeta
+	if found, err := st.MetaJSON(ctx, MetaHeld, &m); err != nil {
 		d.log.Warn("read the held state files' date", "err", err)
+	} else if found && m.SourcesHash == hash && !m.Since.IsZero() {
+		return m.Since
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	b, _ := json.Marshal(heldMeta{SourcesHash: hash, Since: now})
