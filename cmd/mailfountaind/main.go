@@ -134,7 +134,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	fs.StringVar(&hardware, "hardware", hardware, "hardware the network, firewall and DHCP reconcilers drive: auto (this box, or none), none, or virtual[:NAME] (a box in network namespaces, for development and tests; root) (env MAILFOUNTAIN_HARDWARE)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--dns ADDR] [--metrics ADDR] [--resolver ADDR] [--remote-port N] [--hardware SEL]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: mailfountaind [--data DIR] -f PATH [--resync DURATION] [--log-level LEVEL] [--smtp ADDR] ... [--dns ADDR] [--dhcp ADDR] [--metrics ADDR] [--resolver ADDR] [--remote-port N] [--hardware SEL]\n\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nSIGHUP reloads the state files; SIGTERM or SIGINT stops the daemon.\n")
 	}

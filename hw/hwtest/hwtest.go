@@ -111,6 +111,7 @@ func Peer(t testing.TB, port string) string {
 // returns its combined output; a failure fails the test.
 func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
+	Box(t) // never in the host's namespace
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)

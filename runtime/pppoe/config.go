@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"mailfountain.dev/mailfountain/hw"
 )
 
 // Defaults of Config's zero fields.
@@ -30,7 +32,7 @@ const (
 
 // IfName is the PPP interface pppd creates (its ifname option): the
 // box's WAN address is on it while a session is up.
-const IfName = "ppp0"
+const IfName = hw.PPPInterface
 
 // Limits of pppd 2.4.9 (pppd.h): MAXNAMELEN and MAXSECRETLEN are 256
 // with the terminating NUL; pppd would cut a longer name or password
