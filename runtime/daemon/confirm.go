@@ -72,8 +72,17 @@ func (d *Daemon) checkConfirm(ctx context.Context) {
 	}
 	// Once started, a rollback runs to its end, as an apply does.
 	res, rolled, err := d.app.RollbackUnconfirmed(context.WithoutCancel(ctx), now)
-	if res != nil {
-		d.setStatus(func(s *Status) { s.Reconcilers = res.Statuses })
+	// As an apply does: the LED shows how the last one went.
+	if res != nil || err != nil {
+		d.setStatus(func(s *Status) {
+			if res != nil {
+				s.Reconcilers = res.Statuses
+			}
+			s.Failed = ""
+			if err != nil {
+				s.Failed = err.Error()
+			}
+		})
 	}
 	if err != nil {
 		d.cfg.Metrics.ConfirmRollback(false)
