@@ -213,6 +213,16 @@ func observeNet(ports *Ports) (netState, error) {
 	for _, l := range links {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
+	// One dump of every address (netlink's per-link listing dumps them
+	// all anyway and filters), grouped by link.
+	all, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return s, fmt.Errorf("list addresses: %w", err)
+	}
+	byLink := map[int][]netlink.Addr{}
+	for _, ad := range all {
+		byLink[ad.LinkIndex] = append(byLink[ad.LinkIndex], ad)
+	}
 	managed := ports.managed()
 	for _, l := range links {
 		a := l.Attrs()
@@ -220,11 +230,7 @@ func observeNet(ports *Ports) (netState, error) {
 			continue
 		}
 		s.Links[a.Name] = observedLink{Exists: true, Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex]}
-		addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_V4) })
-		if err != nil {
-			return s, fmt.Errorf("list the addresses of %s: %w", a.Name, err)
-		}
-		for _, ad := range addrs {
+		for _, ad := range byLink[a.Index] {
 			if p, ok := prefixOf(ad.IPNet); ok {
 				s.Addrs = append(s.Addrs, ifAddr{a.Name, p})
 			}
